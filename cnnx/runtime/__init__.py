@@ -1,0 +1,1 @@
+"""Edge runtime: onnxruntime, Pillow and numpy only; never imports torch."""

@@ -1,0 +1,70 @@
+"""Training configuration: one dataclass, one field per CLI option, saved in every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from cnnx.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "mnist"  # dataset name (cnnx.train.datasets.LOADERS)
+    arch: str | None = None  # registry name; None = the dataset's default architecture
+    epochs: int = 8  # passes over the training split
+    batch_size: int = 256  # images per optimiser step
+    lr: float = 0.01  # peak learning rate (one-cycle) or initial learning rate (cosine, constant)
+    optimizer: str = "adamw"  # sgd (Nesterov momentum), adam or adamw
+    momentum: float = 0.9  # SGD momentum, Adam beta1
+    weight_decay: float = 5e-4  # decoupled for AdamW, L2 for SGD and Adam
+    schedule: str = "onecycle"  # onecycle: warm up then anneal; cosine: anneal only; constant
+    warmup: float = 0.2  # fraction of all steps spent warming up (one-cycle)
+    label_smoothing: float = 0.0  # CrossEntropyLoss label smoothing
+    shift: int = 2  # random translation augmentation, in pixels each way (0 = off)
+    seed: int = 0  # seeds model init, data order, augmentation and dropout
+    device: str = "auto"  # auto (CUDA when present), cpu or cuda
+    threads: int = 0  # torch intra-op CPU threads; 0 = torch's default
+    workers: int = 0  # DataLoader worker processes for datasets decoded from files
+    data_dir: str | None = None  # dataset folder; None = $CNNX_DATA_DIR or ~/.cache/cnnx/data
+    download: bool = True  # download the dataset when it is not in data_dir
+    out: str | None = None  # run folder; None = artifacts/runs/<dataset>-<arch>-<time>
+    eval_batch_size: int = 1000  # images per forward pass when evaluating
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.device in DEVICES, f"--device must be one of {DEVICES}, got {self.device!r}"),
+            (0 <= self.warmup < 1, f"--warmup must be in [0, 1), got {self.warmup}"),
+            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.shift >= 0, f"--shift must be 0 or more, got {self.shift}"),
+            (self.threads >= 0 and self.workers >= 0, "--threads and --workers must be 0 or more"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# Named option sets measured in bench/train_speed.py; explicit options override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "best": {"epochs": 16},
+    "one-epoch": {"epochs": 1},
+}

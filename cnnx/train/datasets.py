@@ -1,0 +1,172 @@
+"""Datasets, loaded once into memory as uint8 tensors.
+
+A per-sample PIL ``DataLoader`` spends most of an MNIST epoch decoding and
+converting; one (N, C, H, W) uint8 tensor per split, normalised a batch at a
+time on the training device, is many times faster and fits easily (MNIST: 47 MB).
+
+Data is looked for in the data folder (``--data-dir``, else ``$CNNX_DATA_DIR``,
+else ``~/.cache/cnnx/data``); when it is missing, torchvision downloads it there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnx.errors import DataNotFoundError
+
+ENV_DATA_DIR = "CNNX_DATA_DIR"
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # (N, C, H, W) uint8
+    y: torch.Tensor  # (N,) int64 class indices
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    classes: list[str]
+    color: str  # Pillow mode: "L" or "RGB"
+    mean: tuple[float, ...]  # per channel, of pixels in [0, 1], measured on the train split
+    std: tuple[float, ...]
+    preprocess: str  # runtime recipe name (cnnx.spec.RECIPES)
+    source: str  # folder the files were read from
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get(ENV_DATA_DIR)
+    return Path(env) if env else Path.home() / ".cache" / "cnnx" / "data"
+
+
+# ---------------------------------------------------------------- MNIST
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # of the 60,000 training images
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not) as MNIST distributes them."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataNotFoundError(f"cannot read {path}: {exc}", "replace the file with a fresh copy") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataNotFoundError(f"{path} is not an unsigned-byte IDX file", "replace it with a fresh copy")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    if len(data) - offset != int(np.prod(dims)):
+        raise DataNotFoundError(f"{path} is truncated: header says {dims}", "replace it with a fresh copy")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find_file(folders: list[Path], stem: str) -> Path | None:
+    for folder in folders:
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _mnist_folders(root: Path) -> list[Path]:
+    # the folder itself, torchvision's layout (root/MNIST/raw) and a plain root/mnist
+    return [root, root / "MNIST" / "raw", root / "mnist"]
+
+
+def _locate_mnist(root: Path) -> dict[str, Path] | None:
+    found = {}
+    for split, stems in MNIST_FILES.items():
+        for kind, stem in zip(("images", "labels"), stems):
+            path = _find_file(_mnist_folders(root), stem)
+            if path is None:
+                return None
+            found[f"{split}-{kind}"] = path
+    return found
+
+
+def _download_mnist(root: Path) -> None:
+    """torchvision's own download (mirrors, md5 checks) into root/MNIST/raw."""
+    from torchvision.datasets import MNIST
+
+    root.mkdir(parents=True, exist_ok=True)
+    MNIST(str(root), train=False, download=True)  # fetches all four files, verifies their md5
+
+
+def load_mnist(data_dir: Path | None = None, download: bool = True) -> Dataset:
+    root = Path(data_dir) if data_dir else default_data_dir()
+    files = _locate_mnist(root)
+    if files is None and download:
+        try:
+            _download_mnist(root)
+        except Exception as exc:  # URLError, RuntimeError from md5 checks, OSError ...
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise _missing_mnist(root, f"download failed: {reason}") from None
+        files = _locate_mnist(root)
+    if files is None:
+        raise _missing_mnist(root, "download disabled")
+    splits = {}
+    for split in MNIST_FILES:
+        images = read_idx(files[f"{split}-images"])  # (N, 28, 28) uint8
+        labels = read_idx(files[f"{split}-labels"])  # (N,) uint8
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataNotFoundError(
+                f"MNIST {split} files disagree: images {images.shape}, labels {labels.shape}",
+                f"replace the files in {files[f'{split}-images'].parent}",
+            )
+        splits[split] = Split(
+            torch.from_numpy(images.copy()).unsqueeze(1),
+            torch.from_numpy(labels.astype(np.int64)),
+        )
+    return Dataset(
+        name="mnist",
+        train=splits["train"],
+        test=splits["test"],
+        classes=[str(i) for i in range(10)],
+        color="L",
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
+        preprocess="mnist-digit",
+        source=str(files["train-images"].parent),
+    )
+
+
+def _missing_mnist(root: Path, why: str) -> DataNotFoundError:
+    names = ", ".join(s + "[.gz]" for pair in MNIST_FILES.values() for s in pair)
+    return DataNotFoundError(
+        f"MNIST not found in {root} ({why})",
+        f"put {names} there, or point --data-dir / ${ENV_DATA_DIR} at a folder holding them",
+    )
+
+
+# ---------------------------------------------------------------- registry
+
+LOADERS = {"mnist": load_mnist}
+
+
+def load_dataset(name: str, data_dir: Path | None = None, download: bool = True) -> Dataset:
+    try:
+        loader = LOADERS[name]
+    except KeyError:
+        raise DataNotFoundError(f"unknown dataset {name!r}", f"choose one of: {', '.join(LOADERS)}") from None
+    return loader(data_dir, download=download)

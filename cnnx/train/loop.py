@@ -1,0 +1,272 @@
+"""The training engine: one function, ``train(config)``, from dataset to checkpoints.
+
+Data stays a uint8 tensor on the training device; each step gathers a batch,
+shifts it at random, scales and normalises it. All randomness comes from
+``torch``'s global generator (init, dropout) and one data generator (order,
+augmentation), both saved in every checkpoint, so a run resumed at an epoch
+boundary ends with the same weights as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cnnx
+from cnnx.errors import ConfigError
+from cnnx.spec import ModelSpec
+from cnnx.train import checkpoint as ckpt
+from cnnx.train.config import TrainConfig
+from cnnx.train.datasets import Dataset, Split, load_dataset
+from cnnx.train.models import DEFAULT_ARCH, build_model, count_parameters, get_arch
+
+
+class Reporter:
+    """Receives progress; the CLI draws bars from it. Core code never prints."""
+
+    def start(self, info: dict[str, Any]) -> None: ...
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, images: int, loss: float | None) -> None: ...
+    def epoch_end(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_accuracy: float
+    final_accuracy: float
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but torch sees no CUDA device", "use --device cpu or auto")
+    return torch.device(name)
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` of ``total``."""
+    t = min(step / max(total, 1), 1.0)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    # one-cycle: cosine warm-up from 1/25 of the peak, cosine anneal to 1/2500 of it
+    if t < warmup:
+        lo, u = 1 / 25, t / warmup
+        return lo + (1 - lo) * 0.5 * (1 - math.cos(math.pi * u))
+    lo, u = 1 / 2500, (t - warmup) / (1 - warmup)
+    return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * u))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+
+
+class Normalizer:
+    """uint8 (N, C, H, W) -> float32 normalised, on the tensor's device."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
+        std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.bias = -torch.tensor(mean, device=device).view(1, -1, 1, 1) / std_t
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() * self.scale + self.bias
+
+
+def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Translate each image by its own random (dy, dx) in [-max_shift, max_shift], zero-filled."""
+    n, c, h, w = x.shape
+    s = max_shift
+    padded = F.pad(x, (s, s, s, s))  # (N, C, H+2s, W+2s)
+    dy, dx = torch.randint(0, 2 * s + 1, (2, n), generator=gen).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])  # (N, H)
+    cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])  # (N, W)
+    b = torch.arange(n, device=x.device)[:, None, None, None]
+    ch = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[b, ch, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, norm: Normalizer, batch_size: int, device: torch.device,
+             memory_format: torch.memory_format) -> tuple[float, float, torch.Tensor]:
+    """Mean loss, accuracy in [0, 1] and predicted class per image, in eval mode."""
+    model.eval()
+    loss_sum, preds = 0.0, []
+    for i in range(0, len(split), batch_size):
+        x = norm(split.x[i : i + batch_size].to(device)).contiguous(memory_format=memory_format)
+        y = split.y[i : i + batch_size].to(device)
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        preds.append(logits.argmax(1).cpu())
+    pred = torch.cat(preds)
+    return loss_sum / len(split), (pred == split.y).float().mean().item(), pred
+
+
+def _run_dir(cfg: TrainConfig, arch: str) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("artifacts") / "runs" / f"{cfg.dataset}-{arch}-{stamp}"
+
+
+def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "data": gen.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["data"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_spec(cfg: TrainConfig, arch: str, data: Dataset) -> ModelSpec:
+    return ModelSpec(
+        arch=arch,
+        input_shape=data.input_shape,
+        color=data.color,
+        mean=data.mean,
+        std=data.std,
+        classes=data.classes,
+        preprocess=data.preprocess,
+        dataset=data.name,
+        versions={"cnnx": cnnx.__version__, "torch": str(torch.__version__)},
+    )
+
+
+def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | None = None) -> TrainResult:
+    """Train (or resume) a run; write last.pt, best.pt and metrics.json into its folder."""
+    reporter = reporter or Reporter()
+    state = None
+    if resume is not None:
+        state = ckpt.load_checkpoint(resume)
+        cfg = TrainConfig.from_dict(state["config"])
+        run_dir = ckpt.resolve_checkpoint(resume).parent
+    t_start = time.perf_counter()
+    arch = cfg.arch or DEFAULT_ARCH.get(cfg.dataset) or "mnist-bn"
+    get_arch(arch)
+    if state is None:
+        run_dir = _run_dir(cfg, arch)
+        if (run_dir / ckpt.LAST).exists():
+            raise ConfigError(f"{run_dir} already holds a run", f"resume it with --resume {run_dir}, or pick another --out")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    data = load_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None, download=cfg.download)
+    train_x, train_y = data.train.x.to(device), data.train.y.to(device)
+    norm = Normalizer(data.mean, data.std, device)
+    model = build_model(arch, len(data.classes)).to(device)
+    memory_format = torch.channels_last  # ~2x faster convolutions on CPU, native on CUDA
+    model = model.to(memory_format=memory_format)
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(cfg.schedule, s, total_steps, cfg.warmup)
+    )
+    spec = make_spec(cfg, arch, data)
+    epochs_done, metrics, best = 0, [], -1.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _restore_rng(state["rng"], gen, device)
+        epochs_done, metrics, best = state["epoch"], list(state["metrics"]), state["best_accuracy"]
+    reporter.start({"run_dir": str(run_dir), "device": str(device), "arch": arch, "dataset": data.name,
+                    "parameters": count_parameters(model), "train_images": len(data.train),
+                    "test_images": len(data.test), "resumed_from_epoch": epochs_done})
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    for epoch in range(epochs_done + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        reporter.epoch_start(epoch, cfg.epochs, steps_per_epoch)
+        order = torch.randperm(len(train_y), generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            x = train_x[idx]
+            if cfg.shift:
+                x = random_shift(x, cfg.shift, gen)
+            x = norm(x).contiguous(memory_format=memory_format)
+            y = train_y[idx]
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * len(idx)
+            # a .item() forces a device sync: only every 20 steps
+            reporter.step(len(idx), loss.item() if i % 20 == 0 else None)
+        train_time = time.perf_counter() - t0
+        test_loss, test_acc, _ = evaluate(model, data.test, norm, cfg.eval_batch_size, device, memory_format)
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum.item() / len(train_y),
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_seconds": train_time,
+            "epoch_seconds": time.perf_counter() - t0,
+            "images_per_second": len(train_y) / train_time,
+        }
+        metrics.append(record)
+        is_best = test_acc > best
+        best = max(best, test_acc)
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _rng_state(gen, device),
+            "epoch": epoch,
+            "config": cfg.to_dict(),
+            "metrics": metrics,
+            "best_accuracy": best,
+            "spec": spec.replace(test_accuracy=test_acc).to_dict(),
+        }
+        ckpt.save_checkpoint(payload, run_dir / ckpt.LAST)
+        if is_best:
+            ckpt.save_checkpoint(payload, run_dir / ckpt.BEST)
+        reporter.epoch_end(record)
+
+    summary = {
+        "run_dir": str(run_dir),
+        "dataset": data.name,
+        "arch": arch,
+        "device": str(device),
+        "parameters": count_parameters(model),
+        "epochs": cfg.epochs,
+        "final_accuracy": metrics[-1]["test_accuracy"],
+        "best_accuracy": best,
+        "wall_seconds": time.perf_counter() - t_start,
+        "config": cfg.to_dict(),
+        "epoch_metrics": metrics,
+        "versions": spec.versions,
+    }
+    ckpt.atomic_write(run_dir / "metrics.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    return TrainResult(run_dir, best, metrics[-1]["test_accuracy"], metrics, summary)

@@ -1,0 +1,59 @@
+"""Progress output for training: a tqdm bar per epoch and one line per finished epoch, on stderr."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from cnnx.train.loop import Reporter
+from cnnx.train.models import ARCHS, count_parameters
+
+
+class TqdmReporter(Reporter):
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet  # --json: keep stderr to the bars (they vanish off a terminal)
+        self.run_dir: str | None = None
+        self.bar: tqdm | None = None
+        self.loss: float | None = None
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(text, err=True)
+
+    def start(self, info: dict[str, Any]) -> None:
+        self.run_dir = info["run_dir"]
+        resumed = f", resuming after epoch {info['resumed_from_epoch']}" if info["resumed_from_epoch"] else ""
+        self._say(f"training {info['arch']} ({info['parameters']:,} parameters) on {info['dataset']} "
+                  f"({info['train_images']:,} train / {info['test_images']:,} test images), "
+                  f"device {info['device']}{resumed}; run folder {info['run_dir']}")
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        # disable=None: no bar when stderr is not a terminal (CI logs, pipes)
+        self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False,
+                        disable=None, dynamic_ncols=True)
+
+    def step(self, images: int, loss: float | None) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if loss is not None:
+            rate = self.bar.format_dict.get("rate") or 0.0
+            self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate * images:,.0f}", refresh=False)
+
+    def epoch_end(self, r: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self._say(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, test loss {r['test_loss']:.4f}, "
+                  f"test accuracy {100 * r['test_accuracy']:.2f}%, {r['images_per_second']:,.0f} img/s, "
+                  f"{r['epoch_seconds']:.1f} s")
+
+
+def archs_table() -> str:
+    rows = []
+    for a in ARCHS.values():
+        params = count_parameters(a.build(10))
+        rows.append(f"{a.name:<20} {a.dataset:<8} {'x'.join(map(str, a.input_shape)):<8} {params:>9,}  {a.summary}")
+    header = f"{'name':<20} {'dataset':<8} {'input':<8} {'params':>9}  description"
+    return "\n".join([header, *rows])
