@@ -10,7 +10,6 @@ else ``~/.cache/cnnx/data``); when it is missing, torchvision downloads it there
 
 from __future__ import annotations
 
-import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from cnnx.errors import DataNotFoundError
+from cnnx.idx import MNIST_FILES, locate_mnist, read_idx
 
 ENV_DATA_DIR = "CNNX_DATA_DIR"
 
@@ -56,53 +56,7 @@ def default_data_dir() -> Path:
 
 # ---------------------------------------------------------------- MNIST
 
-MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # of the 60,000 training images
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (gzipped or not) as MNIST distributes them."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as exc:
-        raise DataNotFoundError(f"cannot read {path}: {exc}", "replace the file with a fresh copy") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataNotFoundError(f"{path} is not an unsigned-byte IDX file", "replace it with a fresh copy")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    if len(data) - offset != int(np.prod(dims)):
-        raise DataNotFoundError(f"{path} is truncated: header says {dims}", "replace it with a fresh copy")
-    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
-
-
-def _find_file(folders: list[Path], stem: str) -> Path | None:
-    for folder in folders:
-        for name in (stem, stem + ".gz"):
-            if (folder / name).is_file():
-                return folder / name
-    return None
-
-
-def _mnist_folders(root: Path) -> list[Path]:
-    # the folder itself, torchvision's layout (root/MNIST/raw) and a plain root/mnist
-    return [root, root / "MNIST" / "raw", root / "mnist"]
-
-
-def _locate_mnist(root: Path) -> dict[str, Path] | None:
-    found = {}
-    for split, stems in MNIST_FILES.items():
-        for kind, stem in zip(("images", "labels"), stems):
-            path = _find_file(_mnist_folders(root), stem)
-            if path is None:
-                return None
-            found[f"{split}-{kind}"] = path
-    return found
 
 
 def _download_mnist(root: Path) -> None:
@@ -115,14 +69,14 @@ def _download_mnist(root: Path) -> None:
 
 def load_mnist(data_dir: Path | None = None, download: bool = True) -> Dataset:
     root = Path(data_dir) if data_dir else default_data_dir()
-    files = _locate_mnist(root)
+    files = locate_mnist(root)
     if files is None and download:
         try:
             _download_mnist(root)
         except Exception as exc:  # URLError, RuntimeError from md5 checks, OSError ...
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise _missing_mnist(root, f"download failed: {reason}") from None
-        files = _locate_mnist(root)
+        files = locate_mnist(root)
     if files is None:
         raise _missing_mnist(root, "download disabled")
     splits = {}
