@@ -15,6 +15,8 @@ import click
 
 import cnnx
 from cnnx.errors import CnnxError
+from cnnx.train.config import PRESETS as _PRESETS  # stdlib only: no torch at start-up
+from cnnx.train.config import TrainConfig as _Defaults
 
 
 class _Group(click.Group):
@@ -53,28 +55,43 @@ _TRAIN_HELP_DEFAULTS = "Defaults were chosen by measurement on a 2-core CPU (REA
 
 @main.command(epilog=_TRAIN_HELP_DEFAULTS)
 @click.argument("dataset", required=False)
-@click.option("--preset", type=click.Choice(["default", "best", "one-epoch"]), default="default",
-              show_default=True, help="Named option set; explicit options override it.")
+@click.option("--preset", type=click.Choice(list(_PRESETS)), default="default", show_default=True,
+              help="Named option set, explicit options override it: " + "; ".join(
+                  f"{k} = {', '.join(f'{o} {v}' for o, v in p.items()) or 'the defaults'}" for k, p in _PRESETS.items()))
 @click.option("--arch", help="Architecture name (see `cnnx train --list-archs`). [default: the dataset's]")
-@click.option("--epochs", type=int, help="Passes over the training data. [default: 8]")
-@click.option("--batch-size", type=int, help="Images per optimiser step. [default: 256]")
-@click.option("--lr", type=float, help="Peak (one-cycle) or initial learning rate. [default: 0.01]")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), help="[default: adamw]")
-@click.option("--momentum", type=float, help="SGD momentum / Adam beta1. [default: 0.9]")
-@click.option("--weight-decay", type=float, help="[default: 5e-4]")
-@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), help="LR schedule. [default: onecycle]")
-@click.option("--warmup", type=float, help="Fraction of steps spent warming up (one-cycle). [default: 0.2]")
-@click.option("--label-smoothing", type=float, help="[default: 0]")
-@click.option("--shift", type=int, help="Random-shift augmentation in pixels, 0 = off. [default: 2]")
-@click.option("--seed", type=int, help="Seeds init, data order, augmentation, dropout. [default: 0]")
+@click.option("--epochs", type=int, help=f"Passes over the training data. [default: {_Defaults.epochs}]")
+@click.option("--batch-size", type=int, help=f"Images per optimiser step. [default: {_Defaults.batch_size}]")
+@click.option("--lr", type=float, help=f"Peak (one-cycle) or initial learning rate. [default: {_Defaults.lr}]")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), help=f"[default: {_Defaults.optimizer}]")
+@click.option("--momentum", type=float, help=f"SGD momentum / Adam beta1. [default: {_Defaults.momentum}]")
+@click.option("--weight-decay", type=float, help=f"[default: {_Defaults.weight_decay}]")
+@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), help=f"LR schedule. [default: {_Defaults.schedule}]")
+@click.option("--warmup", type=float, help=f"Fraction of steps spent warming up (one-cycle). [default: {_Defaults.warmup}]")
+@click.option("--label-smoothing", type=float, help=f"[default: {_Defaults.label_smoothing}]")
+@click.option("--shift", type=int, help=f"Random-shift augmentation in pixels, 0 = off. [default: {_Defaults.shift}]")
+@click.option("--seed", type=int, help=f"Seeds init, data order, augmentation, dropout. [default: {_Defaults.seed}]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[default: auto = CUDA when present]")
 @click.option("--threads", type=int, help="torch CPU threads, 0 = torch's default. [default: 0]")
 @click.option("--workers", type=int,
-              help="DataLoader workers for datasets decoded from image files; MNIST is preloaded "
-                   "into one tensor and needs none. [default: 0]")
+              help="Threads decoding an image folder (once, before training); MNIST and CIFAR-10 "
+                   "are read as whole arrays and need none. [default: 0 = one]")
 @click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Dataset folder (MNIST: the four IDX files, gzipped or not). "
-                   "[default: $CNNX_DATA_DIR or ~/.cache/cnnx/data]")
+              help="Dataset folder (MNIST: the four IDX files, gzipped or not; CIFAR-10: the "
+                   "cifar-10-batches-py folder or its parent). [default: $CNNX_DATA_DIR or ~/.cache/cnnx/data]")
+@click.option("--image-size", type=int, help="Image folders: resize images to this many pixels square. [default: 32]")
+@click.option("--grayscale/--rgb", default=None, help="Image folders: train on grey (L) or colour images. [default: rgb]")
+@click.option("--val-split", type=float,
+              help="Image folders without train/ and test/ sub-folders: fraction of each class held out "
+                   "for testing, chosen with --seed. [default: 0.2]")
+@click.option("--flip/--no-flip", default=None,
+              help="Random horizontal flips. [default: on for CIFAR-10 and folders, off for digits]")
+@click.option("--save-every", type=int, help="Also keep epoch-NNN.pt every N epochs. [default: 0 = off]")
+@click.option("--save-min-acc", type=float,
+              help="Write best.pt and epoch-NNN.pt only from this test accuracy up, a fraction "
+                   "(0.97 = 97%); last.pt is always written. [default: 0]")
+@click.option("--tensorboard/--no-tensorboard", default=None,
+              help="Write loss, accuracy, learning rate and sample images to RUN/tensorboard. [default: off]")
+@click.option("--plots/--no-plots", default=None, help="Draw curves.png and confusion.png into the run folder. [default: on]")
 @click.option("--download/--no-download", default=None, help="Download the dataset when missing. [default: on]")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder. [default: artifacts/runs/<dataset>-<arch>-<time>]")
 @click.option("--resume", type=click.Path(exists=True), help="Continue a run from its folder or a checkpoint.")
@@ -82,7 +99,8 @@ _TRAIN_HELP_DEFAULTS = "Defaults were chosen by measurement on a 2-core CPU (REA
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool, as_json: bool,
           **options: Any) -> None:
-    """Train DATASET (mnist) and write last.pt, best.pt and metrics.json into a run folder.
+    """Train DATASET (mnist, cifar10, or a folder of class sub-folders) and write last.pt, best.pt,
+    metrics.json, curves.png and confusion.png into a run folder.
 
     Example: cnnx train mnist --epochs 1 --out artifacts/runs/quick
     """
@@ -94,7 +112,7 @@ def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool
         click.echo(archs_table())
         return
     if resume is None and dataset is None:
-        raise click.UsageError("give a DATASET (mnist) or --resume RUN")
+        raise click.UsageError("give a DATASET (mnist, cifar10 or a folder) or --resume RUN")
     if resume is not None and any(v is not None for v in options.values()):
         raise click.UsageError("--resume continues a run with its saved options; give no other training options")
     settings = {**PRESETS[preset], **{k: v for k, v in options.items() if v is not None}}
@@ -113,3 +131,28 @@ def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool
         click.echo(f"done: {s['arch']} on {s['dataset']}, {s['epochs']} epochs, test accuracy "
                    f"{100 * s['final_accuracy']:.2f}% (best {100 * s['best_accuracy']:.2f}%) "
                    f"in {s['wall_seconds']:.1f} s on {s['device']}; checkpoints in {s['run_dir']}")
+
+
+# ---------------------------------------------------------------- summary, samples (seed-notes tooling)
+
+
+@main.command()
+@click.argument("target", metavar="ARCH_OR_CHECKPOINT")
+@click.option("--input-size", help="H, HxW or CxHxW. [default: the architecture's or the checkpoint's]")
+@click.option("--batch", type=int, default=1, show_default=True, help="Batch size shown in the output shapes.")
+@click.option("--arch", help="Architecture of a bare state_dict (a .pth saved by a seed script).")
+@click.option("--classes", "num_classes", type=int, help="Output classes of an architecture. [default: 10]")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def summary(target: str, input_size: str | None, batch: int, arch: str | None, num_classes: int | None,
+            as_json: bool) -> None:
+    """Layer-by-layer output shapes, parameters and multiply-accumulates of ARCH_OR_CHECKPOINT.
+
+    Example: cnnx summary seed002-lenet --batch 64
+    """
+    from cnnx.train.summary import format_summary, summarize_target
+
+    result = summarize_target(target, input_size, batch, arch, num_classes)
+    if as_json:
+        _emit_json(result)
+    else:
+        click.echo(format_summary(result))

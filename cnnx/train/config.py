@@ -17,9 +17,9 @@ DEVICES = ("auto", "cpu", "cuda")
 class TrainConfig:
     dataset: str = "mnist"  # dataset name (cnnx.train.datasets.LOADERS)
     arch: str | None = None  # registry name; None = the dataset's default architecture
-    epochs: int = 8  # passes over the training split
+    epochs: int = 3  # passes over the training split
     batch_size: int = 256  # images per optimiser step
-    lr: float = 0.01  # peak learning rate (one-cycle) or initial learning rate (cosine, constant)
+    lr: float = 0.02  # peak learning rate (one-cycle) or initial learning rate (cosine, constant)
     optimizer: str = "adamw"  # sgd (Nesterov momentum), adam or adamw
     momentum: float = 0.9  # SGD momentum, Adam beta1
     weight_decay: float = 5e-4  # decoupled for AdamW, L2 for SGD and Adam
@@ -35,6 +35,14 @@ class TrainConfig:
     download: bool = True  # download the dataset when it is not in data_dir
     out: str | None = None  # run folder; None = artifacts/runs/<dataset>-<arch>-<time>
     eval_batch_size: int = 1000  # images per forward pass when evaluating
+    image_size: int | None = None  # image folders: side in pixels images are resized to; None = 32
+    grayscale: bool = False  # image folders: train on 1-channel (L) images instead of RGB
+    val_split: float = 0.2  # image folders without train/ and test/: fraction of each class held out for testing
+    flip: bool | None = None  # random horizontal flips; None = the dataset's choice (photos yes, digits no)
+    save_every: int = 0  # also keep epoch-NNN.pt every N epochs (0 = only last.pt and best.pt)
+    save_min_acc: float = 0.0  # write best.pt and epoch-NNN.pt only at this test accuracy (fraction) or above
+    tensorboard: bool = False  # write TensorBoard scalars and sample images to <run folder>/tensorboard
+    plots: bool = True  # draw curves.png and confusion.png into the run folder at the end
 
     def __post_init__(self) -> None:
         checks = [
@@ -65,6 +73,6 @@ class TrainConfig:
 # Named option sets measured in bench/train_speed.py; explicit options override them.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "best": {"epochs": 16},
+    "best": {"arch": "mnist-bn-wide", "epochs": 8},
     "one-epoch": {"epochs": 1},
 }

@@ -8,6 +8,7 @@ model stops at the logits; its docstring says so.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnx.errors import ConfigError
+from cnnx.train.zoo import CifarBN, Seed002LeNet, Seed002Module, Seed002Tudui, Seed003Net
 
 
 @dataclass(frozen=True)
@@ -27,33 +29,36 @@ class Arch:
     summary: str  # one line for `--help` and the README
 
 
-def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+def _conv_pool_bn(cin: int, cout: int, k: int) -> list[nn.Module]:
+    # pooling before BatchNorm: BN and ReLU then run on a quarter of the pixels
+    return [nn.Conv2d(cin, cout, k, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
 class MnistBN(nn.Module):
     """cnnx's default MNIST network: a small BatchNorm CNN chosen by measurement.
 
-    (N, 1, 28, 28) -> 2x conv3x3(32) -> pool -> 2x conv3x3(64) -> pool
-    -> conv3x3(128) -> global average pool -> linear(10). About 150k
-    parameters, 600 KB fp32; BatchNorm makes high learning rates and the
-    one-cycle schedule stable, the global pool keeps the head tiny.
+    (N, 1, 28, 28) -> conv5x5(c1) -> pool -> BN/ReLU    (N, c1, 12, 12)
+                   -> conv3x3(c2) -> pool -> BN/ReLU    (N, c2, 5, 5)
+                   -> conv3x3(c3) -> BN/ReLU            (N, c3, 3, 3)
+                   -> linear(9 * c3 -> classes)
+    With (24, 48, 64): 44,658 parameters (175 KB fp32), 1.6 M multiply-accumulates
+    per image. On a 2-core CPU it trained at ~5,000 img/s and reached 99.2% after
+    one epoch and 99.4-99.5% after three (bench/train_speed.py); wider 5-conv
+    variants were 2-4x slower per epoch for no accuracy gain at equal time.
     """
 
-    def __init__(self, num_classes: int = 10, width: int = 32) -> None:
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (24, 48, 64)) -> None:
         super().__init__()
-        w = width
+        c1, c2, c3 = widths
         self.features = nn.Sequential(
-            *_conv_bn(1, w), *_conv_bn(w, w), nn.MaxPool2d(2),  # (N, w, 14, 14)
-            *_conv_bn(w, 2 * w), *_conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),  # (N, 2w, 7, 7)
-            *_conv_bn(2 * w, 4 * w),  # (N, 4w, 7, 7)
+            *_conv_pool_bn(1, c1, 5),
+            *_conv_pool_bn(c1, c2, 3),
+            nn.Conv2d(c2, c3, 3, bias=False), nn.BatchNorm2d(c3), nn.ReLU(inplace=True),
         )
-        self.head = nn.Linear(4 * w, num_classes)
+        self.head = nn.Linear(9 * c3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # (N, 4w)
-        return self.head(x)
+        return self.head(torch.flatten(self.features(x), 1))  # (N, 9 * c3) -> (N, classes)
 
 
 class Seed000Net(nn.Module):
@@ -149,17 +154,26 @@ class Seed004DemoModel(nn.Module):
 
 
 _MNIST = (1, 28, 28)
+_CIFAR = (3, 32, 32)
 ARCHS: dict[str, Arch] = {
     a.name: a
     for a in [
-        Arch("mnist-bn", MnistBN, _MNIST, "mnist", "default: 5-conv BatchNorm CNN, global pool"),
+        Arch("mnist-bn", MnistBN, _MNIST, "mnist", "default: 3-conv BatchNorm CNN, 45k parameters"),
+        Arch("mnist-bn-wide", lambda n: MnistBN(n, (32, 64, 96)), _MNIST, "mnist",
+             "wider default (32/64/96), 84k parameters: the `best` preset"),
         Arch("seed000-net", Seed000Net, _MNIST, "mnist", "seed 000 Net: conv 10/20, dropout"),
         Arch("seed001-net", Seed001Net, _MNIST, "mnist", "seed 001 Net: conv 30/60 padded, fc 2940"),
         Arch("seed002-net", Seed002Net, _MNIST, "mnist", "seed 002 NET: Sequential conv 10/20, fc 500"),
         Arch("seed004-demomodel", Seed004DemoModel, _MNIST, "mnist", "seed 004 DemoModel: conv 8/16, BatchNorm"),
+        Arch("seed002-lenet", Seed002LeNet, _MNIST, "mnist", "seed 002 LeNet Sequential: sigmoid, avg-pool"),
+        Arch("cifar-bn", CifarBN, _CIFAR, "cifar10", "default colour/folder net: 6-conv BatchNorm, any size"),
+        Arch("seed002-module", Seed002Module, _CIFAR, "cifar10", "seed 002 Module: conv 32/32/64, fc 64"),
+        Arch("seed002-tudui", Seed002Tudui, _CIFAR, "cifar10", "seed 002 Tudui: Module without the ReLU"),
+        Arch("seed003-net", Seed003Net, _CIFAR, "cifar10", "seed 003 Net: conv 6/16, fc 120/84"),
     ]
 }
-DEFAULT_ARCH = {"mnist": "mnist-bn"}
+# "folder": any ImageFolder tree; its network must take any size and channel count
+DEFAULT_ARCH = {"mnist": "mnist-bn", "cifar10": "cifar-bn", "folder": "cifar-bn"}
 
 
 def get_arch(name: str) -> Arch:
@@ -169,8 +183,33 @@ def get_arch(name: str) -> Arch:
         raise ConfigError(f"unknown architecture {name!r}", f"choose one of: {', '.join(ARCHS)}") from None
 
 
-def build_model(name: str, num_classes: int) -> nn.Module:
-    return get_arch(name).build(num_classes)
+def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int] | None = None) -> nn.Module:
+    """Build ``name`` for ``num_classes``; ``input_shape`` (C, H, W) picks the input channels of networks that adapt."""
+    arch = get_arch(name)
+    if input_shape is None or input_shape[0] == arch.input_shape[0]:
+        return arch.build(num_classes)
+    if "in_channels" not in inspect.signature(arch.build).parameters:
+        raise ConfigError(f"{name} takes {arch.input_shape[0]}-channel images, not {input_shape[0]}",
+                          "pick an architecture that adapts (cifar-bn), or match the colour mode")
+    return arch.build(num_classes, in_channels=input_shape[0])  # type: ignore[call-arg]
+
+
+@torch.no_grad()
+def check_input(model: nn.Module, name: str, input_shape: tuple[int, int, int]) -> None:
+    """Fail before training, not after an epoch, when a fixed-size network cannot take the data's images."""
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics are touched
+    try:
+        param = next(model.parameters(), None)
+        model(torch.zeros(2, *input_shape, device=param.device if param is not None else None))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        size = "x".join(map(str, get_arch(name).input_shape))
+        raise ConfigError(f"{name} cannot take {'x'.join(map(str, input_shape))} images ({first})",
+                          f"it is built for {size}: use --image-size/--grayscale to match, "
+                          "or --arch cifar-bn, which takes any size") from None
+    finally:
+        model.train(was_training)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,104 @@
+"""Whole-command training speed: `cnnx train mnist` over several seeds on the full MNIST.
+
+For each seed, runs the real CLI in a subprocess (start-up, data, training, every
+per-epoch evaluation and checkpoint included), then reads the run's metrics.json.
+"Time to X%" is the wall time from process start to the end of the first epoch
+whose test accuracy reached X% (the epochs after it are subtracted from the wall).
+
+    python bench/train_speed.py --data-dir ../shared/data/mnist --preset default --seeds 0 1 2
+    python bench/train_speed.py --data-dir ../shared/data/mnist --preset best --seeds 0 1 2
+
+Prints a table and writes bench/results/train_speed-<preset>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+THRESHOLDS = (0.990, 0.993, 0.994, 0.995)
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def run_one(preset: str, seed: int, data_dir: str, extra: list[str]) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="cnnx-bench-")) / "run"
+    cmd = [sys.executable, "-m", "cnnx", "train", "mnist", "--preset", preset, "--seed", str(seed),
+           "--data-dir", data_dir, "--no-download", "--out", str(out), "--json", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    result = json.loads(proc.stdout)
+    epochs = result["epoch_metrics"]
+    time_to = {}
+    for thr in THRESHOLDS:
+        hit = next((i for i, e in enumerate(epochs) if e["test_accuracy"] >= thr), None)
+        time_to[f"{100 * thr:.1f}"] = (None if hit is None else
+                                        wall - sum(e["epoch_seconds"] for e in epochs[hit + 1:]))
+    return {"seed": seed, "wall_seconds": wall, "final_accuracy": result["final_accuracy"],
+            "epoch_accuracy": [e["test_accuracy"] for e in epochs],
+            "epoch_seconds": [e["epoch_seconds"] for e in epochs], "time_to": time_to,
+            "arch": result["arch"], "parameters": result["parameters"], "epochs": result["epochs"],
+            "config": result["config"], "versions": result["versions"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=os.environ.get("CNNX_MNIST_DIR", "../shared/data/mnist"))
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", default="bench/results")
+    ap.add_argument("extra", nargs="*", help="extra `cnnx train` options, after --")
+    args = ap.parse_args()
+
+    runs = []
+    for seed in args.seeds:
+        r = run_one(args.preset, seed, args.data_dir, args.extra)
+        runs.append(r)
+        tt = "  ".join(f"{k}%: {'-' if v is None else f'{v:5.1f}s'}" for k, v in r["time_to"].items())
+        print(f"seed {seed}: final {100 * r['final_accuracy']:.2f}%  wall {r['wall_seconds']:5.1f}s  {tt}", flush=True)
+
+    accs = [r["final_accuracy"] for r in runs]
+    walls = [r["wall_seconds"] for r in runs]
+    summary = {
+        "preset": args.preset, "arch": runs[0]["arch"], "parameters": runs[0]["parameters"],
+        "epochs": runs[0]["epochs"], "seeds": args.seeds,
+        "accuracy_mean": statistics.mean(accs), "accuracy_worst": min(accs),
+        "wall_median": statistics.median(walls), "wall_worst": max(walls),
+    }
+    print()
+    print(f"{'preset':<10} {'arch':<10} {'params':>7} {'epochs':>6} {'acc mean':>9} {'acc worst':>9} "
+          f"{'wall median':>11} {'wall worst':>10}")
+    print(f"{summary['preset']:<10} {summary['arch']:<10} {summary['parameters']:>7,} {summary['epochs']:>6} "
+          f"{100 * summary['accuracy_mean']:>8.2f}% {100 * summary['accuracy_worst']:>8.2f}% "
+          f"{summary['wall_median']:>10.1f}s {summary['wall_worst']:>9.1f}s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"train_speed-{args.preset}.json"
+    path.write_text(json.dumps({"summary": summary, "runs": runs, "machine": machine(),
+                                "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}, indent=2))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
