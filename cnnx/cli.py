@@ -156,3 +156,36 @@ def summary(target: str, input_size: str | None, batch: int, arch: str | None, n
         _emit_json(result)
     else:
         click.echo(format_summary(result))
+
+
+@main.command()
+@click.argument("dataset")
+@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
+              help="PNG file to write.")
+@click.option("--count", type=int, default=64, show_default=True, help="Images in the grid.")
+@click.option("--columns", type=int, default=8, show_default=True, help="Images per row.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random pick.")
+@click.option("--first", is_flag=True, help="Take the first images instead of a random pick.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="As for `cnnx train`.")
+@click.option("--download/--no-download", default=True, help="Download the dataset when missing. [default: on]")
+@click.option("--image-size", type=int, help="Image folders: resize to this many pixels square. [default: 32]")
+@click.option("--grayscale", is_flag=True, help="Image folders: show grey (L) images, as --grayscale trains.")
+@click.option("--val-split", type=float, default=0.2, show_default=True, help="Image folders: as for `cnnx train`.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def samples(dataset: str, out: str, count: int, columns: int, split: str, seed: int, first: bool,
+            data_dir: str | None, download: bool, image_size: int | None, grayscale: bool, val_split: float,
+            as_json: bool) -> None:
+    """Save a labelled grid of DATASET's images (mnist, cifar10 or a folder), exactly as training sees them.
+
+    Example: cnnx samples cifar10 --out cifar10.png
+    """
+    from cnnx.train.samples import save_samples
+
+    result = save_samples(dataset, Path(out), count, split, None if first else seed, columns,
+                          Path(data_dir) if data_dir else None, download, image_size, grayscale, val_split)
+    if as_json:
+        _emit_json(result)
+    else:
+        click.echo(f"wrote {result['path']} ({result['width']}x{result['height']}): {result['images']} "
+                   f"{result['split']} images of {result['dataset']}")

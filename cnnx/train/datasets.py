@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnx.errors import DataNotFoundError
+from cnnx.errors import ConfigError, DataNotFoundError
 from cnnx.idx import MNIST_FILES, locate_mnist, read_idx
 
 ENV_DATA_DIR = "CNNX_DATA_DIR"
@@ -43,6 +43,7 @@ class Dataset:
     std: tuple[float, ...]
     preprocess: str  # runtime recipe name (cnnx.spec.RECIPES)
     source: str  # folder the files were read from
+    hflip: bool = False  # a mirrored image keeps its label (photos: yes; digits: no)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -115,12 +116,31 @@ def _missing_mnist(root: Path, why: str) -> DataNotFoundError:
 
 # ---------------------------------------------------------------- registry
 
-LOADERS = {"mnist": load_mnist}
+def _load_cifar10(data_dir: Path | None = None, download: bool = True) -> Dataset:
+    from cnnx.train.cifar import load_cifar10
+
+    return load_cifar10(data_dir, download=download)
 
 
-def load_dataset(name: str, data_dir: Path | None = None, download: bool = True) -> Dataset:
-    try:
-        loader = LOADERS[name]
-    except KeyError:
-        raise DataNotFoundError(f"unknown dataset {name!r}", f"choose one of: {', '.join(LOADERS)}") from None
-    return loader(data_dir, download=download)
+LOADERS = {"mnist": load_mnist, "cifar10": _load_cifar10}
+
+
+def dataset_kind(name: str) -> str:
+    """A LOADERS key, or "folder" for a path to an ImageFolder tree (a registered name wins; say ./mnist for a folder)."""
+    return name if name in LOADERS else "folder"
+
+
+def load_dataset(name: str, data_dir: Path | None = None, download: bool = True, image_size: int | None = None,
+                 grayscale: bool = False, val_split: float = 0.2, seed: int = 0, workers: int = 0) -> Dataset:
+    """A registered dataset by name, or an ImageFolder tree by path (the options after ``download`` are for folders)."""
+    if name in LOADERS:
+        if image_size is not None or grayscale:
+            raise ConfigError(f"--image-size and --grayscale apply to image folders, not to {name}",
+                              f"{name} has its own size and colours; leave them out")
+        return LOADERS[name](data_dir, download=download)
+    if not Path(name).is_dir():
+        raise DataNotFoundError(f"unknown dataset {name!r}",
+                                f"choose one of: {', '.join(LOADERS)}, or give a folder of class sub-folders")
+    from cnnx.train.folder import load_folder
+
+    return load_folder(Path(name), image_size, grayscale, val_split, seed, workers)

@@ -9,6 +9,7 @@ boundary ends with the same weights as one that never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -26,8 +27,9 @@ from cnnx.errors import ConfigError
 from cnnx.spec import ModelSpec
 from cnnx.train import checkpoint as ckpt
 from cnnx.train.config import TrainConfig
-from cnnx.train.datasets import Dataset, Split, load_dataset
-from cnnx.train.models import DEFAULT_ARCH, build_model, count_parameters, get_arch
+from cnnx.train.datasets import Dataset, Split, dataset_kind, load_dataset
+from cnnx.train.models import DEFAULT_ARCH, build_model, check_input, count_parameters, get_arch
+from cnnx.train.runfiles import check_options, draw_plots, keep_files, random_flip
 
 
 class Reporter:
@@ -125,7 +127,7 @@ def _run_dir(cfg: TrainConfig, arch: str) -> Path:
     if cfg.out:
         return Path(cfg.out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("artifacts") / "runs" / f"{cfg.dataset}-{arch}-{stamp}"
+    return Path("artifacts") / "runs" / f"{Path(cfg.dataset).name}-{arch}-{stamp}"
 
 
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -165,7 +167,10 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         cfg = TrainConfig.from_dict(state["config"])
         run_dir = ckpt.resolve_checkpoint(resume).parent
     t_start = time.perf_counter()
-    arch = cfg.arch or DEFAULT_ARCH.get(cfg.dataset) or "mnist-bn"
+    if dataset_kind(cfg.dataset) == "folder":  # an absolute path, so --resume works from anywhere
+        cfg = dataclasses.replace(cfg, dataset=str(Path(cfg.dataset).resolve()))
+    check_options(cfg)
+    arch = cfg.arch or DEFAULT_ARCH.get(dataset_kind(cfg.dataset)) or "mnist-bn"
     get_arch(arch)
     if state is None:
         run_dir = _run_dir(cfg, arch)
@@ -177,10 +182,14 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    data = load_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None, download=cfg.download)
+    data = load_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None, download=cfg.download,
+                        image_size=cfg.image_size, grayscale=cfg.grayscale, val_split=cfg.val_split,
+                        seed=cfg.seed, workers=cfg.workers)
+    flip = data.hflip if cfg.flip is None else cfg.flip
     train_x, train_y = data.train.x.to(device), data.train.y.to(device)
     norm = Normalizer(data.mean, data.std, device)
-    model = build_model(arch, len(data.classes)).to(device)
+    model = build_model(arch, len(data.classes), data.input_shape).to(device)
+    check_input(model, arch, data.input_shape)
     memory_format = torch.channels_last  # ~2x faster convolutions on CPU, native on CUDA
     model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, cfg)
@@ -201,6 +210,14 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
                     "parameters": count_parameters(model), "train_images": len(data.train),
                     "test_images": len(data.test), "resumed_from_epoch": epochs_done})
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    tb = None
+    if cfg.tensorboard:
+        from cnnx.train.tblog import TensorBoardLog
+
+        tb = TensorBoardLog(run_dir / "tensorboard", epochs_done)
+        if not epochs_done:
+            tb.images(data.train.x[:32], [data.classes[i] for i in data.train.y[:32].tolist()])
+    pred = None  # test-set predictions of the latest epoch, for confusion.png
 
     for epoch in range(epochs_done + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -208,26 +225,32 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         reporter.epoch_start(epoch, cfg.epochs, steps_per_epoch)
         order = torch.randperm(len(train_y), generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)  # stays on the device: no sync per step
         for i in range(steps_per_epoch):
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             x = train_x[idx]
             if cfg.shift:
                 x = random_shift(x, cfg.shift, gen)
+            if flip:
+                x = random_flip(x, gen)
             x = norm(x).contiguous(memory_format=memory_format)
             y = train_y[idx]
-            loss = loss_fn(model(x), y)
+            logits = model(x)
+            loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == y).sum()
             # a .item() forces a device sync: only every 20 steps
             reporter.step(len(idx), loss.item() if i % 20 == 0 else None)
         train_time = time.perf_counter() - t0
-        test_loss, test_acc, _ = evaluate(model, data.test, norm, cfg.eval_batch_size, device, memory_format)
+        test_loss, test_acc, pred = evaluate(model, data.test, norm, cfg.eval_batch_size, device, memory_format)
         record = {
             "epoch": epoch,
             "train_loss": loss_sum.item() / len(train_y),
+            "train_accuracy": correct.item() / len(train_y),  # in train mode, on augmented images
             "test_loss": test_loss,
             "test_accuracy": test_acc,
             "lr": optimizer.param_groups[0]["lr"],
@@ -250,10 +273,19 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
             "spec": spec.replace(test_accuracy=test_acc).to_dict(),
         }
         ckpt.save_checkpoint(payload, run_dir / ckpt.LAST)
-        if is_best:
-            ckpt.save_checkpoint(payload, run_dir / ckpt.BEST)
+        for name in keep_files(cfg, epoch, test_acc, is_best):  # best.pt, epoch-NNN.pt
+            ckpt.save_checkpoint(payload, run_dir / name)
+        if tb is not None:
+            tb.epoch(record)
         reporter.epoch_end(record)
 
+    if tb is not None:
+        tb.close()
+    plots: dict[str, str] = {}
+    if cfg.plots:
+        if pred is None:  # resumed with no epoch left to train: predict once for the confusion matrix
+            _, _, pred = evaluate(model, data.test, norm, cfg.eval_batch_size, device, memory_format)
+        plots = draw_plots(run_dir, metrics, data.test.y, pred, data.classes, f"{arch} on {data.name}")
     summary = {
         "run_dir": str(run_dir),
         "dataset": data.name,
@@ -267,6 +299,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         "config": cfg.to_dict(),
         "epoch_metrics": metrics,
         "versions": spec.versions,
+        "plots": plots,
     }
     ckpt.atomic_write(run_dir / "metrics.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
     return TrainResult(run_dir, best, metrics[-1]["test_accuracy"], metrics, summary)
