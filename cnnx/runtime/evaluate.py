@@ -1,0 +1,178 @@
+"""Accuracy and confusion matrix of a model on labelled data: MNIST IDX files or one folder per class.
+
+IDX images are already what the model was trained on (28x28, centred, white on
+black), so they go to the model as they are, normalised exactly as in training:
+the figure matches training's test accuracy and the export parity report. Image
+folders go through the spec's preprocessing recipe, as ``cnnx infer`` does.
+
+The model is anything with ``spec`` and ``run(float32 (N, C, H, W)) -> (N, K)
+logits``: an ONNX session here, or a torch model wrapped by ``cnnx.backends``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from cnnx.errors import DataNotFoundError, ImageError
+from cnnx.idx import MNIST_FILES, read_idx
+from cnnx.runtime.image import normalise, preprocess_batch
+from cnnx.runtime.sources import images_in
+from cnnx.spec import ModelSpec
+
+
+class Model(Protocol):
+    spec: ModelSpec
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class LabelledData:
+    source: str  # the folder, as given
+    kind: str  # "mnist-idx" or "image-folder"
+    labels: np.ndarray  # (N,) int64 class indices
+    pixels: np.ndarray | None = None  # (N, C, H, W) uint8, IDX only
+    paths: list[Path] = field(default_factory=list)  # image files, image folders only
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
+    for where in (folder, folder / "MNIST" / "raw", folder / "mnist"):
+        found = []
+        for stem in MNIST_FILES[split]:
+            hit = next((where / n for n in (stem, stem + ".gz") if (where / n).is_file()), None)
+            found.append(hit)
+        if all(found):
+            return found[0], found[1]  # type: ignore[return-value]
+    return None
+
+
+def load_labelled(folder: str | Path, spec: ModelSpec, split: str = "test") -> LabelledData:
+    """MNIST IDX files of ``split`` in ``folder``, else a tree with one sub-folder per class name."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataNotFoundError(f"no folder at {root}", "give --data a folder of MNIST IDX files or of class sub-folders")
+    pair = _idx_pair(root, split)
+    if pair is not None:
+        images, labels = read_idx(pair[0]), read_idx(pair[1]).astype(np.int64)  # (N, H, W) uint8, (N,)
+        channels, h, w = spec.input_shape
+        if images.ndim != 3 or images.shape[1:] != (h, w) or channels != 1 or len(images) != len(labels):
+            raise DataNotFoundError(
+                f"{pair[0]} holds {images.shape} images and {labels.shape} labels; the model takes "
+                f"{spec.input_shape} images", "evaluate it on data of its own kind")
+        if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
+            raise DataNotFoundError(f"{pair[1]} has labels outside 0..{spec.num_classes - 1}")
+        return LabelledData(str(root), "mnist-idx", labels, pixels=images[:, None])
+    return _image_folder(root, spec)
+
+
+def _image_folder(root: Path, spec: ModelSpec) -> LabelledData:
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    index = {name: i for i, name in enumerate(spec.classes)}
+    unknown = [d.name for d in subdirs if d.name not in index and images_in(d)]
+    if unknown:
+        raise DataNotFoundError(
+            f"{root}: sub-folder(s) {', '.join(unknown[:5])} are not classes of this model",
+            f"name them after the model's classes: {', '.join(spec.classes[:20])}",
+        )
+    paths, labels = [], []
+    for d in subdirs:
+        if d.name in index:
+            found = images_in(d)
+            paths.extend(found)
+            labels.extend([index[d.name]] * len(found))
+    if not paths:
+        names = ", ".join(s + "[.gz]" for s in MNIST_FILES["test"])
+        raise DataNotFoundError(
+            f"{root} holds neither MNIST IDX files nor images in class sub-folders",
+            f"put {names} there, or one sub-folder of images per class ({', '.join(spec.classes[:3])}, ...)",
+        )
+    return LabelledData(str(root), "image-folder", np.asarray(labels, dtype=np.int64), paths=paths)
+
+
+@dataclass
+class EvalResult:
+    model: str
+    data: str
+    kind: str  # "mnist-idx" or "image-folder"
+    classes: list[str]
+    confusion: np.ndarray  # (K, K) int64, rows = true class, columns = predicted
+    failed: list[str]  # one line per image that could not be read
+    seconds: float  # wall time of decoding + model
+
+    @property
+    def total(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def correct(self) -> int:
+        return int(np.trace(self.confusion))
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+    def per_class(self) -> list[float | None]:
+        rows = self.confusion.sum(axis=1)
+        return [float(self.confusion[i, i] / r) if r else None for i, r in enumerate(rows)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "data": self.data, "kind": self.kind, "images": self.total,
+            "correct": self.correct, "accuracy": self.accuracy, "classes": self.classes,
+            "per_class_accuracy": dict(zip(self.classes, self.per_class())),
+            "confusion": self.confusion.tolist(), "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.total / self.seconds, 1) if self.seconds > 0 else None,
+        }
+
+
+def evaluate(model: Model, data: LabelledData, batch_size: int = 1000, recipe: str | None = None,
+             progress: Callable[[int], None] | None = None, model_name: str = "") -> EvalResult:
+    """Run ``model`` over ``data``; ``progress(n)`` is called after each batch of n images."""
+    spec = model.spec
+    k = spec.num_classes
+    confusion = np.zeros((k, k), dtype=np.int64)
+    failed: list[str] = []
+    start = time.perf_counter()
+    for lo in range(0, len(data), batch_size):
+        hi = min(lo + batch_size, len(data))
+        labels = data.labels[lo:hi]
+        if data.pixels is not None:
+            px = data.pixels[lo:hi]
+        else:
+            keep, rows = [], []
+            for i, result in enumerate(preprocess_batch(data.paths[lo:hi], spec, recipe)):
+                if isinstance(result, ImageError):
+                    failed.append(str(result))
+                else:
+                    rows.append(result)
+                    keep.append(i)
+            labels = labels[keep]
+            px = np.stack(rows) if rows else np.zeros((0, *spec.input_shape), np.uint8)
+        if len(px):
+            pred = model.run(normalise(px, spec)).argmax(axis=1)
+            np.add.at(confusion, (labels, pred), 1)
+        if progress is not None:
+            progress(hi - lo)
+    return EvalResult(model_name, data.source, data.kind, list(spec.classes), confusion, failed,
+                      time.perf_counter() - start)
+
+
+def confusion_table(result: EvalResult) -> str:
+    """The confusion matrix as aligned text, rows = true class, columns = predicted."""
+    names = [c[:8] for c in result.classes]
+    width = max(max(len(n) for n in names), len(str(int(result.confusion.max(initial=0)))), 3)
+    head = " " * (width + 2) + " ".join(n.rjust(width) for n in names)
+    lines = ["confusion matrix (rows: true class, columns: predicted)", head]
+    for name, row in zip(names, result.confusion):
+        lines.append(name.rjust(width) + "  " + " ".join(str(int(v)).rjust(width) for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,255 @@
+"""Load an image safely and turn it into the model's input, as the model spec says.
+
+Decoding runs with Pillow's decompression-bomb limit as a hard error, EXIF
+orientation applied, and every mode Pillow reads (greyscale, RGB, RGBA,
+palette, 16-bit, CMYK ...) brought to 8-bit. The preprocessing recipe is the
+one the spec names (``mnist-digit`` or ``resize``); ``plain`` forces ``resize``.
+
+The recipes return uint8 (C, H, W) pixels, exactly what ``--save-preprocessed``
+writes; ``normalise`` turns a batch of them into the float32 model input.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnx.errors import ImageError
+from cnnx.runtime.digit import mnist_digits
+from cnnx.spec import ModelSpec
+
+# What a folder is searched for (lower-case suffixes); a file named explicitly is
+# always tried, whatever its name.
+IMAGE_SUFFIXES = frozenset(
+    ".png .jpg .jpeg .jpe .jfif .bmp .dib .gif .tif .tiff .webp .pbm .pgm .ppm .pnm .tga .ico .jp2 .j2k".split()
+)
+# Long side, in pixels, a large photo is reduced to before the digit recipe: the digit
+# ends up 20 pixels tall, so this keeps detail for a digit a tenth of the frame tall.
+WORK_SIZE = 320
+RECIPE_NAMES = ("mnist-digit", "resize")
+
+ImageSource = Union[str, Path, Image.Image, np.ndarray]
+
+
+def source_name(source: ImageSource) -> str:
+    return str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
+
+
+def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Image:
+    """A decoded, upright Pillow image; raises ImageError naming the file and the reason.
+
+    ``draft_size``: let JPEG decode at a reduced scale whose long side stays >= it.
+    """
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    path = Path(source)
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+            if draft_size and im.format == "JPEG" and max(im.size) > 2 * draft_size:
+                r = draft_size / max(im.size)
+                im.draft(None, (max(1, int(im.size[0] * r)), max(1, int(im.size[1] * r))))
+            im.load()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        what = "empty file" if path.is_file() and path.stat().st_size == 0 else "not an image Pillow can read"
+        raise ImageError(f"{path}: {what}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{path}: too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels)",
+            "shrink it first",
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
+    if "exif" in im.info or "Raw profile type exif" in im.info or im.format in ("TIFF", "MPO"):
+        try:
+            ImageOps.exif_transpose(im, in_place=True)
+        except Exception:  # a broken EXIF block should not cost the picture: keep it as stored
+            pass
+    return im
+
+
+def _from_array(a: np.ndarray) -> Image.Image:
+    """An (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array as an image; floats in [0, 1] or [0, 255]."""
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
+        raise ImageError(f"an array of shape {a.shape} is not an image", "give (H, W), (H, W, 3) or (H, W, 4)")
+    if a.dtype != np.uint8:
+        f = a.astype(np.float32)
+        if f.size and float(np.nanmax(f)) <= 1.0:
+            f = f * 255.0
+        a = np.clip(np.nan_to_num(f), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(a)
+
+
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greyscale ("I;16", "I", "F") scaled to "L" by their value range."""
+    a = np.asarray(im)
+    if a.dtype == np.uint16 or im.mode.startswith("I;16"):
+        g = a.astype(np.float32) / 257.0  # 65535 -> 255
+    elif im.mode == "F":
+        g = a.astype(np.float32)
+        g = g * 255.0 if g.size and float(np.nanmax(g)) <= 1.0 else g
+    else:  # "I": 32-bit ints, usually a 16-bit file
+        g = a.astype(np.float32)
+        g = g / 257.0 if g.size and float(g.max()) > 255 else g
+    return Image.fromarray(np.clip(np.nan_to_num(g), 0, 255).round().astype(np.uint8), mode="L")
+
+
+def _with_alpha(im: Image.Image) -> Image.Image | None:
+    """The image as "LA" when it has a (not fully opaque) alpha channel, else None."""
+    if im.mode == "P":
+        if "transparency" not in im.info:
+            return None
+        im = im.convert("RGBA")
+    if im.mode in ("RGBa", "La"):
+        im = im.convert(im.mode[0] + ("GBA" if im.mode == "RGBa" else "A"))
+    if im.mode not in ("RGBA", "LA", "PA"):
+        return None
+    la = im.convert("LA")
+    lo, _ = la.getchannel("A").getextrema()
+    return la if lo < 255 else None
+
+
+def to_grey(im: Image.Image) -> np.ndarray:
+    """(H, W) float32 in [0, 255]; transparent pixels composited onto a background the ink stands out on.
+
+    A canvas drawing has opaque ink on a transparent background whose hidden colour
+    is arbitrary; compositing onto white (for dark ink) or black (for light ink)
+    keeps the ink visible whatever colour it was drawn in.
+    """
+    la = _with_alpha(im)
+    if la is not None:
+        a = np.asarray(la, dtype=np.float32)  # (H, W, 2): luminance, alpha
+        lum, alpha = a[..., 0], a[..., 1] * (1.0 / 255.0)
+        opaque = alpha > 0.5
+        ink_level = float(lum[opaque].mean()) if opaque.any() else 0.0
+        paper = 255.0 if ink_level < 128 else 0.0
+        return lum * alpha + paper * (1.0 - alpha)
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _eight_bit(im)
+    elif im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")  # palette, CMYK, YCbCr, 1-bit ...: Pillow knows the way to RGB
+    if im.mode != "L":
+        im = im.convert("L")  # ITU-R 601 luma
+    return np.asarray(im, dtype=np.float32)
+
+
+def to_color(im: Image.Image, color: str) -> Image.Image:
+    """The image in the spec's colour mode ("L" or "RGB"); alpha composited onto white, as viewers show it."""
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _eight_bit(im)
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return im if im.mode == color else im.convert(color)
+
+
+def _shrink(im: Image.Image, size: int) -> Image.Image:
+    # large photos: box-filter down to about `size` on the long side (fast, anti-aliased)
+    w, h = im.size
+    if max(w, h) <= size:
+        return im
+    r = size / max(w, h)
+    return im.resize((max(1, round(w * r)), max(1, round(h * r))), Image.Resampling.BOX)
+
+
+def _resolve_recipe(spec: ModelSpec, recipe: str | None) -> str:
+    name = spec.preprocess if recipe is None else ("resize" if recipe == "plain" else recipe)
+    if name not in RECIPE_NAMES:
+        raise ImageError(f"unknown preprocessing {recipe!r}", f"choose one of: {', '.join(RECIPE_NAMES)}, plain")
+    return name
+
+
+def _decode(source: ImageSource, spec: ModelSpec, digit: bool) -> np.ndarray:
+    """Digit recipe: (H, W) float32 grey at working size; resize recipe: final uint8 (C, H, W)."""
+    channels, h, w = spec.input_shape
+    im = open_image(source, draft_size=WORK_SIZE if digit else max(h, w))
+    try:
+        if digit:
+            return to_grey(_shrink(im, WORK_SIZE))
+        a = np.asarray(to_color(im, spec.color).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+    except (OSError, ValueError) as exc:  # e.g. a mode Pillow cannot convert, a truncated frame
+        raise ImageError(f"{source_name(source)}: cannot convert this image ({exc})") from None
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def preprocess_batch(sources: Sequence[ImageSource], spec: ModelSpec,
+                     recipe: str | None = None) -> list[np.ndarray | ImageError]:
+    """Images -> for each, uint8 (C, H, W) as the model expects it (before normalisation), or the
+    ImageError that stopped it. ``recipe``: None = the spec's, or "mnist-digit", "resize", "plain".
+
+    Digit images of one size are preprocessed together (vectorised); see cnnx.runtime.digit.
+    """
+    name = _resolve_recipe(spec, recipe)
+    digit = name == "mnist-digit"
+    results: list[np.ndarray | ImageError] = []
+    for source in sources:
+        try:
+            results.append(_decode(source, spec, digit))
+        except ImageError as exc:
+            results.append(exc)
+    if digit:
+        channels, h, w = spec.input_shape
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, r in enumerate(results):
+            if isinstance(r, np.ndarray):
+                by_shape.setdefault(r.shape, []).append(i)
+        for members in by_shape.values():
+            done = mnist_digits(np.stack([results[i] for i in members]), (h, w))  # (n, H, W) uint8
+            for i, px in zip(members, done):
+                results[i] = np.repeat(px[None], channels, axis=0)
+    return results
+
+
+def preprocess(source: ImageSource, spec: ModelSpec, recipe: str | None = None) -> np.ndarray:
+    """One image -> uint8 (C, H, W) as the model expects it; raises ImageError."""
+    (result,) = preprocess_batch([source], spec, recipe)
+    if isinstance(result, ImageError):
+        raise result
+    return result
+
+
+def normalise(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """uint8 (N, C, H, W) -> float32 (N, C, H, W), (pixel / 255 - mean) / std per channel.
+
+    Written as one multiply-add with the same constants as training's normaliser,
+    so the model sees the numbers it was evaluated on.
+    """
+    std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
+    scale = 1.0 / (255.0 * std)
+    bias = -np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1) / std
+    return (batch.astype(np.float32) * scale + bias).astype(np.float32, copy=False)
+
+
+def save_preprocessed(pixels: np.ndarray, path: Path) -> Path:
+    """Write uint8 (C, H, W) as a PNG (greyscale or RGB): exactly the pixels the model saw."""
+    img = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        img.save(tmp, format="PNG")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ImageError(f"cannot write {path}: {exc}") from None
+    return path

@@ -1,0 +1,60 @@
+"""How ``cnnx infer`` writes its results: an aligned table (default), JSON lines or CSV.
+
+Rows are produced one at a time, so results stream out as batches finish.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from cnnx.runtime.predict import Prediction
+
+FORMATS = ("table", "json", "csv")
+MAX_PATH_WIDTH = 60  # a longer path still prints whole; it only stops aligning the columns
+
+
+class Formatter:
+    """``header()`` once, then ``row(prediction)`` per image; None means nothing to print."""
+
+    def __init__(self, fmt: str, top_k: int, paths: list[str]) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        self.fmt, self.k = fmt, top_k
+        self.width = min(max([len("image"), *(len(p) for p in paths)]), MAX_PATH_WIDTH)
+
+    def header(self) -> str | None:
+        if self.fmt == "table":
+            head = f"{'image':<{self.width}}  {'label':<8} {'prob':>6}"
+            return head + ("  top-" + str(self.k) if self.k > 1 else "")
+        if self.fmt == "csv":
+            cols = ["path", "label", "probability"]
+            for i in range(2, self.k + 1):
+                cols += [f"label_{i}", f"probability_{i}"]
+            return self._csv(cols + ["error"])
+        return None
+
+    def row(self, pred: Prediction) -> str | None:
+        if self.fmt == "json":
+            return json.dumps(pred.to_dict())
+        if self.fmt == "csv":
+            if not pred.ok:
+                return self._csv([pred.path, "", ""] + ["", ""] * (self.k - 1) + [pred.error or ""])
+            cells = [pred.path]
+            for label, p in pred.top_k[: self.k]:
+                cells += [label, f"{p:.6f}"]
+            cells += ["", ""] * (self.k - len(pred.top_k))
+            return self._csv(cells + [""])
+        if not pred.ok:
+            return None  # the table lists what was classified; errors go to stderr
+        line = f"{pred.path:<{self.width}}  {pred.label!s:<8} {pred.probability:>6.3f}"
+        if self.k > 1:
+            line += "  " + "  ".join(f"{label} {p:.3f}" for label, p in pred.top_k)
+        return line
+
+    @staticmethod
+    def _csv(cells: list[str]) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow(cells)
+        return buf.getvalue()

@@ -1,0 +1,164 @@
+"""Classify images with an exported model: ``Classifier(path).predict(["a.png"])``.
+
+Images are decoded and preprocessed one at a time (what the spec's recipe says),
+then run through the model a batch at a time; probabilities are the softmax of
+the model's logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnnx.errors import ConfigError, ImageError, ModelFileError
+from cnnx.runtime.image import ImageSource, normalise, preprocess, preprocess_batch, save_preprocessed, source_name
+from cnnx.runtime.session import OnnxModel, softmax
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
+DEFAULT_BATCH = 256  # images per model call: large enough to amortise the call, small enough to stream
+
+
+def resolve_model(path: str | Path | None) -> Path:
+    """The model file to use: ``path``, or the default model shipped in the package."""
+    if path is not None:
+        return Path(path)
+    if not DEFAULT_MODEL.is_file():
+        raise ModelFileError(
+            f"no default model: {DEFAULT_MODEL} is not installed",
+            "pass --model FILE.onnx (make one with `cnnx train` and `cnnx export`)",
+        )
+    return DEFAULT_MODEL
+
+
+@dataclass
+class Prediction:
+    """The result for one image; ``error`` is set (and the rest empty) when it could not be classified."""
+
+    path: str  # the file as given, or "<Image>" / "<ndarray>" for in-memory images
+    label: str | None = None  # top-1 class name
+    probability: float | None = None  # its softmax probability
+    index: int | None = None  # its class index
+    top_k: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
+    error: str | None = None  # why it failed, one line
+    preprocessed: str | None = None  # where --save-preprocessed wrote what the model saw
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["top_k"] = [{"label": c, "probability": p} for c, p in self.top_k]
+        return {k: v for k, v in d.items() if v is not None and not (k == "top_k" and not v and self.error)}
+
+
+class _Namer:
+    """File names for --save-preprocessed: the source's stem, made unique within one run."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.used = Path(folder), set()
+
+    def __call__(self, source: ImageSource, position: int) -> Path:
+        stem = Path(source).stem if isinstance(source, (str, Path)) else f"image-{position}"
+        name, n = f"{stem}.png", 1
+        while name in self.used:
+            name, n = f"{stem}-{n}.png", n + 1
+        self.used.add(name)
+        return self.folder / name
+
+
+class Classifier:
+    """An exported cnnx model ready to classify images.
+
+    ``model_path``: an .onnx file from ``cnnx export``; None = the default model shipped
+    with cnnx. ``threads``: onnxruntime intra-op threads, None/0 = physical cores.
+    ``preprocess``: None = the recipe the model's spec names, or "plain" (resize only).
+    """
+
+    def __init__(self, model_path: str | Path | None = None, threads: int | None = None,
+                 preprocess: str | None = None, batch_size: int = DEFAULT_BATCH) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        self.model = OnnxModel(resolve_model(model_path), threads=threads)
+        self.spec = self.model.spec
+        self.recipe = preprocess
+        self.batch_size = batch_size
+        if preprocess not in (None, "plain", *("mnist-digit", "resize")):
+            raise ConfigError(f"unknown preprocessing {preprocess!r}", "use the model's own (default) or 'plain'")
+
+    @property
+    def classes(self) -> list[str]:
+        return self.spec.classes
+
+    def pixels(self, source: ImageSource) -> np.ndarray:
+        """One image as the uint8 (C, H, W) pixels the model sees (before normalisation)."""
+        return preprocess(source, self.spec, self.recipe)
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (N, C, H, W) preprocessed pixels -> float32 (N, num_classes) probabilities."""
+        out = [softmax(self.model.run(normalise(pixels[i : i + self.batch_size], self.spec)))
+               for i in range(0, len(pixels), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
+
+    def iter_predict(self, images: Iterable[ImageSource], top_k: int = 1,
+                     save_dir: str | Path | None = None) -> Iterator[Prediction]:
+        """One Prediction per image, in order, a batch at a time; bad images yield an error, not an exception."""
+        if top_k < 1:
+            raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+        k = min(top_k, self.spec.num_classes)
+        namer = _Namer(Path(save_dir)) if save_dir is not None else None
+        chunk: list[ImageSource] = []
+        position = 0
+        for source in images:
+            chunk.append(source)
+            if len(chunk) == self.batch_size:
+                yield from self._classify(chunk, position, k, namer)
+                position, chunk = position + len(chunk), []
+        if chunk:
+            yield from self._classify(chunk, position, k, namer)
+
+    def _classify(self, chunk: list[ImageSource], position: int, k: int, namer: _Namer | None) -> list[Prediction]:
+        preds, good, pixels = [], [], []
+        for i, (source, result) in enumerate(zip(chunk, preprocess_batch(chunk, self.spec, self.recipe))):
+            pred = Prediction(path=source_name(source))
+            preds.append(pred)
+            if isinstance(result, ImageError):
+                pred.error = str(result)
+                continue
+            if namer is not None:
+                try:
+                    pred.preprocessed = str(save_preprocessed(result, namer(source, position + i)))
+                except ImageError as exc:
+                    pred.error = str(exc)
+                    continue
+            good.append(pred)
+            pixels.append(result)
+        if good:
+            probs = self.probabilities(np.stack(pixels))  # (n, K)
+            order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (n, k) best first
+            for row, pred in enumerate(good):
+                top = [(self.spec.classes[j], float(probs[row, j])) for j in order[row]]
+                pred.top_k, pred.index = top, int(order[row, 0])
+                pred.label, pred.probability = top[0]
+        return preds
+
+    def predict(self, images: ImageSource | Iterable[ImageSource], top_k: int = 1,
+                errors: str = "raise", save_dir: str | Path | None = None) -> list[Prediction]:
+        """Classify images (paths, Pillow images or arrays); one Prediction each, in order.
+
+        ``errors="raise"`` raises ImageError for the first image that cannot be read;
+        ``errors="keep"`` returns it as a Prediction with ``error`` set instead.
+        """
+        if errors not in ("raise", "keep"):
+            raise ConfigError(f"errors must be 'raise' or 'keep', got {errors!r}")
+        if isinstance(images, (str, Path, np.ndarray)) or hasattr(images, "getpixel"):
+            images = [images]  # type: ignore[list-item]
+        results = list(self.iter_predict(images, top_k=top_k, save_dir=save_dir))  # type: ignore[arg-type]
+        if errors == "raise":
+            bad = next((p for p in results if p.error), None)
+            if bad is not None:
+                raise ImageError(bad.error or "")
+        return results

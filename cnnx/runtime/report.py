@@ -1,0 +1,63 @@
+"""A confusion-matrix picture drawn with Pillow alone, so it works on a device without matplotlib."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from cnnx.errors import ConfigError
+
+CELL = 44  # pixels per matrix cell
+MARGIN = 70  # room for the class names and axis titles
+
+
+def _text_size(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont) -> tuple[int, int]:
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    return right - left, bottom - top
+
+
+def draw_confusion(confusion: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
+    """Write a (K, K) confusion matrix as a PNG: rows = true class, columns = predicted.
+
+    Each cell is shaded by its share of the row (white = 0, dark blue = the whole row)
+    and carries its count; the PNG is written to a temporary name and renamed.
+    """
+    path = Path(path)
+    k = len(classes)
+    size = MARGIN + k * CELL + 20
+    img = Image.new("RGB", (size, size + 24), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    rows = confusion.sum(axis=1, keepdims=True).astype(np.float64)
+    share = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)  # (K, K) in [0, 1]
+    top = MARGIN + 24
+    if title:
+        draw.text((10, 6), title[:80], fill="black", font=font)
+    draw.text((MARGIN, top - 40), "predicted", fill="black", font=font)
+    draw.text((6, top - 40), "true", fill="black", font=font)
+    for i in range(k):
+        name = classes[i][:6]
+        w, h = _text_size(draw, name, font)
+        draw.text((MARGIN + i * CELL + (CELL - w) // 2, top - 20), name, fill="black", font=font)
+        draw.text((MARGIN - 10 - w, top + i * CELL + (CELL - h) // 2), name, fill="black", font=font)
+        for j in range(k):
+            s = float(share[i, j])
+            # white -> (30, 70, 160): an easy blue that keeps black text readable up to ~60 %
+            fill = tuple(int(round(255 + (c - 255) * s)) for c in (30, 70, 160))
+            x0, y0 = MARGIN + j * CELL, top + i * CELL
+            draw.rectangle((x0, y0, x0 + CELL, y0 + CELL), fill=fill, outline=(200, 200, 200))
+            count = str(int(confusion[i, j]))
+            tw, th = _text_size(draw, count, font)
+            draw.text((x0 + (CELL - tw) // 2, y0 + (CELL - th) // 2), count,
+                      fill="white" if s > 0.6 else "black", font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        img.save(tmp, format="PNG")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {exc}", "choose a writable --confusion path") from None
+    return path

@@ -1,0 +1,130 @@
+"""An onnxruntime session for a cnnx ONNX file: explicit threads, the spec read from the file.
+
+Threads default to the machine's physical cores with spinning off: onnxruntime's
+workers otherwise busy-wait after every run, which on a small device steals the
+CPU that decoding the next images needs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from cnnx.errors import ModelFileError
+from cnnx.spec import ModelSpec
+
+INPUT_NAME = "input"  # the export contract: float32 (batch, C, H, W), normalised
+OUTPUT_NAME = "logits"  # (batch, num_classes)
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads counted once); at least 1."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topo / "physical_package_id").read_text().strip() + ":" + (topo / "core_id").read_text().strip())
+        except OSError:
+            return max(1, len(cpus))  # no topology (some containers, some ARM kernels): count CPUs
+    return max(1, len(cores))
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = physical_cores() if not threads else int(threads)
+    so.inter_op_num_threads = 1  # one small graph, run node after node
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3  # errors only: warnings about unused initialisers are noise here
+    return so
+
+
+class OnnxModel:
+    """A loaded model: ``spec`` and ``run(x) -> logits``."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        if threads is not None and threads < 0:
+            raise ModelFileError(f"threads must be 0 (automatic) or more, got {threads}")
+        if not self.path.is_file():
+            raise ModelFileError(f"no model file at {self.path}", "give the path of an exported .onnx file")
+        self.threads = physical_cores() if not threads else int(threads)
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), _session_options(self.threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(
+                f"{self.path} is not a usable ONNX model: {first[:300]}",
+                "re-export it with `cnnx export`",
+            ) from None
+        try:
+            self.spec = ModelSpec.from_onnx_metadata(self.session.get_modelmeta().custom_metadata_map)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{self.path}: {exc.message}", exc.hint) from None
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1:
+            raise ModelFileError(f"{self.path} has {len(inputs)} inputs; a cnnx classifier has one (N, C, H, W)")
+        inp = inputs[0]
+        want = list(self.spec.input_shape)
+        if len(inp.shape) != 4:
+            raise ModelFileError(
+                f"{self.path}: input {inp.name!r} has rank {len(inp.shape)} {inp.shape}; "
+                f"expected 4, (batch, {', '.join(map(str, want))})",
+                "export the model with `cnnx export`",
+            )
+        fixed = [d for d in inp.shape[1:]]
+        if any(isinstance(d, int) and d != s for d, s in zip(fixed, want)):
+            raise ModelFileError(f"{self.path}: input shape {inp.shape} disagrees with the spec's {want}")
+        if inp.type != "tensor(float)":
+            raise ModelFileError(f"{self.path}: input {inp.name!r} is {inp.type}, expected tensor(float)")
+        out = next((o for o in outputs if o.name == OUTPUT_NAME), outputs[0])
+        width = out.shape[-1] if out.shape else None
+        if len(out.shape) != 2 or (isinstance(width, int) and width != self.spec.num_classes):
+            raise ModelFileError(
+                f"{self.path}: output {out.name!r} has shape {out.shape}; "
+                f"expected (batch, {self.spec.num_classes}) for {self.spec.num_classes} classes"
+            )
+        self.input_name, self.output_name = inp.name, out.name
+        # a file exported with a fixed batch size can only run that many images at once
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """float32 (N, C, H, W) normalised -> float32 (N, num_classes) logits."""
+        if self.fixed_batch and len(x) != self.fixed_batch:
+            chunks = []
+            for i in range(0, len(x), self.fixed_batch):
+                part = x[i : i + self.fixed_batch]
+                pad = self.fixed_batch - len(part)
+                if pad:
+                    part = np.concatenate([part, np.zeros((pad, *part.shape[1:]), dtype=part.dtype)])
+                chunks.append(self._run(part)[: self.fixed_batch - pad])
+            return np.concatenate(chunks)
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            (logits,) = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, np.float32)})
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"{self.path} failed on a batch of shape {x.shape}: {first[:300]}") from None
+        return np.asarray(logits, dtype=np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """(N, K) logits -> (N, K) probabilities; shifted by the row max so large logits do not overflow."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,48 @@
+"""Photo-like digits made from real MNIST digits: what a phone picture of a digit on paper looks like.
+
+Each digit is inverted to dark ink on light paper, scaled up 3-6x, placed
+off-centre on a larger page lit unevenly (a linear fall-off of up to 45 % across
+the page in a random direction, plus a vignette), given sensor noise (Gaussian,
+sigma 4-9 grey levels) and a warm paper tint, and saved as an RGB JPEG at quality
+70-90. Deterministic for a given seed. Used by the tests and bench/infer_speed.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def photo_like(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """(28, 28) uint8 MNIST digit (white on black) -> an RGB "photo" of it, dark ink on paper."""
+    size = int(28 * rng.uniform(3.0, 6.0))  # the digit's 28x28 field, scaled up
+    ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float32)
+    ink = np.clip(ink / 255.0, 0.0, 1.0)  # (size, size) ink coverage
+    page_w, page_h = int(size * rng.uniform(1.5, 2.4)), int(size * rng.uniform(1.5, 2.4))
+    top, left = int(rng.integers(0, page_h - size + 1)), int(rng.integers(0, page_w - size + 1))
+    cover = np.zeros((page_h, page_w), np.float32)
+    cover[top : top + size, left : left + size] = ink
+    yy, xx = np.mgrid[0:page_h, 0:page_w].astype(np.float32)
+    v, u = yy / page_h - 0.5, xx / page_w - 0.5  # page coordinates in [-0.5, 0.5]
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * u + np.sin(angle) * v) + 0.5  # 0..~1 across the page
+    light = rng.uniform(190, 245) * (1 - rng.uniform(0.2, 0.45) * ramp) * (1 - 0.35 * (u * u + v * v))
+    paper_reflect, ink_reflect = 1.0, rng.uniform(0.1, 0.25)
+    grey = light * (paper_reflect - (paper_reflect - ink_reflect) * cover)  # (H, W) brightness
+    tint = np.array([1.0, 0.96, 0.88], np.float32)  # warm paper under indoor light
+    rgb = grey[..., None] * tint + rng.normal(0, rng.uniform(4, 9), (page_h, page_w, 3))
+    return Image.fromarray(np.clip(rgb, 0, 255).round().astype(np.uint8), "RGB")
+
+
+def write_photo_set(images: np.ndarray, labels: np.ndarray, folder: Path, seed: int = 0) -> list[Path]:
+    """Write one JPEG per digit as folder/<index>_<label>.jpg; returns the paths in order."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (digit, label) in enumerate(zip(images, labels)):
+        path = folder / f"{i:05d}_{int(label)}.jpg"
+        photo_like(digit, rng).save(path, quality=int(rng.integers(70, 91)))
+        paths.append(path)
+    return paths
