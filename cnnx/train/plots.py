@@ -65,8 +65,10 @@ def save_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str = "") 
         if all(key in m for m in metrics):
             acc_ax.plot(epochs, [100 * m[key] for m in metrics], label=label, **style)
     best = max(metrics, key=lambda m: m["test_accuracy"])
-    acc_ax.annotate(f"best {100 * best['test_accuracy']:.2f}%", (best["epoch"], 100 * best["test_accuracy"]),
-                    textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
+    acc_ax.set_title(f"best test accuracy {100 * best['test_accuracy']:.2f}% (epoch {best['epoch']})", fontsize=9)
+    losses = [m[k] for m in metrics for k in ("train_loss", "test_loss") if m.get(k, 0) > 0]
+    if losses and max(losses) > 10 * min(losses):  # e.g. a first epoch's test loss 50x the last: log scale
+        loss_ax.set_yscale("log")
     for ax, name in ((loss_ax, "loss (cross-entropy)"), (acc_ax, "accuracy (%)")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
@@ -75,7 +77,8 @@ def save_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str = "") 
         ax.xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # fixed margins rather than tight_layout(), which costs one more full draw
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88 if title else 0.95, wspace=0.25)
     return _save(fig, path)
 
 
@@ -115,7 +118,10 @@ def save_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str
     ax.set_ylabel("true")
     accuracy = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(title or f"confusion matrix: {cm.sum():,} test images, {100 * accuracy:.2f}% correct", fontsize=10)
-    fig.tight_layout()
+    # room for labels of up to 12 characters at 8 points (~75 pixels), as fractions of the side
+    px = side * DPI
+    margin = (110 if n <= 60 else 50) / px
+    fig.subplots_adjust(left=margin, bottom=margin, right=1 - 20 / px, top=1 - 35 / px)
     return _save(fig, path)
 
 
