@@ -15,9 +15,12 @@ import numpy as np
 from PIL import Image
 
 
-def photo_like(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """(28, 28) uint8 MNIST digit (white on black) -> an RGB "photo" of it, dark ink on paper."""
-    size = int(28 * rng.uniform(3.0, 6.0))  # the digit's 28x28 field, scaled up
+def photo_like(digit: np.ndarray, rng: np.random.Generator, scale: tuple[float, float] = (3.0, 6.0)) -> Image.Image:
+    """(28, 28) uint8 MNIST digit (white on black) -> an RGB "photo" of it, dark ink on paper.
+
+    ``scale``: range of the enlargement (the tests use a smaller one, for speed).
+    """
+    size = int(28 * rng.uniform(*scale))  # the digit's 28x28 field, scaled up
     ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float32)
     ink = np.clip(ink / 255.0, 0.0, 1.0)  # (size, size) ink coverage
     page_w, page_h = int(size * rng.uniform(1.5, 2.4)), int(size * rng.uniform(1.5, 2.4))
@@ -36,13 +39,14 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(rgb, 0, 255).round().astype(np.uint8), "RGB")
 
 
-def write_photo_set(images: np.ndarray, labels: np.ndarray, folder: Path, seed: int = 0) -> list[Path]:
+def write_photo_set(images: np.ndarray, labels: np.ndarray, folder: Path, seed: int = 0,
+                    scale: tuple[float, float] = (3.0, 6.0)) -> list[Path]:
     """Write one JPEG per digit as folder/<index>_<label>.jpg; returns the paths in order."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, (digit, label) in enumerate(zip(images, labels)):
         path = folder / f"{i:05d}_{int(label)}.jpg"
-        photo_like(digit, rng).save(path, quality=int(rng.integers(70, 91)))
+        photo_like(digit, rng, scale).save(path, quality=int(rng.integers(70, 91)))
         paths.append(path)
     return paths

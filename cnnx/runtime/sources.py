@@ -19,7 +19,7 @@ def images_in(folder: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / f for f in sorted(files)
                      if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES)
-    return found
+    return sorted(found)  # by path, folder by folder, as a listing reads
 
 
 def expand(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
