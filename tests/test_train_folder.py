@@ -1,0 +1,125 @@
+"""`cnnx train path/to/folder`: ImageFolder trees generated in tmp_path, splits, spec, errors, samples."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cnnx.errors import CnnxError, ConfigError, DataNotFoundError  # noqa: E402
+from cnnx.train.datasets import load_dataset  # noqa: E402
+from cnnx.train.folder import load_folder  # noqa: E402
+from cnnx.train.plots import grid_layout, png_size  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
+from tests.gen_images import write_image_folder  # noqa: E402
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """root/CLASS/*.png, 30 per class, 40x48 pixels: split by --val-split."""
+    return write_image_folder(tmp_path_factory.mktemp("flat") / "pets", CLASSES, per_class=30)
+
+
+def test_val_split_is_per_class_seeded_and_keeps_every_image(flat: Path) -> None:
+    data = load_folder(flat, image_size=16, val_split=0.2, seed=0)
+    assert data.classes == CLASSES and data.name == "pets" and data.preprocess == "resize"
+    assert data.train.x.shape == (72, 3, 16, 16) and data.test.x.shape == (18, 3, 16, 16)
+    assert np.bincount(data.test.y.numpy()).tolist() == [6, 6, 6]  # 20% of each class
+    again = load_folder(flat, image_size=16, val_split=0.2, seed=0)
+    assert torch.equal(again.test.x, data.test.x)
+    other = load_folder(flat, image_size=16, val_split=0.2, seed=1)
+    assert not torch.equal(other.test.x, data.test.x)
+    # mean/std measured on the training images, per channel
+    x = data.train.x.float() / 255
+    assert np.allclose(data.mean, x.mean(dim=(0, 2, 3)).numpy(), atol=1e-3)
+    assert np.allclose(data.std, x.std(dim=(0, 2, 3)).numpy(), atol=2e-3)
+
+
+def test_train_and_test_subfolders_are_used_as_they_are(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "train", CLASSES, per_class=4)
+    write_image_folder(tmp_path / "val", CLASSES[:2], per_class=2, fmt="JPEG", seed=5)
+    data = load_dataset(str(tmp_path), image_size=20, grayscale=True)
+    assert data.classes == CLASSES and data.color == "L"
+    assert data.train.x.shape == (12, 1, 20, 20) and data.test.x.shape == (4, 1, 20, 20)
+    assert data.test.y.tolist() == [0, 0, 1, 1]
+
+
+def test_training_pixels_are_what_the_runtime_makes_from_the_spec(tmp_path: Path) -> None:
+    """The spec training writes reproduces the training pixels through cnnx.runtime (train/serve parity)."""
+    from PIL import Image
+
+    from cnnx.runtime.image import preprocess
+    from cnnx.spec import ModelSpec
+    from cnnx.train.loop import make_spec
+    from cnnx.train.config import TrainConfig
+
+    root = write_image_folder(tmp_path / "imgs", ["a", "b"], per_class=3, size=(90, 70), fmt="JPEG")
+    rgba = Image.new("RGBA", (50, 50), (200, 10, 10, 0))
+    rgba.paste((10, 200, 10, 255), (10, 10, 40, 40))
+    rgba.save(root / "a" / "zz_alpha.png")
+    data = load_folder(root, image_size=24, val_split=0.0001 + 1 / 3, seed=0)
+    spec = ModelSpec.from_dict(make_spec(TrainConfig(), "cifar-bn", data).to_dict())
+    files = sorted((root / "a").iterdir()) + sorted((root / "b").iterdir())
+    pixels = {bytes(preprocess(f, spec)): f.name for f in files}
+    for split in (data.train, data.test):
+        for img in split.x:
+            assert bytes(img.numpy()) in pixels
+
+
+def test_folder_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match="unknown dataset 'nope'"):
+        load_dataset("nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataNotFoundError, match="no class sub-folders"):
+        load_folder(tmp_path / "empty")
+    root = write_image_folder(tmp_path / "r", ["a", "b"], per_class=3)
+    (root / "c").mkdir()
+    with pytest.raises(DataNotFoundError, match="class folder.*: c"):
+        load_folder(root)
+    shutil.rmtree(root / "c")
+    with pytest.raises(ConfigError, match="leaves no test images"):
+        load_folder(root, val_split=0.0)
+    (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(CnnxError, match="broken.png"):
+        load_folder(root)
+    with pytest.raises(ConfigError, match="apply to image folders"):
+        load_dataset("mnist", image_size=32)
+
+
+def test_cli_trains_a_folder_with_the_default_network(flat: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_cli("train", str(flat), "--image-size", "16", "--grayscale", "--epochs", "2", "--batch-size", "8",
+                   "--out", str(out), "--device", "cpu", "--json", check=True)
+    result = json.loads(proc.stdout)
+    assert result["arch"] == "cifar-bn" and result["dataset"] == "pets"
+    assert result["config"]["dataset"] == str(flat.resolve())  # absolute: --resume works from anywhere
+    assert result["epoch_metrics"][-1]["train_accuracy"] > 0.5  # chance is 1/3
+    spec = torch.load(out / "last.pt", weights_only=True)["spec"]
+    assert spec["classes"] == CLASSES and spec["input_shape"] == [1, 16, 16] and spec["color"] == "L"
+    assert spec["preprocess"] == "resize" and len(spec["mean"]) == 1 and 0 < spec["std"][0] < 1
+
+
+def test_fixed_size_seed_network_on_other_sizes_fails_before_training(flat: Path, tmp_path: Path) -> None:
+    proc = run_cli("train", str(flat), "--arch", "seed003-net", "--image-size", "16", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "seed003-net cannot take 3x16x16 images" in proc.stderr and "--image-size" in proc.stderr
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_samples_grid_of_a_folder(flat: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    proc = run_cli("samples", str(flat), "--count", "12", "--columns", "6", "--image-size", "24",
+                   "--out", str(out), "--json", check=True)
+    result = json.loads(proc.stdout)
+    assert len(result["labels"]) == 12 and set(result["labels"]) <= set(CLASSES)
+    rows, cols, up = grid_layout(12, 24, 24, 6)
+    assert (rows, cols) == (2, 6)
+    # 2-pixel (scaled) padding, a 16-pixel caption strip per row and a 24-pixel title strip
+    assert png_size(out) == (cols * (24 * up + 2 * up) + 2 * up, 24 + rows * (24 * up + 2 * up + 16) + 2 * up)
