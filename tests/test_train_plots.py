@@ -106,3 +106,23 @@ def test_save_min_acc_keeps_only_last_below_the_threshold(tmp_path: Path) -> Non
     bad = CliRunner().invoke(main, ["train", "mnist", "--data-dir", str(MINI_MNIST), "--save-min-acc", "97",
                                     "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "--save-min-acc is a fraction" in bad.output and "0.97" in bad.output
+
+
+def test_tensorboard_continues_cleanly_after_a_resume(tmp_path: Path) -> None:
+    from cnnx.train.loop import Reporter, train
+    from cnnx.train.tblog import read_scalars
+
+    class StopBeforeEpoch2(Reporter):
+        def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    cfg = TrainConfig(epochs=2, batch_size=128, data_dir=str(MINI_MNIST), download=False, out=str(tmp_path / "r"),
+                      device="cpu", tensorboard=True, plots=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, StopBeforeEpoch2())
+    assert [s for s, _ in read_scalars(tmp_path / "r" / "tensorboard")["loss/train"]] == [1]
+    result = train(cfg, resume=tmp_path / "r")
+    scalars = read_scalars(tmp_path / "r" / "tensorboard")
+    assert [s for s, _ in scalars["accuracy/test"]] == [1, 2]  # one value per epoch, none twice
+    assert scalars["accuracy/test"][-1][1] == pytest.approx(result.final_accuracy)
