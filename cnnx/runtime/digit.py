@@ -44,6 +44,18 @@ EDGE_FRACTION = 0.2
 _MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation for Gaussian noise
 
 
+def _median(a: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """The upper middle element along ``axis`` (the whole array when None).
+
+    np.median would do, but its first call imports numpy.ma, a noticeable part of
+    `cnnx infer`'s start-up; for robust statistics the upper middle is as good.
+    """
+    if axis is None:
+        a, axis = a.ravel(), 0
+    k = a.shape[axis] // 2
+    return np.take(np.partition(a, k, axis=axis), k, axis=axis)
+
+
 def _sample(a: np.ndarray, n: int = 16384) -> tuple[np.ndarray, int]:
     # every k-th pixel each way, about n of them: medians of 100k pixels cost milliseconds, of 16k little
     k = max(1, int(np.sqrt(a.size / n)))
@@ -58,7 +70,7 @@ def _block_medians(g: np.ndarray, grid: int = 8) -> tuple[np.ndarray, np.ndarray
     gh, gw = small.shape[0] // bh, small.shape[1] // bw
     blocks = small[: gh * bh, : gw * bw].reshape(gh, bh, gw, bw).transpose(0, 2, 1, 3).reshape(gh, gw, -1)
     bh, bw = bh * k, bw * k  # back to full-size pixels for the block centres
-    med = np.median(blocks, axis=2)  # (gh, gw)
+    med = _median(blocks, axis=2)  # (gh, gw)
     yy, xx = np.meshgrid((np.arange(gh) + 0.5) * bh, (np.arange(gw) + 0.5) * bw, indexing="ij")
     return med.ravel(), yy.ravel(), xx.ravel()
 
@@ -83,7 +95,7 @@ def background_surface(g: np.ndarray) -> np.ndarray:
     for _ in range(3):
         coef, *_ = np.linalg.lstsq(terms[keep], med[keep], rcond=None)
         resid = med - terms @ coef
-        spread = _MAD_TO_SIGMA * np.median(np.abs(resid[keep] - np.median(resid[keep])))
+        spread = _MAD_TO_SIGMA * _median(np.abs(resid[keep] - _median(resid[keep])))
         new_keep = np.abs(resid) <= max(2.5 * spread, 2.0)
         if new_keep.sum() < 6 or np.array_equal(new_keep, keep):
             break
@@ -98,7 +110,7 @@ def ink_contrast(g: np.ndarray) -> np.ndarray:
     """(H, W) float32 ink contrast in 0-255 units (ink positive, background near 0) of an
     image whose background is not uniform: lit unevenly, noisy, or with ink at the border."""
     some = _sample(g)[0]
-    mode = float(np.median(some))
+    mode = float(_median(some))
     if np.mean(some == mode) >= 0.5:
         bg = np.full_like(g, mode)  # half the picture at one exact level: a flat, synthetic background
     else:
@@ -143,8 +155,8 @@ def ink_image(g: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | N
     crop box (top, bottom, left, right); None when it holds no ink."""
     c = ink_contrast(g)
     some = _sample(c)[0]
-    centre = float(np.median(some))
-    sigma = _MAD_TO_SIGMA * float(np.median(np.abs(some - centre)))
+    centre = float(_median(some))
+    sigma = _MAD_TO_SIGMA * float(_median(np.abs(some - centre)))
     floor = max(centre, 0.0) + NOISE_SIGMAS * sigma  # above this it is ink, not noise
     smooth = _box3(c)  # noise / 3 for white noise; strokes keep their level
     peak = float(smooth.max())
@@ -155,7 +167,7 @@ def ink_image(g: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | N
     if core is None:
         return None
     # the level that becomes full white: the strokes' median (a photo's maximum is a noise spike)
-    level = float(np.median(c[confident]))
+    level = float(_median(c[confident]))
     # below the floor is noise and goes; above it ink keeps its proportion, so the
     # anti-aliased edges of the strokes keep their weight
     ink = _stretch(np.where(c > floor, c, 0.0), max(level, MIN_INK))
@@ -206,39 +218,57 @@ def _round_half_even(v: np.ndarray) -> np.ndarray:
     return np.round(np.round(v, 6)).astype(np.int64)
 
 
+def _to_u8(unit: np.ndarray) -> np.ndarray:
+    # [0, 1] float -> 0..255 uint8
+    return np.rint(unit * 255.0).astype(np.uint8)
+
+
 def _clean(g: np.ndarray, level: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Images on a uniform background, all at once: (M, H, W) float32 and the (M,) background
-    level -> (M, oh, ow) float32 in [0, 1]."""
+    """Images on a uniform background, all at once: (M, H, W) uint8 or float32 and the (M,)
+    background level -> (M, oh, ow) uint8.
+
+    Works in uint8 where it can: an MNIST-style image (white ink at full strength on
+    black) already is its own ink, and a batch of them costs a few passes over bytes.
+    """
     m, h, w = g.shape
     oh, ow = out_hw
-    gmax, gmin = g.max(axis=(1, 2)), g.min(axis=(1, 2))  # (M,)
+    gmax, gmin = g.max(axis=(1, 2)).astype(np.float32), g.min(axis=(1, 2)).astype(np.float32)  # (M,)
     light = gmax - level >= level - gmin  # light ink on a dark field (MNIST itself)
-    sign = np.where(light, 1.0, -1.0).astype(np.float32)
-    # ink contrast = (g - level) * sign * scale: dark ink is divided by the paper level
+    # ink = (g - level) * sign * scale / div: dark ink is divided by the paper level, weak ink stretched
     scale = np.where(light, 1.0, 255.0 / np.maximum(level, 1.0)).astype(np.float32)
     peak = np.where(light, gmax - level, level - gmin) * scale
     div = np.where(peak >= FULL_INK, 255.0, np.maximum(peak, MIN_INK)).astype(np.float32)
-    diff = (g - level[:, None, None]) * sign[:, None, None]  # grey levels above the background
-    mask = diff > 0.5  # ink: any pixel off the background level
-    ink = np.clip(diff * (scale / div)[:, None, None], 0.0, 1.0) * mask  # (M, H, W) in [0, 1]
+    # white ink at full strength on black: the image is its own ink, nothing to compute
+    same = (light & (level == 0) & (div == 255.0)) if g.dtype == np.uint8 else np.zeros(m, bool)
+    if same.all():
+        ink = g  # (M, H, W) uint8
+    else:
+        ink = np.empty((m, h, w), dtype=np.uint8)
+        ink[same] = g[same]
+        o = np.flatnonzero(~same)
+        sign = np.where(light[o], 1.0, -1.0).astype(np.float32)
+        diff = (g[o].astype(np.float32) - level[o, None, None]) * sign[:, None, None]  # levels above the background
+        ink[o] = _to_u8(np.clip(diff * (scale[o] / div[o])[:, None, None], 0.0, 1.0) * (diff > 0.5))
+    mask = ink > 0  # (M, H, W): a pixel is ink when it is off the background level
     rows, cols = mask.any(axis=2), mask.any(axis=1)  # (M, H), (M, W)
     top, left = rows.argmax(axis=1), cols.argmax(axis=1)
     bottom, right = h - rows[:, ::-1].argmax(axis=1), w - cols[:, ::-1].argmax(axis=1)
     has_ink = (peak >= MIN_INK) & rows.any(axis=1)
     box = max(1, round(BOX_FRACTION * min(oh, ow)))
     direct = has_ink & (np.maximum(bottom - top, right - left) == box)  # already box-sized: no resampling
-    out = np.zeros((m, oh, ow), dtype=np.float32)
+    out = np.zeros((m, oh, ow), dtype=np.uint8)
     for i in np.flatnonzero(has_ink & ~direct):
         # to be resized: crop where the strokes are, not where their blur fades out (as MNIST
         # boxed the strokes of the binary originals, before anti-aliasing)
-        t, b, l, r = _bbox(ink[i] > EDGE_FRACTION) or (top[i], bottom[i], left[i], right[i])
-        out[i] = fit_and_centre(ink[i, t:b, l:r], out_hw)
+        t, b, l, r = _bbox(ink[i] > EDGE_FRACTION * 255) or (top[i], bottom[i], left[i], right[i])
+        out[i] = _to_u8(fit_and_centre(ink[i, t:b, l:r] * np.float32(1 / 255), out_hw))
     d = np.flatnonzero(direct)
     if d.size:
         ink, top, bottom, left, right = ink[d], top[d], bottom[d], left[d], right[d]
-        mass = ink.sum(axis=(1, 2))  # (D,)
-        cy = ink.sum(axis=2) @ np.arange(h, dtype=np.float32) / mass - top  # centre of mass in the crop
-        cx = ink.sum(axis=1) @ np.arange(w, dtype=np.float32) / mass - left
+        row_mass = ink.sum(axis=2, dtype=np.float32)  # (D, H)
+        mass = row_mass.sum(axis=1)  # (D,)
+        cy = row_mass @ np.arange(h, dtype=np.float32) / mass - top  # centre of mass in the crop
+        cx = ink.sum(axis=1, dtype=np.float32) @ np.arange(w, dtype=np.float32) / mass - left
         new_top = np.clip(_round_half_even(oh / 2 - cy), 0, oh - (bottom - top))
         new_left = np.clip(_round_half_even(ow / 2 - cx), 0, ow - (right - left))
         # gather: output row y shows input row y - new_top + top, inside the crop only
@@ -252,30 +282,30 @@ def _clean(g: np.ndarray, level: np.ndarray, out_hw: tuple[int, int]) -> np.ndar
 
 
 def mnist_digits(images: np.ndarray, out_hw: tuple[int, int] = (28, 28)) -> np.ndarray:
-    """(N, H, W) greyscale in [0, 255] -> (N, oh, ow) uint8, white digits on black.
+    """(N, H, W) greyscale in [0, 255], uint8 or float -> (N, oh, ow) uint8, white digits on black.
 
     Images on a uniform background (MNIST, drawings, clean scans) are processed
     together, vectorised; the others (photos) one by one.
     """
-    g = images.astype(np.float32, copy=False)
+    g = images if images.dtype == np.uint8 else images.astype(np.float32)
     if g.shape[1] < 4 or g.shape[2] < 4:  # too small for a border ring: extend the edges
         g = np.pad(g, ((0, 0), (0, max(0, 4 - g.shape[1])), (0, max(0, 4 - g.shape[2]))), mode="edge")
     ring = np.concatenate((g[:, 0], g[:, -1], g[:, 1:-1, 0], g[:, 1:-1, -1]), axis=1)  # (N, 2H + 2W - 4)
     # uniform: nearly all of the border sits at exactly one level (the digit may touch the border)
     # and none of it is a level or three off, the mark of noise or JPEG compression
-    level = np.median(ring, axis=1)  # (N,)
-    dev = np.abs(ring - level[:, None])
+    level = _median(ring, axis=1).astype(np.float32)  # (N,)
+    dev = np.abs(ring.astype(np.float32) - level[:, None])
     uniform = ((dev < 0.5).mean(axis=1) >= UNIFORM_BORDER) & ~((dev >= 0.5) & (dev < 4)).any(axis=1)
-    out = np.zeros((len(g), *out_hw), dtype=np.float32)
+    out = np.zeros((len(g), *out_hw), dtype=np.uint8)
     u = np.flatnonzero(uniform)
     if u.size:
-        out[u] = _clean(g[u], level[u], out_hw)
+        out[u] = _clean(g[u] if u.size < len(g) else g, level[u], out_hw)
     for i in np.flatnonzero(~uniform):
-        found = ink_image(g[i])
+        found = ink_image(g[i].astype(np.float32))
         if found is not None:  # else a blank page: it stays black, no division by zero
             ink, (t, b, l, r) = found
-            out[i] = fit_and_centre(ink[t:b, l:r], out_hw)
-    return np.rint(out * 255.0).astype(np.uint8)
+            out[i] = _to_u8(fit_and_centre(ink[t:b, l:r], out_hw))
+    return out
 
 
 def mnist_digit(image: np.ndarray, out_hw: tuple[int, int] = (28, 28)) -> np.ndarray:

@@ -49,12 +49,15 @@ def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
         return source
     if isinstance(source, np.ndarray):
         return _from_array(source)
-    path = Path(source)
+    path = source  # a str is opened as it is: pathlib costs microseconds a file
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(path)
+            if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+                # checked again here: catch_warnings is not thread-safe, and callers decode in threads
+                raise Image.DecompressionBombError(f"{im.width}x{im.height}")
             if draft_size and im.format == "JPEG" and max(im.size) > 2 * draft_size:
                 r = draft_size / max(im.size)
                 im.draft(None, (max(1, int(im.size[0] * r)), max(1, int(im.size[1] * r))))
@@ -66,7 +69,8 @@ def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
-        what = "empty file" if path.is_file() and path.stat().st_size == 0 else "not an image Pillow can read"
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        what = "empty file" if empty else "not an image Pillow can read"
         raise ImageError(f"{path}: {what}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(
@@ -128,12 +132,14 @@ def _with_alpha(im: Image.Image) -> Image.Image | None:
 
 
 def to_grey(im: Image.Image) -> np.ndarray:
-    """(H, W) float32 in [0, 255]; transparent pixels composited onto a background the ink stands out on.
+    """(H, W) uint8 or float32 in [0, 255]; transparent pixels composited onto a background the ink stands out on.
 
     A canvas drawing has opaque ink on a transparent background whose hidden colour
     is arbitrary; compositing onto white (for dark ink) or black (for light ink)
     keeps the ink visible whatever colour it was drawn in.
     """
+    if im.mode == "L":
+        return np.asarray(im)  # the common case (scans, MNIST-style PNGs): no conversion at all
     la = _with_alpha(im)
     if la is not None:
         a = np.asarray(la, dtype=np.float32)  # (H, W, 2): luminance, alpha
@@ -148,7 +154,7 @@ def to_grey(im: Image.Image) -> np.ndarray:
         im = im.convert("RGB")  # palette, CMYK, YCbCr, 1-bit ...: Pillow knows the way to RGB
     if im.mode != "L":
         im = im.convert("L")  # ITU-R 601 luma
-    return np.asarray(im, dtype=np.float32)
+    return np.asarray(im)
 
 
 def to_color(im: Image.Image, color: str) -> Image.Image:

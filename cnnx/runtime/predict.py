@@ -8,6 +8,7 @@ the model's logits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,19 @@ class _Namer:
         return self.folder / name
 
 
+def _chunks(items: Iterable[ImageSource], size: int) -> Iterator[tuple[int, list[ImageSource]]]:
+    """(position of the first, list of up to ``size`` items), in order."""
+    chunk: list[ImageSource] = []
+    position = 0
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield position, chunk
+            position, chunk = position + size, []
+    if chunk:
+        yield position, chunk
+
+
 class Classifier:
     """An exported cnnx model ready to classify images.
 
@@ -105,22 +119,29 @@ class Classifier:
 
     def iter_predict(self, images: Iterable[ImageSource], top_k: int = 1,
                      save_dir: str | Path | None = None) -> Iterator[Prediction]:
-        """One Prediction per image, in order, a batch at a time; bad images yield an error, not an exception."""
+        """One Prediction per image, in order, a batch at a time; bad images yield an error, not an exception.
+
+        The model runs on one batch in a background thread (onnxruntime releases the GIL)
+        while the next batch is decoded, so decoding and inference overlap.
+        """
         if top_k < 1:
             raise ConfigError(f"--top-k must be at least 1, got {top_k}")
         k = min(top_k, self.spec.num_classes)
         namer = _Namer(Path(save_dir)) if save_dir is not None else None
-        chunk: list[ImageSource] = []
-        position = 0
-        for source in images:
-            chunk.append(source)
-            if len(chunk) == self.batch_size:
-                yield from self._classify(chunk, position, k, namer)
-                position, chunk = position + len(chunk), []
-        if chunk:
-            yield from self._classify(chunk, position, k, namer)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnx-model") as pool:
+            running: tuple[list[Prediction], list[Prediction], Future | None] | None = None
+            for position, chunk in _chunks(images, self.batch_size):
+                preds, good, pixels = self._prepare(chunk, position, namer)
+                job = pool.submit(self.probabilities, np.stack(pixels)) if pixels else None
+                if running is not None:
+                    yield from self._finish(*running, k)
+                running = (preds, good, job)
+            if running is not None:
+                yield from self._finish(*running, k)
 
-    def _classify(self, chunk: list[ImageSource], position: int, k: int, namer: _Namer | None) -> list[Prediction]:
+    def _prepare(self, chunk: list[ImageSource], position: int,
+                 namer: _Namer | None) -> tuple[list[Prediction], list[Prediction], list[np.ndarray]]:
+        """Decode and preprocess a chunk: (all predictions, those that decoded, their pixels)."""
         preds, good, pixels = [], [], []
         for i, (source, result) in enumerate(zip(chunk, preprocess_batch(chunk, self.spec, self.recipe))):
             pred = Prediction(path=source_name(source))
@@ -136,13 +157,18 @@ class Classifier:
                     continue
             good.append(pred)
             pixels.append(result)
-        if good:
-            probs = self.probabilities(np.stack(pixels))  # (n, K)
+        return preds, good, pixels
+
+    def _finish(self, preds: list[Prediction], good: list[Prediction], job: Future | None,
+                k: int) -> list[Prediction]:
+        if job is not None:
+            probs = job.result()  # (n, K)
             order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (n, k) best first
-            for row, pred in enumerate(good):
-                top = [(self.spec.classes[j], float(probs[row, j])) for j in order[row]]
-                pred.top_k, pred.index = top, int(order[row, 0])
-                pred.label, pred.probability = top[0]
+            best = np.take_along_axis(probs, order, axis=1)  # (n, k) their probabilities
+            classes = self.spec.classes
+            for pred, idx, ps in zip(good, order.tolist(), best.tolist()):
+                pred.top_k = [(classes[j], p) for j, p in zip(idx, ps)]
+                pred.index, pred.label, pred.probability = idx[0], classes[idx[0]], ps[0]
         return preds
 
     def predict(self, images: ImageSource | Iterable[ImageSource], top_k: int = 1,

@@ -1,0 +1,211 @@
+"""Parity: proof that an exported file computes what the checkpoint computes.
+
+Checks go structure, values, decision (ARCHITECTURE rule 5):
+
+1. structure: declared input/output names, shapes and dtypes, and the shape and
+   dtype of every output actually produced;
+2. values: ``numpy.testing.assert_allclose`` against the reference logits, on real
+   test images and on random inputs at batch sizes 1, 2, 7 and 64, with the
+   tolerances of ``GATES``;
+3. decision: top-1 agreement on real test images (and, for int8, accuracy and size
+   against the fp32 ONNX file).
+
+The reference is the PyTorch model in eval mode; the inputs come from
+``cnnx.export.images``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnx.errors import ParityError
+from cnnx.export.images import RANDOM_BATCHES, ParityData
+
+EVAL_BATCH = 500  # images per forward pass on the test split
+
+Runner = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) float32 normalised -> (N, K) float32 logits
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What an export must meet; every tolerance cnnx applies lives in ``GATES``."""
+
+    atol: float | None  # max |logit - reference logit|, real and random inputs; None: reported, not gated
+    min_agreement: float  # top-1 agreement with the baseline on real test images, fraction
+    baseline: str = "torch"  # what agreement is measured against: "torch" or another format's name
+    max_accuracy_drop: float | None = None  # accuracy (fraction) it may lose against the baseline
+    max_size_ratio: float | None = None  # file size / the baseline format's file size
+    hint: str = "nothing was written"  # the way out, appended to a failure
+
+
+GATES: dict[str, Gate] = {
+    "onnx": Gate(atol=1e-4, min_agreement=1.0),
+    "torchscript": Gate(atol=1e-5, min_agreement=1.0),
+    "onnx-int8": Gate(atol=None, min_agreement=0.998, baseline="onnx", max_accuracy_drop=0.001,
+                      max_size_ratio=0.30,
+                      hint="nothing was written; export without --int8 to keep the fp32 files"),
+}
+
+
+@dataclass
+class Outputs:
+    real: np.ndarray  # (N, K) logits on ParityData.test_x
+    random: dict[int, np.ndarray]  # batch size -> (B, K)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[int]:
+    """Pin torch's intra-op pool for the duration; onnxruntime sessions get the same count.
+
+    Both pools default to one thread per core and spin while idle, so in one process they
+    fight over the cores and turn sub-millisecond runs into milliseconds.
+    """
+    # half the cores each (1 on a 2-core machine): an OpenMP pool whose threads share a core with
+    # another process's stalls at every barrier; one thread runs these small models nearly as fast
+    n = threads or max(1, min(4, (os.cpu_count() or 1) // 2))
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(old)
+
+
+def run_all(run: Runner, data: ParityData) -> Outputs:
+    real = np.concatenate([run(data.test_x[i : i + EVAL_BATCH]) for i in range(0, len(data.test_x), EVAL_BATCH)])
+    return Outputs(real=real, random={b: run(x) for b, x in data.random.items()})
+
+
+def torch_runner(model: nn.Module) -> Runner:
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+    return run
+
+
+def _structure(name: str, signature: dict[str, Any] | None, expected: dict[str, Any] | None,
+               got: Outputs, want: Outputs) -> list[str]:
+    problems = []
+    if signature is not None and expected is not None and signature != expected:
+        problems.append(f"declared inputs/outputs {signature} instead of {expected}")
+    pairs = [("real", got.real, want.real)] + [(f"batch {b}", got.random[b], want.random[b]) for b in want.random]
+    for label, g, w in pairs:
+        if g.shape != w.shape or g.dtype != np.float32:
+            problems.append(f"{label}: output {g.dtype} {g.shape}, the checkpoint gives float32 {w.shape}")
+        elif not np.isfinite(g).all():
+            problems.append(f"{label}: output holds NaN or inf")
+    return problems
+
+
+def _diffs(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
+    abs_diff = float(np.abs(got - want).max())
+    # relative to the largest reference logit: elementwise ratios explode on logits near 0
+    return {"max_abs_diff": abs_diff, "max_rel_diff": abs_diff / max(float(np.abs(want).max()), 1e-12)}
+
+
+def check(name: str, got: Outputs, reference: Outputs, data: ParityData, *,
+          signature: dict[str, Any] | None = None, expected: dict[str, Any] | None = None,
+          baseline: Outputs | None = None, size: int | None = None, baseline_size: int | None = None
+          ) -> dict[str, Any]:
+    """Compare an export's outputs with the reference; return the summary or raise ParityError."""
+    gate = GATES[name]
+    problems = _structure(name, signature, expected, got, reference)
+    if problems:
+        raise ParityError(f"{name} export has the wrong structure: {'; '.join(problems)}",
+                          f"{gate.hint}; report this with the checkpoint")
+    base = reference if gate.baseline == "torch" else baseline
+    assert base is not None, f"{name} needs the {gate.baseline} outputs as its baseline"
+    random_all = np.concatenate([got.random[b].ravel() for b in RANDOM_BATCHES])
+    random_ref = np.concatenate([reference.random[b].ravel() for b in RANDOM_BATCHES])
+    pred, base_pred, ref_pred = got.real.argmax(1), base.real.argmax(1), reference.real.argmax(1)
+    summary: dict[str, Any] = {
+        "images": len(data.test_y),
+        "real": _diffs(got.real, reference.real),
+        "random": _diffs(random_all, random_ref),
+        "top1_agreement": float((pred == base_pred).mean()),
+        "agreement_with": gate.baseline,
+        "top1_agreement_with_torch": float((pred == ref_pred).mean()),
+        "accuracy": float((pred == data.test_y).mean()),
+        "baseline_accuracy": float((base_pred == data.test_y).mean()),
+        "tolerance": {k: v for k, v in vars(gate).items() if v is not None and k != "hint"},
+    }
+    failures = []
+    if gate.atol is not None:
+        for label, g, w in [("real images", got.real, reference.real), ("random inputs", random_all, random_ref)]:
+            try:
+                np.testing.assert_allclose(g, w, rtol=0, atol=gate.atol)
+            except AssertionError:
+                failures.append(f"max abs logit diff {np.abs(g - w).max():.3g} on {label} exceeds {gate.atol:g}")
+    if summary["top1_agreement"] < gate.min_agreement:
+        failures.append(f"top-1 agreement with {gate.baseline} {100 * summary['top1_agreement']:.2f}% "
+                        f"is under {100 * gate.min_agreement:.2f}%")
+    if gate.max_accuracy_drop is not None:
+        drop = summary["baseline_accuracy"] - summary["accuracy"]
+        summary["accuracy_drop_pp"] = 100 * drop
+        if drop > gate.max_accuracy_drop + 1e-12:
+            failures.append(f"accuracy drops {100 * drop:.2f} pp, more than {100 * gate.max_accuracy_drop:g} pp")
+    if size is not None and baseline_size:
+        ratio, failure = _size_gate(name, size, baseline_size)
+        summary.update(ratio)
+        failures += [failure] if failure else []
+    summary["passed"] = not failures
+    if failures:
+        error = ParityError(f"{name} export fails its parity gate on {len(data.test_y)} test images: "
+                            f"{'; '.join(failures)}", gate.hint)
+        error.summary = summary  # type: ignore[attr-defined]  # the numbers, for the --json report
+        raise error
+    return summary
+
+
+def _size_gate(name: str, size: int, baseline_size: int) -> tuple[dict[str, float], str | None]:
+    gate = GATES[name]
+    if gate.max_size_ratio is None:
+        return {}, None
+    ratio = size / baseline_size
+    failure = (f"size {100 * ratio:.1f}% of {gate.baseline} exceeds {100 * gate.max_size_ratio:.0f}%"
+               if ratio > gate.max_size_ratio else None)
+    return {"size_ratio": ratio}, failure
+
+
+def check_size(name: str, size: int, baseline_size: int) -> dict[str, float]:
+    """The size gate alone, for the final file; raises ParityError when it fails."""
+    ratio, failure = _size_gate(name, size, baseline_size)
+    if failure:
+        error = ParityError(f"{name} export fails its size gate: {failure}", GATES[name].hint)
+        error.summary = ratio  # type: ignore[attr-defined]
+        raise error
+    return ratio
+
+
+def compact(summary: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """The parity summary as it travels inside a model file: 6 significant digits, no local paths."""
+    def short(v: Any) -> Any:
+        if isinstance(v, float):
+            return float(f"{v:.6g}")
+        return {k: short(x) for k, x in v.items()} if isinstance(v, dict) else v
+    return short({**summary, "source": {k: v for k, v in source.items() if k != "folder"}})
+
+
+def latency_ms(run: Runner, x: np.ndarray, budget_s: float = 0.5, max_runs: int = 200) -> float:
+    """Median wall time of one call in milliseconds, after three warm-up calls.
+
+    TorchScript's profiling executor specialises the graph during its first calls; timing those
+    would charge compilation to inference.
+    """
+    for _ in range(3):
+        run(x)
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < max_runs and (len(times) < 5 or time.perf_counter() < deadline):
+        t0 = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))

@@ -1,0 +1,165 @@
+"""What an export starts from: a cnnx checkpoint or a bare ``state_dict``, as an eval-mode model plus its spec.
+
+A cnnx checkpoint carries its spec. A bare ``state_dict`` (what
+``torch.save(model.state_dict(), PATH)`` writes, e.g. the seed scripts) carries
+nothing else, so it needs ``--arch``; its spec then comes from the
+architecture's dataset defaults, with ``--mean/--std/--classes`` overriding
+them. Everything loads with ``weights_only=True`` onto the CPU, so a checkpoint
+saved on CUDA exports on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+import cnnx
+from cnnx.errors import CheckpointError, ConfigError
+from cnnx.spec import ModelSpec
+from cnnx.train import checkpoint as ckpt
+from cnnx.train.datasets import MNIST_MEAN, MNIST_STD
+from cnnx.train.models import ARCHS, build_model, get_arch
+
+
+
+def _mnist_defaults() -> dict[str, Any]:
+    return {"color": "L", "mean": MNIST_MEAN, "std": MNIST_STD, "classes": [str(i) for i in range(10)],
+            "preprocess": "mnist-digit"}
+
+
+def _cifar10_defaults() -> dict[str, Any]:
+    from cnnx.train.cifar import CIFAR10_MEAN, CIFAR10_STD, CLASSES
+
+    return {"color": "RGB", "mean": CIFAR10_MEAN, "std": CIFAR10_STD, "classes": list(CLASSES),
+            "preprocess": "resize"}
+
+
+# What a model trained on a dataset expects when its file does not say
+# (the values cnnx.train.datasets reports for each dataset).
+DATASET_DEFAULTS: dict[str, Callable[[], dict[str, Any]]] = {"mnist": _mnist_defaults, "cifar10": _cifar10_defaults}
+
+# Keys under which other tools nest a state_dict inside a dict ({"state_dict": ...}).
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")
+
+
+@dataclass
+class Source:
+    """An eval-mode model on the CPU and the spec that describes it."""
+
+    model: nn.Module
+    spec: ModelSpec
+    path: Path  # the file that was read
+    kind: str  # "cnnx-checkpoint" or "state_dict"
+    sha256: str
+    info: dict[str, Any] = field(default_factory=dict)  # epoch, metrics ... for reports
+    train_config: dict[str, Any] | None = None  # TrainConfig as saved: where the parity images come from
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a bare or conventionally nested state_dict, minus a DataParallel ``module.`` prefix."""
+    if not _is_state_dict(obj) and isinstance(obj, dict):
+        nested = [obj[k] for k in _NESTED_KEYS if _is_state_dict(obj.get(k))]
+        obj = nested[0] if nested else obj
+    if not _is_state_dict(obj):
+        raise CheckpointError(
+            f"{path} holds neither a cnnx checkpoint nor a state_dict (found {type(obj).__name__})",
+            "save the weights with torch.save(model.state_dict(), PATH) and export with --arch NAME",
+        )
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def fitting_archs(state: dict[str, torch.Tensor]) -> list[str]:
+    """Registered architectures whose parameter names and shapes match ``state`` exactly."""
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    # the class count is the one free dimension: the output bias is the state's last 1-d tensor
+    num_classes = next((len(v) for v in reversed(state.values()) if v.ndim == 1), 10)
+    found = []
+    for name, arch in ARCHS.items():
+        want = {k: tuple(v.shape) for k, v in arch.build(num_classes).state_dict().items()}
+        if want == have:
+            found.append(name)
+    return found
+
+
+def _load_into(spec: ModelSpec, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    arch, classes = spec.arch, spec.classes
+    model = build_model(arch, len(classes), tuple(spec.input_shape))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        fits = fitting_archs(state)
+        detail = " ".join(str(exc).split())
+        raise CheckpointError(
+            f"the weights in {path} do not fit --arch {arch} with {len(classes)} classes: {detail[:300]}",
+            f"they fit: {', '.join(fits)}" if fits else "check --arch and --classes",
+        ) from None
+    return model.eval()
+
+
+def _apply_overrides(spec: ModelSpec, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
+                     classes: list[str] | None) -> ModelSpec:
+    changes: dict[str, Any] = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
+    if classes is not None:
+        if len(classes) != len(set(classes)) or not classes:
+            raise ConfigError(f"--classes must be distinct names, got {classes}")
+        changes["classes"] = classes
+    return spec.replace(**changes) if changes else spec
+
+
+def default_spec(arch_name: str) -> ModelSpec:
+    """The spec a bare state_dict of ``arch_name`` gets: the architecture's dataset defaults."""
+    arch = get_arch(arch_name)
+    if arch.dataset not in DATASET_DEFAULTS:
+        raise ConfigError(
+            f"architecture {arch_name!r} was built for dataset {arch.dataset!r}, which has no defaults",
+            "give --mean, --std and --classes",
+        )
+    return ModelSpec(arch=arch_name, input_shape=arch.input_shape, dataset=arch.dataset,
+                     **DATASET_DEFAULTS[arch.dataset]())
+
+
+def load_source(path: Path, arch: str | None = None, mean: tuple[float, ...] | None = None,
+                std: tuple[float, ...] | None = None, classes: list[str] | None = None) -> Source:
+    """Read ``path`` (a checkpoint, a run folder or a state_dict) into an eval-mode CPU model and its spec."""
+    path = ckpt.resolve_checkpoint(Path(path))
+    raw = ckpt.load_raw(path)  # weights_only=True, map_location="cpu"; refuses pickled whole models
+    sha = ckpt.file_sha256(path)
+    if isinstance(raw, dict) and raw.get("format") == ckpt.FORMAT:
+        spec = ModelSpec.from_dict(raw["spec"])
+        if arch is not None and arch != spec.arch:
+            raise ConfigError(
+                f"--arch {arch} disagrees with the checkpoint, which was trained as {spec.arch}",
+                "leave out --arch for cnnx checkpoints",
+            )
+        info = {"epoch": raw.get("epoch"), "best_accuracy": raw.get("best_accuracy"),
+                "metrics": (raw.get("metrics") or [])[-1:]}
+        state, kind, config = raw["model"], "cnnx-checkpoint", raw.get("config")
+    else:
+        state = unwrap_state_dict(raw, path)
+        if arch is None:
+            fits = fitting_archs(state)
+            raise CheckpointError(
+                f"{path} is a bare state_dict: it does not say which architecture it belongs to",
+                f"give --arch NAME ({'it fits: ' + ', '.join(fits) if fits else 'choose from: ' + ', '.join(ARCHS)})",
+            )
+        spec, info, kind, config = default_spec(arch), {}, "state_dict", None
+    spec = _apply_overrides(spec, mean, std, classes)
+    model = _load_into(spec, state, path)
+    versions = {"cnnx": cnnx.__version__, "torch": str(torch.__version__)}
+    extra = dict(spec.extra)
+    if spec.versions and spec.versions != versions:
+        extra["trained_with"] = dict(spec.versions)  # the export's own versions replace them below
+    spec = spec.replace(checkpoint_sha256=sha, extra=extra, versions=versions)
+    return Source(model=model, spec=spec, path=path, kind=kind, sha256=sha, info=info, train_config=config)
