@@ -269,13 +269,16 @@ def inspect_cmd(file: str, as_json: bool) -> None:
 
 
 class _Console:
-    """A progress bar on stderr for long runs; while it shows on a terminal, lines that would
-    cut through it are held back and printed when it finishes."""
+    """Output for long runs: stdout lines are written a block at a time (one write per
+    batch, not per image), and a progress bar shows on stderr; while it shows on a
+    terminal, lines that would cut through it are held back until it finishes."""
 
     def __init__(self, total: int, show: bool | None, label: str) -> None:
         show = sys.stderr.isatty() and total > 1000 if show is None else show
         self.bar = click.progressbar(length=total, label=label, file=sys.stderr) if show else None
-        self.held: list[tuple[str, bool]] = []
+        self.hold = self.bar is not None and sys.stdout.isatty()
+        self.out: list[str] = []
+        self.err: list[str] = []
 
     def __enter__(self) -> _Console:
         if self.bar is not None:
@@ -283,20 +286,36 @@ class _Console:
         return self
 
     def echo(self, line: str, err: bool = False) -> None:
-        if self.bar is not None and (err or sys.stdout.isatty()):
-            self.held.append((line, err))
+        if err and self.bar is None:
+            click.echo(line, err=True)
         else:
-            click.echo(line, err=err)
+            (self.err if err else self.out).append(line)
 
     def advance(self, n: int) -> None:
         if self.bar is not None:
             self.bar.update(n)
+        if not self.hold and len(self.out) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.out:
+            click.echo("\n".join(self.out))
+            self.out.clear()
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
-        for line, err in self.held:
-            click.echo(line, err=err)
+        self.flush()
+        for line in self.err:
+            click.echo(line, err=True)
+
+
+def _edge_env() -> None:
+    """Before numpy loads: its OpenBLAS would start a thread per core, for nothing bigger than
+    the runtime's 6x6 least-squares fit; one thread starts faster on a small device."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 _THREADS_HELP = "onnxruntime intra-op threads; 0 = the machine's physical cores. Idle threads never spin."
@@ -330,6 +349,7 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
 
     Example: cnnx infer digit.png photos/ --top-k 3
     """
+    _edge_env()
     from cnnx.runtime.output import Formatter
     from cnnx.runtime.predict import Classifier
     from cnnx.runtime.sources import expand
@@ -383,6 +403,7 @@ def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, thre
 
     Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png
     """
+    _edge_env()
     from cnnx.backends import open_model
     from cnnx.runtime.evaluate import confusion_table, evaluate, load_labelled
     from cnnx.runtime.predict import resolve_model
