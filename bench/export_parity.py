@@ -55,7 +55,8 @@ def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
     from cnnx.export import images, parity, quantize
 
     model = onnx_format.load(fp32, threads=1)
-    spec = model.spec()
+    spec = model.spec()  # minus the fp32 file's own parity record; these files carry none of theirs either
+    spec = spec.replace(extra={k: v for k, v in spec.extra.items() if k not in ("parity", "rejected")})
     data = images.load_images(spec, Path(data_dir) if data_dir else None)
     base = parity.run_all(model.run, data)
     rows = {}
@@ -149,6 +150,8 @@ def main() -> None:
     print(table(rows))
     print(f"\ncnnx export --format all: {all_wall:.1f} s wall (process start to exit, parity included); "
           f"--int8: {int8_wall:.1f} s, {'passed' if int8_report.get('passed') else 'FAILED: ' + int8_report['error']}\n")
+    print("int8 weights per channel and per tensor, same calibration (sizes before the int8 file's own parity "
+          "record is added, ~0.5 KB)")
     rows = [["int8 weights", "size KB", "size vs fp32", "top-1 agree vs fp32", "accuracy", "drop pp", "gate"]]
     for method, r in methods.items():
         rows.append([method, f"{r['size_bytes'] / 1024:.1f}", f"{100 * r['size_ratio']:.1f}%",

@@ -234,7 +234,7 @@ def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
     Every file is checked against the checkpoint on real test images and random
     inputs before it is kept; a failed check exits with code 3 and writes nothing.
 
-    Example: cnnx export artifacts/runs/mnist/best.pt --format all --int8
+    Example: cnnx export artifacts/runs/mnist/best.pt --format all
     """
     from cnnx.export import ExportOptions, export_checkpoint
     from cnnx.export.report import render
