@@ -173,8 +173,9 @@ def render(info: dict[str, Any]) -> str:
     if info.get("best_accuracy") is not None:
         lines.append(_line("best accuracy", f"{100 * info['best_accuracy']:.2f}%"))
     for key in ("epoch", "parameters", "tensors", "values", "fits_archs", "entries"):
-        if info.get(key) is not None:
-            lines.append(_line(key.replace("_", " "), info[key]))
+        value = info.get(key)
+        if value is not None:
+            lines.append(_line(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else value))
     spec = info.get("spec")
     if spec:
         extra = spec.get("extra", {})
