@@ -18,7 +18,8 @@ from cnnx.errors import DataNotFoundError  # noqa: E402
 from cnnx.train.cifar import CIFAR10_MEAN, load_cifar10, locate_cifar10  # noqa: E402
 from cnnx.train.datasets import load_dataset  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
-from tests.gen_images import CIFAR_CLASSES, cifar_tarball, write_cifar10  # noqa: E402
+from tests.edge import infer_json, torch_probs  # noqa: E402
+from tests.gen_images import CIFAR_CLASSES, cifar_tarball, class_images, write_cifar10  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +121,18 @@ def test_unreachable_server_gives_one_line(tmp_path: Path, monkeypatch: pytest.M
     assert "download failed" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_cli_trains_cifar10_and_the_spec_carries_the_dataset(cifar_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    # seed003-net: 60x cheaper than the default cifar-bn, which test_train_folder trains
+@pytest.fixture(scope="module")
+def cifar_run(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """`cnnx train cifar10` through the CLI: seed003-net, 60x cheaper than the default cifar-bn
+    (which test_train_folder trains)."""
+    out = tmp_path_factory.mktemp("cifar-run") / "run"
     proc = run_cli("train", "cifar10", "--arch", "seed003-net", "--data-dir", str(cifar_root), "--no-download",
                    "--epochs", "3", "--batch-size", "16", "--out", str(out), "--device", "cpu", "--json", check=True)
-    result = json.loads(proc.stdout)
+    return out, json.loads(proc.stdout)
+
+
+def test_cli_trains_cifar10_and_the_spec_carries_the_dataset(cifar_run: tuple[Path, dict]) -> None:
+    out, result = cifar_run
     assert result["arch"] == "seed003-net" and result["dataset"] == "cifar10"
     # chance is 0.1: well above it, the images and labels reached the loop intact
     assert result["epoch_metrics"][-1]["train_accuracy"] > 0.3 and result["best_accuracy"] > 0.3
@@ -133,6 +140,28 @@ def test_cli_trains_cifar10_and_the_spec_carries_the_dataset(cifar_root: Path, t
     assert spec["input_shape"] == [3, 32, 32] and spec["color"] == "RGB" and spec["classes"] == CIFAR_CLASSES
     assert tuple(spec["mean"]) == CIFAR10_MEAN and spec["preprocess"] == "resize"
     assert (out / "curves.png").is_file() and (out / "confusion.png").is_file()
+
+
+def test_export_with_parity_then_infer_on_new_images(cifar_run: tuple[Path, dict], cifar_root: Path,
+                                                     tmp_path: Path) -> None:
+    from PIL import Image
+
+    pytest.importorskip("onnxruntime")
+    run, _ = cifar_run
+    proc = run_cli("export", str(run), "--format", "all", "--data-dir", str(cifar_root),
+                   "--out", str(tmp_path / "exp"), "--json", check=True)  # exit 0: both parity gates passed
+    report = json.loads(proc.stdout)
+    assert {f: r["passed"] for f, r in report["formats"].items()} == {"onnx": True, "torchscript": True}
+    x = torch.from_numpy(class_images(np.array([3, 8]), seed=99))  # a new cat and ship, (2, 3, 32, 32)
+    files = []
+    for i, img in enumerate(x):
+        files.append(tmp_path / f"photo{i}.png")
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(files[-1])  # 32x32: "resize" keeps the pixels
+    results = infer_json(next((tmp_path / "exp").glob("*.onnx")), *files)
+    probs = torch_probs(run / "last.pt", x)
+    for r, p in zip(results, probs):
+        assert r["label"] == CIFAR_CLASSES[int(p.argmax())]
+        assert r["probability"] == pytest.approx(float(p.max()), abs=1e-4)
 
 
 @pytest.mark.parametrize("arch", ["seed002-module", "seed002-tudui", "seed003-net"])

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
+from cnnx.cli import main  # noqa: E402
 from cnnx.errors import CnnxError, ConfigError, DataNotFoundError  # noqa: E402
 from cnnx.train.datasets import load_dataset  # noqa: E402
 from cnnx.train.folder import load_folder  # noqa: E402
 from cnnx.train.plots import grid_layout, png_size  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
+from tests.edge import infer_json, torch_probs  # noqa: E402
 from tests.gen_images import write_image_folder  # noqa: E402
 
 CLASSES = ["cat", "dog", "fox"]
@@ -93,11 +96,17 @@ def test_folder_errors_name_the_problem(tmp_path: Path) -> None:
         load_dataset("mnist", image_size=32)
 
 
-def test_cli_trains_a_folder_with_the_default_network(flat: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def folder_run(flat: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """`cnnx train FOLDER` through the CLI with the default network, grey 16x16 images."""
+    out = tmp_path_factory.mktemp("folder-run") / "run"
     proc = run_cli("train", str(flat), "--image-size", "16", "--grayscale", "--epochs", "2", "--batch-size", "8",
                    "--out", str(out), "--device", "cpu", "--json", check=True)
-    result = json.loads(proc.stdout)
+    return out, json.loads(proc.stdout)
+
+
+def test_cli_trains_a_folder_with_the_default_network(flat: Path, folder_run: tuple[Path, dict]) -> None:
+    out, result = folder_run
     assert result["arch"] == "cifar-bn" and result["dataset"] == "pets"
     assert result["config"]["dataset"] == str(flat.resolve())  # absolute: --resume works from anywhere
     assert result["epoch_metrics"][-1]["train_accuracy"] > 0.5  # chance is 1/3
@@ -106,18 +115,44 @@ def test_cli_trains_a_folder_with_the_default_network(flat: Path, tmp_path: Path
     assert spec["preprocess"] == "resize" and len(spec["mean"]) == 1 and 0 < spec["std"][0] < 1
 
 
+def test_export_then_infer_prepares_new_images_as_training_did(folder_run: tuple[Path, dict],
+                                                               tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    run, _ = folder_run
+    run_cli("export", str(run), "--format", "onnx", "--out", str(tmp_path / "exp"), check=True)
+    # new JPEGs of another size: the runtime must resize and grey them from the spec, as training did
+    new = tmp_path / "new"
+    write_image_folder(new / "train", CLASSES, per_class=1, size=(64, 50), fmt="JPEG", seed=7)
+    shutil.copytree(new / "train", new / "test")
+    files = sorted((new / "train").rglob("*.jpg"))
+    results = infer_json(tmp_path / "exp" / "last.onnx", *files)
+    x = load_folder(new, image_size=16, grayscale=True).train.x  # the training pipeline, same order
+    probs = torch_probs(run / "last.pt", x)
+    for r, p in zip(results, probs):
+        assert r["label"] == CLASSES[int(p.argmax())]
+        assert r["probability"] == pytest.approx(float(p.max()), abs=1e-4)
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    """In-process CLI (no interpreter start-up): exit code, stdout, stdout and stderr together."""
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.output
+
+
 def test_fixed_size_seed_network_on_other_sizes_fails_before_training(flat: Path, tmp_path: Path) -> None:
-    proc = run_cli("train", str(flat), "--arch", "seed003-net", "--image-size", "16", "--out", str(tmp_path / "r"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "seed003-net cannot take 3x16x16 images" in proc.stderr and "--image-size" in proc.stderr
+    code, _, out = _invoke("train", str(flat), "--arch", "seed003-net", "--image-size", "16",
+                           "--out", str(tmp_path / "r"))
+    assert code == 2 and "Traceback" not in out
+    assert "seed003-net cannot take 3x16x16 images" in out and "--image-size" in out
     assert not (tmp_path / "r" / "last.pt").exists()
 
 
 def test_samples_grid_of_a_folder(flat: Path, tmp_path: Path) -> None:
     out = tmp_path / "grid.png"
-    proc = run_cli("samples", str(flat), "--count", "12", "--columns", "6", "--image-size", "24",
-                   "--out", str(out), "--json", check=True)
-    result = json.loads(proc.stdout)
+    code, text, both = _invoke("samples", str(flat), "--count", "12", "--columns", "6", "--image-size", "24",
+                               "--out", str(out), "--json")
+    assert code == 0, both
+    result = json.loads(text)
     assert len(result["labels"]) == 12 and set(result["labels"]) <= set(CLASSES)
     rows, cols, up = grid_layout(12, 24, 24, 6)
     assert (rows, cols) == (2, 6)

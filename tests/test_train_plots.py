@@ -98,10 +98,11 @@ def test_tensorboard_and_save_every_through_the_cli(tmp_path: Path) -> None:
 
 def test_save_min_acc_keeps_only_last_below_the_threshold(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = run_cli("train", "mnist", "--data-dir", str(MINI_MNIST), "--no-download", "--epochs", "1",
-                   "--batch-size", "64", "--save-every", "1", "--save-min-acc", "1.0", "--no-plots",
-                   "--out", str(out), "--json", check=True)
-    assert json.loads(proc.stdout)["plots"] == {}
+    ok = CliRunner().invoke(main, ["train", "mnist", "--data-dir", str(MINI_MNIST), "--no-download", "--epochs", "1",
+                                   "--batch-size", "64", "--save-every", "1", "--save-min-acc", "1.0", "--no-plots",
+                                   "--out", str(out), "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["plots"] == {}
     assert {p.name for p in out.iterdir()} == {"last.pt", "metrics.json"}
     bad = CliRunner().invoke(main, ["train", "mnist", "--data-dir", str(MINI_MNIST), "--save-min-acc", "97",
                                     "--out", str(tmp_path / "b")])

@@ -1,0 +1,43 @@
+"""Weights saved by the seed scripts' own classes go to the edge: export (both parity gates) -> infer.
+
+Every seed class's state_dict loading with identical logits is in test_train_zoo; training -> export ->
+infer on generated CIFAR-10 and image folders is in test_train_cifar and test_train_folder. Here, one
+colour and one MNIST network from a bare ``torch.save(model.state_dict())``, as the seeds save them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from tests.conftest import run_cli  # noqa: E402
+from tests.edge import infer_json  # noqa: E402
+from tests.gen_images import write_cifar10  # noqa: E402
+from tests.test_train_zoo import Module, lenet  # noqa: E402
+
+
+@pytest.mark.parametrize("arch, seed_class, shape", [
+    ("seed002-module", Module, (3, 32, 32)),
+    ("seed002-lenet", lenet, (1, 28, 28)),
+])
+def test_weights_saved_by_the_seed_scripts_export_and_run(tmp_path: Path, arch: str, seed_class, shape) -> None:
+    from PIL import Image
+
+    torch.manual_seed(0)
+    path = tmp_path / "their.pth"
+    torch.save(seed_class().state_dict(), path)  # what the seed script's torch.save(model.state_dict()) writes
+    # parity images: generated CIFAR-10 for the colour network, the shipped MNIST sample for LeNet
+    data = ["--data-dir", str(write_cifar10(tmp_path / "cifar", per_batch=4, test=40))] if shape[0] == 3 else []
+    proc = run_cli("export", str(path), "--arch", arch, "--format", "all", "--out", str(tmp_path / "exp"),
+                   "--json", *data, check=True)
+    assert all(r["passed"] for r in json.loads(proc.stdout)["formats"].values())
+    img = tmp_path / "img.png"
+    Image.fromarray(np.full((shape[1], shape[2], 3), 128, np.uint8)).save(img)
+    (result,) = infer_json(tmp_path / "exp" / "their.onnx", img)
+    assert len(result["top_k"]) == 3 and 0 < result["probability"] <= 1
