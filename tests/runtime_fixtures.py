@@ -1,9 +1,8 @@
-"""Fixtures the runtime tests share: an ONNX file exported from the small trained run, digit files.
+"""Fixtures the runtime tests share: a model exported from the small trained run, digit files.
 
-Imported by the test_runtime_* modules. The ONNX file is made once per test session
-(cached in pytest's base temp folder) from the ``trained_run`` checkpoint, to the
-export contract: input ``input`` (batch, 1, 28, 28) float32 normalised, output
-``logits`` (batch, 10), the spec in ``metadata_props``.
+Imported by the test_runtime_* modules. The model is exported once per test session
+(cached in pytest's base temp folder) by the real `cnnx export` command, as users
+make it: mnist.onnx and mnist.torchscript, each checked against the checkpoint.
 """
 
 from __future__ import annotations
@@ -15,39 +14,21 @@ import pytest
 from PIL import Image
 
 from cnnx.idx import read_idx
-
-
-def export_onnx(checkpoint: Path, out: Path) -> Path:
-    import onnx
-    import torch
-
-    from cnnx.spec import ModelSpec
-    from cnnx.train.checkpoint import load_checkpoint
-    from cnnx.train.models import build_model
-
-    state = load_checkpoint(checkpoint)
-    spec = ModelSpec.from_dict(state["spec"])
-    model = build_model(spec.arch, spec.num_classes)
-    model.load_state_dict(state["model"])
-    model.eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, (torch.zeros(1, *spec.input_shape),), str(out), dynamo=False,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    proto = onnx.load(str(out))
-    for key, value in spec.to_onnx_metadata().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(out))
-    return out
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="session")
-def onnx_model(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "runtime-model" / "mnist.onnx"
-    if not path.exists():
-        export_onnx(trained_run, path)
-    return path
+def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder holding mnist.onnx and mnist.torchscript exported from ``trained_run``."""
+    folder = tmp_path_factory.getbasetemp() / "runtime-model"
+    if not (folder / "mnist.onnx").exists():
+        run_cli("export", str(trained_run), "--format", "all", "--out", str(folder / "mnist.onnx"), check=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def onnx_model(exported: Path) -> Path:
+    return exported / "mnist.onnx"
 
 
 @pytest.fixture(scope="session")

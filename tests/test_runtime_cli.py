@@ -18,7 +18,7 @@ import cnnx.runtime.predict as predict_module
 from cnnx.cli import main
 from tests.conftest import REPO, run_cli
 from tests.photolike import write_photo_set
-from tests.runtime_fixtures import digit_pngs, onnx_model, test_digits, write_pngs  # noqa: F401 (fixtures)
+from tests.runtime_fixtures import digit_pngs, exported, onnx_model, test_digits, write_pngs  # noqa: F401
 
 # Runs the real CLI in this process, then proves what it imported: the edge device has no torch.
 TORCH_FREE = """
@@ -136,15 +136,17 @@ def test_infer_on_png_digits_scores_what_eval_scores_on_the_idx_files(onnx_model
 
 def test_photo_like_digits_score_close_to_the_clean_ones(onnx_model, test_digits, tmp_path, mini_mnist):
     # 500 real test digits as phone-like JPEGs (tests/photolike.py), enlarged 2-3.5x here for
-    # speed. Tolerance 3 pp: the model saw 1,000 digits for 2 epochs, so more of its answers sit
-    # near a decision boundary than a full model's; on 500 images one digit is 0.2 pp.
+    # speed. Tolerance 2 pp (10 digits): the full-size target is 1.5 pp on 10,000 digits with a
+    # full model (bench/infer_speed.py); this model saw 1,000 digits for 2 epochs, so more of its
+    # answers sit near a decision boundary, and on 500 images one digit is 0.2 pp. Measured
+    # here: within 0.2 pp for photo seeds 0, 1 and 2.
     images, labels = test_digits
     write_photo_set(images, labels, tmp_path / "photos", seed=0, scale=(2.0, 3.5))
     proc = run_cli("infer", str(tmp_path / "photos"), "--model", str(onnx_model), "--csv")
     assert proc.returncode == 0, proc.stderr
     photo_acc = _accuracy_from_csv(proc.stdout)
-    clean = json.loads(run_cli("eval", str(onnx_model), "--data", str(mini_mnist), "--json", check=True).stdout)
-    assert photo_acc >= clean["accuracy"] - 0.03, (photo_acc, clean["accuracy"])
+    clean = json.loads(_cli("eval", str(onnx_model), "--data", str(mini_mnist), "--json")[1])
+    assert photo_acc >= clean["accuracy"] - 0.02, (photo_acc, clean["accuracy"])
 
 
 def test_save_preprocessed_and_plain(onnx_model, test_digits, tmp_path):
@@ -177,9 +179,8 @@ def test_eval_prints_accuracy_and_confusion_and_draws_it(onnx_model, trained_run
     assert "accuracy" in first and "/500)" in first and "confusion matrix" in rest[0]
     assert len(rest[2].split()) == 11  # class name + 10 counts
     assert Image.open(tmp_path / "c.png").format == "PNG"
-    onnx_report = json.loads(run_cli("eval", str(onnx_model), "--data", str(mini_mnist), "--json", check=True).stdout)
-    pt_report = json.loads(run_cli("eval", str(trained_run / "last.pt"), "--data", str(mini_mnist), "--json",
-                                   check=True).stdout)
+    onnx_report = json.loads(_cli("eval", str(onnx_model), "--data", str(mini_mnist), "--json")[1])
+    pt_report = json.loads(_cli("eval", str(trained_run / "last.pt"), "--data", str(mini_mnist), "--json")[1])
     assert pt_report["confusion"] == onnx_report["confusion"]
     assert sum(map(sum, onnx_report["confusion"])) == 500
 

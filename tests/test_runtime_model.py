@@ -13,7 +13,7 @@ from cnnx.runtime.evaluate import evaluate, load_labelled
 from cnnx.runtime.image import normalise
 from cnnx.runtime.report import draw_confusion
 from cnnx.runtime.session import OnnxModel, physical_cores, softmax
-from tests.runtime_fixtures import digit_pngs, onnx_model, test_digits, write_pngs  # noqa: F401 (fixtures)
+from tests.runtime_fixtures import digit_pngs, exported, onnx_model, test_digits, write_pngs  # noqa: F401
 
 
 def test_session_reads_the_spec_and_runs_without_spinning(onnx_model):
@@ -135,20 +135,14 @@ def test_eval_on_idx_matches_the_training_figure_and_torch(onnx_model, trained_r
     assert result.confusion.sum() == 500 and result.correct == round(recorded * 500)
 
 
-def test_eval_on_torchscript_with_its_spec(onnx_model, trained_run, mini_mnist, tmp_path):
-    torch = pytest.importorskip("torch")
+def test_eval_on_torchscript_with_its_spec(onnx_model, exported, mini_mnist):
+    pytest.importorskip("torch")
     from cnnx.backends import open_model
-    from cnnx.train.checkpoint import load_checkpoint
-    from cnnx.train.models import build_model
 
-    state = load_checkpoint(trained_run)
-    net = build_model(state["spec"]["arch"], 10)
-    net.load_state_dict(state["model"])
-    scripted = torch.jit.trace(net.eval(), torch.zeros(1, 1, 28, 28))
-    import json
-
-    torch.jit.save(scripted, str(tmp_path / "m.torchscript"), _extra_files={"cnnx_spec.json": json.dumps(state["spec"])})
-    ts = open_model(tmp_path / "m.torchscript")
+    ts = open_model(exported / "mnist.torchscript")
+    spec = OnnxModel(onnx_model).spec
+    assert (ts.spec.arch, ts.spec.input_shape, ts.spec.mean, ts.spec.std, ts.spec.classes, ts.spec.preprocess) == (
+        spec.arch, spec.input_shape, spec.mean, spec.std, spec.classes, spec.preprocess)
     data = load_labelled(mini_mnist, ts.spec)
     assert (evaluate(ts, data).confusion == evaluate(OnnxModel(onnx_model), data).confusion).all()
 
