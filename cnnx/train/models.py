@@ -47,7 +47,7 @@ class MnistBN(nn.Module):
     variants were 2-4x slower per epoch for no accuracy gain at equal time.
     """
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (24, 48, 64)) -> None:
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (24, 48, 128)) -> None:
         super().__init__()
         c1, c2, c3 = widths
         self.features = nn.Sequential(
