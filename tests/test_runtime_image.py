@@ -148,6 +148,20 @@ def test_photo_like_digits_come_out_like_mnist(digits):
     assert np.median(scores) > 0.85 and min(scores) > 0.6, scores
 
 
+def test_a_shadow_over_a_corner_does_not_take_the_crop(digits):
+    images, _ = digits
+    rng = np.random.default_rng(5)
+    scores = []
+    for i in range(10):
+        photo = np.asarray(photo_like(images[i], rng), np.float32)
+        h, w, _ = photo.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        shade = 1 - 0.5 * np.clip(1 - np.hypot(yy / h, xx / w) / 0.5, 0, 1)  # half as bright at the corner
+        shaded = Image.fromarray((photo * shade[..., None]).clip(0, 255).astype(np.uint8))
+        scores.append(_close(preprocess(shaded, SPEC)[0], images[i]))
+    assert np.median(scores) > 0.85 and min(scores) > 0.6, scores
+
+
 def test_plain_resizes_only(digits):
     d = 255 - digits[0][0]
     big = Image.fromarray(d).resize((56, 56), Image.BILINEAR)
