@@ -187,7 +187,8 @@ def _resolve_recipe(spec: ModelSpec, recipe: str | None) -> str:
 
 
 def _decode(source: ImageSource, spec: ModelSpec, digit: bool) -> np.ndarray:
-    """Digit recipe: (H, W) float32 grey at working size; resize recipe: final uint8 (C, H, W)."""
+    """Digit recipe: (H, W) grey (uint8, or float32 after compositing) at working size; resize recipe:
+    the final uint8 (C, H, W)."""
     channels, h, w = spec.input_shape
     im = open_image(source, draft_size=WORK_SIZE if digit else max(h, w))
     try:

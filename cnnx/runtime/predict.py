@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnx.errors import ConfigError, ImageError, ModelFileError
-from cnnx.runtime.image import ImageSource, normalise, preprocess, preprocess_batch, save_preprocessed, source_name
+from cnnx.runtime.image import (RECIPE_NAMES, ImageSource, normalise, preprocess, preprocess_batch, save_preprocessed,
+                                source_name)
 from cnnx.runtime.session import OnnxModel, softmax
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
@@ -96,12 +97,12 @@ class Classifier:
                  preprocess: str | None = None, batch_size: int = DEFAULT_BATCH) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if preprocess not in (None, "plain", *RECIPE_NAMES):
+            raise ConfigError(f"unknown preprocessing {preprocess!r}", "use the model's own (default) or 'plain'")
         self.model = OnnxModel(resolve_model(model_path), threads=threads)
         self.spec = self.model.spec
         self.recipe = preprocess
         self.batch_size = batch_size
-        if preprocess not in (None, "plain", *("mnist-digit", "resize")):
-            raise ConfigError(f"unknown preprocessing {preprocess!r}", "use the model's own (default) or 'plain'")
 
     @property
     def classes(self) -> list[str]:
