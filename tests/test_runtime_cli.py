@@ -185,6 +185,18 @@ def test_eval_prints_accuracy_and_confusion_and_draws_it(onnx_model, trained_run
     assert sum(map(sum, onnx_report["confusion"])) == 500
 
 
+def test_the_shipped_model_answers_out_of_the_box(mini_mnist):
+    if not predict_module.DEFAULT_MODEL.is_file():
+        pytest.skip("no default model in cnnx/models")
+    digits = REPO / "cnnx" / "samples" / "digits"  # the label is the last character of each name
+    code, out, err = _cli("infer", str(digits), "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) >= 10, err
+    assert all(r["label"] == Path(r["path"]).stem[-1] for r in rows), out
+    code, out, _ = _cli("eval", "--data", str(mini_mnist), "--json")
+    assert code == 0 and json.loads(out)["accuracy"] >= 0.98
+
+
 def test_help_names_both_commands():
     proc = run_cli("--help", cwd=REPO)
     assert "infer" in proc.stdout and "eval" in proc.stdout
