@@ -73,6 +73,6 @@ class TrainConfig:
 # Named option sets measured in bench/train_speed.py; explicit options override them.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "best": {"arch": "mnist-bn-wide", "epochs": 8},
+    "best": {"epochs": 8},
     "one-epoch": {"epochs": 1},
 }
