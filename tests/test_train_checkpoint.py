@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,10 @@ def test_truncated_and_foreign_files(tmp_path: Path, trained_run: Path) -> None:
         ckpt.load_checkpoint(bare)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         ckpt.load_checkpoint(tmp_path / "missing")
+
+
+def test_written_files_follow_the_umask_not_temp_file_privacy(tmp_path: Path) -> None:
+    path = ckpt.save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

@@ -26,7 +26,8 @@ from typing import Any, Callable
 from cnnx.errors import ConfigError, ModelFileError, ParityError
 from cnnx.export import images, onnx, parity, quantize, torchscript
 from cnnx.export.source import Source, load_source
-from cnnx.train.checkpoint import atomic_write, file_sha256
+from cnnx.fileio import atomic_write
+from cnnx.train.checkpoint import file_sha256
 
 FORMATS: dict[str, ModuleType] = {"onnx": onnx, "torchscript": torchscript, "onnx-int8": quantize}
 # what --format NAME asks for; int8 is added by --int8 on top of onnx
@@ -179,10 +180,7 @@ def export_checkpoint(source: Path, opts: ExportOptions,
         report["wall_seconds"] = time.perf_counter() - t_start
         parity_json = json.dumps(report, indent=2, default=str).encode()
         atomic_write(staging / PARITY_FILE, lambda f: f.write(parity_json))
-        umask = os.umask(0)
-        os.umask(umask)
         for item in [*(v["path"].name for v in done.values()), PARITY_FILE]:
-            os.chmod(staging / item, 0o666 & ~umask)  # temp files are created private; these are for sharing
             os.replace(staging / item, folder / item)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

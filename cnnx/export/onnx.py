@@ -25,7 +25,7 @@ from torch import nn
 
 from cnnx.errors import ModelFileError
 from cnnx.spec import ONNX_PREFIX, ModelSpec
-from cnnx.train.checkpoint import atomic_write
+from cnnx.fileio import atomic_write
 
 SUFFIX = ".onnx"
 METHODS = ("dynamo", "legacy")  # tried in this order until one passes the parity gate

@@ -22,7 +22,7 @@ from torch import nn
 
 from cnnx.errors import ModelFileError
 from cnnx.spec import ModelSpec
-from cnnx.train.checkpoint import atomic_write
+from cnnx.fileio import atomic_write
 
 SUFFIX = ".torchscript"
 METHODS = ("script", "trace")  # tried in this order until one passes the parity gate

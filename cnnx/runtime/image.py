@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnx.errors import ImageError
+from cnnx.fileio import atomic_write
 from cnnx.runtime.digit import mnist_digits
 from cnnx.spec import ModelSpec
 
@@ -251,12 +252,7 @@ def normalise(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
 def save_preprocessed(pixels: np.ndarray, path: Path) -> Path:
     """Write uint8 (C, H, W) as a PNG (greyscale or RGB): exactly the pixels the model saw."""
     img = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        img.save(tmp, format="PNG")
-        tmp.replace(path)
+        return atomic_write(path, lambda f: img.save(f, format="PNG"))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ImageError(f"cannot write {path}: {exc}") from None
-    return path

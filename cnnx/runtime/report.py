@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cnnx.errors import ConfigError
+from cnnx.fileio import atomic_write
 
 CELL = 44  # pixels per matrix cell
 MARGIN = 70  # room for the class names and axis titles
@@ -52,12 +53,7 @@ def draw_confusion(confusion: np.ndarray, classes: list[str], path: str | Path, 
             tw, th = _text_size(draw, count, font)
             draw.text((x0 + (CELL - tw) // 2, y0 + (CELL - th) // 2), count,
                       fill="white" if s > 0.6 else "black", font=font)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        img.save(tmp, format="PNG")
-        tmp.replace(path)
+        return atomic_write(path, lambda f: img.save(f, format="PNG"))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {exc}", "choose a writable --confusion path") from None
-    return path

@@ -14,39 +14,18 @@ A cnnx checkpoint is a plain dict of tensors and builtins, so it loads with
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnx.errors import CheckpointError
+from cnnx.fileio import atomic_write
 
 FORMAT = "cnnx-checkpoint"
 FORMAT_VERSION = 1
 LAST, BEST = "last.pt", "best.pt"
-
-
-def atomic_write(path: Path, write: Any) -> Path:
-    """Call ``write(file_object)`` on a temp file beside ``path``, fsync, then rename over it.
-
-    A crash at any point leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:

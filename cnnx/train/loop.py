@@ -24,6 +24,7 @@ from torch import nn
 
 import cnnx
 from cnnx.errors import ConfigError
+from cnnx.fileio import atomic_write
 from cnnx.spec import ModelSpec
 from cnnx.train import checkpoint as ckpt
 from cnnx.train.config import TrainConfig
@@ -301,5 +302,5 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         "versions": spec.versions,
         "plots": plots,
     }
-    ckpt.atomic_write(run_dir / "metrics.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    atomic_write(run_dir / "metrics.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
     return TrainResult(run_dir, best, metrics[-1]["test_accuracy"], metrics, summary)

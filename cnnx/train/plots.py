@@ -9,14 +9,13 @@ a third cheaper. Every file is written atomically (temp file, then rename).
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from cnnx.errors import ConfigError
+from cnnx.fileio import atomic_write
 
 DPI = 100  # figure inches * DPI = pixels
 
@@ -37,17 +36,7 @@ def _save(fig: Any, path: Path) -> Path:
     """PNG of exactly figsize * DPI pixels, written to a temp file beside ``path`` and renamed over it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)  # no bbox_inches="tight": the size stays predictable
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
 
 
 def save_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
