@@ -12,45 +12,15 @@ from click.testing import CliRunner
 
 from cnnx.cli import main
 from tests.conftest import MINI_MNIST, run_cli
+from tests.test_train_models import Seed000, Seed002
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
 
-class Net(nn.Module):
-    """Seed note 000's network as its script writes it (pytorch/examples style, dropout, x.view)."""
-
-    def __init__(self):
-        super(Net, self).__init__()
-        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
-        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
-        self.conv2_drop = nn.Dropout2d()
-        self.fc1 = nn.Linear(320, 50)
-        self.fc2 = nn.Linear(50, 10)
-
-    def forward(self, x):
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
-        x = x.view(-1, 320)
-        x = F.relu(self.fc1(x))
-        x = F.dropout(x, training=self.training)
-        x = self.fc2(x)
-        return x
-
-
-class NET(nn.Module):
-    """Seed note 002's Sequential network as its script writes it."""
-
-    def __init__(self):
-        super(NET, self).__init__()
-        self.model = nn.Sequential(
-            nn.Conv2d(1, 10, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(10, 20, 3), nn.ReLU(),
-            nn.Flatten(), nn.Linear(20 * 10 * 10, 500), nn.ReLU(), nn.Linear(500, 10),
-        )
-
-    def forward(self, x):
-        return self.model(x)
+# The seed notes' own classes, as their scripts write them (000 `Net`, 002 `NET`).
+Net, NET = Seed000, Seed002
 
 
 def _seed_train(model: nn.Module, epochs: int) -> nn.Module:
