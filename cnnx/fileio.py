@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +20,8 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> Path:
     The file gets the permissions of an ordinary new file (0666 less the umask), not the
     private 0600 that temp files are created with.
     """
+    import tempfile  # here, not at the top: it costs the edge runtime's start-up ~5 ms for every image it never writes
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -29,7 +29,9 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-heavy = sorted(m for m in ("torch", "torchvision", "onnx") if m in sys.modules)
+# the training side, and the option tables of commands that did not run, stay unloaded too
+heavy = sorted(m for m in ("torch", "torchvision", "onnx", "cnnx.train", "cnnx.export", "cnnx.cli.train",
+                           "cnnx.cli.export") if m in sys.modules)
 print("IMPORTED:" + json.dumps(heavy), file=sys.stderr)
 sys.exit(code)
 """

@@ -5,7 +5,6 @@ Rows are produced one at a time, so results stream out as batches finish.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 
@@ -55,6 +54,8 @@ class Formatter:
 
     @staticmethod
     def _csv(cells: list[str]) -> str:
+        import csv  # only --csv needs it
+
         buf = io.StringIO()
         csv.writer(buf, lineterminator="").writerow(cells)
         return buf.getvalue()

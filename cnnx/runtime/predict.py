@@ -8,7 +8,8 @@ the model's logits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import itertools
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -129,9 +130,18 @@ class Classifier:
             raise ConfigError(f"--top-k must be at least 1, got {top_k}")
         k = min(top_k, self.spec.num_classes)
         namer = _Namer(Path(save_dir)) if save_dir is not None else None
+        chunks = _chunks(images, self.batch_size)
+        head = list(itertools.islice(chunks, 2))
+        if len(head) == 1:  # a single batch has nothing to overlap with: no thread to start
+            position, chunk = head[0]
+            preds, good, pixels = self._prepare(chunk, position, namer)
+            yield from self._finish(preds, good, self.probabilities(np.stack(pixels)) if pixels else None, k)
+            return
+        from concurrent.futures import ThreadPoolExecutor  # (and its logging) only for many batches
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnx-model") as pool:
-            running: tuple[list[Prediction], list[Prediction], Future | None] | None = None
-            for position, chunk in _chunks(images, self.batch_size):
+            running = None  # (predictions, decoded ones, Future of their (n, K) probabilities)
+            for position, chunk in itertools.chain(head, chunks):
                 preds, good, pixels = self._prepare(chunk, position, namer)
                 job = pool.submit(self.probabilities, np.stack(pixels)) if pixels else None
                 if running is not None:
@@ -160,10 +170,10 @@ class Classifier:
             pixels.append(result)
         return preds, good, pixels
 
-    def _finish(self, preds: list[Prediction], good: list[Prediction], job: Future | None,
-                k: int) -> list[Prediction]:
-        if job is not None:
-            probs = job.result()  # (n, K)
+    def _finish(self, preds: list[Prediction], good: list[Prediction], probs: Any, k: int) -> list[Prediction]:
+        """Fill in the decoded predictions from ``probs``: an (n, K) array, a Future of one, or None."""
+        if probs is not None:
+            probs = probs.result() if hasattr(probs, "result") else probs  # (n, K)
             order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (n, k) best first
             best = np.take_along_axis(probs, order, axis=1)  # (n, k) their probabilities
             classes = self.spec.classes

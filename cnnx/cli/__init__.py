@@ -1,0 +1,70 @@
+"""The ``cnnx`` command. Each command parses options, calls one core function, prints the result.
+
+Commands live in their own modules and are imported only when they run: ``cnnx
+infer`` loads the edge commands and nothing else, so it starts fast on a device
+that has no torch at all, and never builds the training commands' option tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+import cnnx
+from cnnx.errors import CnnxError
+
+# command name -> (module, function); the order is the order `cnnx --help` lists them in
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("cnnx.cli.train", "train"),
+    "summary": ("cnnx.cli.train", "summary"),
+    "samples": ("cnnx.cli.train", "samples"),
+    "export": ("cnnx.cli.export", "export_cmd"),
+    "inspect": ("cnnx.cli.export", "inspect_cmd"),
+    "infer": ("cnnx.cli.edge", "infer"),
+    "eval": ("cnnx.cli.edge", "eval_cmd"),
+}
+
+
+class _Group(click.Group):
+    """Loads a command's module on first use, and turns CnnxError into ``error: ...`` on one
+    line and a non-zero exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CnnxError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except ImportError as exc:
+            missing = getattr(exc, "name", None) or str(exc)
+            click.echo(
+                f"error: this command needs {missing}, which is not installed "
+                '(install the training side: pip install "cnnx[train]")',
+                err=True,
+            )
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(cnnx.__version__, prog_name="cnnx")
+def main() -> None:
+    """Train a CNN, export it with proof of parity, classify images on a CPU-only device."""
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout (paths and other objects as strings)."""
+    import json
+
+    click.echo(json.dumps(data, indent=2, default=str))

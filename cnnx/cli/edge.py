@@ -1,0 +1,180 @@
+"""Edge-runtime commands, ``cnnx infer`` and ``cnnx eval``: no torch on this path."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from cnnx.cli import emit_json, main
+
+
+# ---------------------------------------------------------------- infer, eval (edge runtime: no torch)
+
+
+class _Console:
+    """Output for long runs: stdout lines are written a block at a time (one write per
+    batch, not per image), and a progress bar shows on stderr; while it shows on a
+    terminal, lines that would cut through it are held back until it finishes."""
+
+    def __init__(self, total: int, show: bool | None, label: str) -> None:
+        show = sys.stderr.isatty() and total > 1000 if show is None else show
+        self.bar = click.progressbar(length=total, label=label, file=sys.stderr) if show else None
+        self.hold = self.bar is not None and sys.stdout.isatty()
+        self.out: list[str] = []
+        self.err: list[str] = []
+
+    def __enter__(self) -> _Console:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def echo(self, line: str, err: bool = False) -> None:
+        if err and self.bar is None:
+            click.echo(line, err=True)
+        else:
+            (self.err if err else self.out).append(line)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+        if not self.hold and len(self.out) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.out:
+            click.echo("\n".join(self.out))
+            self.out.clear()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        self.flush()
+        for line in self.err:
+            click.echo(line, err=True)
+
+
+def _edge_env() -> None:
+    """Before numpy loads: its OpenBLAS would start a thread per core, for nothing bigger than
+    the runtime's 6x6 least-squares fit; one thread starts faster on a small device."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+_THREADS_HELP = "onnxruntime intra-op threads; 0 = the machine's physical cores. Idle threads never spin."
+_PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit); plain = resize only."
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", "-m", type=click.Path(dir_okay=False), help="An .onnx file from `cnnx export`. "
+              "[default: the MNIST model shipped with cnnx]")
+@click.option("--top-k", "-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Best classes to list per image, with softmax probabilities.")
+@click.option("--table", "fmt", flag_value="table", default=True, help="Aligned table on stdout. [default]")
+@click.option("--json", "fmt", flag_value="json", help="One JSON object per image, one per line.")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Images per model call.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=_THREADS_HELP)
+@click.option("--preprocess", type=click.Choice(["auto", "plain"]), default="auto", show_default=True,
+              help=_PREPROCESS_HELP)
+@click.option("--save-preprocessed", type=click.Path(file_okay=False),
+              help="Write exactly what the model saw, one PNG per image, into this folder.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]")
+def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batch_size: int, threads: int,
+          preprocess: str, save_preprocessed: str | None, progress: bool | None) -> None:
+    """Classify images: files, folders (searched recursively) and glob patterns, without torch.
+
+    Exit code 0 when every image was classified, 1 when any could not be (each
+    named on stderr; the others are still classified), 2 for a bad model or option.
+
+    Example: cnnx infer digit.png photos/ --top-k 3
+    """
+    _edge_env()
+    from cnnx.runtime.output import Formatter
+    from cnnx.runtime.predict import Classifier
+    from cnnx.runtime.sources import expand
+
+    paths, problems = expand(images)
+    clf = Classifier(model, threads=threads, preprocess=None if preprocess == "auto" else "plain",
+                     batch_size=batch_size)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if not paths:
+        sys.exit(2)
+    out, failed = Formatter(fmt, top_k, paths), len(problems)
+    with _Console(len(paths), progress, "classifying") as console:
+        if out.header():
+            console.echo(out.header())
+        for pred in clf.iter_predict(paths, top_k=top_k, save_dir=save_preprocessed):
+            if not pred.ok:
+                failed += 1
+                console.echo(f"error: {pred.error}", err=True)
+            line = out.row(pred)
+            if line is not None:
+                console.echo(line)
+            console.advance(1)
+    if failed:
+        click.echo(f"error: {failed} of {len(paths) + len(problems)} inputs could not be classified", err=True)
+        sys.exit(1)
+
+
+@main.command("eval")
+@click.argument("model", required=False, type=click.Path(exists=True))
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
+              help="A folder with MNIST IDX files (t10k-images-idx3-ubyte[.gz] and labels), or one "
+                   "sub-folder of images per class, named after the model's classes.")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="Which IDX files to read.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Images per model call.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=_THREADS_HELP)
+@click.option("--preprocess", type=click.Choice(["auto", "plain"]), default="auto", show_default=True,
+              help="Image folders: " + _PREPROCESS_HELP + " IDX images are already model input.")
+@click.option("--confusion", type=click.Path(dir_okay=False), help="Also draw the confusion matrix into this PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]")
+def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, threads: int, preprocess: str,
+             confusion: str | None, as_json: bool, progress: bool | None) -> None:
+    """Accuracy and confusion matrix of MODEL (.onnx; .pt or TorchScript when torch is installed) on --data.
+
+    MODEL defaults to the MNIST model shipped with cnnx. Exit code 1 when an image
+    of an image folder could not be read (it is named on stderr and left out).
+
+    Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png
+    """
+    _edge_env()
+    from cnnx.backends import open_model
+    from cnnx.runtime.evaluate import confusion_table, evaluate, load_labelled
+    from cnnx.runtime.predict import resolve_model
+
+    path = resolve_model(model)
+    net = open_model(path, threads=threads)
+    data = load_labelled(data_dir, net.spec, split)
+    recipe = None if preprocess == "auto" else "plain"
+    with _Console(len(data), progress, "evaluating") as console:
+        result = evaluate(net, data, batch_size, recipe, progress=console.advance, model_name=str(path))
+    if confusion:
+        from cnnx.runtime.report import draw_confusion
+
+        draw_confusion(result.confusion, result.classes, confusion,
+                       f"{path.name} on {data_dir}: accuracy {100 * result.accuracy:.2f}%")
+    for line in result.failed:
+        click.echo(f"error: {line}", err=True)
+    if as_json:
+        emit_json({**result.to_dict(), "confusion_png": confusion})
+    else:
+        kind = f"MNIST IDX, {split} split" if data.kind == "mnist-idx" else "image folders"
+        click.echo(f"{path} on {data_dir} ({kind}): accuracy {100 * result.accuracy:.2f}% "
+                   f"({result.correct}/{result.total}) in {result.seconds:.2f} s")
+        click.echo(confusion_table(result))
+        if confusion:
+            click.echo(f"confusion matrix drawn in {confusion}")
+    if result.failed:
+        click.echo(f"error: {len(result.failed)} of {len(data)} images could not be read", err=True)
+        sys.exit(1)

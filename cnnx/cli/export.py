@@ -1,0 +1,85 @@
+"""``cnnx export`` and ``cnnx inspect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cnnx.cli import emit_json, main
+from cnnx.errors import CnnxError
+
+
+# ---------------------------------------------------------------- export, inspect
+
+
+def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """"0.485,0.456,0.406" -> (0.485, 0.456, 0.406)."""
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",")]
+
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--format", "format", type=click.Choice(["onnx", "torchscript", "all"]), default="onnx",
+              show_default=True, help="all = onnx and torchscript.")
+@click.option("--int8", is_flag=True, help="Also write a static int8 (QDQ) ONNX file, with its own gate.")
+@click.option("--out", type=click.Path(), help="Folder, or a file name (model.onnx) whose stem names the files. "
+                                               "[default: beside the checkpoint]")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
+@click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
+              help="ONNX exporter; auto tries dynamo, then the TorchScript-based (legacy) one.")
+@click.option("--arch", help="Architecture of a bare state_dict (cnnx checkpoints name their own).")
+@click.option("--mean", callback=_numbers, help="Per-channel mean, e.g. 0.1307. [default: the spec's]")
+@click.option("--std", callback=_numbers, help="Per-channel std, e.g. 0.3081. [default: the spec's]")
+@click.option("--classes", callback=_names, help="Comma-separated class names. [default: the spec's]")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Dataset folder for the parity images. [default: the training folder, $CNNX_DATA_DIR, "
+                   "else the sample shipped with cnnx]")
+@click.option("--threads", type=int, default=0, show_default=True,
+              help="torch and onnxruntime threads during parity; 0 = half the cores, 1 to 4.")
+@click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
+def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
+    """Export CHECKPOINT (a .pt, a run folder, or a bare state_dict with --arch) to ONNX/TorchScript.
+
+    Every file is checked against the checkpoint on real test images and random
+    inputs before it is kept; a failed check exits with code 3 and writes nothing.
+
+    Example: cnnx export artifacts/runs/mnist/best.pt --format all
+    """
+    from cnnx.export import ExportOptions, export_checkpoint
+    from cnnx.export.report import render
+
+    say = None if as_json else (lambda message: click.echo(message, err=True))
+    try:
+        report = export_checkpoint(Path(checkpoint), ExportOptions(**options), progress=say)
+    except CnnxError as exc:
+        if as_json and getattr(exc, "report", None):
+            emit_json(exc.report)  # a failed gate is a result too: its numbers on stdout, exit code 3
+        raise
+    emit_json(report) if as_json else click.echo(render(report))
+
+
+@main.command("inspect")
+@click.argument("file", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print what the file holds as JSON.")
+def inspect_cmd(file: str, as_json: bool) -> None:
+    """Show what FILE (.onnx, TorchScript or .pt checkpoint) holds: spec, inputs/outputs, opset, size, parity.
+
+    .onnx and TorchScript files are read without torch.
+
+    Example: cnnx inspect artifacts/runs/mnist/best.onnx
+    """
+    from cnnx.inspect import inspect_file, render
+
+    info = inspect_file(Path(file))
+    emit_json(info) if as_json else click.echo(render(info))
