@@ -187,6 +187,52 @@ def test_eval_prints_accuracy_and_confusion_and_draws_it(onnx_model, trained_run
     assert sum(map(sum, onnx_report["confusion"])) == 500
 
 
+def test_eval_errors_draws_the_misclassified_images_most_confident_first(onnx_model, mini_mnist, test_digits,
+                                                                         tmp_path):
+    report = json.loads(_cli("eval", str(onnx_model), "--data", str(mini_mnist), "--json")[1])
+    mistakes = report["misclassified"]
+    assert len(mistakes) == report["images"] - report["correct"] > 7  # the tiny test model errs often enough
+    _, labels = test_digits
+    for m in mistakes:
+        index = int(m["source"].split("[")[1].rstrip("]"))
+        assert m["source"].startswith("t10k-images-idx3-ubyte.gz[") and m["true"] == str(labels[index])
+        assert m["predicted"] != m["true"] and 0 < m["probability"] <= 1
+    png = tmp_path / "errors.png"
+    proc = run_cli("eval", str(onnx_model), "--data", str(mini_mnist), "--errors", str(png), "--errors-max", "7")
+    assert proc.returncode == 0, proc.stderr
+    assert f"7 of {len(mistakes)} misclassified images drawn in {png}" in proc.stdout
+    img = Image.open(png)
+    assert img.format == "PNG" and img.size == (7 * (84 + 8) + 8, 24 + 84 + 26 + 8)  # one row of 7 tiles
+    # the first tile is the most confident mistake: its pixels are that IDX digit, enlarged 3x
+    worst = max(mistakes, key=lambda m: m["probability"])
+    digit = test_digits[0][int(worst["source"].split("[")[1].rstrip("]"))]
+    tile = np.asarray(img.convert("L"))[24:24 + 84:3, 8:8 + 84:3]
+    assert np.array_equal(tile, digit)
+
+
+def test_eval_errors_on_image_folders_names_files_and_skips_a_perfect_score(onnx_model, digit_pngs, tmp_path):
+    from cnnx.runtime import Classifier
+
+    preds = Classifier(onnx_model).predict(sorted(digit_pngs.glob("*.png"))[:40])
+    right = [p for p in preds if p.label == Path(p.path).stem.split("_")[1]][:3]
+    wrong = [p for p in preds if p.label != Path(p.path).stem.split("_")[1]][:2]
+    assert len(right) == 3 and wrong
+    for tree, chosen in (("perfect", right), ("mixed", right + wrong)):
+        for p in chosen:
+            dest = tmp_path / tree / Path(p.path).stem.split("_")[1] / Path(p.path).name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(Path(p.path).read_bytes())
+    code, out, _ = _cli("eval", str(onnx_model), "--data", str(tmp_path / "perfect"), "--errors",
+                        str(tmp_path / "none.png"))
+    assert code == 0 and "no misclassified images" in out and not (tmp_path / "none.png").exists()
+    code, out, _ = _cli("eval", str(onnx_model), "--data", str(tmp_path / "mixed"), "--json", "--errors",
+                        str(tmp_path / "e.png"))
+    report = json.loads(out)
+    assert code == 0 and report["errors_png"] == str(tmp_path / "e.png")
+    assert sorted(Path(m["source"]).name for m in report["misclassified"]) == sorted(Path(p.path).name for p in wrong)
+    assert Image.open(tmp_path / "e.png").format == "PNG"
+
+
 def test_the_shipped_model_answers_out_of_the_box(mini_mnist):
     if not predict_module.DEFAULT_MODEL.is_file():
         pytest.skip("no default model in cnnx/models")

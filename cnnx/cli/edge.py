@@ -136,17 +136,24 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
 @click.option("--preprocess", type=click.Choice(["auto", "plain"]), default="auto", show_default=True,
               help="Image folders: " + _PREPROCESS_HELP + " IDX images are already model input.")
 @click.option("--confusion", type=click.Path(dir_okay=False), help="Also draw the confusion matrix into this PNG.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--errors", type=click.Path(dir_okay=False),
+              help="Also draw the misclassified images, as the model saw them, with true and predicted "
+                   "labels into this PNG, most confident mistakes first.")
+@click.option("--errors-max", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Most misclassified images drawn by --errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (every "
+              "misclassified image is listed under \"misclassified\").")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]")
 def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, threads: int, preprocess: str,
-             confusion: str | None, as_json: bool, progress: bool | None) -> None:
+             confusion: str | None, errors: str | None, errors_max: int, as_json: bool,
+             progress: bool | None) -> None:
     """Accuracy and confusion matrix of MODEL (.onnx; .pt or TorchScript when torch is installed) on --data.
 
     MODEL defaults to the MNIST model shipped with cnnx. Exit code 1 when an image
     of an image folder could not be read (it is named on stderr and left out).
 
-    Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png
+    Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png --errors errors.png
     """
     _edge_env()
     from cnnx.backends import open_model
@@ -159,22 +166,36 @@ def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, thre
     recipe = None if preprocess == "auto" else "plain"
     with _Console(len(data), progress, "evaluating") as console:
         result = evaluate(net, data, batch_size, recipe, progress=console.advance, model_name=str(path))
-    if confusion:
-        from cnnx.runtime.report import draw_confusion
-
-        draw_confusion(result.confusion, result.classes, confusion,
-                       f"{path.name} on {data_dir}: accuracy {100 * result.accuracy:.2f}%")
+    drawn = _draw(result, f"{path.name} on {data_dir}", confusion, errors, errors_max)
     for line in result.failed:
         click.echo(f"error: {line}", err=True)
     if as_json:
-        emit_json({**result.to_dict(), "confusion_png": confusion})
+        emit_json({**result.to_dict(), "confusion_png": confusion, "errors_png": errors if result.mistakes else None})
     else:
         kind = f"MNIST IDX, {split} split" if data.kind == "mnist-idx" else "image folders"
         click.echo(f"{path} on {data_dir} ({kind}): accuracy {100 * result.accuracy:.2f}% "
                    f"({result.correct}/{result.total}) in {result.seconds:.2f} s")
         click.echo(confusion_table(result))
-        if confusion:
-            click.echo(f"confusion matrix drawn in {confusion}")
+        for line in drawn.values():
+            click.echo(line)
     if result.failed:
         click.echo(f"error: {len(result.failed)} of {len(data)} images could not be read", err=True)
         sys.exit(1)
+
+
+def _draw(result: Any, title: str, confusion: str | None, errors: str | None, errors_max: int) -> dict[str, str]:
+    """Draw the PNGs asked for; returns {what: the line saying where it went}."""
+    from cnnx.runtime.report import draw_confusion, draw_errors
+
+    said = {}
+    title += f": accuracy {100 * result.accuracy:.2f}%"
+    if confusion:
+        draw_confusion(result.confusion, result.classes, confusion, title)
+        said["confusion"] = f"confusion matrix drawn in {confusion}"
+    if errors and result.mistakes:
+        shown = result.worst(errors_max)
+        draw_errors(shown, result.classes, errors, f"{title}; {len(shown)} of {len(result.mistakes)} mistakes")
+        said["errors"] = f"{len(shown)} of {len(result.mistakes)} misclassified images drawn in {errors}"
+    elif errors:
+        said["errors"] = f"no misclassified images: {errors} not written"
+    return said

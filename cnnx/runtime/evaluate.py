@@ -39,6 +39,11 @@ class LabelledData:
     labels: np.ndarray  # (N,) int64 class indices
     pixels: np.ndarray | None = None  # (N, C, H, W) uint8, IDX only
     paths: list[Path] = field(default_factory=list)  # image files, image folders only
+    idx_file: str = ""  # the IDX images file, to name an image by its index in it
+
+    def name(self, i: int) -> str:
+        """How a user finds image ``i`` again: its path, or ``t10k-images-idx3-ubyte.gz[i]``."""
+        return str(self.paths[i]) if self.paths else f"{self.idx_file}[{i}]"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -70,7 +75,7 @@ def load_labelled(folder: str | Path, spec: ModelSpec, split: str = "test") -> L
                 f"{spec.input_shape} images", "evaluate it on data of its own kind")
         if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
             raise DataNotFoundError(f"{pair[1]} has labels outside 0..{spec.num_classes - 1}")
-        return LabelledData(str(root), "mnist-idx", labels, pixels=images[:, None])
+        return LabelledData(str(root), "mnist-idx", labels, pixels=images[:, None], idx_file=pair[0].name)
     return _image_folder(root, spec)
 
 
@@ -99,6 +104,21 @@ def _image_folder(root: Path, spec: ModelSpec) -> LabelledData:
 
 
 @dataclass
+class Mistake:
+    """One misclassified image, with what the model saw."""
+
+    source: str  # path, or IDX file[index]
+    true: str  # class names
+    predicted: str
+    probability: float  # softmax probability of the (wrong) predicted class
+    pixels: np.ndarray  # (C, H, W) uint8: the model's input before normalisation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "true": self.true, "predicted": self.predicted,
+                "probability": round(self.probability, 6)}
+
+
+@dataclass
 class EvalResult:
     model: str
     data: str
@@ -107,6 +127,11 @@ class EvalResult:
     confusion: np.ndarray  # (K, K) int64, rows = true class, columns = predicted
     failed: list[str]  # one line per image that could not be read
     seconds: float  # wall time of decoding + model
+    mistakes: list[Mistake] = field(default_factory=list)  # in data order
+
+    def worst(self, n: int) -> list[Mistake]:
+        """The ``n`` most confident mistakes: the ones worth looking at first."""
+        return sorted(self.mistakes, key=lambda m: -m.probability)[:n]
 
     @property
     def total(self) -> int:
@@ -130,6 +155,7 @@ class EvalResult:
             "correct": self.correct, "accuracy": self.accuracy, "classes": self.classes,
             "per_class_accuracy": dict(zip(self.classes, self.per_class())),
             "confusion": self.confusion.tolist(), "failed": self.failed,
+            "misclassified": [m.to_dict() for m in self.mistakes],
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.total / self.seconds, 1) if self.seconds > 0 else None,
         }
@@ -142,10 +168,12 @@ def evaluate(model: Model, data: LabelledData, batch_size: int = 1000, recipe: s
     k = spec.num_classes
     confusion = np.zeros((k, k), dtype=np.int64)
     failed: list[str] = []
+    mistakes: list[Mistake] = []
     start = time.perf_counter()
     for lo in range(0, len(data), batch_size):
         hi = min(lo + batch_size, len(data))
         labels = data.labels[lo:hi]
+        index = np.arange(lo, hi)  # positions in data, for naming mistakes
         if data.pixels is not None:
             px = data.pixels[lo:hi]
         else:
@@ -156,15 +184,21 @@ def evaluate(model: Model, data: LabelledData, batch_size: int = 1000, recipe: s
                 else:
                     rows.append(result)
                     keep.append(i)
-            labels = labels[keep]
+            labels, index = labels[keep], index[keep]
             px = np.stack(rows) if rows else np.zeros((0, *spec.input_shape), np.uint8)
         if len(px):
-            pred = model.run(normalise(px, spec)).argmax(axis=1)
+            logits = model.run(normalise(px, spec))  # (n, K)
+            pred = logits.argmax(axis=1)
             np.add.at(confusion, (labels, pred), 1)
+            # probability of the predicted class: softmax at the row max, 1 / sum(exp(z - max))
+            top = 1.0 / np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1)
+            for j in np.flatnonzero(pred != labels):
+                mistakes.append(Mistake(data.name(int(index[j])), spec.classes[labels[j]], spec.classes[pred[j]],
+                                        float(top[j]), np.array(px[j])))
         if progress is not None:
             progress(hi - lo)
     return EvalResult(model_name, data.source, data.kind, list(spec.classes), confusion, failed,
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, mistakes)
 
 
 def confusion_table(result: EvalResult) -> str:

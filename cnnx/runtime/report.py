@@ -57,3 +57,40 @@ def draw_confusion(confusion: np.ndarray, classes: list[str], path: str | Path, 
         return atomic_write(path, lambda f: img.save(f, format="PNG"))
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc}", "choose a writable --confusion path") from None
+
+
+TILE_SCALE = 3  # 28x28 digits drawn at 84x84: big enough to read the ink
+CAPTION = 26  # pixels under each tile for "true 7 / said 2 0.93"
+
+
+def draw_errors(mistakes: list, classes: list[str], path: str | Path, title: str = "", columns: int = 10) -> Path:
+    """Write misclassified images as a labelled grid PNG, one tile per ``Mistake``, in the order given.
+
+    Each tile is exactly what the model saw (before normalisation), enlarged with
+    nearest-neighbour sampling so pixels stay pixels; under it the true class in black and
+    the predicted class with its probability in red.
+    """
+    path = Path(path)
+    if not mistakes:
+        raise ConfigError(f"no misclassified images to draw into {path}", "every image was classified correctly")
+    c, h, w = mistakes[0].pixels.shape
+    tw, th = max(w * TILE_SCALE, 84), max(h * TILE_SCALE, 84)  # larger inputs are drawn at least as large
+    cols = max(1, min(columns, len(mistakes)))
+    rows = -(-len(mistakes) // cols)
+    head = 24 if title else 4
+    img = Image.new("RGB", (cols * (tw + 8) + 8, head + rows * (th + CAPTION + 8)), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    if title:
+        draw.text((8, 6), title[:120], fill="black", font=font)
+    for n, m in enumerate(mistakes):
+        x, y = 8 + (n % cols) * (tw + 8), head + (n // cols) * (th + CAPTION + 8)
+        hwc = np.transpose(m.pixels, (1, 2, 0))  # (H, W, C) uint8
+        tile = Image.fromarray(hwc[:, :, 0] if c == 1 else hwc).convert("RGB")
+        img.paste(tile.resize((tw, th), Image.Resampling.NEAREST), (x, y))
+        draw.text((x, y + th + 2), f"true {m.true[:10]}", fill="black", font=font)
+        draw.text((x, y + th + 13), f"said {m.predicted[:10]} {m.probability:.2f}", fill=(200, 0, 0), font=font)
+    try:
+        return atomic_write(path, lambda f: img.save(f, format="PNG"))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}", "choose a writable --errors path") from None
