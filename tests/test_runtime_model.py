@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import cnnx.runtime.predict as predict_module
-from cnnx.errors import DataNotFoundError, ImageError, ModelFileError
+from cnnx.errors import ConfigError, DataNotFoundError, ImageError, ModelFileError
 from cnnx.runtime import Classifier
 from cnnx.runtime.evaluate import evaluate, load_labelled
 from cnnx.runtime.image import normalise
@@ -63,6 +65,32 @@ def test_batch_size_does_not_change_results(onnx_model, digit_pngs):
     b = Classifier(onnx_model, batch_size=256).predict(paths, top_k=2)
     assert [p.label for p in a] == [p.label for p in b]
     np.testing.assert_allclose([p.probability for p in a], [p.probability for p in b], rtol=1e-5)
+
+
+def test_worker_processes_give_the_serial_answers_in_order_bad_files_included(onnx_model, digit_pngs, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    paths = sorted(digit_pngs.glob("*.png"))[:150]
+    paths = [str(p) for p in paths[:70]] + [str(bad)] + [str(p) for p in paths[70:]]
+    serial = Classifier(onnx_model, batch_size=32, workers=1).predict(paths, top_k=3, errors="keep")
+    forked = Classifier(onnx_model, batch_size=32, workers=2).predict(paths, top_k=3, errors="keep")
+    assert [p.to_dict() for p in forked] == [p.to_dict() for p in serial]
+    assert [p.path for p in forked] == paths and forked[70].error and "bad.png" in forked[70].error
+    assert all(p.ok for i, p in enumerate(forked) if i != 70)
+
+
+def test_worker_processes_start_only_for_long_lists_of_files():
+    from cnnx.runtime.parallel import PARALLEL_FROM, auto_workers
+
+    files = [f"{i}.png" for i in range(PARALLEL_FROM)]
+    if sys.platform == "linux":
+        assert auto_workers(files, 2) == 2
+    assert auto_workers(files[:-1], 2) == 0  # too few to pay for the forks
+    assert auto_workers(files, 1) == 0  # one core: nothing to overlap
+    assert auto_workers(iter(files), 2) == 0  # a stream of unknown length decodes in-process
+    assert auto_workers([*files[:-1], np.zeros((28, 28), np.uint8)], 2) == 0  # in-memory images stay here
+    with pytest.raises(ConfigError):
+        Classifier(workers=-1)
 
 
 def test_bad_images_raise_or_are_kept(onnx_model, digit_pngs, tmp_path):

@@ -7,18 +7,19 @@ the model's logits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 import itertools
-from typing import Any
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cnnx.errors import ConfigError, ImageError, ModelFileError
-from cnnx.runtime.image import (RECIPE_NAMES, ImageSource, normalise, preprocess, preprocess_batch, save_preprocessed,
+from cnnx.runtime.image import (RECIPE_NAMES, ImageSource, normalise, preprocess, save_preprocessed,
                                 source_name)
-from cnnx.runtime.session import OnnxModel, softmax
+from cnnx.runtime.parallel import auto_workers, decode
+from cnnx.runtime.session import OnnxModel, physical_cores, softmax
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
 DEFAULT_BATCH = 256  # images per model call: large enough to amortise the call, small enough to stream
@@ -92,18 +93,23 @@ class Classifier:
     ``model_path``: an .onnx file from ``cnnx export``; None = the default model shipped
     with cnnx. ``threads``: onnxruntime intra-op threads, None/0 = physical cores.
     ``preprocess``: None = the recipe the model's spec names, or "plain" (resize only).
+    ``workers``: processes decoding images, None/0 = the physical cores for 2,048 or more
+    files on Linux, else none (1 = decode in this process).
     """
 
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None,
-                 preprocess: str | None = None, batch_size: int = DEFAULT_BATCH) -> None:
+                 preprocess: str | None = None, batch_size: int = DEFAULT_BATCH, workers: int | None = None) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if workers is not None and workers < 0:
+            raise ConfigError(f"workers must be 0 (automatic) or more, got {workers}")
         if preprocess not in (None, "plain", *RECIPE_NAMES):
             raise ConfigError(f"unknown preprocessing {preprocess!r}", "use the model's own (default) or 'plain'")
         self.model = OnnxModel(resolve_model(model_path), threads=threads)
         self.spec = self.model.spec
         self.recipe = preprocess
         self.batch_size = batch_size
+        self.workers = workers or None
 
     @property
     def classes(self) -> list[str]:
@@ -130,19 +136,19 @@ class Classifier:
             raise ConfigError(f"--top-k must be at least 1, got {top_k}")
         k = min(top_k, self.spec.num_classes)
         namer = _Namer(Path(save_dir)) if save_dir is not None else None
-        chunks = _chunks(images, self.batch_size)
+        workers = self.workers if self.workers is not None else auto_workers(images, physical_cores())
+        chunks = decode(_chunks(images, self.batch_size), self.spec, self.recipe, workers)
         head = list(itertools.islice(chunks, 2))
         if len(head) == 1:  # a single batch has nothing to overlap with: no thread to start
-            position, chunk = head[0]
-            preds, good, pixels = self._prepare(chunk, position, namer)
+            preds, good, pixels = self._prepare(*head[0], namer)
             yield from self._finish(preds, good, self.probabilities(np.stack(pixels)) if pixels else None, k)
             return
         from concurrent.futures import ThreadPoolExecutor  # (and its logging) only for many batches
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnx-model") as pool:
             running = None  # (predictions, decoded ones, Future of their (n, K) probabilities)
-            for position, chunk in itertools.chain(head, chunks):
-                preds, good, pixels = self._prepare(chunk, position, namer)
+            for decoded in itertools.chain(head, chunks):
+                preds, good, pixels = self._prepare(*decoded, namer)
                 job = pool.submit(self.probabilities, np.stack(pixels)) if pixels else None
                 if running is not None:
                     yield from self._finish(*running, k)
@@ -150,11 +156,11 @@ class Classifier:
             if running is not None:
                 yield from self._finish(*running, k)
 
-    def _prepare(self, chunk: list[ImageSource], position: int,
-                 namer: _Namer | None) -> tuple[list[Prediction], list[Prediction], list[np.ndarray]]:
-        """Decode and preprocess a chunk: (all predictions, those that decoded, their pixels)."""
+    def _prepare(self, position: int, chunk: list[ImageSource], decoded: list, namer: _Namer | None
+                 ) -> tuple[list[Prediction], list[Prediction], list[np.ndarray]]:
+        """A decoded chunk -> (all predictions, those that decoded, their pixels)."""
         preds, good, pixels = [], [], []
-        for i, (source, result) in enumerate(zip(chunk, preprocess_batch(chunk, self.spec, self.recipe))):
+        for i, (source, result) in enumerate(zip(chunk, decoded)):
             pred = Prediction(path=source_name(source))
             preds.append(pred)
             if isinstance(result, ImageError):
