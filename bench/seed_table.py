@@ -64,6 +64,7 @@ def run_row(arch: str, data_dirs: dict[str, str | None], extra: list[str], expor
     train_args = ["train", a.dataset, "--arch", arch, "--device", "cpu", "--out", str(out), "--json", "--no-plots",
                   *(["--data-dir", data_dir, "--no-download"] if data_dir else []), *extra]
     t0 = time.perf_counter()
+    row["load_before"] = os.getloadavg()[0]  # a shared machine: a busy spell shows here, not in the figure
     proc = cli(*train_args)
     row["train_command"] = "cnnx " + " ".join(train_args)
     if proc.returncode != 0:
@@ -72,7 +73,8 @@ def run_row(arch: str, data_dirs: dict[str, str | None], extra: list[str], expor
     result = json.loads(proc.stdout)
     row.update(epochs=result["epochs"], test_accuracy=result["final_accuracy"], best_accuracy=result["best_accuracy"],
                train_seconds=sum(e["train_seconds"] for e in result["epoch_metrics"]),
-               wall_seconds=time.perf_counter() - t0, config=result["config"], versions=result["versions"])
+               wall_seconds=time.perf_counter() - t0, config=result["config"], versions=result["versions"],
+               load_after=os.getloadavg()[0])
     if export:
         ex = cli("export", str(out), "--format", "all", "--json", *(["--data-dir", data_dir] if data_dir else []))
         if ex.returncode not in (0, 3):  # 3: a parity gate failed, which is a result, not a crash
