@@ -15,40 +15,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cnnx.errors import CnnxError, ModelFileError
+from cnnx.runtime.onnxfile import check_external_data
+from cnnx.runtime.onnxfile import fields as _fields
 from cnnx.spec import ModelSpec
 
 TORCHSCRIPT_SPEC = "cnnx_spec.json"  # cnnx.export.torchscript.SPEC_FILE, without importing torch
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ModelFileError("truncated protobuf")
-        byte = buf[pos]
-        value |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            return value, pos
-
-
-def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
-    """Top-level (field number, value) pairs of a protobuf message; nested messages stay bytes."""
-    out, pos = [], 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = buf[pos : pos + size], pos + size
-        elif wire in (1, 5):  # fixed 64 / 32 bit
-            value, pos = buf[pos : pos + (8 if wire == 1 else 4)], pos + (8 if wire == 1 else 4)
-        else:
-            raise ModelFileError(f"unexpected protobuf wire type {wire}")
-        out.append((number, value))
-    return out
 
 
 def onnx_header(data: bytes) -> dict[str, Any]:
@@ -71,8 +42,10 @@ def _onnx(path: Path, data: bytes) -> dict[str, Any]:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    check_external_data(path, data)  # before onnxruntime can open a file the model points at
     try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        # by path, not bytes: external data is looked for beside the model, not in the working folder
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path} is not a model cnnx can read: {first[:200]}",

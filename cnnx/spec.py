@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnx.errors import ModelFileError
+from cnnx.errors import ConfigError, ModelFileError
 
 SPEC_VERSION = 1
 # Key prefix inside ONNX metadata_props; every value is a JSON string.
 ONNX_PREFIX = "cnnx."
+
+# Colour modes a spec may name, by channel count: what Pillow converts an image to.
+COLORS = {1: "L", 3: "RGB"}
+# Largest input side a model file may ask for: a hostile spec must not make the runtime
+# allocate gigabytes per image.
+MAX_SIDE = 4096
 
 # The preprocessing recipes the runtime knows (cnnx.runtime.image implements them).
 RECIPES = {
@@ -83,7 +90,16 @@ class ModelSpec:
         missing = {"arch", "input_shape", "color", "mean", "std", "classes"} - data.keys()
         if missing:
             raise ModelFileError(f"model spec lacks {', '.join(sorted(missing))}")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        try:
+            spec = cls(**{k: v for k, v in data.items() if k in names})
+        except (TypeError, ValueError) as exc:  # e.g. "input_shape": "abc" in a hostile file
+            raise ModelFileError(f"model spec has a malformed value: {exc}") from None
+        if spec.color not in COLORS.values():
+            raise ModelFileError(f"model spec names colour mode {spec.color!r}", f"known: {', '.join(COLORS.values())}")
+        if not all(1 <= v <= MAX_SIDE for v in spec.input_shape):
+            raise ModelFileError(f"model spec asks for input shape {spec.input_shape}",
+                                 f"each side must be 1 to {MAX_SIDE}")
+        return spec
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
@@ -106,6 +122,66 @@ class ModelSpec:
         if not data:
             raise ModelFileError(
                 "the model file carries no cnnx spec",
-                "export it with `cnnx export`, or give --mean/--std/--size",
+                "give --mean, --std and --size (and --classes), or export it with `cnnx export`",
             )
         return cls.from_dict(data)
+
+
+def parse_floats(text: str, what: str) -> tuple[float, ...]:
+    """"0.5" or "0.485,0.456,0.406" -> floats; ConfigError naming ``what`` otherwise."""
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} is not a number or a comma-separated list of numbers") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{what} {text!r} must be finite")
+    return values
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"28" -> (28, 28); "32x24" (height x width) -> (32, 24)."""
+    parts = text.lower().replace(" ", "").split("x")
+    try:
+        hw = [int(p) for p in parts]
+    except ValueError:
+        hw = []
+    if len(hw) not in (1, 2) or not all(1 <= v <= MAX_SIDE for v in hw):
+        raise ConfigError(f"--size {text!r} is not a size", f"give N or HxW, each 1 to {MAX_SIDE}")
+    return (hw[0], hw[-1])
+
+
+@dataclass
+class SpecOptions:
+    """What a user tells cnnx about a model file that carries no spec (``--mean/--std/--size``)."""
+
+    mean: tuple[float, ...] | None = None  # per-channel mean of pixels in [0, 1]; one value = every channel
+    std: tuple[float, ...] | None = None  # per-channel std, the same way
+    size: tuple[int, int] | None = None  # (H, W) the image is resized to
+    classes: list[str] | None = None  # class names; None = "0", "1", ... as many as the model outputs
+    preprocess: str = "resize"  # recipe, a key of RECIPES
+
+    def given(self) -> bool:
+        return any(v is not None for v in (self.mean, self.std, self.size, self.classes))
+
+    def to_spec(self, channels: int | None, outputs: int | None, source: str) -> ModelSpec:
+        """The spec these options describe for a model whose graph takes ``channels`` and gives
+        ``outputs`` classes (None where the graph leaves them open)."""
+        missing = [name for name, v in (("--mean", self.mean), ("--std", self.std), ("--size", self.size))
+                   if v is None]
+        if missing:
+            raise ConfigError(f"{source} carries no cnnx spec, so cnnx needs {', '.join(missing)}",
+                              "e.g. --mean 0.1307 --std 0.3081 --size 28 for an MNIST model")
+        assert self.mean is not None and self.std is not None and self.size is not None
+        c = channels or max(len(self.mean), len(self.std))
+        if c not in COLORS:
+            raise ConfigError(f"{source} takes {c} channels; cnnx reads images as 1 (L) or 3 (RGB)")
+        classes = self.classes or ([str(i) for i in range(outputs)] if outputs else None)
+        if not classes:
+            raise ConfigError(f"{source} does not fix its number of classes", "give --classes a,b,c")
+        mean = self.mean * c if len(self.mean) == 1 else self.mean
+        std = self.std * c if len(self.std) == 1 else self.std
+        try:
+            return ModelSpec(arch="external", input_shape=(c, *self.size), color=COLORS[c], mean=mean, std=std,
+                             classes=classes, preprocess=self.preprocess, extra={"spec_from": "options"})
+        except ModelFileError as exc:  # the same checks as a spec read from a file, reported as options
+            raise ConfigError(exc.message, exc.hint) from None

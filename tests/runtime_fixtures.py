@@ -55,3 +55,13 @@ def digit_pngs(test_digits: tuple[np.ndarray, np.ndarray], tmp_path_factory: pyt
     if not folder.exists():
         write_pngs(*test_digits, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """The MNIST model shipped in the package (99.5% on MNIST): no training needed, answers worth comparing."""
+    from cnnx.runtime.predict import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no default model in cnnx/models")
+    return DEFAULT_MODEL

@@ -123,15 +123,21 @@ def test_exif_orientation_is_applied(digits, tmp_path):
 
 
 @pytest.mark.parametrize("fill", [0, 255, 128])
-def test_blank_pages_give_a_black_input_without_dividing_by_zero(tmp_path, fill):
+def test_blank_pages_say_no_digit_without_dividing_by_zero(tmp_path, fill):
+    # a model shown an all-black field still names a digit, often with 97%: refuse instead
     path = tmp_path / "blank.png"
     Image.new("L", (64, 48), fill).save(path)
-    with np.errstate(all="raise"):
-        assert not preprocess(path, SPEC).any()
+    with np.errstate(all="raise"), pytest.raises(ImageError, match="blank.png: no digit found"):
+        preprocess(path, SPEC)
+    assert not mnist_digit(np.full((64, 48), fill, np.uint8)).any()  # the recipe itself gives black
+    assert preprocess(path, SPEC, "plain").shape == (1, 28, 28)  # resizing alone has nothing to find
     rng = np.random.default_rng(0)  # pure noise, no digit: no crash, no warning
     noise = rng.normal(fill, 6, (64, 48)).clip(0, 255).astype(np.uint8)
     with np.errstate(divide="raise", invalid="raise"):
-        assert preprocess(noise, SPEC).shape == (1, 28, 28)
+        try:
+            assert preprocess(noise, SPEC).shape == (1, 28, 28)
+        except ImageError as exc:
+            assert "no digit found" in str(exc)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 3), (3, 400), (500, 4)])
@@ -139,6 +145,14 @@ def test_tiny_and_extreme_shapes(shape):
     a = np.zeros(shape, np.uint8)
     a[: max(1, shape[0] // 2), : max(1, shape[1] // 2)] = 255
     assert mnist_digit(a).shape == (28, 28)
+
+
+def test_an_animated_gif_is_read_at_its_first_frame(digits, tmp_path):
+    images, _ = digits
+    frames = [Image.fromarray(255 - images[i]) for i in (0, 1, 2)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert Image.open(tmp_path / "a.gif").n_frames == 3
+    assert _close(preprocess(tmp_path / "a.gif", SPEC)[0], images[0]) > 0.95
 
 
 def test_photo_like_digits_come_out_like_mnist(digits):

@@ -82,14 +82,22 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes decoding images; 0 = the physical cores for 2,048 or more files on Linux, "
                    "else none; 1 = decode in the main process.")
-@click.option("--preprocess", type=click.Choice(["auto", "plain"]), default="auto", show_default=True,
-              help=_PREPROCESS_HELP)
+@click.option("--preprocess", type=click.Choice(["auto", "plain", "mnist-digit"]), default="auto", show_default=True,
+              help=_PREPROCESS_HELP + " mnist-digit: the digit recipe, e.g. for a model without a cnnx spec.")
+@click.option("--mean", help="For an ONNX file without a cnnx spec: per-channel mean of pixels in [0, 1], "
+              "e.g. 0.1307 or 0.485,0.456,0.406 (one value serves every channel).")
+@click.option("--std", help="For an ONNX file without a cnnx spec: per-channel std, like --mean.")
+@click.option("--size", help="For an ONNX file without a cnnx spec: input size, N or HxW (e.g. 28 or 32x32). "
+              "The colour mode follows the model's channels (1 = greyscale, 3 = RGB).")
+@click.option("--classes", help="For an ONNX file without a cnnx spec: class names, comma-separated "
+              "[default: 0, 1, ... as many as the model outputs].")
 @click.option("--save-preprocessed", type=click.Path(file_okay=False),
               help="Write exactly what the model saw, one PNG per image, into this folder.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]")
 def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batch_size: int, threads: int,
-          workers: int, preprocess: str, save_preprocessed: str | None, progress: bool | None) -> None:
+          workers: int, preprocess: str, mean: str | None, std: str | None, size: str | None, classes: str | None,
+          save_preprocessed: str | None, progress: bool | None) -> None:
     """Classify images: files, folders (searched recursively) and glob patterns, without torch.
 
     Exit code 0 when every image was classified, 1 when any could not be (each
@@ -102,9 +110,15 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
     from cnnx.runtime.predict import Classifier
     from cnnx.runtime.sources import expand
 
+    from cnnx.spec import parse_floats, parse_size
+
     paths, problems = expand(images)
-    clf = Classifier(model, threads=threads, preprocess=None if preprocess == "auto" else "plain",
-                     batch_size=batch_size, workers=workers)
+    clf = Classifier(model, threads=threads, preprocess=None if preprocess == "auto" else preprocess,
+                     batch_size=batch_size, workers=workers,
+                     mean=None if mean is None else parse_floats(mean, "--mean"),
+                     std=None if std is None else parse_floats(std, "--std"),
+                     size=None if size is None else parse_size(size),
+                     classes=None if classes is None else [c.strip() for c in classes.split(",")])
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if not paths:

@@ -225,7 +225,11 @@ def preprocess_batch(sources: Sequence[ImageSource], spec: ModelSpec,
         for members in by_shape.values():
             done = mnist_digits(np.stack([results[i] for i in members]), (h, w))  # (n, H, W) uint8
             for i, px in zip(members, done):
-                results[i] = np.repeat(px[None], channels, axis=0)
+                # a blank page comes out all black, and a model asked about a black field still names a
+                # digit, often confidently: say there is none instead of guessing
+                results[i] = (np.repeat(px[None], channels, axis=0) if px.any() else
+                              ImageError(f"{source_name(sources[i])}: no digit found (the image is blank: nothing "
+                                         "stands out from the background)"))
     return results
 
 

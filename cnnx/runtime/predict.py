@@ -8,7 +8,7 @@ the model's logits.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from cnnx.runtime.image import (RECIPE_NAMES, ImageSource, normalise, preprocess
                                 source_name)
 from cnnx.runtime.parallel import auto_workers, decode
 from cnnx.runtime.session import OnnxModel, physical_cores, softmax
+from cnnx.spec import SpecOptions
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
 DEFAULT_BATCH = 256  # images per model call: large enough to amortise the call, small enough to stream
@@ -95,17 +96,29 @@ class Classifier:
     ``preprocess``: None = the recipe the model's spec names, or "plain" (resize only).
     ``workers``: processes decoding images, None/0 = the physical cores for 2,048 or more
     files on Linux, else none (1 = decode in this process).
+    ``mean``, ``std``, ``size`` ((H, W) or one side), ``classes``: for an ONNX file that carries
+    no cnnx spec, what its images need (one mean/std value serves every channel); the colour
+    mode follows the model's channel count, and ``preprocess`` names the recipe ("resize" default).
+
+    One Classifier may be shared by threads: onnxruntime sessions are thread-safe and
+    predicting keeps no state between calls.
     """
 
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None,
-                 preprocess: str | None = None, batch_size: int = DEFAULT_BATCH, workers: int | None = None) -> None:
+                 preprocess: str | None = None, batch_size: int = DEFAULT_BATCH, workers: int | None = None,
+                 *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 size: int | tuple[int, int] | None = None, classes: Sequence[str] | None = None) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if workers is not None and workers < 0:
             raise ConfigError(f"workers must be 0 (automatic) or more, got {workers}")
         if preprocess not in (None, "plain", *RECIPE_NAMES):
             raise ConfigError(f"unknown preprocessing {preprocess!r}", "use the model's own (default) or 'plain'")
-        self.model = OnnxModel(resolve_model(model_path), threads=threads)
+        options = SpecOptions(mean=None if mean is None else tuple(mean), std=None if std is None else tuple(std),
+                              size=(size, size) if isinstance(size, int) else size,
+                              classes=None if classes is None else list(classes),
+                              preprocess=preprocess if preprocess in RECIPE_NAMES else "resize")
+        self.model = OnnxModel(resolve_model(model_path), threads=threads, options=options)
         self.spec = self.model.spec
         self.recipe = preprocess
         self.batch_size = batch_size

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from cnnx.errors import ModelFileError
-from cnnx.spec import ModelSpec
+from cnnx.errors import ConfigError, ModelFileError
+from cnnx.runtime.onnxfile import check_external_data
+from cnnx.spec import ONNX_PREFIX, ModelSpec, SpecOptions
 
 INPUT_NAME = "input"  # the export contract: float32 (batch, C, H, W), normalised
 OUTPUT_NAME = "logits"  # (batch, num_classes)
@@ -48,14 +49,23 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
 
 
 class OnnxModel:
-    """A loaded model: ``spec`` and ``run(x) -> logits``."""
+    """A loaded model: ``spec`` and ``run(x) -> logits``.
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    ``options``: what to use for a file that carries no cnnx spec (``--mean/--std/--size``);
+    a file that carries one refuses them, so the spec stays the single source.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, options: SpecOptions | None = None) -> None:
         self.path = Path(path)
         if threads is not None and threads < 0:
             raise ModelFileError(f"threads must be 0 (automatic) or more, got {threads}")
         if not self.path.is_file():
             raise ModelFileError(f"no model file at {self.path}", "give the path of an exported .onnx file")
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise ModelFileError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        check_external_data(self.path, data)
         self.threads = physical_cores() if not threads else int(threads)
         try:
             self.session = ort.InferenceSession(
@@ -67,11 +77,31 @@ class OnnxModel:
                 f"{self.path} is not a usable ONNX model: {first[:300]}",
                 "re-export it with `cnnx export`",
             ) from None
-        try:
-            self.spec = ModelSpec.from_onnx_metadata(self.session.get_modelmeta().custom_metadata_map)
-        except ModelFileError as exc:
-            raise ModelFileError(f"{self.path}: {exc.message}", exc.hint) from None
+        self.spec = self._read_spec(options)
         self._check_signature()
+
+    def _read_spec(self, options: SpecOptions | None) -> ModelSpec:
+        meta = self.session.get_modelmeta().custom_metadata_map
+        given = options is not None and options.given()
+        if any(k.startswith(ONNX_PREFIX) for k in meta):
+            if given:
+                raise ConfigError(f"{self.path} carries its own cnnx spec; --mean/--std/--size/--classes are "
+                                  "only for ONNX files without one")
+            try:
+                return ModelSpec.from_onnx_metadata(meta)
+            except ModelFileError as exc:
+                raise ModelFileError(f"{self.path}: {exc.message}", exc.hint) from None
+        if not given:
+            raise ModelFileError(f"{self.path} carries no cnnx spec, so cnnx does not know how to prepare images "
+                                 "for it", "give --mean, --std and --size (and --classes), or export it with "
+                                 "`cnnx export`")
+        assert options is not None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        out = next((o for o in outputs if o.name == OUTPUT_NAME), outputs[0]) if outputs else None
+        channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else None
+        width = out.shape[-1] if out is not None and len(out.shape) == 2 and isinstance(out.shape[-1], int) else None
+        return options.to_spec(channels, width, str(self.path))
 
     def _check_signature(self) -> None:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
