@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "samples": ("cnnx.cli.train", "samples"),
     "export": ("cnnx.cli.export", "export_cmd"),
     "inspect": ("cnnx.cli.export", "inspect_cmd"),
+    "bench": ("cnnx.cli.export", "bench_cmd"),
     "infer": ("cnnx.cli.edge", "infer"),
     "eval": ("cnnx.cli.edge", "eval_cmd"),
 }

@@ -1,4 +1,4 @@
-"""``cnnx export`` and ``cnnx inspect``."""
+"""``cnnx export``, ``cnnx inspect`` and ``cnnx bench``."""
 
 from __future__ import annotations
 
@@ -83,3 +83,45 @@ def inspect_cmd(file: str, as_json: bool) -> None:
 
     info = inspect_file(Path(file))
     emit_json(info) if as_json else click.echo(render(info))
+
+
+# ---------------------------------------------------------------- bench
+
+
+@main.command("bench")
+@click.argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Timing budget per format and batch size (1, 64, 1024).")
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Intra-op threads of every format alike. 1 is the fair comparison on a small device: no "
+                   "thread pool fights another process for a core, and a model this small gains little from "
+                   "more; 0 = every core.")
+@click.option("--cold-runs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Whole-process cold starts per format; the median is reported.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Dataset folder for the test images. [default: the training folder, $CNNX_DATA_DIR, "
+                   "else the sample shipped with cnnx]")
+@click.option("--arch", help="Architecture of a bare state_dict (cnnx checkpoints name their own).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Bar chart PNG. [default: bench.png beside the "
+                                                              "checkpoint]")
+@click.option("--no-plot", is_flag=True, help="Draw no chart.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON on stdout.")
+def bench_cmd(checkpoint: str, no_plot: bool, as_json: bool, **options: Any) -> None:
+    """Compare the formats CHECKPOINT_OR_RUN can ship as on this CPU: PyTorch eager, TorchScript, ONNX fp32 and int8.
+
+    Size, test accuracy, batch-1 latency p50/p99, throughput at batch 64 and 1024,
+    load time, peak memory and whole-process cold start, each format in fresh
+    processes of its own. Missing or stale exports are made first with `cnnx export`'s
+    parity gates (a run folder means its best.pt); progress goes to stderr.
+
+    Example: cnnx bench artifacts/runs/mnist --data-dir ~/.cache/cnnx/data
+    """
+    import sys
+
+    from cnnx.export.bench_report import render
+    from cnnx.export.benchmark import BenchOptions, benchmark
+
+    opts = BenchOptions(**{**options, "plot": "" if no_plot else options["plot"]})
+    result = benchmark(Path(checkpoint), opts, progress=lambda message: click.echo(message, err=True))
+    result["command"] = " ".join(["cnnx", *sys.argv[1:]])
+    emit_json(result) if as_json else click.echo(render(result))
