@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,14 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from cnnx.export.bench_worker import timed
+from cnnx.export.benchmark import machine_info
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES = (1, 8, 64)
-
-
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
 def cli_export(checkpoint: str, out: Path, data_dir: str | None, *args: str) -> tuple[dict[str, Any], float]:
@@ -73,19 +69,6 @@ def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
     return rows
 
 
-def timed(run: Any, x: np.ndarray, budget_s: float = 1.0, min_runs: int = 30) -> dict[str, float]:
-    for _ in range(5):
-        run(x)
-    times: list[float] = []
-    deadline = time.perf_counter() + budget_s
-    while len(times) < min_runs or (time.perf_counter() < deadline and len(times) < 2000):
-        t0 = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - t0)
-    return {"median_ms": 1000 * float(np.median(times)), "p90_ms": 1000 * float(np.percentile(times, 90)),
-            "runs": len(times)}
-
-
 def latency(checkpoint: str, files: dict[str, Path], threads: list[int]) -> list[dict[str, Any]]:
     import torch
 
@@ -103,7 +86,9 @@ def latency(checkpoint: str, files: dict[str, Path], threads: list[int]) -> list
         for batch in BATCHES:
             x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
             for name, run in runners.items():
-                rows.append({"threads": n, "batch": batch, "runner": name, **timed(run, x)})
+                # 5 warm-up calls, then at least 30 timed ones within 1 s
+                rows.append({"threads": n, "batch": batch, "runner": name,
+                             **timed(run, x, budget_s=1.0, min_runs=30, max_runs=2000, warmup=5)})
     return rows
 
 
@@ -130,14 +115,14 @@ def main() -> None:
     else:  # the gate failed, so the command wrote nothing: time the per-channel file anyway, labelled so
         files["onnx int8 (failed gate)"] = tmp / "per-channel.int8.onnx"
     lat = latency(args.checkpoint, files, sorted({1, os.cpu_count() or 1}))
-    result = {"machine": machine(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
+    result = {"machine": machine_info(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
               "checkpoint": args.checkpoint, "format_all": {"wall_seconds": all_wall, "report": all_report},
               "int8": {"wall_seconds": int8_wall, "report": int8_report}, "int8_methods": methods, "latency": lat}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
 
     img = all_report["images"]
-    print(f"{machine()['cpu']}, {os.cpu_count()} cores; load average {load_before[0]:.1f} before, "
+    print(f"{machine_info()['cpu']}, {os.cpu_count()} cores; load average {load_before[0]:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
     print(f"parity on {img['images']} {img['dataset']} test images; reference accuracy "
           f"{100 * all_report['reference']['accuracy']:.2f}%\n")
@@ -162,7 +147,7 @@ def main() -> None:
     for n in sorted({r["threads"] for r in lat}):
         for b in BATCHES:
             cell = {r["runner"]: r for r in lat if r["threads"] == n and r["batch"] == b}
-            rows.append([str(n), str(b), *[f"{cell[k]['median_ms']:.3f} (p90 {cell[k]['p90_ms']:.3f})"
+            rows.append([str(n), str(b), *[f"{cell[k]['p50_ms']:.3f} (p90 {cell[k]['p90_ms']:.3f})"
                                            for k in [*files, "torch eager"]]])
     print("\nlatency, median ms per call (p90)\n" + table(rows))
     print(f"\nwrote {args.out}")
