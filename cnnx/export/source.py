@@ -25,7 +25,6 @@ from cnnx.train.datasets import MNIST_MEAN, MNIST_STD
 from cnnx.train.models import ARCHS, build_model, get_arch
 
 
-
 def _mnist_defaults() -> dict[str, Any]:
     return {"color": "L", "mean": MNIST_MEAN, "std": MNIST_STD, "classes": [str(i) for i in range(10)],
             "preprocess": "mnist-digit"}
@@ -96,15 +95,15 @@ def fitting_archs(state: dict[str, torch.Tensor]) -> list[str]:
 def _load_into(spec: ModelSpec, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
     arch, classes = spec.arch, spec.classes
     model = build_model(arch, len(classes), tuple(spec.input_shape))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    # compared first, so the message lists the keys instead of torch's multi-line report
+    mismatch = ckpt.describe_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()}, state)
+    if mismatch:
         fits = fitting_archs(state)
-        detail = " ".join(str(exc).split())
         raise CheckpointError(
-            f"the weights in {path} do not fit --arch {arch} with {len(classes)} classes: {detail[:300]}",
+            f"the weights in {path} do not fit --arch {arch} with {len(classes)} classes: {mismatch}",
             f"they fit: {', '.join(fits)}" if fits else "check --arch and --classes",
-        ) from None
+        )
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
@@ -137,6 +136,9 @@ def load_source(path: Path, arch: str | None = None, mean: tuple[float, ...] | N
     raw = ckpt.load_raw(path)  # weights_only=True, map_location="cpu"; refuses pickled whole models
     sha = ckpt.file_sha256(path)
     if isinstance(raw, dict) and raw.get("format") == ckpt.FORMAT:
+        if not isinstance(raw.get("spec"), dict) or not isinstance(raw.get("model"), dict):
+            raise CheckpointError(f"{path} says it is a cnnx checkpoint but has no model or spec",
+                                  "use a checkpoint written by cnnx train")
         spec = ModelSpec.from_dict(raw["spec"])
         if arch is not None and arch != spec.arch:
             raise ConfigError(

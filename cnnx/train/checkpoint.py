@@ -9,14 +9,21 @@ A cnnx checkpoint is a plain dict of tensors and builtins, so it loads with
      "epoch": epochs completed, "config": TrainConfig as dict,
      "metrics": [per-epoch records], "best_accuracy": float,
      "spec": ModelSpec as dict}
+
+Every failure to read or write one is a one-line ``CheckpointError``: a file that
+would run code, a truncated or foreign file, weights of another architecture, a
+full disk.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import pickle
+import re
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -28,9 +35,39 @@ FORMAT_VERSION = 1
 LAST, BEST = "last.pt", "best.pt"
 
 
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The ``kind`` exception behind ``exc``: torch.save reports whatever stopped its writes (a full
+    disk's OSError, Ctrl-C's KeyboardInterrupt) as a RuntimeError raised while handling it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None
+
+
 def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
+    """Write ``payload`` to ``path`` atomically; a failed write (full disk) leaves the previous file as it was."""
+    path = Path(path)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    return atomic_write(path, lambda f: torch.save(payload, f))
+    try:
+        # sweep: temp files of writers killed mid-write (SIGKILL) go with the next good write
+        return atomic_write(path, lambda f: torch.save(payload, f), sweep=True)
+    except (OSError, RuntimeError) as exc:
+        if _in_chain(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from None  # Ctrl-C mid-write: the temp file is gone, the old file kept
+        cause = _in_chain(exc, OSError)
+        if not isinstance(cause, OSError):
+            raise  # not the disk: a bug, keep its traceback
+        reason = cause.strerror or str(cause)
+        if cause.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            reason = f"the disk is full or the file size limit was reached ({reason})"
+        kept = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
+        then = (f"resume with cnnx train --resume {path.parent}" if (path.parent / LAST).is_file()
+                else "run the same command again")
+        raise CheckpointError(f"could not write {path}: {reason}; nothing was half-written and {kept}",
+                              f"free some space, then {then}") from None
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -43,33 +80,116 @@ def resolve_checkpoint(path: Path) -> Path:
     return path
 
 
-def load_raw(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True``, on the CPU, with readable errors."""
-    path = resolve_checkpoint(path)
+def _short_reason(exc: BaseException) -> str:
+    """torch's read errors in one short clause (they run to several lines of advice)."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", text)
+    for tail in (". This is an internal", " (Could this error", " Please file an issue"):
+        text = text.split(tail)[0]
+    if type(exc) not in (RuntimeError, OSError, ValueError) or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:160]
+
+
+_DAMAGED_HINT = "copy the file again, or use another checkpoint of the run (last.pt, best.pt, epoch-NNN.pt)"
+_FOREIGN_HINT = "give a checkpoint written by cnnx train, or weights saved with torch.save(model.state_dict(), PATH)"
+
+
+def _not_torch_zip(path: Path) -> bool:
+    """A whole zip archive without the ``<name>/data.pkl`` record every torch.save file has."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # a torch file cut short has lost its central directory: not "a zip"
+        return False
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(path) as z:
+            return not any(n.endswith("/data.pkl") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_raw(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True``, on the CPU; any unreadable file is a one-line CheckpointError."""
+    path = resolve_checkpoint(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes)", _DAMAGED_HINT)
+    try:
+        with warnings.catch_warnings():
+            # torch warns on stderr about the pickle protocol of foreign files; the error below says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # weights_only names the class or function it refused to import: "... GLOBAL posix.system ..."
+        blocked = re.search(r"GLOBAL\s+([\w.]+)", str(exc))
+        if blocked:
             raise CheckpointError(
-                f"{path} holds pickled Python objects (a whole model saved with torch.save(model)); "
-                "loading it would run code from the file, so cnnx refuses",
-                "in the code that made it, re-save with torch.save(model.state_dict(), PATH) "
-                "and export that with --arch NAME",
+                f"{path} holds pickled Python objects ({blocked.group(1)}); loading it would run code "
+                "from the file, so cnnx refuses",
+                "if it is a whole model saved with torch.save(model), re-save it in the code that made it "
+                "with torch.save(model.state_dict(), PATH) and export that with --arch NAME",
             ) from None
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path} is corrupt or truncated: {first}") from None
+        found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(exc))
+        reason = found.group(1).strip() if found else _short_reason(exc)
+        raise CheckpointError(f"{path} is not a torch checkpoint (unreadable data: {reason[:120]})",
+                              _FOREIGN_HINT) from None
+    except Exception as exc:  # noqa: BLE001 - any failure to parse a file means it is damaged or foreign
+        if _not_torch_zip(path):
+            raise CheckpointError(f"{path} is a zip archive but not a torch checkpoint (it has no data.pkl)",
+                                  _FOREIGN_HINT) from None
+        raise CheckpointError(f"{path} is corrupt or truncated: {_short_reason(exc)}", _DAMAGED_HINT) from None
+
+
+def describe_mismatch(want: Mapping[str, tuple[int, ...]], have: Mapping[str, torch.Tensor], limit: int = 3) -> str:
+    """Missing, unexpected and wrong-shape keys of ``have`` against ``want`` (name -> shape), a few of each.
+
+    "2 missing: conv1.weight, conv1.bias; 4 unexpected: features.0.weight, ... and 1 more;
+    1 wrong shape: fc.weight (10, 50) in the file, (12, 50) in the model"
+    """
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    shapes = [f"{k} {tuple(have[k].shape)} in the file, {tuple(want[k])} in the model"
+              for k in want if k in have and tuple(have[k].shape) != tuple(want[k])]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if items:
+            more = f" and {len(items) - limit} more" if len(items) > limit else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts)
+
+
+def model_shapes(arch: str, num_classes: int, input_shape: tuple[int, int, int] | None = None) -> dict[str, tuple]:
+    """Parameter and buffer names of ``arch`` with their shapes."""
+    from cnnx.train.models import build_model  # here: models imports nothing of this module, but keep it lazy
+
+    return {k: tuple(v.shape) for k, v in build_model(arch, num_classes, input_shape).state_dict().items()}
+
+
+def _check_model_fits(data: dict[str, Any], path: Path) -> None:
+    """A checkpoint's weights must fit the architecture its spec names, or resume and export would fail later."""
+    spec, state = data.get("spec"), data.get("model")
+    if not isinstance(spec, dict) or not isinstance(state, dict):
+        return
+    arch, classes = spec.get("arch"), spec.get("classes") or []
+    shape = tuple(spec["input_shape"]) if spec.get("input_shape") else None
+    config_arch = (data.get("config") or {}).get("arch")
+    if config_arch and config_arch != arch:
+        raise CheckpointError(f"{path} names two architectures: {config_arch} in its config, {arch} in its spec",
+                              "use a checkpoint written by cnnx train")
+    mismatch = describe_mismatch(model_shapes(arch, len(classes), shape), state)
+    if mismatch:
+        raise CheckpointError(f"the weights in {path} do not fit {arch} with {len(classes)} classes, "
+                              f"the architecture it names: {mismatch}", "use a checkpoint written by cnnx train")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a full cnnx checkpoint (for resuming and export)."""
+    """Load a full cnnx checkpoint (for resuming and export), checking its weights fit its architecture."""
     data = load_raw(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
             f"{resolve_checkpoint(path)} is not a cnnx checkpoint",
             "a bare state_dict can be exported with --arch NAME",
         )
+    _check_model_fits(data, resolve_checkpoint(path))
     return data
 
 
