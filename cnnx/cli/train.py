@@ -89,8 +89,9 @@ def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool
     try:
         result = loop.train(cfg, reporter, resume=Path(resume) if resume else None)
     except KeyboardInterrupt:
-        run_dir = reporter.run_dir or "RUN_DIR"
-        click.echo(f"\ninterrupted; the last finished epoch is saved: cnnx train --resume {run_dir}", err=True)
+        run_dir = reporter.run_dir or (str(Path(resume).parent if Path(resume).is_file() else resume)
+                                       if resume else cfg.out)
+        click.echo(f"\n{_interrupted_message(run_dir)}", err=True)
         sys.exit(130)
     if as_json:
         emit_json(result.summary)
@@ -99,6 +100,29 @@ def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool
         click.echo(f"done: {s['arch']} on {s['dataset']}, {s['epochs']} epochs, test accuracy "
                    f"{100 * s['final_accuracy']:.2f}% (best {100 * s['best_accuracy']:.2f}%) "
                    f"in {s['wall_seconds']:.1f} s on {s['device']}; checkpoints in {s['run_dir']}")
+
+
+def _interrupted_message(run_dir: str | None) -> str:
+    """What Ctrl-C left behind, read from the run folder itself: only whole epochs are ever saved.
+
+    A mid-epoch checkpoint would resume from a different data order and RNG position than an
+    uninterrupted run, so the unfinished epoch is dropped and redone on resume.
+    """
+    from cnnx.errors import CheckpointError
+    from cnnx.train.checkpoint import load_checkpoint
+
+    try:
+        state = load_checkpoint(Path(run_dir)) if run_dir else None
+    except CheckpointError:
+        state = None
+    if state is None:
+        return "interrupted before the first epoch finished; nothing was saved: run the same command again"
+    done, total = state["epoch"], state["config"]["epochs"]
+    if done >= total:
+        return (f"interrupted after the last epoch; {run_dir}/last.pt holds all {total} epochs: "
+                f"cnnx train --resume {run_dir} writes the rest (metrics.json, plots)")
+    return (f"interrupted during epoch {done + 1} of {total}; {run_dir}/last.pt holds the {done} finished "
+            f"epoch{'s' if done != 1 else ''} (the unfinished one is redone): cnnx train --resume {run_dir}")
 
 
 # ---------------------------------------------------------------- summary, samples (seed-notes tooling)
