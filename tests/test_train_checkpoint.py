@@ -82,3 +82,61 @@ def test_written_files_follow_the_umask_not_temp_file_privacy(tmp_path: Path) ->
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+class _FailingFile:
+    """The checkpoint's file, whose ``n``-th write raises ``exc``: a disk that fills up, or Ctrl-C, mid-save."""
+
+    def __init__(self, f, n: int, exc: BaseException) -> None:
+        self.f, self.n, self.exc = f, n, exc
+
+    def write(self, data) -> int:
+        self.n -= 1
+        if self.n == 0:
+            raise self.exc
+        return self.f.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+
+@pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_write_failing_inside_torch_save_keeps_the_previous_checkpoint(exc: BaseException, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.save reports a failed write as a RuntimeError; save_checkpoint gives back what it was."""
+    import cnnx.fileio
+
+    target = ckpt.save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(cnnx.fileio.os, "fdopen", lambda fd, mode: _FailingFile(real_fdopen(fd, mode), 3, exc))
+    big = {"epoch": 2, "w": torch.zeros(100_000), "v": torch.zeros(1000)}
+    if isinstance(exc, OSError):
+        with pytest.raises(CheckpointError) as info:
+            ckpt.save_checkpoint(big, target)
+        message = str(info.value)
+        assert message.startswith(f"could not write {target}: the disk is full") and "\n" not in message
+        assert "the previous last.pt is intact" in message and f"cnnx train --resume {tmp_path}" in message
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            ckpt.save_checkpoint(big, target)
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(target)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_first_checkpoint_failing_says_there_was_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cnnx.fileio
+
+    def no_space(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cnnx.fileio.os, "fsync", no_space)
+    with pytest.raises(CheckpointError, match=r"no earlier last.pt existed \(free some space, then run the same"):
+        ckpt.save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
