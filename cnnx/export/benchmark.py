@@ -183,11 +183,11 @@ def _cold_command(name: str, job: Path, file: Path, image: Path, threads: int) -
 
 def _measure(name: str, file: Path, work: Path, opts: BenchOptions, threads: int,
              say: Callable[[str], None]) -> dict[str, Any]:
-    job = work / f"{name}.json"
-    job.write_text(json.dumps({"format": name, "file": str(file), "threads": threads, "seconds": opts.seconds,
-                               "batches": list(BATCHES), "batch_file": str(work / "batch.npy"),
-                               "test_x": str(work / "test_x.npy"), "test_y": str(work / "test_y.npy"),
-                               "image": str(work / "digit.png")}))
+    payload = json.dumps({"format": name, "file": str(file), "threads": threads, "seconds": opts.seconds,
+                          "batches": list(BATCHES), "batch_file": str(work / "batch.npy"),
+                          "test_x": str(work / "test_x.npy"), "test_y": str(work / "test_y.npy"),
+                          "image": str(work / "digit.png")}).encode()
+    job = atomic_write(work / f"{name}.json", lambda f: f.write(payload))
     row = json.loads(_worker("measure", str(job)))
     cmd = _cold_command(name, job, file, work / "digit.png", threads)
     runs = [_cold_start(cmd) for _ in range(opts.cold_runs)]
@@ -205,10 +205,12 @@ def _workspace(src: Source, data: images.ParityData, work: Path) -> Path:
     import torch
     from PIL import Image
 
-    np.save(work / "test_x.npy", data.test_x)  # (N, C, H, W) float32, normalised
-    np.save(work / "test_y.npy", data.test_y)  # (N,) int64
     reps = -(-max(BATCHES) // len(data.test_x))  # a sample of 500 images is repeated to fill 1,024
-    np.save(work / "batch.npy", np.concatenate([data.test_x] * reps)[: max(BATCHES)])
+    arrays = {"test_x": data.test_x,  # (N, C, H, W) float32, normalised
+              "test_y": data.test_y,  # (N,) int64
+              "batch": np.concatenate([data.test_x] * reps)[: max(BATCHES)]}  # (1024, C, H, W)
+    for stem, array in arrays.items():
+        atomic_write(work / f"{stem}.npy", lambda f, a=array: np.save(f, a))
     # the first test image back in pixels, as a PNG: the image every cold start classifies
     mean = np.asarray(src.spec.mean, np.float32).reshape(-1, 1, 1)
     std = np.asarray(src.spec.std, np.float32).reshape(-1, 1, 1)
@@ -263,7 +265,7 @@ def benchmark(source: Path, opts: BenchOptions, progress: Callable[[str], None] 
         "threads": threads,
         "options": asdict(opts),
         "source": {"path": str(src.path), "kind": src.kind, "sha256": src.sha256, "arch": src.spec.arch,
-                   "size_bytes": src.path.stat().st_size},
+                   "parameters": sum(p.numel() for p in src.model.parameters()), "size_bytes": src.path.stat().st_size},
         "images": {k: v for k, v in data.source.items() if k != "random_batches"},
         "exports": {"reused": exports["reused"], "exported": exports["exported"]},
         "formats": rows,
