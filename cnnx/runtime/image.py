@@ -52,17 +52,22 @@ def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
         return _from_array(source)
     path = source  # a str is opened as it is: pathlib costs microseconds a file
     try:
-        with warnings.catch_warnings():
+        # the file is opened here, not by Pillow: Pillow leaves it open when a decoder fails
+        # part-way, which over a folder of broken files would run out of file handles
+        with open(path, "rb") as fp, warnings.catch_warnings():
+            # Pillow warns about damaged metadata (EXIF, ICC, text chunks) while the pixels are fine:
+            # that would be lines of noise on the CLI's stderr
+            warnings.simplefilter("ignore")
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(fp)
             if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
                 # checked again here: catch_warnings is not thread-safe, and callers decode in threads
                 raise Image.DecompressionBombError(f"{im.width}x{im.height}")
             if draft_size and im.format == "JPEG" and max(im.size) > 2 * draft_size:
                 r = draft_size / max(im.size)
                 im.draft(None, (max(1, int(im.size[0] * r)), max(1, int(im.size[1] * r))))
-            im.load()
+            im.load()  # the first frame of an animation: what a viewer shows first
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -78,15 +83,25 @@ def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
             f"{path}: too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels)",
             "shrink it first",
         ) from None
+    except MemoryError:
+        raise ImageError(f"{path}: too large to decode in the memory available", "shrink it first") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
+        raise ImageError(f"{path}: corrupt or truncated image ({_first_line(exc)})") from None
+    except Exception as exc:  # Pillow's parsers meet hostile bytes with TypeError, IndexError, struct.error ...
+        raise ImageError(f"{path}: corrupt image ({type(exc).__name__}: {_first_line(exc)})") from None
     if "exif" in im.info or "Raw profile type exif" in im.info or im.format in ("TIFF", "MPO"):
         try:
-            ImageOps.exif_transpose(im, in_place=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ImageOps.exif_transpose(im, in_place=True)
         except Exception:  # a broken EXIF block should not cost the picture: keep it as stored
             pass
     return im
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _from_array(a: np.ndarray) -> Image.Image:
@@ -96,10 +111,11 @@ def _from_array(a: np.ndarray) -> Image.Image:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
         raise ImageError(f"an array of shape {a.shape} is not an image", "give (H, W), (H, W, 3) or (H, W, 4)")
     if a.dtype != np.uint8:
-        f = a.astype(np.float32)
-        if f.size and float(np.nanmax(f)) <= 1.0:
-            f = f * 255.0
-        a = np.clip(np.nan_to_num(f), 0, 255).round().astype(np.uint8)
+        # float64 first: a float32 cast of a huge value overflows (and warns); NaN is no light, inf full light
+        f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if f.size and float(f.max()) <= 1.0:
+            f = np.clip(f, 0.0, 1.0) * 255.0
+        a = np.clip(f, 0, 255).round().astype(np.uint8)
     return Image.fromarray(a)
 
 
@@ -196,8 +212,10 @@ def _decode(source: ImageSource, spec: ModelSpec, digit: bool) -> np.ndarray:
         if digit:
             return to_grey(_shrink(im, WORK_SIZE))
         a = np.asarray(to_color(im, spec.color).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
-    except (OSError, ValueError) as exc:  # e.g. a mode Pillow cannot convert, a truncated frame
-        raise ImageError(f"{source_name(source)}: cannot convert this image ({exc})") from None
+    except MemoryError:
+        raise ImageError(f"{source_name(source)}: too large to convert in the memory available") from None
+    except Exception as exc:  # e.g. a mode Pillow cannot convert, a truncated frame
+        raise ImageError(f"{source_name(source)}: cannot convert this image ({_first_line(exc)})") from None
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
