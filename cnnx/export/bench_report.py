@@ -45,7 +45,7 @@ def render(result: dict[str, Any]) -> str:
         if t["value"] is not None:
             lines.append(f"{what}: {t['value']:.2f}x (target {t['target']}: {'met' if t['met'] else 'NOT met'})")
     lines += notes
-    lines += ["", f"accuracy on {img['images']} {img['dataset']} test images ({where}); every format on "
+    lines += ["", f"accuracy on {img['images']:,} {img['dataset']} test images ({where}); every format on "
               f"{result['threads']} thread(s), in a fresh process of its own",
               "peak MB: a process that loaded the model and ran one batch of 1,024; cold start: a new process "
               "classifying one PNG (ONNX: cnnx infer), median of " + str(result["options"]["cold_runs"]),
