@@ -123,6 +123,7 @@ def test_chart_is_a_png_of_the_expected_size(benched: tuple[Path, dict[str, Any]
         img.load()  # a truncated file fails here
 
 
+@pytest.mark.slow  # a second whole bench run: 15-20 s on two busy cores
 def test_table_reuses_gated_exports(benched: tuple[Path, dict[str, Any]]) -> None:
     run, first = benched
     onnx = run / "best.onnx"
