@@ -126,7 +126,7 @@ class KillResume:
     kills_in_write: int = 0  # of those, how many left a checkpoint temp file behind: died inside a write
     kills_aimed_at_writes: int = 0  # kills sent the moment a checkpoint temp file appeared
     kills_in_startup: int = 0  # kills before training started (imports, data loading)
-    kills_before_first_checkpoint: int = 0  # kills with no last.pt on disk yet: the run started over
+    kills_before_first_checkpoint: int = 0  # kills that left no last.pt yet: the run starts over
     resumes: int = 0  # `cnnx train --resume` runs, the final one included
     restarts: int = 0  # runs started over from nothing because no epoch had been saved
     checkpoint_loads: int = 0  # *.pt files loaded after kills: every one loaded
@@ -186,8 +186,6 @@ def kill_resume(workdir: Path, kills: int = 10, seed: int = 0, rng_seed: int = 0
     modes = ["write"] * aimed + ["random"] * (kills - aimed)
     rng.shuffle(modes)
     for i, mode in enumerate(modes):
-        if not (run / ckpt.LAST).is_file() and i:
-            result.kills_before_first_checkpoint += 1
         job, resumed = start_or_resume(run, epochs, seed)
         result.resumes += resumed
         result.restarts += (not resumed) and i > 0
@@ -219,6 +217,7 @@ def kill_resume(workdir: Path, kills: int = 10, seed: int = 0, rng_seed: int = 0
         loaded = check_checkpoints(run)  # raises on any checkpoint that does not load
         result.checkpoint_loads += len(loaded)
         result.epoch_at_each_kill.append(loaded.get(ckpt.LAST, 0))
+        result.kills_before_first_checkpoint += ckpt.LAST not in loaded
         log(f"kill {i + 1}/{kills} ({mode}): last.pt at epoch {loaded.get(ckpt.LAST, 0)}, {len(loaded)} "
             f"checkpoints load, {len(left)} temp files ({', '.join(died_writing) or 'none'} from this kill)")
     job, resumed = start_or_resume(run, epochs, seed)
