@@ -122,7 +122,7 @@ class ModelSpec:
         if not data:
             raise ModelFileError(
                 "the model file carries no cnnx spec",
-                "give --mean, --std and --size (and --classes), or export it with `cnnx export`",
+                "`cnnx infer` runs it given --mean, --std and --size; or export it with `cnnx export`",
             )
         return cls.from_dict(data)
 
