@@ -37,6 +37,10 @@ class ModelFileError(CnnxError):
     """An exported model file (.onnx, TorchScript) that cannot be used."""
 
 
+class TrainingError(CnnxError):
+    """Training that cannot go on (e.g. the processes of a distributed run fell out of step)."""
+
+
 class ImageError(CnnxError):
     """An image that cannot be decoded or preprocessed."""
 

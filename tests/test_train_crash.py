@@ -355,7 +355,9 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Pa
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and proc.stderr.strip().splitlines()[-1] == errors[0], proc.stderr
-    assert errors[0].startswith(f"error: could not write {run}/last.pt: the disk is full"), errors[0]
-    assert "the previous last.pt is intact" in errors[0] and f"cnnx train --resume {run}" in errors[0]
+    # epoch 2 is the best so far: best.pt is written first and is the write that fails (last.pt comes last)
+    assert errors[0].startswith(f"error: could not write {run}/best.pt: the disk is full"), errors[0]
+    assert "the previous best.pt is intact" in errors[0] and f"cnnx train --resume {run}" in errors[0]
     assert (run / "last.pt").read_bytes() == before and ckpt.load_checkpoint(run)["epoch"] == 1
+    assert ckpt.load_checkpoint(run / "best.pt")["epoch"] == 1
     assert temp_files(run) == []

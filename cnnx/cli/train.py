@@ -72,6 +72,7 @@ def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool
 
     Example: cnnx train mnist --epochs 1 --out artifacts/runs/quick
     """
+    from cnnx.train import distributed as ddp
     from cnnx.train import loop
     from cnnx.train.config import PRESETS, TrainConfig
     from cnnx.train.progress import TqdmReporter, archs_table
@@ -91,8 +92,11 @@ def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool
     except KeyboardInterrupt:
         run_dir = reporter.run_dir or (str(Path(resume).parent if Path(resume).is_file() else resume)
                                        if resume else cfg.out)
-        click.echo(f"\n{_interrupted_message(run_dir)}", err=True)
+        if ddp.world_from_env().is_main:  # Ctrl-C reaches every rank of a torchrun job; one says it
+            click.echo(f"\n{_interrupted_message(run_dir)}", err=True)
         sys.exit(130)
+    if not result.is_main:  # ranks 1.. of a torchrun job: rank 0 reports for all
+        return
     if as_json:
         emit_json(result.summary)
     else:

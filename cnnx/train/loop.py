@@ -4,7 +4,8 @@ Data stays a uint8 tensor on the training device; each step gathers a batch,
 shifts it at random, scales and normalises it. All randomness comes from
 ``torch``'s global generator (init, dropout) and one data generator (order,
 augmentation), both saved in every checkpoint, so a run resumed at an epoch
-boundary ends with the same weights as one that never stopped.
+boundary ends with the same weights as one that never stopped. Under torchrun the
+same function runs in every process (``cnnx.train.distributed``); rank 0 writes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cnnx.errors import ConfigError
 from cnnx.fileio import atomic_write
 from cnnx.spec import ModelSpec
 from cnnx.train import checkpoint as ckpt
+from cnnx.train import distributed as ddp
 from cnnx.train.config import TrainConfig
 from cnnx.train.datasets import Dataset, Split, dataset_kind, load_dataset
 from cnnx.train.models import DEFAULT_ARCH, build_model, check_input, count_parameters, get_arch
@@ -49,6 +51,7 @@ class TrainResult:
     final_accuracy: float
     epochs: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    is_main: bool = True  # False on ranks 1.. of a distributed run, which write and print nothing
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,17 +98,35 @@ class Normalizer:
         return x.float() * self.scale + self.bias
 
 
-def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Translate each image by its own random (dy, dx) in [-max_shift, max_shift], zero-filled."""
+def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator, part: slice = slice(None),
+                 drawn: int | None = None) -> torch.Tensor:
+    """Translate each image by its own random (dy, dx) in [-max_shift, max_shift], zero-filled.
+
+    ``x`` is the ``part`` of a batch of ``drawn`` images (default: all of it): offsets are drawn
+    for the whole batch, so every process of a distributed run consumes the same random numbers.
+    """
     n, c, h, w = x.shape
     s = max_shift
     padded = F.pad(x, (s, s, s, s))  # (N, C, H+2s, W+2s)
-    dy, dx = torch.randint(0, 2 * s + 1, (2, n), generator=gen).to(x.device)
+    dy, dx = torch.randint(0, 2 * s + 1, (2, drawn or n), generator=gen)[:, part].to(x.device)
     rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])  # (N, H)
     cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])  # (N, W)
     b = torch.arange(n, device=x.device)[:, None, None, None]
     ch = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[b, ch, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def evaluate_shared(model: nn.Module, split: Split, norm: Normalizer, batch_size: int, device: torch.device,
+                    memory_format: torch.memory_format, world: ddp.World) -> tuple[float, float, torch.Tensor]:
+    """``evaluate`` with the test images shared out over the ranks; every rank gets the whole answer."""
+    if not world.enabled:
+        return evaluate(model, split, norm, batch_size, device, memory_format)
+    ddp.sync_buffers(world, model)
+    part = world.part(len(split))
+    loss, _, pred = evaluate(model, Split(split.x[part], split.y[part]), norm, batch_size, device, memory_format)
+    loss_sum = ddp.total(world, torch.tensor(loss * len(range(len(split))[part]), device=device, dtype=torch.float64))
+    pred = ddp.interleave(world, pred.to(device), len(split)).cpu()
+    return loss_sum.item() / len(split), (pred == split.y).float().mean().item(), pred
 
 
 @torch.no_grad()
@@ -131,14 +152,19 @@ def _run_dir(cfg: TrainConfig, arch: str) -> Path:
     return Path("artifacts") / "runs" / f"{Path(cfg.dataset).name}-{arch}-{stamp}"
 
 
-def _rng_state(gen: torch.Generator, device: torch.device) -> dict[str, Any]:
+def _rng_state(gen: torch.Generator, device: torch.device, world: ddp.World) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "data": gen.get_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if world.enabled:  # dropout draws differ per rank: keep every rank's generators
+        state["ranks"] = ddp.gather(world, {k: v for k, v in state.items() if k != "data"})
     return state
 
 
-def _restore_rng(state: dict[str, Any], gen: torch.Generator, device: torch.device) -> None:
+def _restore_rng(state: dict[str, Any], gen: torch.Generator, device: torch.device, world: ddp.World) -> None:
+    ranks = state.get("ranks")
+    if world.enabled and ranks and len(ranks) == world.size:
+        state = {**state, **ranks[world.rank]}
     torch.set_rng_state(state["torch"])
     gen.set_state(state["data"])
     if device.type == "cuda" and "cuda" in state:
@@ -161,8 +187,9 @@ def make_spec(cfg: TrainConfig, arch: str, data: Dataset) -> ModelSpec:
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | None = None) -> TrainResult:
     """Train (or resume) a run; write last.pt, best.pt and metrics.json into its folder."""
-    reporter = reporter or Reporter()
-    state = None
+    world = ddp.world_from_env()
+    reporter = reporter if reporter is not None and world.is_main else Reporter()
+    state, run_dir = None, None
     if resume is not None:
         state = ckpt.load_checkpoint(resume)
         cfg = TrainConfig.from_dict(state["config"])
@@ -173,19 +200,44 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
     check_options(cfg)
     arch = cfg.arch or DEFAULT_ARCH.get(dataset_kind(cfg.dataset)) or "mnist-bn"
     get_arch(arch)
-    if state is None:
-        run_dir = _run_dir(cfg, arch)
-        if (run_dir / ckpt.LAST).exists():
-            raise ConfigError(f"{run_dir} already holds a run", f"resume it with --resume {run_dir}, or pick another --out")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = ddp.init(world, cfg.device) if world.enabled else resolve_device(cfg.device)
+    finished = False
+    try:
+        result = _train(cfg, arch, state, run_dir, reporter, world, device, t_start)
+        finished = True
+        return result
+    finally:
+        ddp.close(world, finished)
+
+
+def _new_run_dir(cfg: TrainConfig, arch: str, world: ddp.World) -> Path:
+    """Rank 0 names the run folder (its clock picks the time stamp) and every rank uses that name."""
+    decided = None
+    if world.is_main:
+        run_dir = _run_dir(cfg, arch)
+        decided = (run_dir, (run_dir / ckpt.LAST).exists())
+    run_dir, taken = ddp.share(world, decided)
+    if taken:
+        raise ConfigError(f"{run_dir} already holds a run", f"resume it with --resume {run_dir}, or pick another --out")
+    return run_dir
+
+
+def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: Path | None, reporter: Reporter,
+           world: ddp.World, device: torch.device, t_start: float) -> TrainResult:
+    if run_dir is None:
+        run_dir = _new_run_dir(cfg, arch, world)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
+    if not world.is_main:
+        ddp.barrier(world)  # rank 0 downloads the dataset first, alone
     data = load_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None, download=cfg.download,
                         image_size=cfg.image_size, grayscale=cfg.grayscale, val_split=cfg.val_split,
                         seed=cfg.seed, workers=cfg.workers)
+    if world.is_main:
+        ddp.barrier(world)
     flip = data.hflip if cfg.flip is None else cfg.flip
     train_x, train_y = data.train.x.to(device), data.train.y.to(device)
     norm = Normalizer(data.mean, data.std, device)
@@ -193,6 +245,9 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
     check_input(model, arch, data.input_shape)
     memory_format = torch.channels_last  # ~2x faster convolutions on CPU, native on CUDA
     model = model.to(memory_format=memory_format)
+    if world.enabled:
+        torch.manual_seed(cfg.seed + 1000 * world.rank)  # same initial weights, but each rank its own dropout
+    net = ddp.wrap(model, device) if world.enabled else model  # DDP averages gradients; `model` is what is saved
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
@@ -205,14 +260,14 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _restore_rng(state["rng"], gen, device)
+        _restore_rng(state["rng"], gen, device, world)
         epochs_done, metrics, best = state["epoch"], list(state["metrics"]), state["best_accuracy"]
     reporter.start({"run_dir": str(run_dir), "device": str(device), "arch": arch, "dataset": data.name,
                     "parameters": count_parameters(model), "train_images": len(data.train),
-                    "test_images": len(data.test), "resumed_from_epoch": epochs_done})
+                    "test_images": len(data.test), "resumed_from_epoch": epochs_done, "processes": world.size})
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     tb = None
-    if cfg.tensorboard:
+    if cfg.tensorboard and world.is_main:
         from cnnx.train.tblog import TensorBoardLog
 
         tb = TensorBoardLog(run_dir / "tensorboard", epochs_done)
@@ -228,26 +283,33 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.int64)  # stays on the device: no sync per step
         for i in range(steps_per_epoch):
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x = train_x[idx]
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]  # the global batch, the same on every rank
+            part = world.part(len(idx))  # this rank's share of it
+            x = train_x[idx[part]]
             if cfg.shift:
-                x = random_shift(x, cfg.shift, gen)
+                x = random_shift(x, cfg.shift, gen, part, len(idx))
             if flip:
-                x = random_flip(x, gen)
+                x = random_flip(x, gen, part, len(idx))
             x = norm(x).contiguous(memory_format=memory_format)
-            y = train_y[idx]
-            logits = model(x)
+            y = train_y[idx[part]]
+            logits = net(x)
             loss = loss_fn(logits, y)
+            if world.enabled:  # this rank's share of the global mean; DDP's gradient average undoes the factor
+                loss = loss * (len(y) * world.size / len(idx))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += loss.detach() * len(idx) / world.size
             correct += (logits.detach().argmax(1) == y).sum()
             # a .item() forces a device sync: only every 20 steps
             reporter.step(len(idx), loss.item() if i % 20 == 0 else None)
         train_time = time.perf_counter() - t0
-        test_loss, test_acc, pred = evaluate(model, data.test, norm, cfg.eval_batch_size, device, memory_format)
+        ddp.total(world, loss_sum)
+        ddp.total(world, correct)
+        ddp.check_in_step(world, model, epoch)
+        test_loss, test_acc, pred = evaluate_shared(model, data.test, norm, cfg.eval_batch_size, device,
+                                                    memory_format, world)
         record = {
             "epoch": epoch,
             "train_loss": loss_sum.item() / len(train_y),
@@ -266,16 +328,19 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "rng": _rng_state(gen, device),
+            "rng": _rng_state(gen, device, world),
             "epoch": epoch,
             "config": cfg.to_dict(),
             "metrics": metrics,
             "best_accuracy": best,
             "spec": spec.replace(test_accuracy=test_acc).to_dict(),
         }
-        ckpt.save_checkpoint(payload, run_dir / ckpt.LAST)
-        for name in keep_files(cfg, epoch, test_acc, is_best):  # best.pt, epoch-NNN.pt
-            ckpt.save_checkpoint(payload, run_dir / name)
+        if world.is_main:
+            # last.pt last: a resume starts from it, so a crash between the writes must not leave
+            # a last.pt that counts this epoch as the best while best.pt still holds an older one
+            for name in keep_files(cfg, epoch, test_acc, is_best):  # best.pt, epoch-NNN.pt
+                ckpt.save_checkpoint(payload, run_dir / name)
+            ckpt.save_checkpoint(payload, run_dir / ckpt.LAST)
         if tb is not None:
             tb.epoch(record)
         reporter.epoch_end(record)
@@ -283,9 +348,9 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
     if tb is not None:
         tb.close()
     plots: dict[str, str] = {}
-    if cfg.plots:
-        if pred is None:  # resumed with no epoch left to train: predict once for the confusion matrix
-            _, _, pred = evaluate(model, data.test, norm, cfg.eval_batch_size, device, memory_format)
+    if cfg.plots and pred is None:  # resumed with no epoch left to train: predict once for the confusion matrix
+        _, _, pred = evaluate_shared(model, data.test, norm, cfg.eval_batch_size, device, memory_format, world)
+    if cfg.plots and world.is_main:
         plots = draw_plots(run_dir, metrics, data.test.y, pred, data.classes, f"{arch} on {data.name}")
     summary = {
         "run_dir": str(run_dir),
@@ -293,6 +358,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         "arch": arch,
         "device": str(device),
         "parameters": count_parameters(model),
+        "processes": world.size,
         "epochs": cfg.epochs,
         "final_accuracy": metrics[-1]["test_accuracy"],
         "best_accuracy": best,
@@ -302,5 +368,6 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         "versions": spec.versions,
         "plots": plots,
     }
-    atomic_write(run_dir / "metrics.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    return TrainResult(run_dir, best, metrics[-1]["test_accuracy"], metrics, summary)
+    if world.is_main:
+        atomic_write(run_dir / "metrics.json", lambda f: f.write(json.dumps(summary, indent=2).encode()), sweep=True)
+    return TrainResult(run_dir, best, metrics[-1]["test_accuracy"], metrics, summary, world.is_main)

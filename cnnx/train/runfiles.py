@@ -50,9 +50,13 @@ def keep_files(cfg: TrainConfig, epoch: int, accuracy: float, is_best: bool) -> 
     return names
 
 
-def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mirror each (N, C, H, W) image left-right with probability 1/2."""
-    mask = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)[:, None, None, None]
+def random_flip(x: torch.Tensor, gen: torch.Generator, part: slice = slice(None),
+                drawn: int | None = None) -> torch.Tensor:
+    """Mirror each (N, C, H, W) image left-right with probability 1/2.
+
+    As ``loop.random_shift``: ``x`` is the ``part`` of a batch of ``drawn`` images, all drawn for.
+    """
+    mask = (torch.rand(drawn or len(x), generator=gen)[part] < 0.5).to(x.device)[:, None, None, None]
     return torch.where(mask, x.flip(3), x)
 
 
