@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from cnnx.errors import ModelFileError
-from cnnx.spec import ModelSpec
+from cnnx.errors import ConfigError, ModelFileError
+from cnnx.spec import ModelSpec, SpecOptions
 
 TORCH_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".torchscript", ".ts", ".jit"})
 SPEC_EXTRA_FILE = "cnnx_spec.json"  # where a TorchScript file carries the model spec
@@ -76,15 +77,24 @@ def _load_torchscript(path: Path, threads: int | None) -> TorchModel:
     return TorchModel(module, spec, path, threads)
 
 
-def open_model(path: str | Path, threads: int | None = None) -> Any:
-    """An ONNX session for .onnx files; a torch model for run folders, checkpoints and TorchScript."""
+def open_model(path: str | Path, threads: int | None = None, *, mean: Sequence[float] | None = None,
+               std: Sequence[float] | None = None, size: tuple[int, int] | None = None,
+               classes: Sequence[str] | None = None) -> Any:
+    """An ONNX session for .onnx files; a torch model for run folders, checkpoints and TorchScript.
+
+    ``mean``, ``std``, ``size``, ``classes``: for an ONNX file without a cnnx spec (as Classifier's).
+    """
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"no model file at {path}", "give an .onnx, .pt or TorchScript file")
+    options = SpecOptions.of(mean, std, size, classes)
     if path.is_dir() or path.suffix.lower() in TORCH_SUFFIXES or zipfile.is_zipfile(path):
+        if options.given():
+            raise ConfigError(f"{path} carries its own cnnx spec; --mean/--std/--size/--classes are "
+                              "only for ONNX files without one")
         if path.is_file() and zipfile.is_zipfile(path) and _is_torchscript(path):
             return _load_torchscript(path, threads)
         return _load_checkpoint_model(path, threads)
     from cnnx.runtime.session import OnnxModel
 
-    return OnnxModel(path, threads=threads)
+    return OnnxModel(path, threads=threads, options=options)

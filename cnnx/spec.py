@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +160,15 @@ class SpecOptions:
     size: tuple[int, int] | None = None  # (H, W) the image is resized to
     classes: list[str] | None = None  # class names; None = "0", "1", ... as many as the model outputs
     preprocess: str = "resize"  # recipe, a key of RECIPES
+
+    @classmethod
+    def of(cls, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+           size: int | tuple[int, int] | None = None, classes: Sequence[str] | None = None,
+           preprocess: str = "resize") -> SpecOptions:
+        """From API values: sequences as tuples and lists, one side ``N`` as ``(N, N)``."""
+        return cls(mean=None if mean is None else tuple(mean), std=None if std is None else tuple(std),
+                   size=(size, size) if isinstance(size, int) else size,
+                   classes=None if classes is None else list(classes), preprocess=preprocess)
 
     def given(self) -> bool:
         return any(v is not None for v in (self.mean, self.std, self.size, self.classes))

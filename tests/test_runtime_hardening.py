@@ -8,6 +8,7 @@ one line naming it and exit code 2; each hard but valid input gets the right ans
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from cnnx.runtime.session import OnnxModel
 from cnnx.spec import SpecOptions, parse_floats, parse_size
 from tests.bad_inputs import (CASES, REFERENCE, can_drop_read_override, digit, external, prepare, problems,
                               run_case, run_infer)
+from tests.conftest import run_cli
 from tests.runtime_fixtures import shipped_model  # noqa: F401
 
 
@@ -113,6 +115,24 @@ def test_options_describe_a_file_without_a_spec_exactly_as_its_own_spec_does(shi
     assert named.spec.color == "L" and named.spec.preprocess == "resize" and named.classes[7] == "seven"
     with pytest.raises(ModelFileError, match=r"\['batch', 10\]; expected \(batch, 2\)"):
         Classifier(plain, mean=[0.1307], std=[0.3081], size=28, classes=["a", "b"])
+
+
+def test_eval_takes_the_same_options_for_a_file_without_a_spec(shipped_model, tmp_path, mini_mnist):
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(str(shipped_model))
+    del proto.metadata_props[:]
+    plain = tmp_path / "plain.onnx"
+    onnx.save(proto, str(plain))
+    want = json.loads(run_cli("eval", str(shipped_model), "--data", str(mini_mnist), "--json", check=True).stdout)
+    got = json.loads(run_cli("eval", str(plain), "--data", str(mini_mnist), "--json", "--mean", "0.1307",
+                             "--std", "0.3081", "--size", "28", check=True).stdout)
+    assert got["accuracy"] == want["accuracy"] and got["confusion"] == want["confusion"]
+    bare = run_cli("eval", str(plain), "--data", str(mini_mnist))
+    assert bare.returncode == 2 and "Traceback" not in bare.stderr
+    [line] = bare.stderr.strip().splitlines()
+    assert line.startswith(f"error: {plain} carries no cnnx spec") and "give --mean, --std and --size" in line
+    own = run_cli("eval", str(shipped_model), "--data", str(mini_mnist), "--mean", "0.5")
+    assert own.returncode == 2 and "carries its own cnnx spec" in own.stderr
 
 
 def test_spec_options_take_the_colour_from_the_channels_and_say_what_is_missing():

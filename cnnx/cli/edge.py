@@ -63,6 +63,31 @@ def _edge_env() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+def _spec_options(command: Any) -> Any:
+    """--mean, --std, --size, --classes: how to feed an ONNX file that carries no cnnx spec."""
+    for option in reversed([
+        click.option("--mean", help="For an ONNX file without a cnnx spec: per-channel mean of pixels in [0, 1], "
+                     "e.g. 0.1307 or 0.485,0.456,0.406 (one value serves every channel)."),
+        click.option("--std", help="For an ONNX file without a cnnx spec: per-channel std, like --mean."),
+        click.option("--size", help="For an ONNX file without a cnnx spec: input size, N or HxW (e.g. 28 or "
+                     "32x32). The colour mode follows the model's channels (1 = greyscale, 3 = RGB)."),
+        click.option("--classes", help="For an ONNX file without a cnnx spec: class names, comma-separated "
+                     "[default: 0, 1, ... as many as the model outputs]."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _spec_values(mean: str | None, std: str | None, size: str | None, classes: str | None) -> dict[str, Any]:
+    """The --mean/--std/--size/--classes strings parsed, as Classifier's keyword arguments."""
+    from cnnx.spec import parse_floats, parse_size
+
+    return {"mean": None if mean is None else parse_floats(mean, "--mean"),
+            "std": None if std is None else parse_floats(std, "--std"),
+            "size": None if size is None else parse_size(size),
+            "classes": None if classes is None else [c.strip() for c in classes.split(",")]}
+
+
 _THREADS_HELP = "onnxruntime intra-op threads; 0 = the machine's physical cores. Idle threads never spin."
 _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit); plain = resize only."
 
@@ -84,13 +109,7 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
                    "else none; 1 = decode in the main process.")
 @click.option("--preprocess", type=click.Choice(["auto", "plain", "mnist-digit"]), default="auto", show_default=True,
               help=_PREPROCESS_HELP + " mnist-digit: the digit recipe, e.g. for a model without a cnnx spec.")
-@click.option("--mean", help="For an ONNX file without a cnnx spec: per-channel mean of pixels in [0, 1], "
-              "e.g. 0.1307 or 0.485,0.456,0.406 (one value serves every channel).")
-@click.option("--std", help="For an ONNX file without a cnnx spec: per-channel std, like --mean.")
-@click.option("--size", help="For an ONNX file without a cnnx spec: input size, N or HxW (e.g. 28 or 32x32). "
-              "The colour mode follows the model's channels (1 = greyscale, 3 = RGB).")
-@click.option("--classes", help="For an ONNX file without a cnnx spec: class names, comma-separated "
-              "[default: 0, 1, ... as many as the model outputs].")
+@_spec_options
 @click.option("--save-preprocessed", type=click.Path(file_okay=False),
               help="Write exactly what the model saw, one PNG per image, into this folder.")
 @click.option("--progress/--no-progress", default=None,
@@ -110,15 +129,9 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
     from cnnx.runtime.predict import Classifier
     from cnnx.runtime.sources import expand
 
-    from cnnx.spec import parse_floats, parse_size
-
     paths, problems = expand(images)
     clf = Classifier(model, threads=threads, preprocess=None if preprocess == "auto" else preprocess,
-                     batch_size=batch_size, workers=workers,
-                     mean=None if mean is None else parse_floats(mean, "--mean"),
-                     std=None if std is None else parse_floats(std, "--std"),
-                     size=None if size is None else parse_size(size),
-                     classes=None if classes is None else [c.strip() for c in classes.split(",")])
+                     batch_size=batch_size, workers=workers, **_spec_values(mean, std, size, classes))
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if not paths:
@@ -152,6 +165,7 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=_THREADS_HELP)
 @click.option("--preprocess", type=click.Choice(["auto", "plain"]), default="auto", show_default=True,
               help="Image folders: " + _PREPROCESS_HELP + " IDX images are already model input.")
+@_spec_options
 @click.option("--confusion", type=click.Path(dir_okay=False), help="Also draw the confusion matrix into this PNG.")
 @click.option("--errors", type=click.Path(dir_okay=False),
               help="Also draw the misclassified images, as the model saw them, with true and predicted "
@@ -163,6 +177,7 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]")
 def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, threads: int, preprocess: str,
+             mean: str | None, std: str | None, size: str | None, classes: str | None,
              confusion: str | None, errors: str | None, errors_max: int, as_json: bool,
              progress: bool | None) -> None:
     """Accuracy and confusion matrix of MODEL (.onnx; .pt or TorchScript when torch is installed) on --data.
@@ -178,7 +193,7 @@ def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, thre
     from cnnx.runtime.predict import resolve_model
 
     path = resolve_model(model)
-    net = open_model(path, threads=threads)
+    net = open_model(path, threads=threads, **_spec_values(mean, std, size, classes))
     data = load_labelled(data_dir, net.spec, split)
     recipe = None if preprocess == "auto" else "plain"
     with _Console(len(data), progress, "evaluating") as console:

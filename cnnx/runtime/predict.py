@@ -114,10 +114,7 @@ class Classifier:
             raise ConfigError(f"workers must be 0 (automatic) or more, got {workers}")
         if preprocess not in (None, "plain", *RECIPE_NAMES):
             raise ConfigError(f"unknown preprocessing {preprocess!r}", "use the model's own (default) or 'plain'")
-        options = SpecOptions(mean=None if mean is None else tuple(mean), std=None if std is None else tuple(std),
-                              size=(size, size) if isinstance(size, int) else size,
-                              classes=None if classes is None else list(classes),
-                              preprocess=preprocess if preprocess in RECIPE_NAMES else "resize")
+        options = SpecOptions.of(mean, std, size, classes, preprocess if preprocess in RECIPE_NAMES else "resize")
         self.model = OnnxModel(resolve_model(model_path), threads=threads, options=options)
         self.spec = self.model.spec
         self.recipe = preprocess
