@@ -90,10 +90,31 @@ def test_folder_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="leaves no test images"):
         load_folder(root, val_split=0.0)
     (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(CnnxError, match="broken.png"):
+    data = load_folder(root)  # a bad file is left out and named, the rest is used
+    assert len(data.train) + len(data.test) == 6 and len(data.skipped) == 1 and "broken.png" in data.skipped[0]
+    for name in ("a", "b"):  # nothing readable at all: an error, not an empty dataset
+        for f in (root / name).iterdir():
+            f.write_bytes(b"")
+    with pytest.raises(CnnxError, match="none of the training images could be read"):
         load_folder(root)
     with pytest.raises(ConfigError, match="apply to image folders"):
         load_dataset("mnist", image_size=32)
+
+
+def test_cli_trains_on_without_unreadable_images_and_names_them(flat: Path, tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    shutil.copytree(flat, root)
+    bad = {"empty.png": b"", "notes.png": b"shopping list", "cut.png": (next(root.rglob("*.png")).read_bytes()[:40])}
+    first_class = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    for name, data in bad.items():
+        (first_class / name).write_bytes(data)
+    proc = run_cli("train", str(root), "--image-size", "16", "--epochs", "1", "--batch-size", "8", "--no-plots",
+                   "--out", str(tmp_path / "run"), "--device", "cpu", "--json", check=True)
+    summary = json.loads(proc.stdout)
+    assert sorted(Path(line.split(":")[0]).name for line in summary["skipped_images"]) == sorted(bad)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings[0] == "warning: 3 unreadable image(s) left out of the dataset:"
+    assert all(any(name in w for w in warnings[1:]) for name in bad) and "Traceback" not in proc.stderr
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ else ``~/.cache/cnnx/data``); when it is missing, torchvision downloads it there
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ class Dataset:
     preprocess: str  # runtime recipe name (cnnx.spec.RECIPES)
     source: str  # folder the files were read from
     hflip: bool = False  # a mirrored image keeps its label (photos: yes; digits: no)
+    skipped: list[str] = field(default_factory=list)  # images left out, each "FILE: why" on one line
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -83,21 +83,33 @@ def _split(labels: list[int], val_split: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _decode(paths: list[Path], shape: tuple[int, int, int], color: str, workers: int) -> np.ndarray:
-    """(N, C, H, W) uint8: each file through the runtime's ``resize`` recipe."""
+def _decode(paths: list[Path], labels: list[int], shape: tuple[int, int, int], color: str,
+            workers: int, skipped: list[str]) -> tuple[np.ndarray, list[int]]:
+    """(N, C, H, W) uint8 and their labels: each file through the runtime's ``resize`` recipe.
+
+    A file that cannot be decoded is left out, and its one-line reason appended to ``skipped``:
+    one bad download among thousands of photos should not stop a run, nor pass unnoticed.
+    """
+    from cnnx.errors import ImageError
     from cnnx.runtime.image import preprocess
 
     c = shape[0]
     spec = ModelSpec(arch="", input_shape=shape, color=color, mean=(0.0,) * c, std=(1.0,) * c, classes=[])
     out = np.empty((len(paths), *shape), np.uint8)
+    ok = np.ones(len(paths), bool)
 
-    def one(i: int) -> None:
-        out[i] = preprocess(paths[i], spec, "resize")  # raises ImageError naming the file
+    def one(i: int) -> str | None:
+        try:
+            out[i] = preprocess(paths[i], spec, "resize")
+        except ImageError as exc:  # names the file and the reason
+            ok[i] = False
+            return str(exc)
+        return None
 
     # Pillow releases the GIL while decoding and resizing: threads scale on a multi-core machine
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(one, range(len(paths))))
-    return out
+        skipped += [why for why in pool.map(one, range(len(paths))) if why is not None]
+    return out[ok], [label for label, good in zip(labels, ok) if good]
 
 
 def _mean_std(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -138,8 +150,13 @@ def load_folder(path: Path, image_size: int | None = None, grayscale: bool = Fal
         test_paths, test_labels = [paths[i] for i in te], [labels[i] for i in te]
     color = "L" if grayscale else "RGB"
     shape = (1 if grayscale else 3, size, size)
-    train_x = _decode(train_paths, shape, color, workers)
-    test_x = _decode(test_paths, shape, color, workers)
+    skipped: list[str] = []
+    train_x, train_labels = _decode(train_paths, train_labels, shape, color, workers, skipped)
+    test_x, test_labels = _decode(test_paths, test_labels, shape, color, workers, skipped)
+    for name, x in (("training", train_x), ("test", test_x)):
+        if len(x) == 0:
+            raise DataNotFoundError(f"{root}: none of the {name} images could be read ({skipped[0]})",
+                                    "check the files, e.g. with cnnx infer on the folder")
     mean, std = _mean_std(train_x)
     return Dataset(
         name=root.resolve().name,
@@ -152,4 +169,5 @@ def load_folder(path: Path, image_size: int | None = None, grayscale: bool = Fal
         preprocess="resize",
         source=str(root.resolve()),
         hflip=True,
+        skipped=skipped,
     )

@@ -264,7 +264,8 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
         epochs_done, metrics, best = state["epoch"], list(state["metrics"]), state["best_accuracy"]
     reporter.start({"run_dir": str(run_dir), "device": str(device), "arch": arch, "dataset": data.name,
                     "parameters": count_parameters(model), "train_images": len(data.train),
-                    "test_images": len(data.test), "resumed_from_epoch": epochs_done, "processes": world.size})
+                    "test_images": len(data.test), "resumed_from_epoch": epochs_done, "processes": world.size,
+                    "skipped_images": data.skipped})
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     tb = None
     if cfg.tensorboard and world.is_main:
@@ -359,6 +360,7 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
         "device": str(device),
         "parameters": count_parameters(model),
         "processes": world.size,
+        "skipped_images": data.skipped,
         "epochs": cfg.epochs,
         "final_accuracy": metrics[-1]["test_accuracy"],
         "best_accuracy": best,

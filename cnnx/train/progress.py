@@ -28,6 +28,11 @@ class TqdmReporter(Reporter):
         self._say(f"training {info['arch']} ({info['parameters']:,} parameters) on {info['dataset']} "
                   f"({info['train_images']:,} train / {info['test_images']:,} test images), "
                   f"device {info['device']}{resumed}; run folder {info['run_dir']}")
+        skipped = info.get("skipped_images") or []
+        if skipped:  # always said, --json or not: the run goes on without these files
+            click.echo(f"warning: {len(skipped)} unreadable image(s) left out of the dataset:", err=True)
+            for why in skipped:
+                click.echo(f"warning: {why}", err=True)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         # disable=None: no bar when stderr is not a terminal (CI logs, pipes)
