@@ -114,6 +114,8 @@ def _kind(path: Path, data: bytes) -> str:
         return "torchscript" if any(n.endswith("/constants.pkl") or "/code/" in n for n in names) else "checkpoint"
     if data[:1] == b"\x80":  # a pickle protocol header: torch.save's legacy (non-zip) format
         return "checkpoint"
+    if data[:4] == b"PK\x03\x04" or path.suffix.lower() in (".pt", ".pth", ".ckpt"):
+        return "checkpoint"  # a zip cut short (no central directory): torch.save's, to say it is truncated
     return "onnx"
 
 

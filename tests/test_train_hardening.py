@@ -178,6 +178,22 @@ def test_export_with_the_wrong_arch_lists_the_keys(good: Path, tmp_path: Path) -
     assert not (tmp_path / "o").exists()
 
 
+def test_summary_with_the_wrong_arch_lists_the_keys(good: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.pth"
+    torch.save(ckpt.load_checkpoint(good)["model"], bare)  # a seed000-net state_dict
+    line = assert_one_line_error(run_cli("summary", str(bare), "--arch", "seed004-demomodel"), bare, "do not fit")
+    assert line.startswith(f"error: the weights in {bare} do not fit seed004-demomodel: ")
+    assert "missing: " in line and "unexpected: " in line and " more" in line
+
+
+@pytest.mark.parametrize("case", ["truncated-at-half", "truncated-by-22-bytes", "random-bytes"])
+def test_inspect_names_a_broken_checkpoint_as_one(case: str, good: Path, tmp_path: Path) -> None:
+    make, words = CASES[case]
+    path = tmp_path / f"{case}.pt"
+    make(path, good)
+    assert_one_line_error(run_cli("inspect", str(path)), path, words)
+
+
 def test_describe_mismatch_names_a_few_then_counts() -> None:
     want = {f"w{i}": (2, 2) for i in range(6)}
     have = {"w0": torch.zeros(2, 2), "w1": torch.zeros(3, 2), **{f"x{i}": torch.zeros(1) for i in range(5)}}
