@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 from cnnx.errors import ConfigError  # noqa: E402
 from cnnx.train import checkpoint as ckpt  # noqa: E402
 from cnnx.train.config import TrainConfig  # noqa: E402
-from cnnx.train.loop import Reporter, lr_factor, random_shift, train  # noqa: E402
+from cnnx.train.loop import Reporter, train  # noqa: E402
+from cnnx.train.steps import lr_factor, random_shift  # noqa: E402
 from tests.conftest import MINI_MNIST  # noqa: E402
 
 

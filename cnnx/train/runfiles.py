@@ -2,8 +2,7 @@
 
 - ``epoch-NNN.pt`` every ``--save-every`` epochs (the seeds save ``model_{epoch}.pth`` each epoch),
 - ``best.pt`` and those snapshots only from ``--save-min-acc`` up (seed 000 saves only at 97% or more),
-- ``curves.png`` and ``confusion.png`` at the end of the run,
-- random horizontal flips for photos (the seeds' ``RandomHorizontalFlip``).
+- ``curves.png`` and ``confusion.png`` at the end of the run.
 """
 
 from __future__ import annotations
@@ -48,16 +47,6 @@ def keep_files(cfg: TrainConfig, epoch: int, accuracy: float, is_best: bool) -> 
     if cfg.save_every and epoch % cfg.save_every == 0:
         names.append(snapshot_name(epoch))
     return names
-
-
-def random_flip(x: torch.Tensor, gen: torch.Generator, part: slice = slice(None),
-                drawn: int | None = None) -> torch.Tensor:
-    """Mirror each (N, C, H, W) image left-right with probability 1/2.
-
-    As ``loop.random_shift``: ``x`` is the ``part`` of a batch of ``drawn`` images, all drawn for.
-    """
-    mask = (torch.rand(drawn or len(x), generator=gen)[part] < 0.5).to(x.device)[:, None, None, None]
-    return torch.where(mask, x.flip(3), x)
 
 
 def draw_plots(run_dir: Path, metrics: list[dict[str, Any]], y_true: torch.Tensor, y_pred: torch.Tensor,

@@ -1,0 +1,113 @@
+"""What one training step and one evaluation are made of: schedule, optimiser, input
+normalisation, augmentation, and the test-set pass (shared out over the ranks of a
+distributed run).
+
+Augmentations take ``part`` and ``drawn``: ``x`` is the ``part`` of a batch of
+``drawn`` images, and random numbers are drawn for the whole batch, so every process
+of a distributed run consumes the same draws as a single process would.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnx.train import distributed as ddp
+from cnnx.train.config import TrainConfig
+from cnnx.train.datasets import Split
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` of ``total``."""
+    t = min(step / max(total, 1), 1.0)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    # one-cycle: cosine warm-up from 1/25 of the peak, cosine anneal to 1/2500 of it
+    if t < warmup:
+        lo, u = 1 / 25, t / warmup
+        return lo + (1 - lo) * 0.5 * (1 - math.cos(math.pi * u))
+    lo, u = 1 / 2500, (t - warmup) / (1 - warmup)
+    return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * u))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+
+
+class Normalizer:
+    """uint8 (N, C, H, W) -> float32 normalised, on the tensor's device."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
+        std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.bias = -torch.tensor(mean, device=device).view(1, -1, 1, 1) / std_t
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() * self.scale + self.bias
+
+
+def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator, part: slice = slice(None),
+                 drawn: int | None = None) -> torch.Tensor:
+    """Translate each image by its own random (dy, dx) in [-max_shift, max_shift], zero-filled.
+
+    ``x`` is the ``part`` of a batch of ``drawn`` images (default: all of it): offsets are drawn
+    for the whole batch, so every process of a distributed run consumes the same random numbers.
+    """
+    n, c, h, w = x.shape
+    s = max_shift
+    padded = F.pad(x, (s, s, s, s))  # (N, C, H+2s, W+2s)
+    dy, dx = torch.randint(0, 2 * s + 1, (2, drawn or n), generator=gen)[:, part].to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])  # (N, H)
+    cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])  # (N, W)
+    b = torch.arange(n, device=x.device)[:, None, None, None]
+    ch = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[b, ch, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def evaluate_shared(model: nn.Module, split: Split, norm: Normalizer, batch_size: int, device: torch.device,
+                    memory_format: torch.memory_format, world: ddp.World) -> tuple[float, float, torch.Tensor]:
+    """``evaluate`` with the test images shared out over the ranks; every rank gets the whole answer."""
+    if not world.enabled:
+        return evaluate(model, split, norm, batch_size, device, memory_format)
+    ddp.sync_buffers(world, model)
+    part = world.part(len(split))
+    loss, _, pred = evaluate(model, Split(split.x[part], split.y[part]), norm, batch_size, device, memory_format)
+    loss_sum = ddp.total(world, torch.tensor(loss * len(range(len(split))[part]), device=device, dtype=torch.float64))
+    pred = ddp.interleave(world, pred.to(device), len(split)).cpu()
+    return loss_sum.item() / len(split), (pred == split.y).float().mean().item(), pred
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, norm: Normalizer, batch_size: int, device: torch.device,
+             memory_format: torch.memory_format) -> tuple[float, float, torch.Tensor]:
+    """Mean loss, accuracy in [0, 1] and predicted class per image, in eval mode."""
+    model.eval()
+    loss_sum, preds = 0.0, []
+    for i in range(0, len(split), batch_size):
+        x = norm(split.x[i : i + batch_size].to(device)).contiguous(memory_format=memory_format)
+        y = split.y[i : i + batch_size].to(device)
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        preds.append(logits.argmax(1).cpu())
+    pred = torch.cat(preds)
+    return loss_sum / len(split), (pred == split.y).float().mean().item(), pred
+
+
+def random_flip(x: torch.Tensor, gen: torch.Generator, part: slice = slice(None),
+                drawn: int | None = None) -> torch.Tensor:
+    """Mirror each (N, C, H, W) image left-right with probability 1/2 (the seeds' RandomHorizontalFlip).
+
+    As ``random_shift``: ``x`` is the ``part`` of a batch of ``drawn`` images, all drawn for.
+    """
+    mask = (torch.rand(drawn or len(x), generator=gen)[part] < 0.5).to(x.device)[:, None, None, None]
+    return torch.where(mask, x.flip(3), x)
