@@ -7,8 +7,11 @@ whose test accuracy reached X% (the epochs after it are subtracted from the wall
 
     python bench/train_speed.py --data-dir ../shared/data/mnist --preset default --seeds 0 1 2
     python bench/train_speed.py --data-dir ../shared/data/mnist --preset best --seeds 0 1 2
+    python bench/train_speed.py --data-dir ../shared/data/mnist --nproc 2     # torchrun, 2 Gloo processes
 
-Prints a table and writes bench/results/train_speed-<preset>.json.
+Prints a table and writes bench/results/train_speed-<preset>[-ddpN].json. With --nproc N the
+command runs under `torchrun --standalone --nproc-per-node N` (same global batch and learning
+rate), and the table compares its accuracy with the 1-process result file of the same preset.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
-def run_one(preset: str, seed: int, data_dir: str, extra: list[str]) -> dict:
+def run_one(preset: str, seed: int, data_dir: str, extra: list[str], nproc: int = 1) -> dict:
     out = Path(tempfile.mkdtemp(prefix="cnnx-bench-")) / "run"
-    cmd = [sys.executable, "-m", "cnnx", "train", "mnist", "--preset", preset, "--seed", str(seed),
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else []
+    cmd = [sys.executable, *launcher, "-m", "cnnx", "train", "mnist", "--preset", preset, "--seed", str(seed),
            "--data-dir", data_dir, "--no-download", "--out", str(out), "--json", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -59,6 +63,7 @@ def run_one(preset: str, seed: int, data_dir: str, extra: list[str]) -> dict:
             "epoch_accuracy": [e["test_accuracy"] for e in epochs],
             "epoch_seconds": [e["epoch_seconds"] for e in epochs], "time_to": time_to,
             "arch": result["arch"], "parameters": result["parameters"], "epochs": result["epochs"],
+            "processes": result.get("processes", 1),
             "config": result["config"], "versions": result["versions"]}
 
 
@@ -67,13 +72,14 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.environ.get("CNNX_MNIST_DIR", "../shared/data/mnist"))
     ap.add_argument("--preset", default="default")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--nproc", type=int, default=1, help="processes under torchrun (1 = plain cnnx train)")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("extra", nargs="*", help="extra `cnnx train` options, after --")
     args = ap.parse_args()
 
     runs = []
     for seed in args.seeds:
-        r = run_one(args.preset, seed, args.data_dir, args.extra)
+        r = run_one(args.preset, seed, args.data_dir, args.extra, args.nproc)
         runs.append(r)
         tt = "  ".join(f"{k}%: {'-' if v is None else f'{v:5.1f}s'}" for k, v in r["time_to"].items())
         print(f"seed {seed}: final {100 * r['final_accuracy']:.2f}%  wall {r['wall_seconds']:5.1f}s  {tt}", flush=True)
@@ -81,7 +87,7 @@ def main() -> None:
     accs = [r["final_accuracy"] for r in runs]
     walls = [r["wall_seconds"] for r in runs]
     summary = {
-        "preset": args.preset, "arch": runs[0]["arch"], "parameters": runs[0]["parameters"],
+        "preset": args.preset, "processes": args.nproc, "arch": runs[0]["arch"], "parameters": runs[0]["parameters"],
         "epochs": runs[0]["epochs"], "seeds": args.seeds,
         "accuracy_mean": statistics.mean(accs), "accuracy_worst": min(accs),
         "wall_median": statistics.median(walls), "wall_worst": max(walls),
@@ -94,7 +100,13 @@ def main() -> None:
           f"{summary['wall_median']:>10.1f}s {summary['wall_worst']:>9.1f}s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"train_speed-{args.preset}.json"
+    single = out / f"train_speed-{args.preset}.json"
+    if args.nproc > 1 and single.exists():
+        base = json.loads(single.read_text())["summary"]
+        summary["vs_1_process_pp"] = 100 * (summary["accuracy_mean"] - base["accuracy_mean"])
+        print(f"{args.nproc} processes vs 1 ({single}): accuracy mean {summary['vs_1_process_pp']:+.2f} pp, "
+              f"wall median {summary['wall_median'] / base['wall_median']:.2f}x")
+    path = single if args.nproc == 1 else out / f"train_speed-{args.preset}-ddp{args.nproc}.json"
     path.write_text(json.dumps({"summary": summary, "runs": runs, "machine": machine(),
                                 "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}, indent=2))
     print(f"\nwrote {path}")
