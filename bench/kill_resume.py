@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -28,17 +26,8 @@ sys.path.insert(0, str(REPO))  # tests.test_train_crash holds the procedure
 
 from tests.test_train_crash import as_dict, kill_resume  # noqa: E402
 
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_speed import machine  # noqa: E402
 
 
 def main() -> None:
