@@ -18,7 +18,9 @@ from cnnx.train.config import TrainConfig as _Defaults
 
 # ---------------------------------------------------------------- train
 
-_TRAIN_HELP_DEFAULTS = "Defaults were chosen by measurement on a 2-core CPU (README, bench/train_speed.py)."
+_TRAIN_HELP_DEFAULTS = ("Defaults were chosen by measurement on a 2-core CPU (README, bench/train_speed.py). "
+                        "Data-parallel over N processes or GPUs: torchrun --standalone --nproc-per-node N -m cnnx "
+                        "train ...; --batch-size is then the global batch, shared out over the N processes.")
 
 
 @main.command(epilog=_TRAIN_HELP_DEFAULTS)
