@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from tests.conftest import run_cli  # noqa: E402
+from tests.conftest import REPO, run_cli  # noqa: E402
 from tests.edge import infer_json  # noqa: E402
 from tests.gen_images import write_cifar10  # noqa: E402
 from tests.test_train_zoo import Module, lenet  # noqa: E402
@@ -38,6 +38,9 @@ def test_weights_saved_by_the_seed_scripts_export_and_run(tmp_path: Path, arch: 
                    "--json", *data, check=True)
     assert all(r["passed"] for r in json.loads(proc.stdout)["formats"].values())
     img = tmp_path / "img.png"
-    Image.fromarray(np.full((shape[1], shape[2], 3), 128, np.uint8)).save(img)
+    if shape[0] == 1:  # the digit recipe refuses a blank page ("no digit found"): a real digit
+        img = REPO / "cnnx" / "samples" / "digits" / "mnist-3.png"
+    else:
+        Image.fromarray(np.full((shape[1], shape[2], 3), 128, np.uint8)).save(img)
     (result,) = infer_json(tmp_path / "exp" / "their.onnx", img)
     assert len(result["top_k"]) == 3 and 0 < result["probability"] <= 1
