@@ -111,3 +111,22 @@ def test_cuda_run_loads_on_cpu(tmp_path: Path) -> None:
     r = train(_cfg(tmp_path / "gpu", epochs=1, device="cuda"))
     state = torch.load(r.run_dir / "last.pt", map_location="cpu", weights_only=True)
     assert all(t.device.type == "cpu" for t in state["model"].values())
+
+
+def test_mixed_precision_trains_and_keeps_float32_weights(tmp_path: Path) -> None:
+    # bf16 autocast runs on the CPU too, so the code path is tested here; its speed matters on GPUs
+    fp32 = train(_cfg(tmp_path / "fp32", epochs=2))
+    amp = train(_cfg(tmp_path / "amp", epochs=2, amp=True))
+    assert amp.final_accuracy > 0.8 and abs(amp.final_accuracy - fp32.final_accuracy) < 0.05
+    assert amp.epochs[0]["train_loss"] != fp32.epochs[0]["train_loss"]  # autocast really ran
+    state = ckpt.load_checkpoint(amp.run_dir)
+    assert state["config"]["amp"] is True
+    assert all(t.dtype in (torch.float32, torch.int64) for t in state["model"].values())
+    resumed = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k != "amp"})
+    assert resumed.amp is False  # checkpoints from before the option resume as float32 runs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mixed_precision_on_cuda(tmp_path: Path) -> None:
+    r = train(_cfg(tmp_path / "gpu-amp", epochs=2, device="cuda", amp=True))
+    assert r.final_accuracy > 0.8

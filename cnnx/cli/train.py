@@ -61,6 +61,9 @@ _TRAIN_HELP_DEFAULTS = ("Defaults were chosen by measurement on a 2-core CPU (RE
                    "(0.97 = 97%); last.pt is always written. [default: 0]")
 @click.option("--tensorboard/--no-tensorboard", default=None,
               help="Write loss, accuracy, learning rate and sample images to RUN/tensorboard. [default: off]")
+@click.option("--amp/--no-amp", default=None,
+              help="Mixed precision: bfloat16 autocast of the training forward pass (fast on GPUs with tensor "
+                   "cores; on most CPUs slower). Weights, checkpoints and evaluation stay float32. [default: off]")
 @click.option("--plots/--no-plots", default=None, help="Draw curves.png and confusion.png into the run folder. [default: on]")
 @click.option("--download/--no-download", default=None, help="Download the dataset when missing. [default: on]")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder. [default: artifacts/runs/<dataset>-<arch>-<time>]")

@@ -43,6 +43,7 @@ class TrainConfig:
     save_min_acc: float = 0.0  # write best.pt and epoch-NNN.pt only at this test accuracy (fraction) or above
     tensorboard: bool = False  # write TensorBoard scalars and sample images to <run folder>/tensorboard
     plots: bool = True  # draw curves.png and confusion.png into the run folder at the end
+    amp: bool = False  # bfloat16 autocast of the training forward pass; weights, optimiser and checkpoints stay float32
 
     def __post_init__(self) -> None:
         checks = [

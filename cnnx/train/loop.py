@@ -210,8 +210,9 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
                 x = random_flip(x, gen, part, len(idx))
             x = norm(x).contiguous(memory_format=memory_format)
             y = train_y[idx[part]]
-            logits = net(x)
-            loss = loss_fn(logits, y)
+            with torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp):  # bf16: no loss scaling needed
+                logits = net(x)
+                loss = loss_fn(logits, y)
             if world.enabled:  # this rank's share of the global mean; DDP's gradient average undoes the factor
                 loss = loss * (len(y) * world.size / len(idx))
             optimizer.zero_grad(set_to_none=True)
