@@ -38,14 +38,12 @@ def onnx_header(data: bytes) -> dict[str, Any]:
 
 
 def _onnx(path: Path, data: bytes) -> dict[str, Any]:
-    import onnxruntime as ort
+    from cnnx.ortsession import open_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     check_external_data(path, data)  # before onnxruntime can open a file the model points at
     try:
         # by path, not bytes: external data is looked for beside the model, not in the working folder
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = open_session(path, threads=1)
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path} is not a model cnnx can read: {first[:200]}",

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 
-import cnnx.runtime.session as session_module
 from cnnx.errors import ConfigError, ModelFileError
 from cnnx.runtime import Classifier
 from cnnx.runtime.onnxfile import check_external_data, external_locations
@@ -68,7 +68,7 @@ def test_external_data_is_refused_before_onnxruntime_sees_the_file(shipped_model
     def never(*args, **kwargs):
         raise AssertionError("onnxruntime was asked to load the model")
 
-    monkeypatch.setattr(session_module.ort, "InferenceSession", never)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", never)  # every cnnx session is made through it
     with pytest.raises(ModelFileError, match="outside its folder"):
         OnnxModel(model)
     from cnnx.inspect import inspect_file

@@ -141,18 +141,10 @@ def _load_torchscript(path: str, threads: int) -> tuple[Run, dict[str, Any]]:
 
 
 def _load_onnx(path: str, threads: int) -> tuple[Run, None]:
-    import onnxruntime as ort
+    from cnnx.ortsession import open_session  # stdlib until called: this process holds onnxruntime only
 
-    # the options of the edge runtime's session (cnnx/runtime/session.py): the numbers are what
-    # `cnnx infer` gets; idle workers do not spin, so threads > 1 do not steal the timer's core
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    # the edge runtime's own session: the numbers are what `cnnx infer` gets
+    session = open_session(path, threads)
     names = [session.get_outputs()[0].name]
     feed = session.get_inputs()[0].name
 

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from cnnx.errors import ModelFileError
-from cnnx.spec import ONNX_PREFIX, ModelSpec
 from cnnx.fileio import atomic_write
+from cnnx.ortsession import open_session
+from cnnx.spec import ONNX_PREFIX, ModelSpec
 
 SUFFIX = ".onnx"
 METHODS = ("dynamo", "legacy")  # tried in this order until one passes the parity gate
@@ -132,11 +133,7 @@ def expected_signature(spec: ModelSpec) -> dict[str, Any]:
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: no optimizer chatter on stderr
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return open_session(path, threads)  # as `cnnx infer` opens it
 
 
 class OnnxModel:

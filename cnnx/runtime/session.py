@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from cnnx.errors import ConfigError, ModelFileError
+from cnnx.ortsession import open_session
 from cnnx.runtime.onnxfile import check_external_data
 from cnnx.spec import ONNX_PREFIX, ModelSpec, SpecOptions
 
@@ -37,17 +37,6 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-def _session_options(threads: int | None) -> ort.SessionOptions:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = physical_cores() if not threads else int(threads)
-    so.inter_op_num_threads = 1  # one small graph, run node after node
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.log_severity_level = 3  # errors only: warnings about unused initialisers are noise here
-    return so
-
-
 class OnnxModel:
     """A loaded model: ``spec`` and ``run(x) -> logits``.
 
@@ -68,9 +57,7 @@ class OnnxModel:
         check_external_data(self.path, data)
         self.threads = physical_cores() if not threads else int(threads)
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), _session_options(self.threads), providers=["CPUExecutionProvider"]
-            )
+            self.session = open_session(self.path, self.threads)
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(
