@@ -58,11 +58,11 @@ def render(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """One panel per metric of ``PANELS``, one horizontal bar per benchmarked format (1400x360 pixels)."""
-    from cnnx.train.plots import _figure, _save
+    from cnnx.train.plots import figure, save_png
 
     rows = [r for r in result["formats"].values() if r["ok"]]
     labels = [r["label"] for r in rows]
-    fig = _figure(WIDTH_IN, HEIGHT_IN)
+    fig = figure(WIDTH_IN, HEIGHT_IN)
     axes = fig.subplots(1, len(PANELS), sharey=True)
     colours = [f"C{i}" for i in range(len(rows))]
     for ax, (title, unit, value) in zip(axes, PANELS):
@@ -81,4 +81,4 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                  f"{result['threads']} thread(s)" + (f"; not shown: {', '.join(missing)}" if missing else ""),
                  fontsize=10)
     fig.subplots_adjust(left=0.115, right=0.99, bottom=0.12, top=0.8, wspace=0.12)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -20,7 +20,8 @@ from cnnx.fileio import atomic_write
 DPI = 100  # figure inches * DPI = pixels
 
 
-def _figure(width_in: float, height_in: float) -> Any:
+def figure(width_in: float, height_in: float) -> Any:
+    """A matplotlib Figure on the Agg canvas (headless: no pyplot, no display), ``width_in * DPI`` pixels wide."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -32,7 +33,7 @@ def _figure(width_in: float, height_in: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_png(fig: Any, path: Path) -> Path:
     """PNG of exactly figsize * DPI pixels, written to a temp file beside ``path`` and renamed over it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)  # no bbox_inches="tight": the size stays predictable
@@ -44,7 +45,7 @@ def save_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str = "") 
     if not metrics:
         raise ConfigError("no finished epoch to plot")
     epochs = [m["epoch"] for m in metrics]
-    fig = _figure(10, 4)
+    fig = figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
     style = {"marker": "o", "markersize": 3}  # a one-epoch run still shows its point
     for key, label in (("train_loss", "train"), ("test_loss", "test")):
@@ -68,7 +69,7 @@ def save_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str = "") 
         fig.suptitle(title)
     # fixed margins rather than tight_layout(), which costs one more full draw
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88 if title else 0.95, wspace=0.25)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -90,7 +91,7 @@ def save_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str
     rows = cm.sum(axis=1, keepdims=True)
     frac = cm / np.maximum(rows, 1)  # per-class recall on the diagonal
     side = confusion_size(n) / DPI
-    fig = _figure(side, side)
+    fig = figure(side, side)
     ax = fig.subplots()
     ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     if n <= 30:  # beyond that the numbers do not fit in a cell
@@ -111,7 +112,7 @@ def save_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str
     px = side * DPI
     margin = (110 if n <= 60 else 50) / px
     fig.subplots_adjust(left=margin, bottom=margin, right=1 - 20 / px, top=1 - 35 / px)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def grid_layout(n: int, h: int, w: int, ncols: int) -> tuple[int, int, int]:
@@ -142,7 +143,7 @@ def save_grid(images: np.ndarray, labels: Sequence[str], path: Path, ncols: int 
     for k in range(n):
         y, x = top + (k // cols) * cell_h + pad, (k % cols) * cell_w + pad
         canvas[y : y + h * up, x : x + w * up] = big[k]  # a 1-channel image broadcasts to grey RGB
-    fig = _figure(canvas.shape[1] / DPI, canvas.shape[0] / DPI)
+    fig = figure(canvas.shape[1] / DPI, canvas.shape[0] / DPI)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(canvas, interpolation="nearest")
     ax.axis("off")
@@ -152,7 +153,7 @@ def save_grid(images: np.ndarray, labels: Sequence[str], path: Path, ncols: int 
                 color=colors[k] if colors else "black")
     if title:
         ax.text(canvas.shape[1] / 2, top / 2, title, ha="center", va="center", fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def png_size(path: Path) -> tuple[int, int]:
