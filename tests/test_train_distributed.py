@@ -17,9 +17,9 @@ from cnnx.errors import ConfigError  # noqa: E402
 from cnnx.train import distributed as ddp  # noqa: E402
 from tests.conftest import MINI_MNIST, run_cli  # noqa: E402
 
+COMMON = ["mnist", "--data-dir", str(MINI_MNIST), "--no-download", "--device", "cpu", "--no-plots", "--json"]
 # 1,000 train images, global batch 64: 16 steps an epoch, the last one 40 images (20 per rank)
-COMMON = ["mnist", "--data-dir", str(MINI_MNIST), "--no-download", "--device", "cpu", "--batch-size", "64",
-          "--no-plots", "--json"]
+BATCH_64 = ["--batch-size", "64"]
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -41,9 +41,10 @@ def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
-    # seed002-net has neither BatchNorm nor dropout, so 2 ranks x 32 images must give the
-    # 1-process gradient of the same 64 images, shift augmentation included
-    args = [*COMMON, "--arch", "seed002-net", "--epochs", "2"]
+    # seed002-net has neither BatchNorm nor dropout, so 2 ranks x 55-56 images must give the
+    # 1-process gradient of the same 111 images, shift augmentation included. 1,000 = 9 x 111 + 1:
+    # the last step's single image leaves rank 1 nothing, which must add nothing (not NaN)
+    args = [*COMMON, "--batch-size", "111", "--arch", "seed002-net", "--epochs", "2"]
     proc = torchrun(*args, "--out", str(tmp_path / "ddp"))
     summary = json.loads(proc.stdout)  # one JSON document: rank 1 printed nothing
     assert summary["processes"] == 2
@@ -60,7 +61,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
 
 def test_distributed_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
     # seed000-net has dropout: each rank draws its own masks, so resume must restore every rank's RNG
-    args = [*COMMON, "--arch", "seed000-net", "--epochs", "2", "--save-every", "1"]
+    args = [*COMMON, *BATCH_64, "--arch", "seed000-net", "--epochs", "2", "--save-every", "1"]
     torchrun(*args, "--out", str(tmp_path / "full"))
     stopped = tmp_path / "stopped"
     stopped.mkdir()
@@ -73,7 +74,7 @@ def test_distributed_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_pa
 
 def test_batchnorm_network_trains_in_two_processes(tmp_path: Path) -> None:
     # the default network keeps per-rank batch statistics: close to, not equal to, one process
-    summary = json.loads(torchrun(*COMMON, "--epochs", "2", "--out", str(tmp_path / "bn")).stdout)
+    summary = json.loads(torchrun(*COMMON, *BATCH_64, "--epochs", "2", "--out", str(tmp_path / "bn")).stdout)
     assert summary["arch"] == "mnist-bn" and summary["processes"] == 2
     assert summary["final_accuracy"] > 0.8
     ckpt = torch.load(tmp_path / "bn" / "last.pt", weights_only=True)

@@ -184,6 +184,7 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
                     "test_images": len(data.test), "resumed_from_epoch": epochs_done, "processes": world.size,
                     "skipped_images": data.skipped})
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    loss_sum_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
     tb = None
     if cfg.tensorboard and world.is_main:
         from cnnx.train.tblog import TensorBoardLog
@@ -212,9 +213,12 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
             y = train_y[idx[part]]
             with torch.autocast(device.type, torch.bfloat16, enabled=cfg.amp):  # bf16: no loss scaling needed
                 logits = net(x)
-                loss = loss_fn(logits, y)
-            if world.enabled:  # this rank's share of the global mean; DDP's gradient average undoes the factor
-                loss = loss * (len(y) * world.size / len(idx))
+                if world.enabled:  # this rank's share of the global mean; DDP's gradient average undoes the
+                    # factor. A sum, not a mean: a rank whose share is empty (a last batch smaller than
+                    # the world) adds 0, where a mean would be NaN and spread to every rank
+                    loss = loss_sum_fn(logits, y) * (world.size / len(idx))
+                else:
+                    loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

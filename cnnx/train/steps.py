@@ -81,8 +81,11 @@ def evaluate_shared(model: nn.Module, split: Split, norm: Normalizer, batch_size
         return evaluate(model, split, norm, batch_size, device, memory_format)
     ddp.sync_buffers(world, model)
     part = world.part(len(split))
-    loss, _, pred = evaluate(model, Split(split.x[part], split.y[part]), norm, batch_size, device, memory_format)
-    loss_sum = ddp.total(world, torch.tensor(loss * len(range(len(split))[part]), device=device, dtype=torch.float64))
+    shard = Split(split.x[part], split.y[part])
+    loss, pred = 0.0, torch.empty(0, dtype=torch.int64)  # a shard may be empty: fewer test images than ranks
+    if len(shard):
+        loss, _, pred = evaluate(model, shard, norm, batch_size, device, memory_format)
+    loss_sum = ddp.total(world, torch.tensor(loss * len(shard), device=device, dtype=torch.float64))
     pred = ddp.interleave(world, pred.to(device), len(split)).cpu()
     return loss_sum.item() / len(split), (pred == split.y).float().mean().item(), pred
 
