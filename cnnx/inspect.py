@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cnnx.errors import CnnxError, ModelFileError
-from cnnx.runtime.onnxfile import check_external_data
-from cnnx.runtime.onnxfile import fields as _fields
+from cnnx.onnxfile import fields as _fields
 from cnnx.spec import ModelSpec
 
 TORCHSCRIPT_SPEC = "cnnx_spec.json"  # cnnx.export.torchscript.SPEC_FILE, without importing torch
@@ -40,10 +39,10 @@ def onnx_header(data: bytes) -> dict[str, Any]:
 def _onnx(path: Path, data: bytes) -> dict[str, Any]:
     from cnnx.ortsession import open_session
 
-    check_external_data(path, data)  # before onnxruntime can open a file the model points at
     try:
-        # by path, not bytes: external data is looked for beside the model, not in the working folder
-        session = open_session(path, threads=1)
+        session = open_session(path, threads=1)  # checks external data before onnxruntime opens the file
+    except ModelFileError:
+        raise
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path} is not a model cnnx can read: {first[:200]}",

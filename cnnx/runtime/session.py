@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnx.errors import ConfigError, ModelFileError
+from cnnx.errors import ModelFileError
 from cnnx.ortsession import open_session
-from cnnx.runtime.onnxfile import check_external_data
 from cnnx.spec import ONNX_PREFIX, ModelSpec, SpecOptions
 
 INPUT_NAME = "input"  # the export contract: float32 (batch, C, H, W), normalised
@@ -50,14 +49,11 @@ class OnnxModel:
             raise ModelFileError(f"threads must be 0 (automatic) or more, got {threads}")
         if not self.path.is_file():
             raise ModelFileError(f"no model file at {self.path}", "give the path of an exported .onnx file")
-        try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            raise ModelFileError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        check_external_data(self.path, data)
         self.threads = physical_cores() if not threads else int(threads)
         try:
             self.session = open_session(self.path, self.threads)
+        except ModelFileError:
+            raise
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(
@@ -71,9 +67,8 @@ class OnnxModel:
         meta = self.session.get_modelmeta().custom_metadata_map
         given = options is not None and options.given()
         if any(k.startswith(ONNX_PREFIX) for k in meta):
-            if given:
-                raise ConfigError(f"{self.path} carries its own cnnx spec; --mean/--std/--size/--classes are "
-                                  "only for ONNX files without one")
+            if options is not None:
+                options.refuse(self.path)
             try:
                 return ModelSpec.from_onnx_metadata(meta)
             except ModelFileError as exc:
