@@ -17,7 +17,6 @@ The reference is the PyTorch model in eval mode; the inputs come from
 from __future__ import annotations
 
 import os
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from cnnx.errors import ParityError
+from cnnx.export.bench_worker import timed
 from cnnx.export.images import RANDOM_BATCHES, ParityData
 
 EVAL_BATCH = 500  # images per forward pass on the test split
@@ -195,17 +195,5 @@ def compact(summary: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
 
 
 def latency_ms(run: Runner, x: np.ndarray, budget_s: float = 0.5, max_runs: int = 200) -> float:
-    """Median wall time of one call in milliseconds, after three warm-up calls.
-
-    TorchScript's profiling executor specialises the graph during its first calls; timing those
-    would charge compilation to inference.
-    """
-    for _ in range(3):
-        run(x)
-    times: list[float] = []
-    deadline = time.perf_counter() + budget_s
-    while len(times) < max_runs and (len(times) < 5 or time.perf_counter() < deadline):
-        t0 = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
+    """Median wall time of one call in milliseconds, after warm-up calls (``bench_worker.timed``)."""
+    return timed(run, x, budget_s, max_runs=max_runs)["p50_ms"]
