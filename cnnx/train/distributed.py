@@ -70,21 +70,17 @@ def world_from_env() -> World:
     return World(rank, size, local) if size > 1 else World()
 
 
-def init(world: World, device_name: str) -> torch.device:
-    """Join the process group and return this rank's device (its own GPU on CUDA)."""
+def init(world: World, device: torch.device) -> torch.device:
+    """Join the process group; return this rank's device: ``device``, or on CUDA its own GPU."""
     if not world.enabled:
         raise ValueError("init() is for distributed runs")
-    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    use_cuda = device.type == "cuda"
     if use_cuda:
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda asked for, but torch sees no CUDA device", "use --device cpu or auto")
         if world.local_rank >= torch.cuda.device_count():
             raise ConfigError(f"local rank {world.local_rank} has no GPU: this machine has "
                               f"{torch.cuda.device_count()}", "start at most one process per GPU (--nproc-per-node)")
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
     if not dist.is_initialized():
         # a rank that dies leaves the others waiting at a collective: fail them after 30 minutes, not torch's hours
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30),

@@ -119,7 +119,9 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
     get_arch(arch)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = ddp.init(world, cfg.device) if world.enabled else resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
+    if world.enabled:
+        device = ddp.init(world, device)  # on CUDA: this rank's own GPU
     finished = False
     try:
         result = _train(cfg, arch, state, run_dir, reporter, world, device, t_start)
@@ -225,8 +227,8 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
             scheduler.step()
             loss_sum += loss.detach() * len(idx) / world.size
             correct += (logits.detach().argmax(1) == y).sum()
-            # a .item() forces a device sync: only every 20 steps
-            reporter.step(len(idx), loss.item() if i % 20 == 0 else None)
+            # a .item() forces a device sync: only every 20 steps, and only where progress is drawn
+            reporter.step(len(idx), loss.item() if i % 20 == 0 and world.is_main else None)
         train_time = time.perf_counter() - t0
         ddp.total(world, loss_sum)
         ddp.total(world, correct)
