@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnx.errors import ConfigError, ModelFileError
+from cnnx.errors import ModelFileError
 from cnnx.spec import ModelSpec, SpecOptions
 
 TORCH_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".torchscript", ".ts", ".jit"})
@@ -89,9 +89,7 @@ def open_model(path: str | Path, threads: int | None = None, *, mean: Sequence[f
         raise ModelFileError(f"no model file at {path}", "give an .onnx, .pt or TorchScript file")
     options = SpecOptions.of(mean, std, size, classes)
     if path.is_dir() or path.suffix.lower() in TORCH_SUFFIXES or zipfile.is_zipfile(path):
-        if options.given():
-            raise ConfigError(f"{path} carries its own cnnx spec; --mean/--std/--size/--classes are "
-                              "only for ONNX files without one")
+        options.refuse(path)
         if path.is_file() and zipfile.is_zipfile(path) and _is_torchscript(path):
             return _load_torchscript(path, threads)
         return _load_checkpoint_model(path, threads)

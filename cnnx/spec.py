@@ -170,6 +170,12 @@ class SpecOptions:
                    size=(size, size) if isinstance(size, int) else size,
                    classes=None if classes is None else list(classes), preprocess=preprocess)
 
+    def refuse(self, path: object) -> None:
+        """A file with its own cnnx spec takes none of these options: the spec stays the single source."""
+        if self.given():
+            raise ConfigError(f"{path} carries its own cnnx spec; --mean/--std/--size/--classes are "
+                              "only for ONNX files without one")
+
     def given(self) -> bool:
         return any(v is not None for v in (self.mean, self.std, self.size, self.classes))
 

@@ -64,6 +64,29 @@ def main() -> None:
     """Train a CNN, export it with proof of parity, classify images on a CPU-only device."""
 
 
+# click callbacks shared by the commands that take per-channel numbers, class names or a size:
+# parsed by cnnx.spec, so a bad value is the same one-line error everywhere
+
+
+def floats_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """"0.485,0.456,0.406" -> (0.485, 0.456, 0.406)."""
+    from cnnx.spec import parse_floats
+
+    return None if value is None else parse_floats(value, param.opts[0])
+
+
+def names_option(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    """"cat, dog" -> ["cat", "dog"]."""
+    return None if value is None else [v.strip() for v in value.split(",")]
+
+
+def size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """"28" -> (28, 28); "32x24" -> (32, 24)."""
+    from cnnx.spec import parse_size
+
+    return None if value is None else parse_size(value)
+
+
 def emit_json(data: Any) -> None:
     """Print ``data`` as indented JSON on stdout (paths and other objects as strings)."""
     import json

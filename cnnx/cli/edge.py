@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cnnx.cli import emit_json, main
+from cnnx.cli import emit_json, floats_option, main, names_option, size_option
 
 
 # ---------------------------------------------------------------- infer, eval (edge runtime: no torch)
@@ -66,26 +66,17 @@ def _edge_env() -> None:
 def _spec_options(command: Any) -> Any:
     """--mean, --std, --size, --classes: how to feed an ONNX file that carries no cnnx spec."""
     for option in reversed([
-        click.option("--mean", help="For an ONNX file without a cnnx spec: per-channel mean of pixels in [0, 1], "
-                     "e.g. 0.1307 or 0.485,0.456,0.406 (one value serves every channel)."),
-        click.option("--std", help="For an ONNX file without a cnnx spec: per-channel std, like --mean."),
-        click.option("--size", help="For an ONNX file without a cnnx spec: input size, N or HxW (e.g. 28 or "
-                     "32x32). The colour mode follows the model's channels (1 = greyscale, 3 = RGB)."),
-        click.option("--classes", help="For an ONNX file without a cnnx spec: class names, comma-separated "
-                     "[default: 0, 1, ... as many as the model outputs]."),
+        click.option("--mean", callback=floats_option, help="For an ONNX file without a cnnx spec: per-channel "
+                     "mean of pixels in [0, 1], e.g. 0.1307 or 0.485,0.456,0.406 (one value serves every channel)."),
+        click.option("--std", callback=floats_option,
+                     help="For an ONNX file without a cnnx spec: per-channel std, like --mean."),
+        click.option("--size", callback=size_option, help="For an ONNX file without a cnnx spec: input size, N "
+                     "or HxW (e.g. 28 or 32x32). The colour mode follows the model's channels (1 = greyscale, 3 = RGB)."),
+        click.option("--classes", callback=names_option, help="For an ONNX file without a cnnx spec: class "
+                     "names, comma-separated [default: 0, 1, ... as many as the model outputs]."),
     ]):
         command = option(command)
     return command
-
-
-def _spec_values(mean: str | None, std: str | None, size: str | None, classes: str | None) -> dict[str, Any]:
-    """The --mean/--std/--size/--classes strings parsed, as Classifier's keyword arguments."""
-    from cnnx.spec import parse_floats, parse_size
-
-    return {"mean": None if mean is None else parse_floats(mean, "--mean"),
-            "std": None if std is None else parse_floats(std, "--std"),
-            "size": None if size is None else parse_size(size),
-            "classes": None if classes is None else [c.strip() for c in classes.split(",")]}
 
 
 _THREADS_HELP = "onnxruntime intra-op threads; 0 = the machine's physical cores. Idle threads never spin."
@@ -115,7 +106,8 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]")
 def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batch_size: int, threads: int,
-          workers: int, preprocess: str, mean: str | None, std: str | None, size: str | None, classes: str | None,
+          workers: int, preprocess: str, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
+          size: tuple[int, int] | None, classes: list[str] | None,
           save_preprocessed: str | None, progress: bool | None) -> None:
     """Classify images: files, folders (searched recursively) and glob patterns, without torch.
 
@@ -131,7 +123,7 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
 
     paths, problems = expand(images)
     clf = Classifier(model, threads=threads, preprocess=None if preprocess == "auto" else preprocess,
-                     batch_size=batch_size, workers=workers, **_spec_values(mean, std, size, classes))
+                     batch_size=batch_size, workers=workers, mean=mean, std=std, size=size, classes=classes)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if not paths:
@@ -177,7 +169,8 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]")
 def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, threads: int, preprocess: str,
-             mean: str | None, std: str | None, size: str | None, classes: str | None,
+             mean: tuple[float, ...] | None, std: tuple[float, ...] | None, size: tuple[int, int] | None,
+             classes: list[str] | None,
              confusion: str | None, errors: str | None, errors_max: int, as_json: bool,
              progress: bool | None) -> None:
     """Accuracy and confusion matrix of MODEL (.onnx; .pt or TorchScript when torch is installed) on --data.
@@ -193,7 +186,7 @@ def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, thre
     from cnnx.runtime.predict import resolve_model
 
     path = resolve_model(model)
-    net = open_model(path, threads=threads, **_spec_values(mean, std, size, classes))
+    net = open_model(path, threads=threads, mean=mean, std=std, size=size, classes=classes)
     data = load_labelled(data_dir, net.spec, split)
     recipe = None if preprocess == "auto" else "plain"
     with _Console(len(data), progress, "evaluating") as console:

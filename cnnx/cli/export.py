@@ -7,25 +7,11 @@ from typing import Any
 
 import click
 
-from cnnx.cli import emit_json, main
+from cnnx.cli import emit_json, floats_option, main, names_option
 from cnnx.errors import CnnxError
 
 
 # ---------------------------------------------------------------- export, inspect
-
-
-def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
-    """"0.485,0.456,0.406" -> (0.485, 0.456, 0.406)."""
-    if value is None:
-        return None
-    try:
-        return tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
-
-
-def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",")]
 
 
 @main.command("export")
@@ -39,9 +25,9 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
               help="ONNX exporter; auto tries dynamo, then the TorchScript-based (legacy) one.")
 @click.option("--arch", help="Architecture of a bare state_dict (cnnx checkpoints name their own).")
-@click.option("--mean", callback=_numbers, help="Per-channel mean, e.g. 0.1307. [default: the spec's]")
-@click.option("--std", callback=_numbers, help="Per-channel std, e.g. 0.3081. [default: the spec's]")
-@click.option("--classes", callback=_names, help="Comma-separated class names. [default: the spec's]")
+@click.option("--mean", callback=floats_option, help="Per-channel mean, e.g. 0.1307. [default: the spec's]")
+@click.option("--std", callback=floats_option, help="Per-channel std, e.g. 0.3081. [default: the spec's]")
+@click.option("--classes", callback=names_option, help="Comma-separated class names. [default: the spec's]")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Dataset folder for the parity images. [default: the training folder, $CNNX_DATA_DIR, "
                    "else the sample shipped with cnnx]")
