@@ -95,16 +95,13 @@ def fitting_archs(state: dict[str, torch.Tensor]) -> list[str]:
 def _load_into(spec: ModelSpec, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
     arch, classes = spec.arch, spec.classes
     model = build_model(arch, len(classes), tuple(spec.input_shape))
-    # compared first, so the message lists the keys instead of torch's multi-line report
-    mismatch = ckpt.describe_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()}, state)
-    if mismatch:
+
+    def which_fit() -> str:
         fits = fitting_archs(state)
-        raise CheckpointError(
-            f"the weights in {path} do not fit --arch {arch} with {len(classes)} classes: {mismatch}",
-            f"they fit: {', '.join(fits)}" if fits else "check --arch and --classes",
-        )
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+        return f"they fit: {', '.join(fits)}" if fits else "check --arch and --classes"
+
+    what = f"the weights in {path} do not fit --arch {arch} with {len(classes)} classes"
+    return ckpt.load_weights(model, state, what, which_fit).eval()
 
 
 def _apply_overrides(spec: ModelSpec, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,

@@ -23,7 +23,7 @@ import pickle
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -155,6 +155,18 @@ def describe_mismatch(want: Mapping[str, tuple[int, ...]], have: Mapping[str, to
             more = f" and {len(items) - limit} more" if len(items) > limit else ""
             parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
     return "; ".join(parts)
+
+
+def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str,
+                 hint: str | Callable[[], str]) -> torch.nn.Module:
+    """``model.load_state_dict(state, strict=True)``, the keys compared first: weights that do not fit
+    raise one CheckpointError, "``what``: 2 missing: ...; 1 wrong shape: ...", instead of torch's
+    multi-line report. ``hint`` may be a function, called only on failure (it may be costly)."""
+    mismatch = describe_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()}, state)
+    if mismatch:
+        raise CheckpointError(f"{what}: {mismatch}", hint() if callable(hint) else hint)
+    model.load_state_dict(state, strict=True)
+    return model
 
 
 def model_shapes(arch: str, num_classes: int, input_shape: tuple[int, int, int] | None = None) -> dict[str, tuple]:

@@ -191,12 +191,8 @@ def summarize_target(target: str, input_size: str | None = None, batch: int = 1,
         raise CheckpointError(f"{target} is neither a cnnx checkpoint nor a state_dict")
     shape = parse_input_size(input_size, default_shape)  # type: ignore[arg-type]
     model = build_model(name, num_classes or classes, default_shape)  # weights fit the trained shape
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    mismatch = ckpt.describe_mismatch(want, state)
-    if mismatch:
-        raise CheckpointError(f"the weights in {target} do not fit {name}: {mismatch}",
-                              "give the architecture they were trained with: --arch NAME")
-    model.load_state_dict(state)
+    ckpt.load_weights(model, state, f"the weights in {target} do not fit {name}",
+                      "give the architecture they were trained with: --arch NAME")
     result = summarize(model, shape, batch, name)
     result["source"] = str(target)
     return result
