@@ -42,6 +42,7 @@ LATENCY_BATCHES = (1, 64)
 class ExportOptions:
     format: str = "onnx"  # onnx, torchscript or all (= onnx + torchscript)
     int8: bool = False  # also write a static-QDQ int8 ONNX file, with its own gate
+    int8_optional: bool = False  # an int8 file that misses its gate is left out (reason in "skipped"), not an error
     out: str | None = None  # folder, or a file name whose stem names the files; None = beside the checkpoint
     opset: int = onnx.DEFAULT_OPSET  # ONNX opset of the fp32 file
     exporter: str = "auto"  # ONNX exporter: auto (dynamo, then legacy), dynamo or legacy
@@ -163,11 +164,16 @@ def export_checkpoint(source: Path, opts: ExportOptions,
             if src.spec.test_accuracy is None and not data.source["sample"]:
                 src.spec = src.spec.replace(test_accuracy=ref_accuracy)  # a bare state_dict: measured here
             done: dict[str, dict[str, Any]] = {}
+            skipped: dict[str, str] = {}
             for name in opts.names:
                 path = staging / (stem + FORMATS[name].SUFFIX)
                 try:
                     done[name] = _export_one(name, src, path, data, reference, done, opts, threads, say)
                 except (ModelFileError, ParityError) as exc:
+                    if name == "onnx-int8" and opts.int8_optional:
+                        skipped[name] = exc.message
+                        say(f"{name}: left out ({exc.message})")
+                        continue
                     # what --json prints on failure: the numbers of every attempt, nothing written
                     exc.report = {"passed": False, "failed_format": name, "error": str(exc),  # type: ignore
                                   "attempts": getattr(exc, "attempts", []), "images": data.source,
@@ -177,6 +183,7 @@ def export_checkpoint(source: Path, opts: ExportOptions,
             runs = {"torch": parity.torch_runner(src.model), **{k: v["loaded"].run for k, v in done.items()}}
             latency = _latencies(runs, data)
         report = _report(src, data, done, latency, ref_accuracy, folder, threads, opts)
+        report["skipped"] = skipped
         report["wall_seconds"] = time.perf_counter() - t_start
         parity_json = json.dumps(report, indent=2, default=str).encode()
         atomic_write(staging / PARITY_FILE, lambda f: f.write(parity_json))

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 import cnnx
-from cnnx.errors import ConfigError, ModelFileError, ParityError
+from cnnx.errors import ConfigError, ModelFileError
 from cnnx.export import FORMATS, PARITY_FILE, ExportOptions, bench_worker, export_checkpoint, images
 from cnnx.export.source import Source, load_source
 from cnnx.fileio import atomic_write
@@ -100,14 +100,15 @@ def _checkpoint(source: Path) -> Path:
     return source / BEST if source.is_dir() and (source / BEST).is_file() else resolve_checkpoint(source)
 
 
-def _reusable(path: Path, sha: str) -> dict[str, dict[str, Any]]:
-    """Exports beside ``path`` that its parity.json records for this checkpoint, byte for byte."""
+def _reusable(path: Path, sha: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Exports beside ``path`` that its parity.json records for this checkpoint, byte for byte, and the
+    formats it records as left out (int8 that missed its gate), with why."""
     try:
         record = json.loads((path.parent / PARITY_FILE).read_text())
     except (OSError, ValueError):
-        return {}
+        return {}, {}
     if not record.get("passed") or record.get("source", {}).get("sha256") != sha:
-        return {}
+        return {}, {}
     found = {}
     for name, f in record.get("formats", {}).items():
         # parity.json keeps the path as the export was given it; the file is the one beside it
@@ -115,38 +116,26 @@ def _reusable(path: Path, sha: str) -> dict[str, dict[str, Any]]:
         if file is not None and file.is_file() and Path(f.get("file", "")).name == file.name \
                 and file_sha256(file) == f.get("sha256"):
             found[name] = {"file": file, "method": f.get("method"), "parity_accuracy": f.get("accuracy")}
-    return found
+    return found, dict(record.get("skipped") or {})
 
 
 def _exports(src: Source, opts: BenchOptions, threads: int, say: Callable[[str], None]) -> dict[str, Any]:
     """The gated export files, exported now when those beside the checkpoint are missing or stale.
 
-    int8 is tried whenever it is missing; when it misses its gate, export writes nothing, so the
-    fp32 files are the ones found beside the checkpoint, or a second export without int8 makes them.
+    One export makes them all; an int8 file that misses its gate is left out and parity.json says
+    why, so a later bench reuses the fp32 files and reports the same reason instead of retrying.
     """
-    found = _reusable(src.path, src.sha256)
-    fp32 = {name: found[name] for name in EXPORTED if name in found and name != "onnx-int8"}
-    if all(name in found for name in EXPORTED):
+    found, skipped = _reusable(src.path, src.sha256)
+    if all(name in found or name in skipped for name in EXPORTED):
         say(f"reusing {', '.join(str(f['file']) for f in found.values())} (parity.json names this checkpoint)")
-        return {"files": found, "reused": list(found), "exported": [], "skipped": {}}
-    say(f"exporting {src.path} ({'int8: it is' if len(fp32) == 2 else 'the files are'} missing beside it)")
-    base = {"format": "all", "data_dir": opts.data_dir, "arch": opts.arch, "threads": threads}
-    try:
-        report = export_checkpoint(src.path, ExportOptions(**base, int8=True), progress=say)
-    except (ParityError, ModelFileError) as exc:
-        if getattr(exc, "report", {}).get("failed_format") != "onnx-int8":
-            raise  # the fp32 files themselves fail: nothing to benchmark
-        skipped = {"onnx-int8": exc.message}  # int8 missed its gate: benchmark fp32, say why int8 is absent
-        if len(fp32) == 2:
-            say(f"reusing {', '.join(str(f['file']) for f in fp32.values())} (parity.json names this checkpoint)")
-            return {"files": fp32, "reused": list(fp32), "exported": [], "skipped": skipped}
-        say("exporting again without int8")
-        report = export_checkpoint(src.path, ExportOptions(**base), progress=say)
-    else:
-        skipped = {}
-    files = {name: {"file": Path(report["out_dir"]) / Path(f["file"]).name, "method": f["method"],
-                    "parity_accuracy": f["accuracy"]} for name, f in report["formats"].items()}
-    return {"files": files, "reused": [], "exported": list(files), "skipped": skipped}
+        return {"files": found, "reused": list(found), "exported": [], "skipped": skipped}
+    say(f"exporting {src.path} (the files are missing beside it)")
+    report = export_checkpoint(src.path, ExportOptions(format="all", int8=True, int8_optional=True,
+                                                       data_dir=opts.data_dir, arch=opts.arch, threads=threads),
+                               progress=say)
+    files = {name: {"file": Path(f["file"]), "method": f["method"], "parity_accuracy": f["accuracy"]}
+             for name, f in report["formats"].items()}
+    return {"files": files, "reused": [], "exported": list(files), "skipped": report["skipped"]}
 
 
 def _worker(*args: str) -> str:
