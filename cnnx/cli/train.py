@@ -92,15 +92,16 @@ def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool
     settings = {**PRESETS[preset], **{k: v for k, v in options.items() if v is not None}}
     cfg = TrainConfig(dataset=dataset or "mnist", **settings)
     reporter = TqdmReporter(quiet=as_json)
+    is_main = ddp.world_from_env().is_main  # ranks 1.. of a torchrun job: rank 0 reports for all
     try:
         result = loop.train(cfg, reporter, resume=Path(resume) if resume else None)
     except KeyboardInterrupt:
         run_dir = reporter.run_dir or (str(Path(resume).parent if Path(resume).is_file() else resume)
                                        if resume else cfg.out)
-        if ddp.world_from_env().is_main:  # Ctrl-C reaches every rank of a torchrun job; one says it
+        if is_main:  # Ctrl-C reaches every rank of a torchrun job; one says it
             click.echo(f"\n{_interrupted_message(run_dir)}", err=True)
         sys.exit(130)
-    if not result.is_main:  # ranks 1.. of a torchrun job: rank 0 reports for all
+    if not is_main:
         return
     if as_json:
         emit_json(result.summary)

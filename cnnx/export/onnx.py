@@ -132,16 +132,12 @@ def expected_signature(spec: ModelSpec) -> dict[str, Any]:
             "outputs": [{"name": OUTPUT, "shape": [BATCH, spec.num_classes], "type": "tensor(float)"}]}
 
 
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    return open_session(path, threads)  # as `cnnx infer` opens it
-
-
 class OnnxModel:
     """An exported file opened in onnxruntime, as the runtime will open it."""
 
     def __init__(self, path: Path, threads: int) -> None:
         self.path = Path(path)
-        self.session = session(self.path, threads)
+        self.session = open_session(self.path, threads)  # as `cnnx infer` opens it
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: x})[0]

@@ -51,7 +51,6 @@ class TrainResult:
     final_accuracy: float
     epochs: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
-    is_main: bool = True  # False on ranks 1.. of a distributed run, which write and print nothing
 
 
 def resolve_device(name: str) -> torch.device:
@@ -296,4 +295,4 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
     }
     if world.is_main:
         atomic_write(run_dir / "metrics.json", lambda f: f.write(json.dumps(summary, indent=2).encode()), sweep=True)
-    return TrainResult(run_dir, best, metrics[-1]["test_accuracy"], metrics, summary, world.is_main)
+    return TrainResult(run_dir, best, metrics[-1]["test_accuracy"], metrics, summary)
