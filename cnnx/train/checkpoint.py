@@ -95,6 +95,16 @@ _DAMAGED_HINT = "copy the file again, or use another checkpoint of the run (last
 _FOREIGN_HINT = "give a checkpoint written by cnnx train, or weights saved with torch.save(model.state_dict(), PATH)"
 
 
+def _torch_header(path: Path) -> bool:
+    """Does the file begin as torch.save writes: a zip record, or the pickled magic number of the
+    legacy format? If not, whatever the unpickler stumbled on, the file is not a damaged checkpoint."""
+    from torch.serialization import MAGIC_NUMBER
+
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return head.startswith(b"PK\x03\x04") or head.startswith(pickle.dumps(MAGIC_NUMBER, protocol=2))
+
+
 def _not_torch_zip(path: Path) -> bool:
     """A whole zip archive without the ``<name>/data.pkl`` record every torch.save file has."""
     import zipfile
@@ -135,6 +145,9 @@ def load_raw(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - any failure to parse a file means it is damaged or foreign
         if _not_torch_zip(path):
             raise CheckpointError(f"{path} is a zip archive but not a torch checkpoint (it has no data.pkl)",
+                                  _FOREIGN_HINT) from None
+        if not _torch_header(path):
+            raise CheckpointError(f"{path} is not a torch checkpoint (unreadable data: {_short_reason(exc)[:120]})",
                                   _FOREIGN_HINT) from None
         raise CheckpointError(f"{path} is corrupt or truncated: {_short_reason(exc)}", _DAMAGED_HINT) from None
 
