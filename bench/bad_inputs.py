@@ -1,9 +1,9 @@
-"""What `cnnx infer` does with each bad input: the cases of tests/bad_inputs.py, run through the real CLI.
+"""What `cnnx infer` does with each bad input: the cases of cnnx/testing/bad_inputs.py, run through the real CLI.
 
     python bench/bad_inputs.py [--model cnnx/models/mnist.onnx]
 
 Each case runs in a fresh folder, between good digit files, in a subprocess (the same runs
-tests/test_runtime_hardening.py asserts). Writes docs/bad-inputs.md (a table: the input,
+tests/runtime/test_hardening.py asserts). Writes docs/bad-inputs.md (a table: the input,
 what cnnx did, exit code, the line it printed; with the fuzzing result from
 bench/results/fuzz_images.json when bench/fuzz_images.py has run) and
 bench/results/bad_inputs.json. Exit code 1 when any case did not behave as required.
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.bad_inputs import (CASES, GOOD, IMAGE_CASES, REFERENCE, Case, Outcome,  # noqa: E402
+from cnnx.testing.bad_inputs import (CASES, GOOD, IMAGE_CASES, REFERENCE, Case, Outcome,  # noqa: E402
                               can_drop_read_override, problems, run_case, shown)
 
 RESULTS = REPO / "bench" / "results"
@@ -61,8 +61,8 @@ def write_doc(rows: list[dict], fuzz: dict | None, model: str) -> None:
     lines = [
         "# Bad inputs: what cnnx does with them",
         "",
-        "Produced by `python bench/bad_inputs.py` (the same cases `tests/test_runtime_hardening.py` asserts;",
-        "they live in `tests/bad_inputs.py`), each run through the real `cnnx infer` in a subprocess.",
+        "Produced by `python bench/bad_inputs.py` (the same cases `tests/runtime/test_hardening.py` asserts;",
+        "they live in `cnnx/testing/bad_inputs.py`), each run through the real `cnnx infer` in a subprocess.",
         f"Model: `{model}`. Run on {rows[0]['date'] if rows else '?'}, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}.",
         "",
@@ -95,7 +95,7 @@ def write_doc(rows: list[dict], fuzz: dict | None, model: str) -> None:
             "## Fuzzing",
             "",
             f"`{fuzz['command']}` ({fuzz['date']}, {fuzz['machine']}): the properties of "
-            "`tests/test_runtime_fuzz.py` (the default suite runs 400 examples of them) at length, random seeds.",
+            "`tests/runtime/test_fuzz.py` (the default suite runs 400 examples of them) at length, random seeds.",
             "Only cnnx's own error type may escape, each example must finish within 5 s (an alarm fails it at 20 s),",
             "numpy must not divide by zero or compute an invalid value, and no warning may be raised.",
             "",

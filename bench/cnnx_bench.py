@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cnnx.export.bench_report import render
-from cnnx.fileio import atomic_write
+from cnnx.bench.report import render
+from cnnx.core.fileio import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

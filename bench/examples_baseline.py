@@ -36,7 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_speed import THRESHOLDS, machine, run_one  # noqa: E402
+from train_speed import THRESHOLDS, run_one  # noqa: E402
+
+from cnnx.core.machine import machine_info  # noqa: E402
 
 
 class ExamplesNet(nn.Module):
@@ -151,7 +153,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "baseline": records, "target_accuracy": target, "baseline_seconds": best["elapsed"],
         "cnnx_preset": args.cnnx_preset, "cnnx_runs": runs, "cnnx_seconds": ours, "cnnx_time_to": time_to,
-        "ratio": ratio, "epochs_run": args.epochs, "machine": machine(), "load_before": load_before,
+        "ratio": ratio, "epochs_run": args.epochs, "machine": machine_info(), "load_before": load_before,
         "load_after": os.getloadavg(), "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(["python", *sys.argv])}, indent=2))
     print(f"wrote {args.out}")

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnx.export.bench_worker import timed
-from cnnx.export.benchmark import machine_info
+from cnnx.core.machine import timed
+from cnnx.core.machine import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES = (1, 8, 64)
@@ -46,9 +46,11 @@ def cli_export(checkpoint: str, out: Path, data_dir: str | None, *args: str) -> 
 
 def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
     """Quantise the same fp32 file per channel and per tensor; gate numbers for each."""
-    from cnnx.errors import ParityError
-    from cnnx.export import onnx as onnx_format
-    from cnnx.export import images, parity, quantize
+    from cnnx.core.errors import ParityError
+    from cnnx.export.formats import onnx_fp32 as onnx_format
+    from cnnx.export import parity
+    from cnnx.export import parity_data as images
+    from cnnx.export.formats import onnx_int8 as quantize
 
     model = onnx_format.load(fp32, threads=1)
     spec = model.spec()  # minus the fp32 file's own parity record; these files carry none of theirs either
@@ -72,7 +74,7 @@ def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
 def latency(checkpoint: str, files: dict[str, Path], threads: list[int]) -> list[dict[str, Any]]:
     import torch
 
-    from cnnx.export import onnx as onnx_format
+    from cnnx.export.formats import onnx_fp32 as onnx_format
     from cnnx.export import parity
     from cnnx.export.source import load_source
 

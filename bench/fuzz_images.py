@@ -1,4 +1,4 @@
-"""Fuzz image loading and preprocessing at length: the properties of tests/test_runtime_fuzz.py, N examples each.
+"""Fuzz image loading and preprocessing at length: the properties of tests/runtime/test_fuzz.py, N examples each.
 
     python bench/fuzz_images.py --examples 10000
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-TESTS = "tests/test_runtime_fuzz.py"
+TESTS = "tests/runtime/test_fuzz.py"
 
 
 def parse(output: str) -> dict[str, dict[str, float]]:

@@ -11,7 +11,7 @@
    processes and with ``--workers 1`` (answers checked identical), next to the model-only
    throughput of the same kind of session at batch 1000 and the decode + preprocessing rate;
 3. accuracy of that run against ``cnnx eval`` on the IDX files (the same digits), and on the
-   photo-like set (tests/photolike.py: inverted to dark ink on light paper, enlarged 3-6x,
+   photo-like set (cnnx/testing/photolike.py: inverted to dark ink on light paper, enlarged 3-6x,
    off-centre on a noisy, unevenly lit page, saved as JPEG) built from the same digits.
 
 Prints a table and writes bench/results/infer_speed.json. Timings on a shared machine are
@@ -38,12 +38,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-sys.path.insert(0, str(REPO))  # tests.photolike builds the photo-like set
+sys.path.insert(0, str(REPO))  # the cnnx package of this checkout
 
 TORCH_SCRIPT = """
 import sys, numpy as np, torch
 from PIL import Image
 from cnnx.train.models import build_model
+from cnnx.core.machine import machine_info  # noqa: E402
 state = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
 spec = state["spec"]
 model = build_model(spec["arch"], len(spec["classes"]))
@@ -55,14 +56,6 @@ with torch.no_grad():
     print(spec["classes"][int(model(x).argmax(1))])
 """
 FLOOR_SCRIPT = "import numpy, PIL.Image, onnxruntime"
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").exists():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
 def timed(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float, int]:
@@ -130,11 +123,11 @@ def write_pngs(images: np.ndarray, labels: np.ndarray, folder: Path) -> None:
 
 def model_only(model: str, pixels: np.ndarray, batch: int = 1000, passes: int = 5) -> float:
     """Images/s of the model alone, same session options as cnnx infer, on preprocessed digits."""
-    from cnnx.runtime.image import normalise
+    from cnnx.core.contract import normalise
     from cnnx.runtime.session import OnnxModel
 
     session = OnnxModel(model)
-    x = normalise(pixels, session.spec)
+    x = normalise(pixels, session.spec.mean, session.spec.std)
     session.run(x[:batch])  # warm-up
     times = []
     for _ in range(passes):
@@ -149,7 +142,7 @@ def preprocess_rate(folder: Path, model: str) -> tuple[float, np.ndarray]:
     """Images/s of decoding + mnist-digit preprocessing alone, one thread; and the pixels."""
     from cnnx.runtime.image import preprocess_batch
     from cnnx.runtime.session import OnnxModel
-    from cnnx.runtime.sources import image_files
+    from cnnx.core.contract import image_files
 
     spec = OnnxModel(model).spec
     paths = image_files(folder)
@@ -170,9 +163,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "infer_speed.json"))
     args = ap.parse_args()
 
-    from cnnx.idx import read_idx
+    from cnnx.core.idx import read_idx
     from cnnx.runtime.predict import resolve_model
-    from tests.photolike import write_photo_set
+    from cnnx.testing.photolike import write_photo_set
 
     model = str(resolve_model(args.model).resolve())
     data = Path(args.data)
@@ -180,7 +173,7 @@ def main() -> None:
     labels = read_idx(next(data.glob("t10k-labels-idx1-ubyte*")))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cnnx-bench-"))
     cnnx = cnnx_command()
-    result: dict[str, Any] = {"machine": machine(), "model": model, "load_before": os.getloadavg()}
+    result: dict[str, Any] = {"machine": machine_info(), "model": model, "load_before": os.getloadavg()}
 
     pngs = work / "mnist-png"
     if not pngs.exists() or len(list(pngs.glob("*.png"))) != len(images):
@@ -252,11 +245,11 @@ def main() -> None:
 
 
 def model_predictions(model: str, pixels: np.ndarray) -> np.ndarray:
-    from cnnx.runtime.image import normalise
+    from cnnx.core.contract import normalise
     from cnnx.runtime.session import OnnxModel
 
     session = OnnxModel(model)
-    return np.concatenate([session.run(normalise(pixels[i : i + 1000], session.spec)).argmax(1)
+    return np.concatenate([session.run(normalise(pixels[i : i + 1000], session.spec.mean, session.spec.std)).argmax(1)
                            for i in range(0, len(pixels), 1000)])
 
 

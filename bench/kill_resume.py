@@ -1,6 +1,6 @@
 """Crash safety of `cnnx train`: kill a run with SIGKILL again and again, resume it each time.
 
-Runs the procedure tests/test_train_crash.py runs (the same code, imported from there):
+Runs the procedure tests/train/test_crash.py runs (the same code, cnnx.testing.crash):
 `cnnx train mnist --arch seed000-net` on the shipped mini MNIST, CPU, one thread, is
 killed ``--kills`` times at random points, two in five of them the moment a checkpoint
 temp file appears (inside the write), and resumed with `cnnx train --resume` after each;
@@ -22,12 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests.test_train_crash holds the procedure
+sys.path.insert(0, str(REPO))  # the cnnx package of this checkout
 
-from tests.test_train_crash import as_dict, kill_resume  # noqa: E402
+from cnnx.testing.crash import as_dict, kill_resume  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_speed import machine  # noqa: E402
+from cnnx.core.machine import machine_info  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
         "command": f"python bench/kill_resume.py --kills {args.kills}"
                    + (f" --seed {args.seed}" if args.seed else "") + (f" --rng-seed {args.rng_seed}" if args.rng_seed else ""),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": machine(),
+        "machine": machine_info(),
         "torch": str(torch.__version__),
         **as_dict(result),
     }

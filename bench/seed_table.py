@@ -29,19 +29,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from cnnx.core.machine import machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -138,7 +129,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()).get("rows", []) if out.is_file() else []
     merged = {r["arch"]: r for r in previous}
-    merged.update({r["arch"]: {**r, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    merged.update({r["arch"]: {**r, "machine": machine_info(), "date": time.strftime("%Y-%m-%d"),
                                "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])} for r in rows})
     ordered = [merged[a] for a in ARCHS if a in merged]
     tmp = out.with_suffix(".json.tmp")

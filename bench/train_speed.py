@@ -26,20 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from cnnx.core.machine import machine_info  # noqa: E402
 
 THRESHOLDS = (0.990, 0.993, 0.994, 0.995)
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
 def run_one(preset: str, seed: int, data_dir: str, extra: list[str], nproc: int = 1) -> dict:
@@ -107,7 +96,7 @@ def main() -> None:
         print(f"{args.nproc} processes vs 1 ({single}): accuracy mean {summary['vs_1_process_pp']:+.2f} pp, "
               f"wall median {summary['wall_median'] / base['wall_median']:.2f}x")
     path = single if args.nproc == 1 else out / f"train_speed-{args.preset}-ddp{args.nproc}.json"
-    path.write_text(json.dumps({"summary": summary, "runs": runs, "machine": machine(),
+    path.write_text(json.dumps({"summary": summary, "runs": runs, "machine": machine_info(),
                                 "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}, indent=2))
     print(f"\nwrote {path}")
 

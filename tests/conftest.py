@@ -1,27 +1,15 @@
-"""Shared fixtures: the shipped mini MNIST (1,000 train / 500 test real digits) and a small trained run."""
+"""Shared fixtures: the shipped mini MNIST (1,000 train / 500 test real digits), a small trained run,
+a model exported from it by the real `cnnx export`, the shipped model, digit files."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-MINI_MNIST = Path(__file__).parent / "data" / "mnist"
-REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            check: bool = False) -> subprocess.CompletedProcess:
-    """Run the real `cnnx` command in a subprocess, as a user would."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "cnnx", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"cnnx {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from cnnx.core.idx import read_idx
+from tests.support import MINI_MNIST, run_cli, write_pngs
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +27,44 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
     train(TrainConfig(epochs=2, batch_size=32, data_dir=str(MINI_MNIST), download=False, out=str(out), device="cpu"))
     return out
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder holding mnist.onnx and mnist.torchscript exported from ``trained_run`` by the real
+    `cnnx export` (once per session), each checked against the checkpoint."""
+    folder = tmp_path_factory.getbasetemp() / "runtime-model"
+    if not (folder / "mnist.onnx").exists():
+        run_cli("export", str(trained_run), "--format", "all", "--out", str(folder / "mnist.onnx"), check=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def onnx_model(exported: Path) -> Path:
+    return exported / "mnist.onnx"
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """The MNIST model shipped in the package (99.5% on MNIST): no training needed, answers worth comparing."""
+    from cnnx.runtime.predict import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no default model in cnnx/models")
+    return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def test_digits(mini_mnist: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The mini MNIST's 500 real test digits, (500, 28, 28) uint8, and labels (500,)."""
+    return (read_idx(mini_mnist / "t10k-images-idx3-ubyte.gz"),
+            read_idx(mini_mnist / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
+
+
+@pytest.fixture(scope="session")
+def digit_pngs(test_digits: tuple[np.ndarray, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of the 500 test digits as PNG files named <index>_<label>.png."""
+    folder = tmp_path_factory.getbasetemp() / "runtime-digit-pngs"
+    if not folder.exists():
+        write_pngs(*test_digits, folder)
+    return folder

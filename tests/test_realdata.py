@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.support import REPO, run_cli
 
 FULL_MNIST = Path(os.environ.get("CNNX_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 

@@ -16,10 +16,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from tests.conftest import REPO, run_cli  # noqa: E402
-from tests.edge import infer_json  # noqa: E402
-from tests.gen_images import write_cifar10  # noqa: E402
-from tests.test_train_zoo import Module, lenet  # noqa: E402
+from tests.support import REPO, run_cli  # noqa: E402
+from tests.support import infer_json  # noqa: E402
+from tests.support.images import write_cifar10  # noqa: E402
+from tests.support.seed_nets import Module, lenet  # noqa: E402
 
 
 @pytest.mark.parametrize("arch, seed_class, shape", [

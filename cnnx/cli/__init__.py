@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 import cnnx
-from cnnx.errors import CnnxError
+from cnnx.core.errors import CnnxError
 
 # command name -> (module, function); the order is the order `cnnx --help` lists them in
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,12 +65,12 @@ def main() -> None:
 
 
 # click callbacks shared by the commands that take per-channel numbers, class names or a size:
-# parsed by cnnx.spec, so a bad value is the same one-line error everywhere
+# parsed by cnnx.core.spec, so a bad value is the same one-line error everywhere
 
 
 def floats_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
     """"0.485,0.456,0.406" -> (0.485, 0.456, 0.406)."""
-    from cnnx.spec import parse_floats
+    from cnnx.core.spec import parse_floats
 
     return None if value is None else parse_floats(value, param.opts[0])
 
@@ -82,7 +82,7 @@ def names_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 def size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
     """"28" -> (28, 28); "32x24" -> (32, 24)."""
-    from cnnx.spec import parse_size
+    from cnnx.core.spec import parse_size
 
     return None if value is None else parse_size(value)
 

@@ -181,7 +181,7 @@ def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, thre
     Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png --errors errors.png
     """
     _edge_env()
-    from cnnx.backends import open_model
+    from cnnx.tools.modelfile import open_model
     from cnnx.runtime.evaluate import confusion_table, evaluate, load_labelled
     from cnnx.runtime.predict import resolve_model
 
@@ -210,7 +210,7 @@ def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, thre
 
 def _draw(result: Any, title: str, confusion: str | None, errors: str | None, errors_max: int) -> dict[str, str]:
     """Draw the PNGs asked for; returns {what: the line saying where it went}."""
-    from cnnx.runtime.report import draw_confusion, draw_errors
+    from cnnx.core.plots import draw_confusion, draw_errors
 
     said = {}
     title += f": accuracy {100 * result.accuracy:.2f}%"

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cnnx.cli import emit_json, floats_option, main, names_option
-from cnnx.errors import CnnxError
+from cnnx.core.errors import CnnxError
 
 
 # ---------------------------------------------------------------- export, inspect
@@ -65,7 +65,7 @@ def inspect_cmd(file: str, as_json: bool) -> None:
 
     Example: cnnx inspect artifacts/runs/mnist/best.onnx
     """
-    from cnnx.inspect import inspect_file, render
+    from cnnx.tools.inspect import inspect_file, render
 
     info = inspect_file(Path(file))
     emit_json(info) if as_json else click.echo(render(info))
@@ -104,8 +104,8 @@ def bench_cmd(checkpoint: str, no_plot: bool, as_json: bool, **options: Any) -> 
     """
     import sys
 
-    from cnnx.export.bench_report import render
-    from cnnx.export.benchmark import BenchOptions, benchmark
+    from cnnx.bench.report import render
+    from cnnx.bench.run import BenchOptions, benchmark
 
     opts = BenchOptions(**{**options, "plot": "" if no_plot else options["plot"]})
     result = benchmark(Path(checkpoint), opts, progress=lambda message: click.echo(message, err=True))

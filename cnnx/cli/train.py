@@ -118,11 +118,12 @@ def _interrupted_message(run_dir: str | None) -> str:
     A mid-epoch checkpoint would resume from a different data order and RNG position than an
     uninterrupted run, so the unfinished epoch is dropped and redone on resume.
     """
-    from cnnx.errors import CheckpointError
+    from cnnx.core.errors import CheckpointError
+    from cnnx.core.contract import LAST
     from cnnx.train.checkpoint import load_checkpoint
 
     try:
-        state = load_checkpoint(Path(run_dir)) if run_dir else None
+        state = load_checkpoint(Path(run_dir) / LAST) if run_dir else None
     except CheckpointError:
         state = None
     if state is None:
@@ -151,7 +152,7 @@ def summary(target: str, input_size: str | None, batch: int, arch: str | None, n
 
     Example: cnnx summary seed002-lenet --batch 64
     """
-    from cnnx.train.summary import format_summary, summarize_target
+    from cnnx.tools.summary import format_summary, summarize_target
 
     result = summarize_target(target, input_size, batch, arch, num_classes)
     if as_json:
@@ -182,7 +183,7 @@ def samples(dataset: str, out: str, count: int, columns: int, split: str, seed: 
 
     Example: cnnx samples cifar10 --out cifar10.png
     """
-    from cnnx.train.samples import save_samples
+    from cnnx.tools.samples import save_samples
 
     result = save_samples(dataset, Path(out), count, split, None if first else seed, columns,
                           Path(data_dir) if data_dir else None, download, image_size, grayscale, val_split)

@@ -23,18 +23,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from cnnx.errors import ConfigError, ModelFileError, ParityError
-from cnnx.export import images, onnx, parity, quantize, torchscript
+from cnnx.core.errors import ConfigError, ModelFileError, ParityError
+from cnnx.export import parity, parity_data
+from cnnx.export.formats import FORMATS, onnx_fp32
 from cnnx.export.source import Source, load_source
-from cnnx.fileio import atomic_write
+from cnnx.core.fileio import atomic_write
 from cnnx.train.checkpoint import file_sha256
+from cnnx.core.contract import PARITY_FILE
 
-FORMATS: dict[str, ModuleType] = {"onnx": onnx, "torchscript": torchscript, "onnx-int8": quantize}
 # what --format NAME asks for; int8 is added by --int8 on top of onnx
 CHOICES: dict[str, tuple[str, ...]] = {"onnx": ("onnx",), "torchscript": ("torchscript",),
                                         "all": ("onnx", "torchscript")}
-EXPORTERS = ("auto", *onnx.METHODS)
-PARITY_FILE = "parity.json"
+EXPORTERS = ("auto", *onnx_fp32.METHODS)
 LATENCY_BATCHES = (1, 64)
 
 
@@ -44,7 +44,7 @@ class ExportOptions:
     int8: bool = False  # also write a static-QDQ int8 ONNX file, with its own gate
     int8_optional: bool = False  # an int8 file that misses its gate is left out (reason in "skipped"), not an error
     out: str | None = None  # folder, or a file name whose stem names the files; None = beside the checkpoint
-    opset: int = onnx.DEFAULT_OPSET  # ONNX opset of the fp32 file
+    opset: int = onnx_fp32.DEFAULT_OPSET  # ONNX opset of the fp32 file
     exporter: str = "auto"  # ONNX exporter: auto (dynamo, then legacy), dynamo or legacy
     arch: str | None = None  # architecture of a bare state_dict (cnnx checkpoints name their own)
     mean: tuple[float, ...] | None = None  # overrides the spec's per-channel mean
@@ -61,7 +61,7 @@ class ExportOptions:
                               "use --format onnx or all with --int8")
         if not 13 <= self.opset <= 23:
             raise ConfigError(f"--opset must be between 13 and 23, got {self.opset}",
-                              f"the default, {onnx.DEFAULT_OPSET}, runs on onnxruntime 1.14 and later")
+                              f"the default, {onnx_fp32.DEFAULT_OPSET}, runs on onnxruntime 1.14 and later")
         if self.exporter not in EXPORTERS:
             raise ConfigError(f"--exporter must be one of {', '.join(EXPORTERS)}, got {self.exporter!r}")
         if self.threads < 0:
@@ -89,7 +89,7 @@ def _methods(fmt: ModuleType, exporter: str) -> tuple[str, ...]:
     return (exporter,) if exporter in fmt.METHODS else fmt.METHODS
 
 
-def _export_one(name: str, src: Source, path: Path, data: images.ParityData, reference: parity.Outputs,
+def _export_one(name: str, src: Source, path: Path, data: parity_data.ParityData, reference: parity.Outputs,
                 done: dict[str, dict[str, Any]], opts: ExportOptions, threads: int,
                 say: Callable[[str], None]) -> dict[str, Any]:
     """Export one format, trying its methods in order until one passes the gate; raise if none does."""
@@ -106,7 +106,7 @@ def _export_one(name: str, src: Source, path: Path, data: images.ParityData, ref
             base = done.get(gate.baseline, {})
             summary = parity.check(
                 name, outputs, reference, data, signature=loaded.signature(),
-                expected=onnx.expected_signature(src.spec) if loaded.signature() is not None else None,
+                expected=onnx_fp32.expected_signature(src.spec) if loaded.signature() is not None else None,
                 baseline=base.get("outputs"), size=path.stat().st_size,
                 baseline_size=base["path"].stat().st_size if base else None)
             spec = loaded.spec()  # read back from the file: proves the metadata round trip
@@ -137,7 +137,7 @@ def _export_one(name: str, src: Source, path: Path, data: images.ParityData, ref
     raise error
 
 
-def _latencies(runs: dict[str, parity.Runner], data: images.ParityData) -> dict[str, dict[str, float]]:
+def _latencies(runs: dict[str, parity.Runner], data: parity_data.ParityData) -> dict[str, dict[str, float]]:
     """Median ms per call at batch 1 (one image, the edge case) and 64, same threads for every runner."""
     return {name: {str(b): parity.latency_ms(run, data.test_x[:b]) for b in LATENCY_BATCHES}
             for name, run in runs.items()}
@@ -150,7 +150,7 @@ def export_checkpoint(source: Path, opts: ExportOptions,
     t_start = time.perf_counter()
     src = load_source(Path(source), opts.arch, opts.mean, opts.std, opts.classes)
     say(f"loaded {src.path} ({src.kind}, {src.spec.arch}, {src.spec.num_classes} classes)")
-    data = images.load_images(src.spec, Path(opts.data_dir) if opts.data_dir else None, src.train_config)
+    data = parity_data.load_images(src.spec, Path(opts.data_dir) if opts.data_dir else None, src.train_config)
     say(f"parity images: {data.source['images']} {data.source['dataset']} test images from {data.source['folder']}"
         + (" (the sample shipped with cnnx; give --data-dir for the full test set)" if data.source["sample"] else ""))
     folder, stem = _destination(opts.out, src.path)
@@ -196,7 +196,7 @@ def export_checkpoint(source: Path, opts: ExportOptions,
     return report
 
 
-def _report(src: Source, data: images.ParityData, done: dict[str, dict[str, Any]],
+def _report(src: Source, data: parity_data.ParityData, done: dict[str, dict[str, Any]],
             latency: dict[str, dict[str, float]], ref_accuracy: float, folder: Path, threads: int,
             opts: ExportOptions) -> dict[str, Any]:
     formats = {}

@@ -11,7 +11,7 @@ Checks go structure, values, decision (ARCHITECTURE rule 5):
    against the fp32 ONNX file).
 
 The reference is the PyTorch model in eval mode; the inputs come from
-``cnnx.export.images``.
+``cnnx.export.parity_data``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnx.errors import ParityError
-from cnnx.export.bench_worker import timed
-from cnnx.export.images import RANDOM_BATCHES, ParityData
+from cnnx.core.errors import ParityError
+from cnnx.core.machine import shared_threads, timed
+from cnnx.export.parity_data import RANDOM_BATCHES, ParityData
 
 EVAL_BATCH = 500  # images per forward pass on the test split
 
@@ -70,7 +70,7 @@ def torch_threads(threads: int) -> Iterator[int]:
     """
     # half the cores each (1 on a 2-core machine): an OpenMP pool whose threads share a core with
     # another process's stalls at every barrier; one thread runs these small models nearly as fast
-    n = threads or max(1, min(4, (os.cpu_count() or 1) // 2))
+    n = threads or shared_threads()
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -195,5 +195,5 @@ def compact(summary: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
 
 
 def latency_ms(run: Runner, x: np.ndarray, budget_s: float = 0.5, max_runs: int = 200) -> float:
-    """Median wall time of one call in milliseconds, after warm-up calls (``bench_worker.timed``)."""
+    """Median wall time of one call in milliseconds, after warm-up calls (``cnnx.core.machine.timed``)."""
     return timed(run, x, budget_s, max_runs=max_runs)["p50_ms"]

@@ -18,31 +18,12 @@ import torch
 from torch import nn
 
 import cnnx
-from cnnx.errors import CheckpointError, ConfigError
-from cnnx.spec import ModelSpec
+from cnnx.core.errors import CheckpointError, ConfigError
+from cnnx.core.spec import ModelSpec
 from cnnx.train import checkpoint as ckpt
-from cnnx.train.datasets import MNIST_MEAN, MNIST_STD
-from cnnx.train.models import ARCHS, build_model, get_arch
-
-
-def _mnist_defaults() -> dict[str, Any]:
-    return {"color": "L", "mean": MNIST_MEAN, "std": MNIST_STD, "classes": [str(i) for i in range(10)],
-            "preprocess": "mnist-digit"}
-
-
-def _cifar10_defaults() -> dict[str, Any]:
-    from cnnx.train.cifar import CIFAR10_MEAN, CIFAR10_STD, CLASSES
-
-    return {"color": "RGB", "mean": CIFAR10_MEAN, "std": CIFAR10_STD, "classes": list(CLASSES),
-            "preprocess": "resize"}
-
-
-# What a model trained on a dataset expects when its file does not say
-# (the values cnnx.train.datasets reports for each dataset).
-DATASET_DEFAULTS: dict[str, Callable[[], dict[str, Any]]] = {"mnist": _mnist_defaults, "cifar10": _cifar10_defaults}
-
-# Keys under which other tools nest a state_dict inside a dict ({"state_dict": ...}).
-_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")
+from cnnx.train.data import facts_of
+from cnnx.train.checkpoint import unwrap_state_dict
+from cnnx.train.models import ARCHS, build_model, fitting_archs, get_arch
 
 
 @dataclass
@@ -56,40 +37,6 @@ class Source:
     sha256: str
     info: dict[str, Any] = field(default_factory=dict)  # epoch, metrics ... for reports
     train_config: dict[str, Any] | None = None  # TrainConfig as saved: where the parity images come from
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    )
-
-
-def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a bare or conventionally nested state_dict, minus a DataParallel ``module.`` prefix."""
-    if not _is_state_dict(obj) and isinstance(obj, dict):
-        nested = [obj[k] for k in _NESTED_KEYS if _is_state_dict(obj.get(k))]
-        obj = nested[0] if nested else obj
-    if not _is_state_dict(obj):
-        raise CheckpointError(
-            f"{path} holds neither a cnnx checkpoint nor a state_dict (found {type(obj).__name__})",
-            "save the weights with torch.save(model.state_dict(), PATH) and export with --arch NAME",
-        )
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
-
-
-def fitting_archs(state: dict[str, torch.Tensor]) -> list[str]:
-    """Registered architectures whose parameter names and shapes match ``state`` exactly."""
-    have = {k: tuple(v.shape) for k, v in state.items()}
-    # the class count is the one free dimension: the output bias is the state's last 1-d tensor
-    num_classes = next((len(v) for v in reversed(state.values()) if v.ndim == 1), 10)
-    found = []
-    for name, arch in ARCHS.items():
-        want = {k: tuple(v.shape) for k, v in arch.build(num_classes).state_dict().items()}
-        if want == have:
-            found.append(name)
-    return found
 
 
 def _load_into(spec: ModelSpec, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
@@ -117,13 +64,13 @@ def _apply_overrides(spec: ModelSpec, mean: tuple[float, ...] | None, std: tuple
 def default_spec(arch_name: str) -> ModelSpec:
     """The spec a bare state_dict of ``arch_name`` gets: the architecture's dataset defaults."""
     arch = get_arch(arch_name)
-    if arch.dataset not in DATASET_DEFAULTS:
+    facts = facts_of(arch.dataset)
+    if facts is None:
         raise ConfigError(
             f"architecture {arch_name!r} was built for dataset {arch.dataset!r}, which has no defaults",
             "give --mean, --std and --classes",
         )
-    return ModelSpec(arch=arch_name, input_shape=arch.input_shape, dataset=arch.dataset,
-                     **DATASET_DEFAULTS[arch.dataset]())
+    return ModelSpec(arch=arch_name, input_shape=arch.input_shape, **facts.spec_fields())  # type: ignore[arg-type]
 
 
 def load_source(path: Path, arch: str | None = None, mean: tuple[float, ...] | None = None,

@@ -6,7 +6,7 @@ the figure matches training's test accuracy and the export parity report. Image
 folders go through the spec's preprocessing recipe, as ``cnnx infer`` does.
 
 The model is anything with ``spec`` and ``run(float32 (N, C, H, W)) -> (N, K)
-logits``: an ONNX session here, or a torch model wrapped by ``cnnx.backends``.
+logits``: an ONNX session here, or a torch model wrapped by ``cnnx.tools.modelfile``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cnnx.errors import DataNotFoundError, ImageError
-from cnnx.idx import MNIST_FILES, read_idx
-from cnnx.runtime.image import normalise, preprocess_batch
-from cnnx.runtime.sources import images_in
-from cnnx.spec import ModelSpec
+from cnnx.core.errors import DataNotFoundError, ImageError
+from cnnx.core.idx import MNIST_FILES, locate_mnist, read_idx
+from cnnx.core.contract import normalise
+from cnnx.runtime.image import preprocess_batch
+from cnnx.core.contract import images_in
+from cnnx.core.spec import ModelSpec
+from cnnx.core.plots import confusion_matrix
 
 
 class Model(Protocol):
@@ -49,24 +51,14 @@ class LabelledData:
         return len(self.labels)
 
 
-def _idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
-    for where in (folder, folder / "MNIST" / "raw", folder / "mnist"):
-        found = []
-        for stem in MNIST_FILES[split]:
-            hit = next((where / n for n in (stem, stem + ".gz") if (where / n).is_file()), None)
-            found.append(hit)
-        if all(found):
-            return found[0], found[1]  # type: ignore[return-value]
-    return None
-
-
 def load_labelled(folder: str | Path, spec: ModelSpec, split: str = "test") -> LabelledData:
     """MNIST IDX files of ``split`` in ``folder``, else a tree with one sub-folder per class name."""
     root = Path(folder)
     if not root.is_dir():
         raise DataNotFoundError(f"no folder at {root}", "give --data a folder of MNIST IDX files or of class sub-folders")
-    pair = _idx_pair(root, split)
-    if pair is not None:
+    files = locate_mnist(root, (split,))
+    if files is not None:
+        pair = files[f"{split}-images"], files[f"{split}-labels"]
         images, labels = read_idx(pair[0]), read_idx(pair[1]).astype(np.int64)  # (N, H, W) uint8, (N,)
         channels, h, w = spec.input_shape
         if images.ndim != 3 or images.shape[1:] != (h, w) or channels != 1 or len(images) != len(labels):
@@ -187,9 +179,9 @@ def evaluate(model: Model, data: LabelledData, batch_size: int = 1000, recipe: s
             labels, index = labels[keep], index[keep]
             px = np.stack(rows) if rows else np.zeros((0, *spec.input_shape), np.uint8)
         if len(px):
-            logits = model.run(normalise(px, spec))  # (n, K)
+            logits = model.run(normalise(px, spec.mean, spec.std))  # (n, K)
             pred = logits.argmax(axis=1)
-            np.add.at(confusion, (labels, pred), 1)
+            confusion += confusion_matrix(labels, pred, k)
             # probability of the predicted class: softmax at the row max, 1 / sum(exp(z - max))
             top = 1.0 / np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1)
             for j in np.flatnonzero(pred != labels):

@@ -6,7 +6,7 @@ palette, 16-bit, CMYK ...) brought to 8-bit. The preprocessing recipe is the
 one the spec names (``mnist-digit`` or ``resize``); ``plain`` forces ``resize``.
 
 The recipes return uint8 (C, H, W) pixels, exactly what ``--save-preprocessed``
-writes; ``normalise`` turns a batch of them into the float32 model input.
+writes; ``cnnx.core.contract.normalise`` turns a batch of them into the float32 model input.
 """
 
 from __future__ import annotations
@@ -19,16 +19,12 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnnx.errors import ImageError
-from cnnx.fileio import atomic_write
+from cnnx.core.errors import ImageError
+from cnnx.core.fileio import atomic_write
 from cnnx.runtime.digit import mnist_digits
-from cnnx.spec import ModelSpec
+from cnnx.core.spec import ModelSpec
+from cnnx.core.contract import first_line
 
-# What a folder is searched for (lower-case suffixes); a file named explicitly is
-# always tried, whatever its name.
-IMAGE_SUFFIXES = frozenset(
-    ".png .jpg .jpeg .jpe .jfif .bmp .dib .gif .tif .tiff .webp .pbm .pgm .ppm .pnm .tga .ico .jp2 .j2k".split()
-)
 # Long side, in pixels, a large photo is reduced to before the digit recipe: the digit
 # ends up 20 pixels tall, so this keeps detail for a digit a tenth of the frame tall.
 WORK_SIZE = 320
@@ -86,9 +82,9 @@ def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
     except MemoryError:
         raise ImageError(f"{path}: too large to decode in the memory available", "shrink it first") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{path}: corrupt or truncated image ({_first_line(exc)})") from None
+        raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc, 200)})") from None
     except Exception as exc:  # Pillow's parsers meet hostile bytes with TypeError, IndexError, struct.error ...
-        raise ImageError(f"{path}: corrupt image ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ImageError(f"{path}: corrupt image ({type(exc).__name__}: {first_line(exc, 200)})") from None
     if "exif" in im.info or "Raw profile type exif" in im.info or im.format in ("TIFF", "MPO"):
         try:
             with warnings.catch_warnings():
@@ -97,11 +93,6 @@ def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
         except Exception:  # a broken EXIF block should not cost the picture: keep it as stored
             pass
     return im
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _from_array(a: np.ndarray) -> Image.Image:
@@ -215,7 +206,7 @@ def _decode(source: ImageSource, spec: ModelSpec, digit: bool) -> np.ndarray:
     except MemoryError:
         raise ImageError(f"{source_name(source)}: too large to convert in the memory available") from None
     except Exception as exc:  # e.g. a mode Pillow cannot convert, a truncated frame
-        raise ImageError(f"{source_name(source)}: cannot convert this image ({_first_line(exc)})") from None
+        raise ImageError(f"{source_name(source)}: cannot convert this image ({first_line(exc, 200)})") from None
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
@@ -257,18 +248,6 @@ def preprocess(source: ImageSource, spec: ModelSpec, recipe: str | None = None) 
     if isinstance(result, ImageError):
         raise result
     return result
-
-
-def normalise(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """uint8 (N, C, H, W) -> float32 (N, C, H, W), (pixel / 255 - mean) / std per channel.
-
-    Written as one multiply-add with the same constants as training's normaliser,
-    so the model sees the numbers it was evaluated on.
-    """
-    std = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
-    scale = 1.0 / (255.0 * std)
-    bias = -np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1) / std
-    return (batch.astype(np.float32) * scale + bias).astype(np.float32, copy=False)
 
 
 def save_preprocessed(pixels: np.ndarray, path: Path) -> Path:

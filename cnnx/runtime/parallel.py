@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnx.errors import ImageError
+from cnnx.core.errors import ImageError
 from cnnx.runtime.image import ImageSource, preprocess_batch
-from cnnx.spec import ModelSpec
+from cnnx.core.spec import ModelSpec
 
 PARALLEL_FROM = 2048  # files: below this, forking the workers costs more than it saves
 

@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from cnnx.errors import ConfigError, ImageError, ModelFileError
-from cnnx.runtime.image import (RECIPE_NAMES, ImageSource, normalise, preprocess, save_preprocessed,
+from cnnx.core.errors import ConfigError, ImageError, ModelFileError
+from cnnx.core.contract import normalise
+from cnnx.runtime.image import (RECIPE_NAMES, ImageSource, preprocess, save_preprocessed,
                                 source_name)
 from cnnx.runtime.parallel import auto_workers, decode
-from cnnx.runtime.session import OnnxModel, physical_cores, softmax
-from cnnx.spec import SpecOptions
+from cnnx.core.machine import physical_cores
+from cnnx.runtime.session import OnnxModel, softmax
+from cnnx.core.spec import SpecOptions
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
 DEFAULT_BATCH = 256  # images per model call: large enough to amortise the call, small enough to stream
@@ -131,7 +133,7 @@ class Classifier:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (N, C, H, W) preprocessed pixels -> float32 (N, num_classes) probabilities."""
-        out = [softmax(self.model.run(normalise(pixels[i : i + self.batch_size], self.spec)))
+        out = [softmax(self.model.run(normalise(pixels[i : i + self.batch_size], self.spec.mean, self.spec.std)))
                for i in range(0, len(pixels), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
 

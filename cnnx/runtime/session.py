@@ -7,34 +7,16 @@ CPU that decoding the next images needs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from cnnx.errors import ModelFileError
-from cnnx.ortsession import open_session
-from cnnx.spec import ONNX_PREFIX, ModelSpec, SpecOptions
-
-INPUT_NAME = "input"  # the export contract: float32 (batch, C, H, W), normalised
-OUTPUT_NAME = "logits"  # (batch, num_classes)
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads counted once); at least 1."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return max(1, (os.cpu_count() or 2) // 2)
-    cores = set()
-    for cpu in cpus:
-        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            cores.add((topo / "physical_package_id").read_text().strip() + ":" + (topo / "core_id").read_text().strip())
-        except OSError:
-            return max(1, len(cpus))  # no topology (some containers, some ARM kernels): count CPUs
-    return max(1, len(cores))
-
+from cnnx.core.errors import ModelFileError
+from cnnx.core.onnxio import open_session
+from cnnx.core.spec import ONNX_PREFIX, ModelSpec, SpecOptions
+from cnnx.core.contract import first_line
+from cnnx.core.contract import OUTPUT_NAME, first_line
+from cnnx.core.machine import physical_cores
 
 class OnnxModel:
     """A loaded model: ``spec`` and ``run(x) -> logits``.
@@ -55,7 +37,7 @@ class OnnxModel:
         except ModelFileError:
             raise
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelFileError(
                 f"{self.path} is not a usable ONNX model: {first[:300]}",
                 "re-export it with `cnnx export`",
@@ -130,7 +112,7 @@ class OnnxModel:
         try:
             (logits,) = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, np.float32)})
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelFileError(f"{self.path} failed on a batch of shape {x.shape}: {first[:300]}") from None
         return np.asarray(logits, dtype=np.float32)
 

@@ -7,29 +7,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnx.runtime.image import IMAGE_SUFFIXES
+from cnnx.core.contract import IMAGE_SUFFIXES, image_files
 
 _GLOB_CHARS = frozenset("*?[")
-
-
-def image_files(folder: str | Path) -> list[str]:
-    """Image files under ``folder``, recursively, by suffix, sorted by path; hidden entries skipped.
-
-    Plain strings and os.path: for a folder of 10,000 digits, pathlib objects cost
-    more than decoding the listing.
-    """
-    found: list[str] = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(os.path.join(root, f) for f in files
-                     if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
-    found.sort(key=lambda p: p.split(os.sep))  # component by component, as pathlib sorts
-    return found
-
-
-def images_in(folder: Path) -> list[Path]:
-    """``image_files`` as Path objects."""
-    return [Path(p) for p in image_files(folder)]
 
 
 def expand(arguments: Sequence[str]) -> tuple[list[str], list[str]]:

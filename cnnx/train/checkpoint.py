@@ -27,12 +27,12 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from cnnx.errors import CheckpointError
-from cnnx.fileio import atomic_write
+from cnnx.core.errors import CheckpointError
+from cnnx.core.fileio import atomic_write
+from cnnx.core.contract import BEST, LAST, run_checkpoint
 
 FORMAT = "cnnx-checkpoint"
 FORMAT_VERSION = 1
-LAST, BEST = "last.pt", "best.pt"
 
 
 def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -70,14 +70,13 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
                               f"free some space, then {then}") from None
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A run folder means its ``last.pt``; a file means itself."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / LAST
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}", "give a run folder or a .pt file")
-    return path
+def resolve_checkpoint(path: Path, resume: bool = False) -> Path:
+    """The checkpoint ``path`` means (``cnnx.core.contract.run_checkpoint``: a run folder's best.pt,
+    or its last.pt to resume); CheckpointError when there is none."""
+    found = run_checkpoint(path, resume)
+    if not found.is_file():
+        raise CheckpointError(f"no checkpoint at {found}", "give a run folder or a .pt file")
+    return found
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -224,3 +223,28 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# Keys under which other tools nest a state_dict inside a dict ({"state_dict": ...}).
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")
+
+
+def is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a bare or conventionally nested state_dict, minus a DataParallel ``module.`` prefix."""
+    if not is_state_dict(obj) and isinstance(obj, dict):
+        nested = [obj[k] for k in _NESTED_KEYS if is_state_dict(obj.get(k))]
+        obj = nested[0] if nested else obj
+    if not is_state_dict(obj):
+        raise CheckpointError(
+            f"{path} holds neither a cnnx checkpoint nor a state_dict (found {type(obj).__name__})",
+            "save the weights with torch.save(model.state_dict(), PATH) and export with --arch NAME",
+        )
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj

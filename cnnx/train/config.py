@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from cnnx.errors import ConfigError
+from cnnx.core.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -15,7 +15,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass
 class TrainConfig:
-    dataset: str = "mnist"  # dataset name (cnnx.train.datasets.LOADERS)
+    dataset: str = "mnist"  # dataset name (cnnx.train.data.REGISTRY) or a folder of class sub-folders
     arch: str | None = None  # registry name; None = the dataset's default architecture
     epochs: int = 3  # passes over the training split
     batch_size: int = 256  # images per optimiser step

@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cnnx.errors import ConfigError, TrainingError
+from cnnx.core.errors import ConfigError, TrainingError
 
 
 @dataclass(frozen=True)

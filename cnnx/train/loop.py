@@ -23,16 +23,17 @@ import torch
 from torch import nn
 
 import cnnx
-from cnnx.errors import ConfigError
-from cnnx.fileio import atomic_write
-from cnnx.spec import ModelSpec
+from cnnx.core.errors import ConfigError
+from cnnx.core.fileio import atomic_write
+from cnnx.core.spec import ModelSpec
 from cnnx.train import checkpoint as ckpt
 from cnnx.train import distributed as ddp
 from cnnx.train.config import TrainConfig
-from cnnx.train.datasets import Dataset, dataset_kind, load_dataset
-from cnnx.train.models import DEFAULT_ARCH, build_model, check_input, count_parameters, get_arch
+from cnnx.train.data import Dataset, dataset_kind, default_arch, load_dataset
+from cnnx.train.models import build_model, check_input, count_parameters, get_arch
 from cnnx.train.runfiles import check_options, draw_plots, keep_files
 from cnnx.train.steps import Normalizer, evaluate_shared, lr_factor, make_optimizer, random_flip, random_shift
+from cnnx.core.contract import LAST
 
 
 class Reporter:
@@ -107,14 +108,15 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
     reporter = reporter if reporter is not None and world.is_main else Reporter()
     state, run_dir = None, None
     if resume is not None:
+        resume = ckpt.resolve_checkpoint(resume, resume=True)  # a run folder: its last.pt
         state = ckpt.load_checkpoint(resume)
         cfg = TrainConfig.from_dict(state["config"])
-        run_dir = ckpt.resolve_checkpoint(resume).parent
+        run_dir = resume.parent
     t_start = time.perf_counter()
     if dataset_kind(cfg.dataset) == "folder":  # an absolute path, so --resume works from anywhere
         cfg = dataclasses.replace(cfg, dataset=str(Path(cfg.dataset).resolve()))
     check_options(cfg)
-    arch = cfg.arch or DEFAULT_ARCH.get(dataset_kind(cfg.dataset)) or "mnist-bn"
+    arch = cfg.arch or default_arch(cfg.dataset)
     get_arch(arch)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -135,7 +137,7 @@ def _new_run_dir(cfg: TrainConfig, arch: str, world: ddp.World) -> Path:
     decided = None
     if world.is_main:
         run_dir = _run_dir(cfg, arch)
-        decided = (run_dir, (run_dir / ckpt.LAST).exists())
+        decided = (run_dir, (run_dir / LAST).exists())
     run_dir, taken = ddp.share(world, decided)
     if taken:
         raise ConfigError(f"{run_dir} already holds a run", f"resume it with --resume {run_dir}, or pick another --out")
@@ -264,7 +266,7 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
             # a last.pt that counts this epoch as the best while best.pt still holds an older one
             for name in keep_files(cfg, epoch, test_acc, is_best):  # best.pt, epoch-NNN.pt
                 ckpt.save_checkpoint(payload, run_dir / name)
-            ckpt.save_checkpoint(payload, run_dir / ckpt.LAST)
+            ckpt.save_checkpoint(payload, run_dir / LAST)
         if tb is not None:
             tb.epoch(record)
         reporter.epoch_end(record)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from cnnx.errors import ConfigError
+from cnnx.core.errors import ConfigError
 from cnnx.train.config import TrainConfig
 
 CURVES, CONFUSION = "curves.png", "confusion.png"
@@ -54,11 +54,12 @@ def draw_plots(run_dir: Path, metrics: list[dict[str, Any]], y_true: torch.Tenso
     """curves.png and confusion.png in ``run_dir``; {"skipped": why} when matplotlib is missing."""
     if importlib.util.find_spec("matplotlib") is None:
         return {"skipped": "matplotlib is not installed"}
-    from cnnx.train import plots
+    from cnnx.core import plots
 
     curves = plots.save_curves(metrics, run_dir / CURVES, title)
     epoch = metrics[-1]["epoch"]
     acc = 100 * float((y_true == y_pred).float().mean())
-    confusion = plots.save_confusion(y_true.numpy(), y_pred.numpy(), classes, run_dir / CONFUSION,
+    counts = plots.confusion_matrix(y_true.numpy(), y_pred.numpy(), len(classes))
+    confusion = plots.draw_confusion(counts, classes, run_dir / CONFUSION,
                                      f"{title}: test set after epoch {epoch}, {acc:.2f}% correct")
     return {"curves": str(curves), "confusion": str(confusion)}

@@ -17,7 +17,8 @@ from torch import nn
 
 from cnnx.train import distributed as ddp
 from cnnx.train.config import TrainConfig
-from cnnx.train.datasets import Split
+from cnnx.train.data import Split
+from cnnx.core.contract import normalise_constants
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
@@ -48,9 +49,9 @@ class Normalizer:
     """uint8 (N, C, H, W) -> float32 normalised, on the tensor's device."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
-        std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
-        self.scale = 1.0 / (255.0 * std_t)
-        self.bias = -torch.tensor(mean, device=device).view(1, -1, 1, 1) / std_t
+        scale, bias = normalise_constants(mean, std)  # the runtime's constants: the same input, bit for bit
+        self.scale = torch.from_numpy(scale).to(device)
+        self.bias = torch.from_numpy(bias).to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return x.float() * self.scale + self.bias

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from cnnx.errors import ConfigError
+from cnnx.core.errors import ConfigError
 
 SCALARS = {  # tag -> key of the loop's per-epoch record
     "loss/train": "train_loss",

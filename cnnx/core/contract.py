@@ -1,0 +1,85 @@
+"""What every part of cnnx agrees on: tensor and file names, which images a folder holds,
+how pixels become model input, which checkpoint a run folder means, how an error is shortened.
+
+Stdlib and numpy only; each of these has exactly one definition, here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+# The exported graph: float32 (batch, C, H, W) normalised in, (batch, num_classes) logits out.
+INPUT_NAME, OUTPUT_NAME, BATCH_AXIS = "input", "logits", "batch"
+# Where a TorchScript file carries the model spec (one of its extra files).
+TORCHSCRIPT_SPEC_FILE = "cnnx_spec.json"
+# What export writes beside the files it proved: every format's parity record.
+PARITY_FILE = "parity.json"
+# A run folder's checkpoints: the newest epoch (what --resume continues) and the best one.
+LAST, BEST = "last.pt", "best.pt"
+
+# Image files a folder is searched for (lower-case suffixes), for training, eval and infer alike;
+# a file named explicitly is always tried, whatever its name.
+IMAGE_SUFFIXES = frozenset(
+    ".png .jpg .jpeg .jpe .jfif .bmp .dib .gif .tif .tiff .webp .pbm .pgm .ppm .pnm .tga .ico .jp2 .j2k".split()
+)
+
+
+def image_files(folder: str | Path) -> list[str]:
+    """Image files under ``folder``, recursively, by suffix, sorted by path; hidden entries skipped,
+    symbolic links to folders not followed (a link loop cannot hang a listing).
+
+    Plain strings and os.path: for a folder of 10,000 digits, pathlib objects cost
+    more than decoding the listing.
+    """
+    found: list[str] = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(os.path.join(root, f) for f in files
+                     if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+    found.sort(key=lambda p: p.split(os.sep))  # component by component, as pathlib sorts
+    return found
+
+
+def images_in(folder: str | Path) -> list[Path]:
+    """``image_files`` as Path objects."""
+    return [Path(p) for p in image_files(folder)]
+
+
+def normalise(batch: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """uint8 (N, C, H, W) -> float32 (N, C, H, W), (pixel / 255 - mean) / std per channel.
+
+    One multiply-add with float32 constants: training's normaliser (cnnx.train.steps) computes the
+    same expression on torch tensors, so the runtime and export feed the model the numbers it was
+    trained and evaluated on, bit for bit.
+    """
+    scale, bias = normalise_constants(mean, std)
+    return (batch.astype(np.float32) * scale + bias).astype(np.float32, copy=False)
+
+
+def normalise_constants(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, bias), each float32 (1, C, 1, 1): input = pixel * scale + bias."""
+    std_a = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    scale = (1.0 / (255.0 * std_a)).astype(np.float32)
+    bias = (-np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1) / std_a).astype(np.float32)
+    return scale, bias
+
+
+def run_checkpoint(path: str | Path, resume: bool = False) -> Path:
+    """The checkpoint a path means: a file is itself; a run folder is its ``best.pt`` when it has
+    one (what export, eval, summary, inspect and bench use), else ``last.pt``; ``resume=True``
+    always takes ``last.pt``, where the run stopped. The result may not exist: callers say so."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if not resume and (path / BEST).is_file():
+        return path / BEST
+    return path / LAST
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message cut to its first line (third-party errors carry backtraces and advice)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

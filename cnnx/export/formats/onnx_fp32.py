@@ -1,0 +1,165 @@
+"""ONNX export: one self-contained ``.onnx`` file that carries its model spec.
+
+Contract the runtime relies on: input ``input``, float32 (N, C, H, W), already
+normalised, batch axis dynamic and named ``batch``; output ``logits``
+(N, num_classes) float32; the spec in ``metadata_props`` as ``cnnx.<field>``
+JSON strings (ModelSpec.to_onnx_metadata).
+
+``torch.onnx.export``'s dynamo exporter is tried first; the TorchScript-based
+("legacy") exporter is the fallback, and which one made the file is recorded
+in the spec (``extra.exporter``).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from cnnx.core.errors import ModelFileError
+from cnnx.core.fileio import atomic_write
+from cnnx.core.onnxio import open_session
+from cnnx.core.spec import ONNX_PREFIX, ModelSpec
+from cnnx.core.contract import first_line
+from cnnx.core.contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME
+
+SUFFIX = ".onnx"
+METHODS = ("dynamo", "legacy")  # tried in this order until one passes the parity gate
+# 18: the opset torch's dynamo exporter implements natively (no version conversion) and
+# onnxruntime has run since 1.14, so older edge installs load the file too.
+DEFAULT_OPSET = 18
+_MAX_PROTO = 2**31 - 1  # protobuf's limit; larger models would need external data
+
+
+def _dynamo(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+    program = torch.onnx.export(
+        model, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+        dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},), dynamo=True, optimize=True, verbose=False,
+    )
+    return program.model_proto
+
+
+def _legacy(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    torch.onnx.export(
+        model, (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+        dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}}, dynamo=False,
+    )
+    return onnx.load_from_string(buf.getvalue())
+
+
+_EXPORTERS: dict[str, Callable[[nn.Module, torch.Tensor, int], onnx.ModelProto]] = {
+    "dynamo": _dynamo, "legacy": _legacy,
+}
+
+
+def name_batch_axis(proto: onnx.ModelProto) -> None:
+    """Give the first axis of the input and output the symbolic name ``batch`` whatever the exporter chose."""
+    for value in (*proto.graph.input, *proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_param = BATCH_AXIS
+
+
+def opset_of(proto: onnx.ModelProto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def strip_debug_info(proto: onnx.ModelProto) -> None:
+    """Drop per-node doc strings and metadata (the dynamo exporter's stack traces, FX node dumps).
+
+    They hold source paths of the exporting machine and, for a small CNN, over 5% of the file.
+    """
+    for node in proto.graph.node:
+        node.doc_string = ""
+        del node.metadata_props[:]
+    proto.graph.doc_string = ""
+    del proto.graph.metadata_props[:]
+
+
+def write_model(proto: onnx.ModelProto, spec: ModelSpec, path: Path) -> Path:
+    """Put ``spec`` into ``metadata_props``, check the model fully, write it atomically as one file."""
+    strip_debug_info(proto)
+    keep = [p for p in proto.metadata_props if not p.key.startswith(ONNX_PREFIX)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in spec.to_onnx_metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        raise ModelFileError(f"the exported graph for {path.name} keeps weights in external files",
+                             "cnnx writes single-file models only; report this with the checkpoint")
+    if proto.ByteSize() > _MAX_PROTO:
+        raise ModelFileError(f"the model is {proto.ByteSize() / 2**30:.1f} GiB; one .onnx file holds at most 2 GiB")
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ModelFileError(f"onnx.checker rejects the exported model: {str(exc).splitlines()[0]}") from None
+    data = proto.SerializeToString()
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "dynamo",
+           opset: int = DEFAULT_OPSET, **_: Any) -> Path:
+    """Write ``model`` (eval mode, CPU) as ONNX to ``path``; raises ModelFileError if ``method`` cannot."""
+    # batch 2, not 1: an example batch of 1 lets exporters specialise the batch axis away
+    example = torch.zeros((2, *spec.input_shape), dtype=torch.float32)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            proto = _EXPORTERS[method](model, example, opset)
+    except Exception as exc:  # exporters raise anything from torch._dynamo errors to RuntimeError
+        first = first_line(exc)
+        raise ModelFileError(f"the {method} ONNX exporter failed: {first[:300]}") from None
+    name_batch_axis(proto)
+    spec = spec.replace(
+        versions={**spec.versions, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        extra={**spec.extra, "format": "onnx", "precision": "fp32", "opset": opset_of(proto),
+               "exporter": method},
+    )
+    return write_model(proto, spec, path)
+
+
+def expected_signature(spec: ModelSpec) -> dict[str, Any]:
+    """The inputs/outputs every cnnx ONNX file declares, as ``OnnxModel.signature`` reports them."""
+    return {"inputs": [{"name": INPUT_NAME, "shape": [BATCH_AXIS, *spec.input_shape], "type": "tensor(float)"}],
+            "outputs": [{"name": OUTPUT_NAME, "shape": [BATCH_AXIS, spec.num_classes], "type": "tensor(float)"}]}
+
+
+class OnnxModel:
+    """An exported file opened in onnxruntime, as the runtime will open it."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.path = Path(path)
+        self.session = open_session(self.path, threads)  # as `cnnx infer` opens it
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+    def signature(self) -> dict[str, Any]:
+        def describe(values: list[Any]) -> list[dict[str, Any]]:
+            return [{"name": v.name, "shape": list(v.shape), "type": v.type} for v in values]
+        return {"inputs": describe(self.session.get_inputs()), "outputs": describe(self.session.get_outputs())}
+
+    def spec(self) -> ModelSpec:
+        return ModelSpec.from_onnx_metadata(self.session.get_modelmeta().custom_metadata_map)
+
+    def write_spec(self, spec: ModelSpec) -> Path:
+        """Rewrite the file with ``spec``; the graph is the one that was checked, byte for byte."""
+        proto = onnx.load(str(self.path))
+        graph = proto.graph.SerializeToString()
+        write_model(proto, spec, self.path)
+        if onnx.load(str(self.path)).graph.SerializeToString() != graph:
+            raise ModelFileError(f"rewriting the metadata of {self.path.name} changed its graph")
+        return self.path
+
+
+def load(path: Path, threads: int) -> OnnxModel:
+    return OnnxModel(path, threads)

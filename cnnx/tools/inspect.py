@@ -1,0 +1,188 @@
+"""``cnnx inspect``: what a model file holds, read as cheaply as the file allows.
+
+``.onnx`` files are read with onnxruntime and the standard library only (a few
+top-level protobuf fields are decoded by hand for the opset), and TorchScript
+archives with ``zipfile``: both work on an edge install without torch or onnx.
+Only a ``.pt`` checkpoint needs torch, imported when one is inspected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+from cnnx.core.errors import CnnxError, ModelFileError
+from cnnx.core.onnxio import fields as _fields
+from cnnx.core.spec import ModelSpec
+from cnnx.core.contract import first_line
+from cnnx.core.contract import OUTPUT_NAME, TORCHSCRIPT_SPEC_FILE
+
+
+
+def onnx_header(data: bytes) -> dict[str, Any]:
+    """ir_version, producer and opsets from an ONNX ModelProto (fields 1, 2, 3, 8), without the onnx package."""
+    header: dict[str, Any] = {"ir_version": None, "producer": "", "opset": {}}
+    for number, value in _fields(data):
+        if number == 1:
+            header["ir_version"] = value
+        elif number in (2, 3) and isinstance(value, bytes):
+            header["producer"] = (header["producer"] + " " + value.decode(errors="replace")).strip()
+        elif number == 8 and isinstance(value, bytes):
+            opset = dict(_fields(value))  # OperatorSetIdProto: 1 domain, 2 version
+            domain = opset.get(1, b"")
+            header["opset"][(domain.decode() if isinstance(domain, bytes) else "") or "ai.onnx"] = opset.get(2)
+    return header
+
+
+def _onnx(path: Path, data: bytes) -> dict[str, Any]:
+    from cnnx.core.onnxio import open_session
+
+    try:
+        session = open_session(path, threads=1)  # checks external data before onnxruntime opens the file
+    except ModelFileError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
+        first = first_line(exc)
+        raise ModelFileError(f"{path} is not a model cnnx can read: {first[:200]}",
+                             "inspect takes .onnx, TorchScript and .pt checkpoint files") from None
+
+    def describe(values: list[Any]) -> list[dict[str, Any]]:
+        return [{"name": v.name, "shape": list(v.shape), "type": v.type} for v in values]
+
+    meta = session.get_modelmeta().custom_metadata_map
+    return {"kind": "onnx", **onnx_header(data), "inputs": describe(session.get_inputs()),
+            "outputs": describe(session.get_outputs()), **_spec(lambda: ModelSpec.from_onnx_metadata(meta)),
+            "other_metadata": {k: v for k, v in meta.items() if not k.startswith("cnnx.")}}
+
+
+def _torchscript(path: Path, data: bytes) -> dict[str, Any]:
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        spec_name = next((n for n in names if n.endswith(f"/extra/{TORCHSCRIPT_SPEC_FILE}")), None)
+        raw = archive.read(spec_name).decode() if spec_name else ""
+    info: dict[str, Any] = {"kind": "torchscript", "entries": len(names),
+                            **_spec(lambda: ModelSpec.from_dict(json.loads(raw)) if raw else None)}
+    spec = info.get("spec")
+    if spec:  # TorchScript declares no inputs/outputs; the spec says what the module takes
+        c, h, w = spec["input_shape"]
+        info["inputs"] = [{"name": "x", "shape": ["N", c, h, w], "type": "float32, normalised"}]
+        info["outputs"] = [{"name": OUTPUT_NAME, "shape": ["N", len(spec["classes"])], "type": "float32"}]
+    return info
+
+
+def _checkpoint(path: Path, data: bytes) -> dict[str, Any]:
+    from cnnx.train import checkpoint as ckpt
+    from cnnx.train.models import build_model, count_parameters, fitting_archs
+
+    raw = ckpt.load_raw(path)  # weights_only=True; refuses pickled whole models with the way out
+    if isinstance(raw, dict) and raw.get("format") == ckpt.FORMAT:
+        metrics = raw.get("metrics") or []
+        config = raw.get("config") or {}
+        spec = ModelSpec.from_dict(raw["spec"])
+        model = build_model(spec.arch, spec.num_classes, tuple(spec.input_shape))
+        return {"kind": "cnnx-checkpoint", **_spec(lambda: spec),
+                "epoch": raw.get("epoch"), "best_accuracy": raw.get("best_accuracy"),
+                "last_epoch": metrics[-1] if metrics else None,
+                "parameters": count_parameters(model), "config": config}
+    state = ckpt.unwrap_state_dict(raw, path)
+    return {"kind": "state_dict", "spec": None, "tensors": len(state),
+            "values": sum(v.numel() for v in state.values()), "fits_archs": fitting_archs(state),
+            "note": "a bare state_dict: export it with `cnnx export FILE --arch NAME`"}
+
+
+def _spec(read: Callable[[], ModelSpec | None]) -> dict[str, Any]:
+    try:
+        spec = read()
+    except (CnnxError, ValueError, TypeError) as exc:
+        return {"spec": None, "note": f"no usable cnnx spec: {exc}"}
+    if spec is None:
+        return {"spec": None, "note": "no cnnx spec: not exported by cnnx"}
+    return {"spec": spec.to_dict(), "parity": spec.extra.get("parity")}
+
+
+def _kind(path: Path, data: bytes) -> str:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        # TorchScript archives hold code/ and constants.pkl; torch.save archives only data.pkl + data/
+        return "torchscript" if any(n.endswith("/constants.pkl") or "/code/" in n for n in names) else "checkpoint"
+    if data[:1] == b"\x80":  # a pickle protocol header: torch.save's legacy (non-zip) format
+        return "checkpoint"
+    if data[:4] == b"PK\x03\x04" or path.suffix.lower() in (".pt", ".pth", ".ckpt"):
+        return "checkpoint"  # a zip cut short (no central directory): torch.save's, to say it is truncated
+    return "onnx"
+
+
+READERS: dict[str, Callable[[Path, bytes], dict[str, Any]]] = {
+    "onnx": _onnx, "torchscript": _torchscript, "checkpoint": _checkpoint,
+}
+
+
+def inspect_file(path: Path) -> dict[str, Any]:
+    """What ``path`` holds: kind, size, sha256, spec, inputs/outputs, opset, parity summary."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"no file at {path}")
+    data = path.read_bytes()
+    info = READERS[_kind(path, data)](path, data)
+    return {"file": str(path), "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), **info}
+
+
+def _line(key: str, value: Any) -> str:
+    return f"{key + ':':<18}{value}"
+
+
+def render(info: dict[str, Any]) -> str:
+    """``cnnx inspect`` as text: the file, its spec, its inputs/outputs, its parity summary."""
+    lines = [_line("file", info["file"]), _line("kind", info["kind"]),
+             _line("size", f"{info['size_bytes'] / 1024:.1f} KB  sha256 {info['sha256'][:16]}...")]
+    if info.get("opset"):
+        opsets = ", ".join(f"{d} {v}" for d, v in info["opset"].items())
+        lines.append(_line("opset", f"{opsets} (IR {info.get('ir_version')}, by {info.get('producer') or '?'})"))
+    if info.get("best_accuracy") is not None:
+        lines.append(_line("best accuracy", f"{100 * info['best_accuracy']:.2f}%"))
+    for key in ("epoch", "parameters", "tensors", "values", "fits_archs", "entries"):
+        value = info.get(key)
+        if value is not None:
+            lines.append(_line(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else value))
+    spec = info.get("spec")
+    if spec:
+        extra = spec.get("extra", {})
+        classes = spec["classes"]
+        shown = ", ".join(classes[:12]) + (f", ... ({len(classes)})" if len(classes) > 12 else "")
+        acc = spec.get("test_accuracy")
+        lines += [
+            _line("arch", spec["arch"]),
+            _line("input", f"{'x'.join(map(str, spec['input_shape']))} {spec['color']}, mean {spec['mean']} "
+                           f"std {spec['std']}, preprocess {spec['preprocess']}"),
+            _line("classes", shown),
+            _line("dataset", f"{spec.get('dataset') or '?'}, test accuracy "
+                             f"{'?' if acc is None else f'{100 * acc:.2f}%'}"),
+            _line("versions", ", ".join(f"{k} {v}" for k, v in spec.get("versions", {}).items())),
+        ]
+        if spec.get("checkpoint_sha256"):
+            lines.append(_line("from checkpoint", f"sha256 {spec['checkpoint_sha256'][:16]}..."))
+        made = {k: extra[k] for k in ("precision", "exporter", "torchscript", "quantization") if k in extra}
+        if made:
+            lines.append(_line("made by", ", ".join(f"{k} {v}" for k, v in made.items())))
+    for key in ("inputs", "outputs"):
+        for v in info.get(key, []):
+            lines.append(_line(key[:-1], f"{v['name']} {v['type']} {list(v['shape'])}"))
+    parity = info.get("parity")
+    if parity:
+        src = parity.get("source", {})
+        lines.append(_line("parity", (
+            f"{'passed' if parity.get('passed') else 'FAILED'} on {parity['images']} {src.get('dataset', '')} test "
+            f"images{' (sample)' if src.get('sample') else ''}: max|d| {parity['real']['max_abs_diff']:.1e} real, "
+            f"{parity['random']['max_abs_diff']:.1e} random; top-1 agreement {100 * parity['top1_agreement']:.2f}% "
+            f"vs {parity['agreement_with']}; accuracy {100 * parity['accuracy']:.2f}%")))
+    if info.get("last_epoch"):
+        last = info["last_epoch"]
+        lines.append(_line("last epoch", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                   for k, v in last.items())))
+    if info.get("note"):
+        lines.append(_line("note", info["note"]))
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Datasets: one registry of the named ones (their facts and loaders), and image folders by path.
+
+Data is looked for in the data folder (``--data-dir``, else ``$CNNX_DATA_DIR``,
+else ``~/.cache/cnnx/data``); when it is missing, torchvision downloads it there.
+A name that is not registered is a path to an ImageFolder tree
+(``cnnx.train.data.folder``). A new dataset is one module with ``FACTS`` and a
+loader, added to ``REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnx.core.errors import ConfigError, DataNotFoundError
+from cnnx.train.data import cifar10, folder, mnist
+from cnnx.train.data.base import ENV_DATA_DIR, Dataset, DatasetFacts, Split, default_data_dir
+
+__all__ = ["ENV_DATA_DIR", "REGISTRY", "Dataset", "DatasetFacts", "Split", "dataset_kind", "default_data_dir",
+           "facts_of", "load_dataset"]
+
+FOLDER_ARCH = "cifar-bn"  # what `cnnx train FOLDER` trains without --arch
+
+
+@dataclass(frozen=True)
+class Registered:
+    facts: DatasetFacts
+    load: Callable[[Path | None, bool], Dataset]  # (data folder or None, download?) -> the dataset
+
+
+REGISTRY: dict[str, Registered] = {
+    "mnist": Registered(mnist.FACTS, mnist.load_mnist),
+    "cifar10": Registered(cifar10.FACTS, cifar10.load_cifar10),
+}
+
+
+def dataset_kind(name: str) -> str:
+    """A REGISTRY key, or "folder" for a path to an ImageFolder tree (a registered name wins; say ./mnist for a folder)."""
+    return name if name in REGISTRY else "folder"
+
+
+def facts_of(name: str) -> DatasetFacts | None:
+    """The registered facts of ``name``; None for an image folder (its facts come from its files)."""
+    entry = REGISTRY.get(name)
+    return entry.facts if entry else None
+
+
+def default_arch(name: str) -> str:
+    """The architecture ``cnnx train NAME`` trains without --arch."""
+    facts = facts_of(name)
+    return facts.default_arch if facts else FOLDER_ARCH
+
+
+def load_dataset(name: str, data_dir: Path | None = None, download: bool = True, image_size: int | None = None,
+                 grayscale: bool = False, val_split: float = 0.2, seed: int = 0, workers: int = 0) -> Dataset:
+    """A registered dataset by name, or an ImageFolder tree by path (the options after ``download`` are for folders)."""
+    if name in REGISTRY:
+        if image_size is not None or grayscale:
+            raise ConfigError(f"--image-size and --grayscale apply to image folders, not to {name}",
+                              f"{name} has its own size and colours; leave them out")
+        return REGISTRY[name].load(data_dir, download)
+    if not Path(name).is_dir():
+        raise DataNotFoundError(f"unknown dataset {name!r}",
+                                f"choose one of: {', '.join(REGISTRY)}, or give a folder of class sub-folders")
+    return folder.load_folder(Path(name), image_size, grayscale, val_split, seed, workers)

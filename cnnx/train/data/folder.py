@@ -1,0 +1,161 @@
+"""Image folders laid out as torchvision's ``ImageFolder`` (one sub-folder per class), decoded once.
+
+    root/cat/001.jpg  root/dog/xyz.png ...                 -> split by --val-split, per class, seeded
+    root/train/cat/...  root/test/cat/... (or val/)        -> those two splits as they are
+
+Every image is decoded, converted and resized once, with the runtime's own
+``resize`` recipe (``cnnx.runtime.image.preprocess``), into one uint8 tensor per
+split, so the training loop is the same as for MNIST and CIFAR-10, and an image
+given to ``cnnx infer`` later is prepared exactly as the training images were.
+(The runtime is imported here on purpose: two copies of the recipe would drift.)
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnx.core.errors import ConfigError, DataNotFoundError
+from cnnx.core.spec import ModelSpec
+from cnnx.train.data.base import Dataset, Split
+from cnnx.core.contract import IMAGE_SUFFIXES, images_in
+
+DEFAULT_SIZE = 32  # pixels per side when --image-size is not given: CIFAR-10's, cheap on a CPU
+TEST_NAMES = ("test", "val")
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    """Sub-folders in sorted order, as ImageFolder finds classes (hidden folders skipped)."""
+    return sorted((Path(e.path) for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")),
+                  key=lambda p: p.name)
+
+
+def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], list[int]]:
+    """(class names, image paths, class indices) of one ImageFolder tree."""
+    dirs = _class_dirs(root)
+    names = [d.name for d in dirs]
+    if classes is not None:
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise DataNotFoundError(f"{root} has class folders the training split lacks: {', '.join(unknown)}",
+                                    "give both splits the same class folders")
+    classes = classes if classes is not None else names
+    paths, labels, empty = [], [], []
+    for d in dirs:
+        files = images_in(d)  # the files cnnx infer and eval see in it
+        if not files:
+            empty.append(d.name)
+        paths += files
+        labels += [classes.index(d.name)] * len(files)
+    if not dirs:
+        raise DataNotFoundError(f"{root} has no class sub-folders",
+                                "lay it out as ROOT/CLASS_NAME/IMAGE.jpg, one sub-folder per class")
+    if empty and classes is names:
+        raise DataNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES)[:6])}, ...) in class folder(s) of {root}: "
+                                f"{', '.join(empty)}", "add images or remove those folders")
+    return classes, paths, labels
+
+
+def _split(labels: list[int], val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, test): ``val_split`` of each class held out, chosen by a seeded shuffle."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(labels)
+    train, test = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = int(round(len(idx) * val_split))
+        if val_split > 0 and len(idx) > 1:  # at least one image each side when the class has two
+            k = min(max(k, 1), len(idx) - 1)
+        test.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _decode(paths: list[Path], labels: list[int], shape: tuple[int, int, int], color: str,
+            workers: int, skipped: list[str]) -> tuple[np.ndarray, list[int]]:
+    """(N, C, H, W) uint8 and their labels: each file through the runtime's ``resize`` recipe.
+
+    A file that cannot be decoded is left out, and its one-line reason appended to ``skipped``:
+    one bad download among thousands of photos should not stop a run, nor pass unnoticed.
+    """
+    from cnnx.core.errors import ImageError
+    from cnnx.runtime.image import preprocess
+
+    c = shape[0]
+    spec = ModelSpec(arch="", input_shape=shape, color=color, mean=(0.0,) * c, std=(1.0,) * c, classes=[])
+    out = np.empty((len(paths), *shape), np.uint8)
+    ok = np.ones(len(paths), bool)
+
+    def one(i: int) -> str | None:
+        try:
+            out[i] = preprocess(paths[i], spec, "resize")
+        except ImageError as exc:  # names the file and the reason
+            ok[i] = False
+            return str(exc)
+        return None
+
+    # Pillow releases the GIL while decoding and resizing: threads scale on a multi-core machine
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        skipped += [why for why in pool.map(one, range(len(paths))) if why is not None]
+    return out[ok], [label for label, good in zip(labels, ok) if good]
+
+
+def _mean_std(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) pixels scaled to [0, 1], in float64 sums."""
+    c = x.shape[1]
+    flat = x.transpose(1, 0, 2, 3).reshape(c, -1)
+    mean = flat.mean(axis=1, dtype=np.float64) / 255
+    sq = np.einsum("ij,ij->i", flat.astype(np.float32), flat.astype(np.float32), dtype=np.float64)
+    std = np.sqrt(np.maximum(sq / flat.shape[1] / 255**2 - mean**2, 0))
+    return tuple(round(float(v), 4) for v in mean), tuple(round(max(float(v), 1e-3), 4) for v in std)
+
+
+def load_folder(path: Path, image_size: int | None = None, grayscale: bool = False, val_split: float = 0.2,
+                seed: int = 0, workers: int = 0) -> Dataset:
+    root = Path(path)
+    if not root.is_dir():
+        raise DataNotFoundError(f"no folder {root}", "give a folder holding one sub-folder of images per class")
+    size = DEFAULT_SIZE if image_size is None else image_size
+    if size < 8:
+        raise ConfigError(f"--image-size must be at least 8 pixels, got {size}")
+    if not 0 <= val_split < 1:
+        raise ConfigError(f"--val-split must be in [0, 1), got {val_split}")
+    test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None)
+    if (root / "train").is_dir() and test_dir is not None:
+        classes, train_paths, train_labels = _scan(root / "train")
+        _, test_paths, test_labels = _scan(test_dir, classes)
+    else:
+        classes, paths, labels = _scan(root)
+        tr, te = _split(labels, val_split, seed)
+        if len(te) == 0:
+            raise ConfigError(f"{root}: --val-split {val_split} leaves no test images",
+                              "raise --val-split, add images, or give train/ and test/ sub-folders")
+        train_paths, train_labels = [paths[i] for i in tr], [labels[i] for i in tr]
+        test_paths, test_labels = [paths[i] for i in te], [labels[i] for i in te]
+    color = "L" if grayscale else "RGB"
+    shape = (1 if grayscale else 3, size, size)
+    skipped: list[str] = []
+    train_x, train_labels = _decode(train_paths, train_labels, shape, color, workers, skipped)
+    test_x, test_labels = _decode(test_paths, test_labels, shape, color, workers, skipped)
+    for name, x in (("training", train_x), ("test", test_x)):
+        if len(x) == 0:
+            raise DataNotFoundError(f"{root}: none of the {name} images could be read ({skipped[0]})",
+                                    "check the files, e.g. with cnnx infer on the folder")
+    mean, std = _mean_std(train_x)
+    return Dataset(
+        name=root.resolve().name,
+        train=Split(torch.from_numpy(train_x), torch.tensor(train_labels, dtype=torch.int64)),
+        test=Split(torch.from_numpy(test_x), torch.tensor(test_labels, dtype=torch.int64)),
+        classes=classes,
+        color=color,
+        mean=mean,
+        std=std,
+        preprocess="resize",
+        source=str(root.resolve()),
+        hflip=True,
+        skipped=skipped,
+    )

@@ -1,0 +1,87 @@
+"""The real `cnnx` command, in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cnnx.cli import main
+from tests.support import MINI_MNIST, run_cli
+
+
+def test_every_command_has_truthful_help() -> None:
+    runner = CliRunner()
+    top = runner.invoke(main, ["--help"])
+    assert top.exit_code == 0 and "Usage" in top.output
+    assert main.commands, "no commands registered"
+    for name in main.commands:
+        result = runner.invoke(main, [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        assert f"cnnx {name}" in result.output
+
+
+def test_version() -> None:
+    proc = run_cli("--version", check=True)
+    assert proc.stdout.startswith("cnnx, version ")
+
+
+def test_train_one_epoch_end_to_end_json(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    out = tmp_path / "run"
+    proc = run_cli("train", "mnist", "--epochs", "1", "--batch-size", "32", "--data-dir", str(MINI_MNIST),
+                   "--no-download", "--out", str(out), "--json", check=True)
+    result = json.loads(proc.stdout)  # stdout is JSON only; progress goes to stderr
+    assert result["epochs"] == 1 and result["run_dir"] == str(out)
+    assert 0.3 < result["final_accuracy"] <= 1.0
+    assert result["config"]["batch_size"] == 32
+    assert {p.name for p in out.iterdir()} >= {"last.pt", "best.pt", "metrics.json"}
+    assert json.loads((out / "metrics.json").read_text())["final_accuracy"] == result["final_accuracy"]
+
+
+def test_train_human_output_and_resume(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    out = tmp_path / "run"
+    first = run_cli("train", "mnist", "--epochs", "1", "--batch-size", "64", "--data-dir", str(MINI_MNIST),
+                    "--out", str(out), check=True)
+    assert "epoch 1: train loss" in first.stderr and "test accuracy" in first.stderr
+    assert first.stdout.startswith("done: mnist-bn on mnist, 1 epochs")
+    again = run_cli("train", "--resume", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "epoch 2" not in again.stderr  # the run was complete: nothing left to do
+
+
+def test_missing_data_is_one_line_no_traceback(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    proc = run_cli("train", "mnist", "--data-dir", str(tmp_path / "empty"), "--no-download",
+                   "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: MNIST not found in")
+    assert "CNNX_DATA_DIR" in lines[0]
+
+
+def test_data_dir_from_environment(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    proc = run_cli("train", "mnist", "--epochs", "1", "--no-download", "--out", str(tmp_path / "run"),
+                   "--json", env={"CNNX_DATA_DIR": str(MINI_MNIST)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["epochs"] == 1
+
+
+def test_bad_option_values_are_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    proc = run_cli("train", "mnist", "--epochs", "0", "--data-dir", str(MINI_MNIST))
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --epochs must be at least 1, got 0"
+    proc = run_cli("train", "mnist", "--arch", "nope", "--data-dir", str(MINI_MNIST), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "unknown architecture 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_list_archs() -> None:
+    pytest.importorskip("torch")
+    proc = run_cli("train", "--list-archs", check=True)
+    for name in ("mnist-bn", "seed000-net", "seed001-net", "seed002-net", "seed004-demomodel"):
+        assert name in proc.stdout

@@ -1,0 +1,168 @@
+"""`cnnx export --format all` and `cnnx inspect`, run as a user runs them, checked with real onnxruntime sessions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.support import MINI_MNIST, REPO, run_cli
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """best.pt of the 2-epoch run exported as ONNX and TorchScript through the real CLI."""
+    out = tmp_path_factory.mktemp("export") / "models"
+    proc = run_cli("export", str(trained_run / "best.pt"), "--format", "all", "--out", str(out), "--json",
+                   check=True)
+    return out, json.loads(proc.stdout)  # stdout is the JSON report only; progress went to stderr
+
+
+def _images(n: int, mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
+    """The first n mini-MNIST test images as the model takes them: (n, 1, 28, 28) float32, normalised."""
+    from cnnx.core.idx import read_idx
+
+    x = read_idx(MINI_MNIST / "t10k-images-idx3-ubyte.gz")[:n].astype(np.float32) / 255.0
+    y = read_idx(MINI_MNIST / "t10k-labels-idx1-ubyte.gz")[:n]
+    return ((x - mean) / std)[:, None].astype(np.float32), y
+
+
+def _torch_logits(checkpoint: Path, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    from cnnx.export.source import load_source
+
+    with torch.inference_mode():
+        return load_source(checkpoint).model(torch.from_numpy(x)).numpy()
+
+
+def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, dict[str, Any]]) -> None:
+    out, report = exported
+    assert sorted(p.name for p in out.iterdir()) == ["best.onnx", "best.torchscript", "parity.json"]
+    assert json.loads((out / "parity.json").read_text()) == report
+    assert report["images"]["images"] == 500 and report["images"]["random_batches"] == [1, 2, 7, 64]
+    onnx_r, ts_r = report["formats"]["onnx"], report["formats"]["torchscript"]
+    for r, atol in ((onnx_r, 1e-4), (ts_r, 1e-5)):
+        assert r["passed"] and r["top1_agreement"] == 1.0
+        assert r["real"]["max_abs_diff"] <= atol and r["random"]["max_abs_diff"] <= atol
+        assert r["accuracy"] == pytest.approx(report["reference"]["accuracy"])
+        assert set(r["latency_ms"]) == {"1", "64"} and all(v > 0 for v in r["latency_ms"].values())
+    assert onnx_r["method"] in ("dynamo", "legacy") and ts_r["method"] in ("script", "trace")
+    assert report["reference"]["accuracy"] > 0.5  # a trained model, so agreement is not trivially met
+
+
+def test_onnx_contract_and_metadata_round_trip(exported: tuple[Path, dict[str, Any]], trained_run: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from cnnx.core.spec import ModelSpec
+    from cnnx.train.checkpoint import file_sha256, load_checkpoint
+
+    path = exported[0] / "best.onnx"
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inp,), (outp,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, inp.type, inp.shape) == ("input", "tensor(float)", ["batch", 1, 28, 28])
+    assert (outp.name, outp.type, outp.shape) == ("logits", "tensor(float)", ["batch", 10])
+
+    spec = ModelSpec.from_onnx_metadata(session.get_modelmeta().custom_metadata_map)
+    trained = ModelSpec.from_dict(load_checkpoint(trained_run / "best.pt")["spec"])
+    for field in ("arch", "input_shape", "color", "mean", "std", "classes", "preprocess", "dataset",
+                  "test_accuracy"):
+        assert getattr(spec, field) == getattr(trained, field), field
+    assert spec.checkpoint_sha256 == file_sha256(trained_run / "best.pt")
+    assert set(spec.versions) >= {"cnnx", "torch", "onnx", "onnxruntime"}
+    assert spec.extra["opset"] == 18 and spec.extra["exporter"] == exported[1]["formats"]["onnx"]["method"]
+    parity = spec.extra["parity"]
+    assert parity["passed"] and parity["images"] == 500 and parity["top1_agreement"] == 1.0
+    # every value is a JSON string, so a runtime needs json.loads and nothing else
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert all(json.loads(v) is not None for k, v in props.items() if k.startswith("cnnx."))
+
+
+def test_dynamic_batch_runs_at_1_and_37_and_matches_torch(exported: tuple[Path, dict[str, Any]],
+                                                           trained_run: Path) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(exported[0] / "best.onnx"), providers=["CPUExecutionProvider"])
+    x, y = _images(37, 0.1307, 0.3081)
+    expected = _torch_logits(trained_run / "best.pt", x)
+    for n in (1, 37):
+        (logits,) = session.run(["logits"], {"input": x[:n]})
+        assert logits.shape == (n, 10) and logits.dtype == np.float32
+        np.testing.assert_allclose(logits, expected[:n], rtol=0, atol=1e-4)
+    assert (expected.argmax(1) == y).mean() > 0.5
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load's deprecation notice
+def test_torchscript_carries_spec_and_matches_torch(exported: tuple[Path, dict[str, Any]], trained_run: Path) -> None:
+    import torch
+
+    files = {"cnnx_spec.json": ""}
+    module = torch.jit.load(str(exported[0] / "best.torchscript"), _extra_files=files)
+    spec = json.loads(files["cnnx_spec.json"])
+    assert spec["arch"] == "mnist-bn" and spec["extra"]["parity"]["passed"]
+    x, _ = _images(37, spec["mean"][0], spec["std"][0])
+    with torch.inference_mode():
+        got = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, _torch_logits(trained_run / "best.pt", x), rtol=0, atol=1e-5)
+
+
+def test_human_report_is_a_table(exported: tuple[Path, dict[str, Any]]) -> None:
+    from cnnx.export.report import render
+
+    text = render(exported[1])
+    lines = text.splitlines()
+    onnx_row = next(line for line in lines if line.startswith("onnx "))  # the parity table comes first
+    ts_row = next(line for line in lines if line.startswith("torchscript "))
+    assert onnx_row.endswith("pass") and ts_row.endswith("pass") and "100.00%" in onnx_row
+    assert "latency" in text and "parity.json" in text
+
+
+def test_inspect_onnx_needs_neither_torch_nor_onnx(exported: tuple[Path, dict[str, Any]]) -> None:
+    code = (
+        "import json, sys\n"
+        "from cnnx.cli import main\n"
+        f"try:\n    main(['inspect', {str(exported[0] / 'best.onnx')!r}, '--json'])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    info_text, modules_line = proc.stdout.rsplit("\n", 2)[0], proc.stdout.strip().splitlines()[-1]
+    assert json.loads(modules_line) == []
+    info = json.loads(info_text)
+    assert info["kind"] == "onnx" and info["opset"]["ai.onnx"] == 18 and info["ir_version"] >= 7
+    assert info["inputs"] == [{"name": "input", "shape": ["batch", 1, 28, 28], "type": "tensor(float)"}]
+    assert info["outputs"][0]["shape"] == ["batch", 10]
+    assert info["spec"]["arch"] == "mnist-bn" and info["parity"]["passed"]
+    assert info["size_bytes"] == (exported[0] / "best.onnx").stat().st_size
+
+
+def test_inspect_torchscript_and_checkpoint(exported: tuple[Path, dict[str, Any]], trained_run: Path) -> None:
+    from click.testing import CliRunner
+
+    from cnnx.cli import main
+
+    ts = json.loads(CliRunner().invoke(main, ["inspect", str(exported[0] / "best.torchscript"), "--json"]).stdout)
+    assert ts["kind"] == "torchscript" and ts["spec"]["extra"]["torchscript"] in ("script", "trace")
+    assert ts["outputs"][0]["shape"] == ["N", 10] and ts["parity"]["passed"]
+    result = CliRunner().invoke(main, ["inspect", str(trained_run / "best.pt")])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "cnnx-checkpoint" in text and "mnist-bn" in text and "epoch:" in text
+    assert "best accuracy:" in text and "parameters:" in text
+
+
+def test_inspect_rejects_a_file_that_is_no_model(tmp_path: Path) -> None:
+    junk = tmp_path / "notes.onnx"
+    junk.write_text("not a model")
+    proc = run_cli("inspect", str(junk))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr

@@ -1,0 +1,63 @@
+"""What the tests share: the real CLI in a subprocess, the shipped mini MNIST, a torch reference,
+digit files. Fixtures are in tests/conftest.py; generated image sets in ``tests.support.images``;
+the seed scripts' own network classes in ``tests.support.seed_nets``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cnnx.core.contract import normalise
+
+REPO = Path(__file__).resolve().parent.parent.parent
+# 1,000 training and 500 test digits of the real MNIST, shipped in the package (cnnx/samples/mnist)
+MINI_MNIST = REPO / "cnnx" / "samples" / "mnist"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real `cnnx` command in a subprocess, as a user would."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "cnnx", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"cnnx {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def infer_json(model: Path, *images: Path) -> list[dict[str, Any]]:
+    """`cnnx infer IMAGES -m MODEL --json --top-k 3`, one dict per image."""
+    proc = run_cli("infer", *map(str, images), "-m", str(model), "--json", "--top-k", "3", check=True)
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def torch_probs(checkpoint: Path, x_uint8: Any) -> np.ndarray:
+    """Softmax of a cnnx checkpoint's model on uint8 (N, C, H, W) pixels (a tensor), normalised with its spec."""
+    import torch
+
+    from cnnx.train.models import build_model
+
+    state = torch.load(checkpoint, weights_only=True)
+    spec = state["spec"]
+    model = build_model(spec["arch"], len(spec["classes"]), tuple(spec["input_shape"])).eval()
+    model.load_state_dict(state["model"])
+    x = torch.from_numpy(normalise(x_uint8.numpy(), spec["mean"], spec["std"]))
+    with torch.no_grad():
+        return torch.softmax(model(x), 1).numpy()
+
+
+def write_pngs(images: np.ndarray, labels: np.ndarray, folder: Path) -> list[Path]:
+    """One PNG per digit, folder/<index>_<label>.png, in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        paths.append(folder / f"{i:04d}_{int(label)}.png")
+        Image.fromarray(image).save(paths[-1])
+    return paths

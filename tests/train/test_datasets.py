@@ -1,0 +1,94 @@
+"""Dataset loading: local IDX folders (gzipped or not), the real download path, clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cnnx.core.errors import DataNotFoundError  # noqa: E402
+from cnnx.core.idx import read_idx  # noqa: E402
+from cnnx.train.data import load_dataset  # noqa: E402
+from cnnx.train.data.mnist import load_mnist  # noqa: E402
+from tests.support import MINI_MNIST  # noqa: E402
+
+
+def test_gzipped_folder_loads_real_digits() -> None:
+    data = load_mnist(MINI_MNIST, download=False)
+    assert data.train.x.shape == (1000, 1, 28, 28) and data.train.x.dtype == torch.uint8
+    assert data.test.x.shape == (500, 1, 28, 28)
+    assert data.train.y.dtype == torch.int64 and set(data.train.y.tolist()) == set(range(10))
+    assert data.classes == [str(i) for i in range(10)] and data.preprocess == "mnist-digit"
+    # real digits: mostly black background, ink near 255
+    assert 0.08 < data.train.x.float().mean().item() / 255 < 0.2
+
+
+def test_uncompressed_and_torchvision_layout(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for gz in MINI_MNIST.glob("*.gz"):
+        (raw / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
+    data = load_dataset("mnist", tmp_path, download=False)
+    ref = load_mnist(MINI_MNIST, download=False)
+    assert torch.equal(data.train.x, ref.train.x) and torch.equal(data.test.y, ref.test.y)
+
+
+def test_missing_data_without_download_says_where_to_put_files(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError) as err:
+        load_mnist(tmp_path, download=False)
+    msg = str(err.value)
+    assert str(tmp_path) in msg and "train-images-idx3-ubyte" in msg and "--data-dir" in msg
+
+
+def test_truncated_idx_file_is_reported(tmp_path: Path) -> None:
+    shutil.copytree(MINI_MNIST, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-100]))
+    with pytest.raises(DataNotFoundError, match="truncated"):
+        read_idx(path)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def mirror(monkeypatch: pytest.MonkeyPatch):
+    """A local HTTP mirror serving the mini MNIST; torchvision's real download code fetches from it."""
+    from torchvision.datasets import MNIST
+
+    handler = lambda *a, **kw: _Quiet(*a, directory=str(MINI_MNIST), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    resources = [(p.name, hashlib.md5(p.read_bytes()).hexdigest()) for p in sorted(MINI_MNIST.glob("*.gz"))]
+    monkeypatch.setattr(MNIST, "mirrors", [url])
+    monkeypatch.setattr(MNIST, "resources", resources)
+    yield url
+    server.shutdown()
+
+
+def test_download_path_fetches_into_data_dir(tmp_path: Path, mirror: str) -> None:
+    data = load_mnist(tmp_path / "cache", download=True)
+    assert (tmp_path / "cache" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    assert len(data.train) == 1000 and len(data.test) == 500
+    again = load_mnist(tmp_path / "cache", download=False)  # second use: no download needed
+    assert torch.equal(again.train.x, data.train.x)
+
+
+def test_unreachable_mirror_gives_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # discard port: nothing listens
+    with pytest.raises(DataNotFoundError) as err:
+        load_mnist(tmp_path, download=True)
+    assert "download failed" in str(err.value) and "\n" not in str(err.value)

@@ -1,0 +1,132 @@
+"""The training engine on real (mini) MNIST: results, files, resume and reproducibility."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cnnx.core.errors import ConfigError  # noqa: E402
+from cnnx.train import checkpoint as ckpt  # noqa: E402
+from cnnx.train.config import TrainConfig  # noqa: E402
+from cnnx.train.loop import Reporter, train  # noqa: E402
+from cnnx.train.steps import lr_factor, random_shift  # noqa: E402
+from tests.support import MINI_MNIST  # noqa: E402
+
+
+def _cfg(out: Path, **kw) -> TrainConfig:
+    base = dict(data_dir=str(MINI_MNIST), download=False, out=str(out), device="cpu", epochs=3, batch_size=64)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_run_writes_checkpoints_and_metrics(trained_run: Path) -> None:
+    assert (trained_run / "last.pt").is_file() and (trained_run / "best.pt").is_file()
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epoch_metrics"]] == [1, 2]
+    for key in ("train_loss", "test_loss", "test_accuracy", "epoch_seconds", "images_per_second", "lr"):
+        assert key in metrics["epoch_metrics"][0]
+    assert metrics["device"] == "cpu" and metrics["wall_seconds"] > 0
+    # 1,000 real training digits, 2 epochs: far above chance (10%)
+    assert metrics["final_accuracy"] > 0.6
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    full = train(_cfg(tmp_path / "full", arch="seed000-net"))  # dropout: RNG state matters
+
+    class StopAfterFirstEpoch(Reporter):
+        def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path / "cut", arch="seed000-net"), StopAfterFirstEpoch())
+    assert ckpt.load_checkpoint(tmp_path / "cut")["epoch"] == 1
+    resumed = train(TrainConfig(), resume=tmp_path / "cut")
+    a = ckpt.load_checkpoint(full.run_dir / "last.pt")["model"]
+    b = ckpt.load_checkpoint(resumed.run_dir / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    keys = ("epoch", "train_loss", "test_loss", "test_accuracy", "lr")
+    assert [[e[k] for k in keys] for e in resumed.epochs] == [[e[k] for k in keys] for e in full.epochs]
+
+
+def test_same_seed_same_result_different_seed_differs(tmp_path: Path) -> None:
+    r1 = train(_cfg(tmp_path / "a", epochs=1, seed=7))
+    r2 = train(_cfg(tmp_path / "b", epochs=1, seed=7))
+    r3 = train(_cfg(tmp_path / "c", epochs=1, seed=8))
+    assert r1.final_accuracy == r2.final_accuracy
+    assert r1.epochs[0]["train_loss"] == r2.epochs[0]["train_loss"]
+    assert r3.epochs[0]["train_loss"] != r1.epochs[0]["train_loss"]
+
+
+def test_existing_run_is_not_overwritten(trained_run: Path) -> None:
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(_cfg(trained_run))
+
+
+@pytest.mark.parametrize("optimizer,schedule", [("sgd", "cosine"), ("adam", "constant"), ("adamw", "onecycle")])
+def test_every_optimizer_and_schedule_learns(tmp_path: Path, optimizer: str, schedule: str) -> None:
+    lr = 0.1 if optimizer == "sgd" else 0.005
+    r = train(_cfg(tmp_path / "r", epochs=3, batch_size=32, optimizer=optimizer, schedule=schedule, lr=lr))
+    assert r.final_accuracy > 0.5
+
+
+def test_lr_schedules() -> None:
+    total = 1000
+    one = [lr_factor("onecycle", s, total, 0.2) for s in range(total + 1)]
+    assert one[0] == pytest.approx(1 / 25)
+    assert max(one) == pytest.approx(1.0) and one.index(max(one)) == 200
+    assert one[-1] == pytest.approx(1 / 2500)
+    cos = [lr_factor("cosine", s, total, 0.2) for s in range(total + 1)]
+    assert cos[0] == 1.0 and cos[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(cos, cos[1:]))
+    assert lr_factor("constant", 500, total, 0.2) == 1.0
+    assert not any(math.isnan(v) for v in one + cos)
+
+
+def test_random_shift_moves_pixels_without_changing_mass() -> None:
+    x = torch.zeros(64, 1, 28, 28, dtype=torch.uint8)
+    x[:, :, 10:18, 10:18] = 255  # a square away from the border: a shift never clips it
+    g = torch.Generator().manual_seed(0)
+    y = random_shift(x, 2, g)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert (y.sum(dim=(1, 2, 3)) == x.sum(dim=(1, 2, 3))).all()
+    assert (y != x).any(dim=(1, 2, 3)).sum() > 40  # most images moved (1/25 stay put)
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(optimizer="rmsprop"),
+                                 dict(schedule="step"), dict(device="tpu"), dict(warmup=1.5)])
+def test_bad_config_is_refused(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_run_loads_on_cpu(tmp_path: Path) -> None:
+    r = train(_cfg(tmp_path / "gpu", epochs=1, device="cuda"))
+    state = torch.load(r.run_dir / "last.pt", map_location="cpu", weights_only=True)
+    assert all(t.device.type == "cpu" for t in state["model"].values())
+
+
+def test_mixed_precision_trains_and_keeps_float32_weights(tmp_path: Path) -> None:
+    # bf16 autocast runs on the CPU too, so the code path is tested here; its speed matters on GPUs
+    fp32 = train(_cfg(tmp_path / "fp32", epochs=2))
+    amp = train(_cfg(tmp_path / "amp", epochs=2, amp=True))
+    assert amp.final_accuracy > 0.8 and abs(amp.final_accuracy - fp32.final_accuracy) < 0.05
+    assert amp.epochs[0]["train_loss"] != fp32.epochs[0]["train_loss"]  # autocast really ran
+    state = ckpt.load_checkpoint(amp.run_dir)
+    assert state["config"]["amp"] is True
+    assert all(t.dtype in (torch.float32, torch.int64) for t in state["model"].values())
+    resumed = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k != "amp"})
+    assert resumed.amp is False  # checkpoints from before the option resume as float32 runs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mixed_precision_on_cuda(tmp_path: Path) -> None:
+    r = train(_cfg(tmp_path / "gpu-amp", epochs=2, device="cuda", amp=True))
+    assert r.final_accuracy > 0.8
