@@ -24,8 +24,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cnnx.testing.bad_inputs import (CASES, GOOD, IMAGE_CASES, REFERENCE, Case, Outcome,  # noqa: E402
-                              can_drop_read_override, problems, run_case, shown)
+from cnnx.testing.bad_inputs import (  # noqa: E402
+    CASES,
+    GOOD,
+    IMAGE_CASES,
+    REFERENCE,
+    Case,
+    Outcome,
+    can_drop_read_override,
+    problems,
+    run_case,
+    shown,
+)
 
 RESULTS = REPO / "bench" / "results"
 DOC = REPO / "docs" / "bad-inputs.md"
@@ -38,15 +48,19 @@ def describe(case: Case, outcome: Outcome, bad: str) -> tuple[str, str]:
         if case.reason:
             return "refused: one line naming the model file, nothing classified", errors[0] if errors else ""
         row = outcome.rows.get(REFERENCE, {})
-        return f"runs: the digit classified as {row.get('label')}", f"{REFERENCE}: {row.get('label')} " \
-                                                                    f"({row.get('probability', 0):.3f})"
+        return (
+            f"runs: the digit classified as {row.get('label')}",
+            f"{REFERENCE}: {row.get('label')} ({row.get('probability', 0):.3f})",
+        )
     goods = " and ".join(f"{g} ({outcome.rows.get(g, {}).get('label')})" for g in (GOOD, REFERENCE))
     if case.reason:
         mine = next((line for line in errors if line.startswith(f"error: {shown(bad)}")), "")
         return f"refused with one line; {goods} still classified", mine
     row = outcome.rows.get(bad, {})
-    return (f"classified as {row.get('label')}, as the same digit saved plainly",
-            f"{shown(bad)}: {row.get('label')} ({row.get('probability', 0):.3f})")
+    return (
+        f"classified as {row.get('label')}, as the same digit saved plainly",
+        f"{shown(bad)}: {row.get('label')} ({row.get('probability', 0):.3f})",
+    )
 
 
 def code(text: str) -> str:
@@ -74,8 +88,10 @@ def write_doc(rows: list[dict], fuzz: dict | None, model: str) -> None:
         "|---|---|---:|---|",
     ]
     for r in image_rows:
-        lines.append(f"| {r['input']} | {r['does']}{'' if r['ok'] else ' **(NOT AS REQUIRED)**'} | {r['exit_code']} "
-                     f"| {code(r['message'])} |")
+        lines.append(
+            f"| {r['input']} | {r['does']}{'' if r['ok'] else ' **(NOT AS REQUIRED)**'} | {r['exit_code']} "
+            f"| {code(r['message'])} |"
+        )
     lines += [
         "",
         f"**Model files.** `cnnx infer {REFERENCE} --model MODEL [options]`; exit code 2 is a bad model or option.",
@@ -87,8 +103,10 @@ def write_doc(rows: list[dict], fuzz: dict | None, model: str) -> None:
         "|---|---|---:|---|",
     ]
     for r in model_rows:
-        lines.append(f"| {r['input']} | {r['does']}{'' if r['ok'] else ' **(NOT AS REQUIRED)**'} | {r['exit_code']} "
-                     f"| {code(r['message'])} |")
+        lines.append(
+            f"| {r['input']} | {r['does']}{'' if r['ok'] else ' **(NOT AS REQUIRED)**'} | {r['exit_code']} "
+            f"| {code(r['message'])} |"
+        )
     if fuzz:
         lines += [
             "",
@@ -104,11 +122,15 @@ def write_doc(rows: list[dict], fuzz: dict | None, model: str) -> None:
         ]
         for name, s in fuzz["properties"].items():
             lines.append(f"| `{name}` | {int(s['passing']):,} | {int(s['failing'])} | {s['seconds']:.1f} |")
-        lines.append(f"| **total** | **{fuzz['examples_total']:,}** | **{fuzz['failing']}** | {fuzz['wall_s']:.1f} "
-                     "(wall) |")
-        lines += ["", "Earlier runs found, and cnnx now handles: a mutated TIFF on which Pillow raised `TypeError`,",
-                  "float arrays near 1e308 that overflowed when scaled, Pillow's warnings about broken EXIF data on",
-                  "stderr, and a failed decode that left its file open."]
+        lines.append(
+            f"| **total** | **{fuzz['examples_total']:,}** | **{fuzz['failing']}** | {fuzz['wall_s']:.1f} (wall) |"
+        )
+        lines += [
+            "",
+            "Earlier runs found, and cnnx now handles: a mutated TIFF on which Pillow raised `TypeError`,",
+            "float arrays near 1e308 that overflowed when scaled, Pillow's warnings about broken EXIF data on",
+            "stderr, and a failed decode that left its file open.",
+        ]
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text("\n".join(lines) + "\n")
 
@@ -129,18 +151,30 @@ def main() -> int:
             outcome, bad = run_case(case, Path(tmp) / f"case-{i:02d}", model)
             found = problems(case, outcome, bad)
             does, message = describe(case, outcome, bad)
-            rows.append({"input": case.name, "kind": "image" if case in IMAGE_CASES else "model",
-                         "does": does, "exit_code": outcome.code, "expected_exit_code": case.exit_code,
-                         "message": message, "stderr": outcome.errors, "ok": not found, "problems": found,
-                         "seconds": round(time.perf_counter() - start, 2), "date": date})
+            rows.append(
+                {
+                    "input": case.name,
+                    "kind": "image" if case in IMAGE_CASES else "model",
+                    "does": does,
+                    "exit_code": outcome.code,
+                    "expected_exit_code": case.exit_code,
+                    "message": message,
+                    "stderr": outcome.errors,
+                    "ok": not found,
+                    "problems": found,
+                    "seconds": round(time.perf_counter() - start, 2),
+                    "date": date,
+                }
+            )
             print(f"{'ok ' if not found else 'BAD'} {outcome.code} {case.name}: {message}")
     fuzz_file = RESULTS / "fuzz_images.json"
     fuzz = json.loads(fuzz_file.read_text()) if fuzz_file.exists() else None
     shown_model = os.path.relpath(model, REPO) if model.is_relative_to(REPO) else str(model)
     write_doc(rows, fuzz, shown_model)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bad_inputs.json").write_text(json.dumps({"model": shown_model, "date": date, "cases": rows},
-                                                        indent=2, ensure_ascii=True) + "\n")
+    (RESULTS / "bad_inputs.json").write_text(
+        json.dumps({"model": shown_model, "date": date, "cases": rows}, indent=2, ensure_ascii=True) + "\n"
+    )
     bad = [r["input"] for r in rows if not r["ok"]]
     print(f"{len(rows) - len(bad)} of {len(rows)} cases as required; wrote {DOC.relative_to(REPO)}")
     return 1 if bad else 0

@@ -31,9 +31,21 @@ def main() -> None:
     ap.add_argument("--threads", default="1", help="cnnx bench --threads [default: 1]")
     ap.add_argument("--out", type=Path, default=RESULTS / "cnnx_bench.json", help="the JSON; the PNG goes beside it")
     args = ap.parse_args()
-    cmd = [sys.executable, "-m", "cnnx", "bench", args.checkpoint, "--json", "--plot",
-           str(args.out.with_suffix(".png")), "--seconds", args.seconds, "--threads", args.threads,
-           *(["--data-dir", args.data_dir] if args.data_dir else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnx",
+        "bench",
+        args.checkpoint,
+        "--json",
+        "--plot",
+        str(args.out.with_suffix(".png")),
+        "--seconds",
+        args.seconds,
+        "--threads",
+        args.threads,
+        *(["--data-dir", args.data_dir] if args.data_dir else []),
+    ]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr: cnnx bench's progress, as it happens
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode})")

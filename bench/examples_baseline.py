@@ -80,7 +80,9 @@ def run_baseline(data_dir: Path, epochs: int, seed: int) -> list[dict]:
     torch.manual_seed(seed)
     root = torchvision_root(data_dir)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
-    train_loader = torch.utils.data.DataLoader(datasets.MNIST(root, train=True, transform=tf), batch_size=64, shuffle=True)
+    train_loader = torch.utils.data.DataLoader(
+        datasets.MNIST(root, train=True, transform=tf), batch_size=64, shuffle=True
+    )
     test_loader = torch.utils.data.DataLoader(datasets.MNIST(root, train=False, transform=tf), batch_size=1000)
     model = ExamplesNet()
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
@@ -113,7 +115,7 @@ def cnnx_time_to(result: dict, accuracy: float) -> float | None:
         if hit is None:
             return None
         # process wall minus the epochs after the one that reached it
-        times.append(run["wall_seconds"] - sum(run["epoch_seconds"][hit + 1:]))
+        times.append(run["wall_seconds"] - sum(run["epoch_seconds"][hit + 1 :]))
     times.sort()
     return times[len(times) // 2]
 
@@ -133,8 +135,11 @@ def main() -> None:
     for seed in args.cnnx_seeds:
         runs.append(run_one(args.cnnx_preset, seed, str(args.data_dir), []))
         r = runs[-1]
-        print(f"cnnx --preset {args.cnnx_preset} seed {seed}: {100 * r['final_accuracy']:.2f}% in "
-              f"{r['wall_seconds']:.1f} s", flush=True)
+        print(
+            f"cnnx --preset {args.cnnx_preset} seed {seed}: {100 * r['final_accuracy']:.2f}% in "
+            f"{r['wall_seconds']:.1f} s",
+            flush=True,
+        )
     records = run_baseline(args.data_dir, args.epochs, args.seed)
     best = max(records, key=lambda r: r["test_accuracy"])
     target = best["test_accuracy"]
@@ -145,17 +150,34 @@ def main() -> None:
     print()
     print(f"{'':<34} {'accuracy':>9} {'wall to it':>11}")
     print(f"{'pytorch/examples recipe':<34} {100 * target:>8.2f}% {best['elapsed']:>10.1f}s  (epoch {best['epoch']})")
-    print(f"{f'cnnx train --preset {args.cnnx_preset}':<34} {100 * target:>8.2f}% "
-          f"{'-' if ours is None else f'{ours:10.1f}s'}")
+    print(
+        f"{f'cnnx train --preset {args.cnnx_preset}':<34} {100 * target:>8.2f}% "
+        f"{'-' if ours is None else f'{ours:10.1f}s'}"
+    )
     print(f"ratio at equal accuracy: {'-' if ratio is None else f'{ratio:.1f}x'}")
     print("cnnx time to " + ", ".join(f"{k}%: {'-' if v is None else f'{v:.1f} s'}" for k, v in time_to.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "baseline": records, "target_accuracy": target, "baseline_seconds": best["elapsed"],
-        "cnnx_preset": args.cnnx_preset, "cnnx_runs": runs, "cnnx_seconds": ours, "cnnx_time_to": time_to,
-        "ratio": ratio, "epochs_run": args.epochs, "machine": machine_info(), "load_before": load_before,
-        "load_after": os.getloadavg(), "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(["python", *sys.argv])}, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "baseline": records,
+                "target_accuracy": target,
+                "baseline_seconds": best["elapsed"],
+                "cnnx_preset": args.cnnx_preset,
+                "cnnx_runs": runs,
+                "cnnx_seconds": ours,
+                "cnnx_time_to": time_to,
+                "ratio": ratio,
+                "epochs_run": args.epochs,
+                "machine": machine_info(),
+                "load_before": load_before,
+                "load_after": os.getloadavg(),
+                "date": time.strftime("%Y-%m-%d"),
+                "command": " ".join(["python", *sys.argv]),
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.out}")
 
 

@@ -26,16 +26,25 @@ from typing import Any
 
 import numpy as np
 
-from cnnx.core.machine import timed
-from cnnx.core.machine import machine_info
+from cnnx.core.machine import machine_info, timed
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCHES = (1, 8, 64)
 
 
 def cli_export(checkpoint: str, out: Path, data_dir: str | None, *args: str) -> tuple[dict[str, Any], float]:
-    cmd = [sys.executable, "-m", "cnnx", "export", checkpoint, "--out", str(out), "--json", *args,
-           *(["--data-dir", data_dir] if data_dir else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnx",
+        "export",
+        checkpoint,
+        "--out",
+        str(out),
+        "--json",
+        *args,
+        *(["--data-dir", data_dir] if data_dir else []),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -47,9 +56,9 @@ def cli_export(checkpoint: str, out: Path, data_dir: str | None, *args: str) -> 
 def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
     """Quantise the same fp32 file per channel and per tensor; gate numbers for each."""
     from cnnx.core.errors import ParityError
-    from cnnx.export.formats import onnx_fp32 as onnx_format
     from cnnx.export import parity
     from cnnx.export import parity_data as images
+    from cnnx.export.formats import onnx_fp32 as onnx_format
     from cnnx.export.formats import onnx_int8 as quantize
 
     model = onnx_format.load(fp32, threads=1)
@@ -63,8 +72,15 @@ def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
         quantize.export(None, spec, path, method=method, built={"onnx": fp32}, calibration=data.calibration)
         outputs = parity.run_all(onnx_format.load(path, threads=1).run, data)
         try:
-            summary = parity.check("onnx-int8", outputs, base, data, baseline=base, size=path.stat().st_size,
-                                   baseline_size=fp32.stat().st_size)
+            summary = parity.check(
+                "onnx-int8",
+                outputs,
+                base,
+                data,
+                baseline=base,
+                size=path.stat().st_size,
+                baseline_size=fp32.stat().st_size,
+            )
         except ParityError as exc:
             summary = {**exc.summary, "error": exc.message}  # type: ignore[attr-defined]
         rows[method] = {"size_bytes": path.stat().st_size, **summary}
@@ -74,8 +90,8 @@ def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
 def latency(checkpoint: str, files: dict[str, Path], threads: list[int]) -> list[dict[str, Any]]:
     import torch
 
-    from cnnx.export.formats import onnx_fp32 as onnx_format
     from cnnx.export import parity
+    from cnnx.export.formats import onnx_fp32 as onnx_format
     from cnnx.export.source import load_source
 
     model = load_source(Path(checkpoint)).model
@@ -83,20 +99,28 @@ def latency(checkpoint: str, files: dict[str, Path], threads: list[int]) -> list
     rows = []
     for n in threads:
         torch.set_num_threads(n)
-        runners = {"torch eager": parity.torch_runner(model),
-                   **{name: onnx_format.load(path, threads=n).run for name, path in files.items()}}
+        runners = {
+            "torch eager": parity.torch_runner(model),
+            **{name: onnx_format.load(path, threads=n).run for name, path in files.items()},
+        }
         for batch in BATCHES:
             x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
             for name, run in runners.items():
                 # 5 warm-up calls, then at least 30 timed ones within 1 s
-                rows.append({"threads": n, "batch": batch, "runner": name,
-                             **timed(run, x, budget_s=1.0, min_runs=30, max_runs=2000, warmup=5)})
+                rows.append(
+                    {
+                        "threads": n,
+                        "batch": batch,
+                        "runner": name,
+                        **timed(run, x, budget_s=1.0, min_runs=30, max_runs=2000, warmup=5),
+                    }
+                )
     return rows
 
 
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows)
 
 
 def main() -> None:
@@ -117,40 +141,77 @@ def main() -> None:
     else:  # the gate failed, so the command wrote nothing: time the per-channel file anyway, labelled so
         files["onnx int8 (failed gate)"] = tmp / "per-channel.int8.onnx"
     lat = latency(args.checkpoint, files, sorted({1, os.cpu_count() or 1}))
-    result = {"machine": machine_info(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
-              "checkpoint": args.checkpoint, "format_all": {"wall_seconds": all_wall, "report": all_report},
-              "int8": {"wall_seconds": int8_wall, "report": int8_report}, "int8_methods": methods, "latency": lat}
+    result = {
+        "machine": machine_info(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "checkpoint": args.checkpoint,
+        "format_all": {"wall_seconds": all_wall, "report": all_report},
+        "int8": {"wall_seconds": int8_wall, "report": int8_report},
+        "int8_methods": methods,
+        "latency": lat,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
 
     img = all_report["images"]
-    print(f"{machine_info()['cpu']}, {os.cpu_count()} cores; load average {load_before[0]:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after")
-    print(f"parity on {img['images']} {img['dataset']} test images; reference accuracy "
-          f"{100 * all_report['reference']['accuracy']:.2f}%\n")
+    print(
+        f"{machine_info()['cpu']}, {os.cpu_count()} cores; load average {load_before[0]:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after"
+    )
+    print(
+        f"parity on {img['images']} {img['dataset']} test images; reference accuracy "
+        f"{100 * all_report['reference']['accuracy']:.2f}%\n"
+    )
     rows = [["format", "size KB", "made by", "max|d| real", "max|d| random", "top-1 agree", "accuracy", "gate"]]
     formats = {**all_report["formats"], **{k: v for k, v in int8_report.get("formats", {}).items() if k != "onnx"}}
     for name, f in formats.items():
-        rows.append([name, f"{f['size_bytes'] / 1024:.1f}", f["method"], f"{f['real']['max_abs_diff']:.1e}",
-                     f"{f['random']['max_abs_diff']:.1e}", f"{100 * f['top1_agreement']:.2f}%",
-                     f"{100 * f['accuracy']:.2f}%", "pass"])
+        rows.append(
+            [
+                name,
+                f"{f['size_bytes'] / 1024:.1f}",
+                f["method"],
+                f"{f['real']['max_abs_diff']:.1e}",
+                f"{f['random']['max_abs_diff']:.1e}",
+                f"{100 * f['top1_agreement']:.2f}%",
+                f"{100 * f['accuracy']:.2f}%",
+                "pass",
+            ]
+        )
     print(table(rows))
-    print(f"\ncnnx export --format all: {all_wall:.1f} s wall (process start to exit, parity included); "
-          f"--int8: {int8_wall:.1f} s, {'passed' if int8_report.get('passed') else 'FAILED: ' + int8_report['error']}\n")
-    print("int8 weights per channel and per tensor, same calibration (sizes before the int8 file's own parity "
-          "record is added, ~0.5 KB)")
+    print(
+        f"\ncnnx export --format all: {all_wall:.1f} s wall (process start to exit, parity included); "
+        f"--int8: {int8_wall:.1f} s, {'passed' if int8_report.get('passed') else 'FAILED: ' + int8_report['error']}\n"
+    )
+    print(
+        "int8 weights per channel and per tensor, same calibration (sizes before the int8 file's own parity "
+        "record is added, ~0.5 KB)"
+    )
     rows = [["int8 weights", "size KB", "size vs fp32", "top-1 agree vs fp32", "accuracy", "drop pp", "gate"]]
     for method, r in methods.items():
-        rows.append([method, f"{r['size_bytes'] / 1024:.1f}", f"{100 * r['size_ratio']:.1f}%",
-                     f"{100 * r['top1_agreement']:.2f}%", f"{100 * r['accuracy']:.2f}%",
-                     f"{r['accuracy_drop_pp']:+.2f}", "pass" if r["passed"] else "FAIL: " + r["error"].split(": ", 1)[1]])
+        rows.append(
+            [
+                method,
+                f"{r['size_bytes'] / 1024:.1f}",
+                f"{100 * r['size_ratio']:.1f}%",
+                f"{100 * r['top1_agreement']:.2f}%",
+                f"{100 * r['accuracy']:.2f}%",
+                f"{r['accuracy_drop_pp']:+.2f}",
+                "pass" if r["passed"] else "FAIL: " + r["error"].split(": ", 1)[1],
+            ]
+        )
     print(table(rows))
     rows = [["threads", "batch", *files.keys(), "torch eager"]]
     for n in sorted({r["threads"] for r in lat}):
         for b in BATCHES:
             cell = {r["runner"]: r for r in lat if r["threads"] == n and r["batch"] == b}
-            rows.append([str(n), str(b), *[f"{cell[k]['p50_ms']:.3f} (p90 {cell[k]['p90_ms']:.3f})"
-                                           for k in [*files, "torch eager"]]])
+            rows.append(
+                [
+                    str(n),
+                    str(b),
+                    *[f"{cell[k]['p50_ms']:.3f} (p90 {cell[k]['p90_ms']:.3f})" for k in [*files, "torch eager"]],
+                ]
+            )
     print("\nlatency, median ms per call (p90)\n" + table(rows))
     print(f"\nwrote {args.out}")
 

@@ -33,8 +33,12 @@ def parse(output: str) -> dict[str, dict[str, float]]:
         counts = re.search(r"(\d+) passing, (\d+) failing, and (\d+) invalid", block)
         if name and counts:
             seconds = sum(float(s) for s in re.findall(r"phase \(([\d.]+) seconds\)", block))
-            stats[name.group(1)] = {"passing": int(counts.group(1)), "failing": int(counts.group(2)),
-                                    "invalid": int(counts.group(3)), "seconds": seconds}
+            stats[name.group(1)] = {
+                "passing": int(counts.group(1)),
+                "failing": int(counts.group(2)),
+                "invalid": int(counts.group(3)),
+                "seconds": seconds,
+            }
     return stats
 
 
@@ -44,17 +48,36 @@ def main() -> int:
     args = parser.parse_args()
     env = {**os.environ, "CNNX_FUZZ_EXAMPLES": str(args.examples), "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", TESTS, "-q", "-p", "no:cacheprovider",
-                           "--hypothesis-show-statistics", "-W", "error::ResourceWarning"],
-                          capture_output=True, text=True, cwd=REPO, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            TESTS,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--hypothesis-show-statistics",
+            "-W",
+            "error::ResourceWarning",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     wall = time.perf_counter() - start
     stats = parse(proc.stdout)
     total = sum(int(s["passing"]) for s in stats.values())
     failed = sum(int(s["failing"]) for s in stats.values())
     result = {
         "command": f"python bench/fuzz_images.py --examples {args.examples}",
-        "examples_per_property": args.examples, "examples_total": total, "failing": failed,
-        "passed": proc.returncode == 0, "wall_s": round(wall, 1), "properties": stats,
+        "examples_per_property": args.examples,
+        "examples_total": total,
+        "failing": failed,
+        "passed": proc.returncode == 0,
+        "wall_s": round(wall, 1),
+        "properties": stats,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
     }

@@ -25,7 +25,6 @@ import csv
 import io
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,11 +39,12 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO))  # the cnnx package of this checkout
 
+from cnnx.core.machine import machine_info  # noqa: E402
+
 TORCH_SCRIPT = """
 import sys, numpy as np, torch
 from PIL import Image
 from cnnx.train.models import build_model
-from cnnx.core.machine import machine_info  # noqa: E402
 state = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
 spec = state["spec"]
 model = build_model(spec["arch"], len(spec["classes"]))
@@ -87,10 +87,15 @@ def interleaved(cmds: dict[str, list[str]], runs: int, warmup: int = 2) -> dict[
             got[name].append(timed(cmd)[:2])
     out = {}
     for name, cmd in cmds.items():
-        walls, rss = zip(*got[name])
-        out[name] = {"median_s": float(np.median(walls)), "p90_s": float(np.percentile(walls, 90)),
-                     "min_s": float(min(walls)), "peak_rss_mb": float(max(rss)), "runs": runs,
-                     "command": " ".join(cmd)}
+        walls, rss = zip(*got[name], strict=False)
+        out[name] = {
+            "median_s": float(np.median(walls)),
+            "p90_s": float(np.percentile(walls, 90)),
+            "min_s": float(min(walls)),
+            "peak_rss_mb": float(max(rss)),
+            "runs": runs,
+            "command": " ".join(cmd),
+        }
     return out
 
 
@@ -117,7 +122,7 @@ def write_pngs(images: np.ndarray, labels: np.ndarray, folder: Path) -> None:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    for i, (image, label) in enumerate(zip(images, labels)):
+    for i, (image, label) in enumerate(zip(images, labels, strict=False)):
         Image.fromarray(image).save(folder / f"{i:05d}_{int(label)}.png")
 
 
@@ -140,9 +145,9 @@ def model_only(model: str, pixels: np.ndarray, batch: int = 1000, passes: int = 
 
 def preprocess_rate(folder: Path, model: str) -> tuple[float, np.ndarray]:
     """Images/s of decoding + mnist-digit preprocessing alone, one thread; and the pixels."""
+    from cnnx.core.contract import image_files
     from cnnx.runtime.image import preprocess_batch
     from cnnx.runtime.session import OnnxModel
-    from cnnx.core.contract import image_files
 
     spec = OnnxModel(model).spec
     paths = image_files(folder)
@@ -155,8 +160,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="ONNX file [default: the model shipped with cnnx]")
     ap.add_argument("--checkpoint", help="the checkpoint it was exported from, for the PyTorch peer")
-    ap.add_argument("--data", default=os.environ.get("CNNX_DATA_DIR", str(REPO.parent / "shared" / "data" / "mnist")),
-                    help="folder with the MNIST test IDX files")
+    ap.add_argument(
+        "--data",
+        default=os.environ.get("CNNX_DATA_DIR", str(REPO.parent / "shared" / "data" / "mnist")),
+        help="folder with the MNIST test IDX files",
+    )
     ap.add_argument("--runs", type=int, default=15, help="processes per start-up figure")
     ap.add_argument("--photos", type=int, default=10000, help="digits in the photo-like set (0 = skip)")
     ap.add_argument("--work", help="folder for the generated images, kept and reused [default: a temp folder]")
@@ -181,13 +189,20 @@ def main() -> None:
     digit = str(pngs / f"00000_{labels[0]}.png")
 
     print(f"start-up: {args.runs} runs of cnnx infer one digit ...", flush=True)
-    start: dict[str, Any] = interleaved({"cnnx_infer": [*cnnx, "infer", digit, "--model", model],
-                                         "floor_imports": [sys.executable, "-c", FLOOR_SCRIPT]}, args.runs)
+    start: dict[str, Any] = interleaved(
+        {
+            "cnnx_infer": [*cnnx, "infer", digit, "--model", model],
+            "floor_imports": [sys.executable, "-c", FLOOR_SCRIPT],
+        },
+        args.runs,
+    )
     start["above_floor_s"] = start["cnnx_infer"]["median_s"] - start["floor_imports"]["median_s"]
     if args.checkpoint:
         script = work / "torch_predict.py"
         script.write_text(TORCH_SCRIPT)
-        start["pytorch_script"] = repeat([sys.executable, str(script), args.checkpoint, digit], max(3, args.runs // 2), 1)
+        start["pytorch_script"] = repeat(
+            [sys.executable, str(script), args.checkpoint, digit], max(3, args.runs // 2), 1
+        )
         start["speedup_vs_pytorch"] = start["pytorch_script"]["median_s"] / start["cnnx_infer"]["median_s"]
     result["startup"] = start
 
@@ -195,8 +210,9 @@ def main() -> None:
     folder_runs, serial_runs = [], []
     for _ in range(3):  # default (worker processes on this many files) and --workers 1, in turn
         with open(work / "folder-serial.csv", "w") as f:
-            serial_runs.append(timed([*cnnx, "infer", str(pngs), "--model", model, "--csv", "--workers", "1"],
-                                     stdout=f)[0])
+            serial_runs.append(
+                timed([*cnnx, "infer", str(pngs), "--model", model, "--csv", "--workers", "1"], stdout=f)[0]
+            )
         with open(work / "folder.csv", "w") as f:
             wall, rss, _ = timed([*cnnx, "infer", str(pngs), "--model", model, "--csv"], stdout=f)
         folder_runs.append((wall, rss))
@@ -205,17 +221,23 @@ def main() -> None:
         raise SystemExit("worker processes changed the answers: folder.csv != folder-serial.csv")
     png_acc, n = csv_accuracy((work / "folder.csv").read_text())
     rate, pixels = preprocess_rate(pngs, model)
-    result["folder"] = {"images": n, "median_s": wall, "images_per_s": n / wall,
-                        "peak_rss_mb": max(r for _, r in folder_runs), "runs": len(folder_runs),
-                        "serial_median_s": float(np.median(serial_runs)),
-                        "serial_images_per_s": n / float(np.median(serial_runs)),
-                        "model_only_images_per_s_batch1000": model_only(model, pixels),
-                        "decode_preprocess_images_per_s_1_thread": rate,
-                        "command": f"cnnx infer {pngs} --model {model} --csv"}
+    result["folder"] = {
+        "images": n,
+        "median_s": wall,
+        "images_per_s": n / wall,
+        "peak_rss_mb": max(r for _, r in folder_runs),
+        "runs": len(folder_runs),
+        "serial_median_s": float(np.median(serial_runs)),
+        "serial_images_per_s": n / float(np.median(serial_runs)),
+        "model_only_images_per_s_batch1000": model_only(model, pixels),
+        "decode_preprocess_images_per_s_1_thread": rate,
+        "command": f"cnnx infer {pngs} --model {model} --csv",
+    }
 
     print("accuracy: cnnx eval on the IDX files ...", flush=True)
-    proc = subprocess.run([*cnnx, "eval", model, "--data", str(data), "--json"], capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run(
+        [*cnnx, "eval", model, "--data", str(data), "--json"], capture_output=True, text=True, check=True
+    )
     idx_acc = json.loads(proc.stdout)["accuracy"]
     acc: dict[str, Any] = {"eval_idx": idx_acc, "infer_png": png_acc, "png_minus_idx_pp": 100 * (png_acc - idx_acc)}
     if args.photos:
@@ -229,8 +251,15 @@ def main() -> None:
             pwall, _, _ = timed([*cnnx, "infer", str(photos), "--model", model, "--csv"], stdout=f)
         photo_acc, pn = csv_accuracy((work / "photos.csv").read_text())
         clean = float(np.mean(model_predictions(model, pixels[: args.photos]) == labels[: args.photos]))
-        acc.update({"photo_like": photo_acc, "photo_like_images": pn, "clean_same_digits": clean,
-                    "photo_minus_clean_pp": 100 * (photo_acc - clean), "photo_like_images_per_s": pn / pwall})
+        acc.update(
+            {
+                "photo_like": photo_acc,
+                "photo_like_images": pn,
+                "clean_same_digits": clean,
+                "photo_minus_clean_pp": 100 * (photo_acc - clean),
+                "photo_like_images_per_s": pn / pwall,
+            }
+        )
     result["accuracy"] = acc
     result["load_after"] = os.getloadavg()
     report(result)
@@ -249,40 +278,66 @@ def model_predictions(model: str, pixels: np.ndarray) -> np.ndarray:
     from cnnx.runtime.session import OnnxModel
 
     session = OnnxModel(model)
-    return np.concatenate([session.run(normalise(pixels[i : i + 1000], session.spec.mean, session.spec.std)).argmax(1)
-                           for i in range(0, len(pixels), 1000)])
+    return np.concatenate(
+        [
+            session.run(normalise(pixels[i : i + 1000], session.spec.mean, session.spec.std)).argmax(1)
+            for i in range(0, len(pixels), 1000)
+        ]
+    )
 
 
 def report(r: dict[str, Any]) -> None:
     s, f, a = r["startup"], r["folder"], r["accuracy"]
-    rows = [("cnnx infer digit.png, median (p90)", f"{s['cnnx_infer']['median_s']:.3f} s ({s['cnnx_infer']['p90_s']:.3f})",
-             "<= 0.30 s"),
-            ("  peak RSS", f"{s['cnnx_infer']['peak_rss_mb']:.0f} MB", "<= 100 MB"),
-            ("  floor: import numpy, PIL, onnxruntime", f"{s['floor_imports']['median_s']:.3f} s", ""),
-            ("  cnnx above the floor", f"{s['above_floor_s']:+.3f} s", "")]
+    rows = [
+        (
+            "cnnx infer digit.png, median (p90)",
+            f"{s['cnnx_infer']['median_s']:.3f} s ({s['cnnx_infer']['p90_s']:.3f})",
+            "<= 0.30 s",
+        ),
+        ("  peak RSS", f"{s['cnnx_infer']['peak_rss_mb']:.0f} MB", "<= 100 MB"),
+        ("  floor: import numpy, PIL, onnxruntime", f"{s['floor_imports']['median_s']:.3f} s", ""),
+        ("  cnnx above the floor", f"{s['above_floor_s']:+.3f} s", ""),
+    ]
     if "pytorch_script" in s:
-        rows += [("plain PyTorch script, median", f"{s['pytorch_script']['median_s']:.3f} s", ""),
-                 ("  peak RSS", f"{s['pytorch_script']['peak_rss_mb']:.0f} MB", ""),
-                 ("  cnnx infer is faster by", f"{s['speedup_vs_pytorch']:.1f}x", ">= 8x")]
-    rows += [(f"folder of {f['images']:,} PNG digits, end to end", f"{f['images_per_s']:,.0f} img/s ({f['median_s']:.2f} s)",
-              ">= 5,000 img/s"),
-             ("  peak RSS", f"{f['peak_rss_mb']:.0f} MB", ""),
-             ("  the same, --workers 1 (decode in-process)", f"{f['serial_images_per_s']:,.0f} img/s", ""),
-             ("  model only, same session, batch 1000", f"{f['model_only_images_per_s_batch1000']:,.0f} img/s", ""),
-             ("  decode + preprocess only, 1 thread", f"{f['decode_preprocess_images_per_s_1_thread']:,.0f} img/s", ""),
-             ("accuracy: cnnx eval on IDX", f"{100 * a['eval_idx']:.2f}%", ""),
-             ("  cnnx infer on the same digits as PNG", f"{100 * a['infer_png']:.2f}% ({a['png_minus_idx_pp']:+.2f} pp)",
-              "within 0.05 pp")]
+        rows += [
+            ("plain PyTorch script, median", f"{s['pytorch_script']['median_s']:.3f} s", ""),
+            ("  peak RSS", f"{s['pytorch_script']['peak_rss_mb']:.0f} MB", ""),
+            ("  cnnx infer is faster by", f"{s['speedup_vs_pytorch']:.1f}x", ">= 8x"),
+        ]
+    rows += [
+        (
+            f"folder of {f['images']:,} PNG digits, end to end",
+            f"{f['images_per_s']:,.0f} img/s ({f['median_s']:.2f} s)",
+            ">= 5,000 img/s",
+        ),
+        ("  peak RSS", f"{f['peak_rss_mb']:.0f} MB", ""),
+        ("  the same, --workers 1 (decode in-process)", f"{f['serial_images_per_s']:,.0f} img/s", ""),
+        ("  model only, same session, batch 1000", f"{f['model_only_images_per_s_batch1000']:,.0f} img/s", ""),
+        ("  decode + preprocess only, 1 thread", f"{f['decode_preprocess_images_per_s_1_thread']:,.0f} img/s", ""),
+        ("accuracy: cnnx eval on IDX", f"{100 * a['eval_idx']:.2f}%", ""),
+        (
+            "  cnnx infer on the same digits as PNG",
+            f"{100 * a['infer_png']:.2f}% ({a['png_minus_idx_pp']:+.2f} pp)",
+            "within 0.05 pp",
+        ),
+    ]
     if "photo_like" in a:
-        rows += [(f"  photo-like JPEGs ({a['photo_like_images']:,})",
-                  f"{100 * a['photo_like']:.2f}% ({a['photo_minus_clean_pp']:+.2f} pp vs clean)", "within 1.5 pp"),
-                 ("  photo-like throughput", f"{a['photo_like_images_per_s']:,.0f} img/s", "")]
+        rows += [
+            (
+                f"  photo-like JPEGs ({a['photo_like_images']:,})",
+                f"{100 * a['photo_like']:.2f}% ({a['photo_minus_clean_pp']:+.2f} pp vs clean)",
+                "within 1.5 pp",
+            ),
+            ("  photo-like throughput", f"{a['photo_like_images_per_s']:,.0f} img/s", ""),
+        ]
     width = max(len(name) for name, _, _ in rows)
     print(f"\n{'':<{width}}  {'measured':<28} target")
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:<28} {target}")
-    print(f"\nload average before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f} "
-          f"on {r['machine']['cores']} cores ({r['machine']['cpu']})")
+    print(
+        f"\nload average before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f} "
+        f"on {r['machine']['cores']} cores ({r['machine']['cpu']})"
+    )
 
 
 if __name__ == "__main__":

@@ -41,12 +41,14 @@ def main() -> None:
     import torch
 
     with tempfile.TemporaryDirectory(prefix="cnnx-kill-") as work:
-        result = kill_resume(Path(work), kills=args.kills, seed=args.seed, rng_seed=args.rng_seed,
-                             log=lambda s: print(s, flush=True))
+        result = kill_resume(
+            Path(work), kills=args.kills, seed=args.seed, rng_seed=args.rng_seed, log=lambda s: print(s, flush=True)
+        )
     print(result.summary())
     record = {
         "command": f"python bench/kill_resume.py --kills {args.kills}"
-                   + (f" --seed {args.seed}" if args.seed else "") + (f" --rng-seed {args.rng_seed}" if args.rng_seed else ""),
+        + (f" --seed {args.seed}" if args.seed else "")
+        + (f" --rng-seed {args.rng_seed}" if args.rng_seed else ""),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": machine_info(),
         "torch": str(torch.__version__),

@@ -23,12 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
 from cnnx.core.machine import machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,12 +48,29 @@ def run_row(arch: str, data_dirs: dict[str, str | None], extra: list[str], expor
     from cnnx.train.models import ARCHS, build_model, count_parameters
 
     a = ARCHS[arch]
-    row: dict = {"arch": arch, "dataset": a.dataset, "parameters": count_parameters(build_model(arch, 10)),
-                 "summary": a.summary, "extra_options": extra}
+    row: dict = {
+        "arch": arch,
+        "dataset": a.dataset,
+        "parameters": count_parameters(build_model(arch, 10)),
+        "summary": a.summary,
+        "extra_options": extra,
+    }
     out = Path(tempfile.mkdtemp(prefix=f"cnnx-seed-{arch}-")) / "run"
     data_dir = data_dirs.get(a.dataset)
-    train_args = ["train", a.dataset, "--arch", arch, "--device", "cpu", "--out", str(out), "--json", "--no-plots",
-                  *(["--data-dir", data_dir, "--no-download"] if data_dir else []), *extra]
+    train_args = [
+        "train",
+        a.dataset,
+        "--arch",
+        arch,
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--json",
+        "--no-plots",
+        *(["--data-dir", data_dir, "--no-download"] if data_dir else []),
+        *extra,
+    ]
     t0 = time.perf_counter()
     row["load_before"] = os.getloadavg()[0]  # a shared machine: a busy spell shows here, not in the figure
     proc = cli(*train_args)
@@ -62,10 +79,16 @@ def run_row(arch: str, data_dirs: dict[str, str | None], extra: list[str], expor
         row["error"] = last_line(proc.stderr)
         return row
     result = json.loads(proc.stdout)
-    row.update(epochs=result["epochs"], test_accuracy=result["final_accuracy"], best_accuracy=result["best_accuracy"],
-               train_seconds=sum(e["train_seconds"] for e in result["epoch_metrics"]),
-               wall_seconds=time.perf_counter() - t0, config=result["config"], versions=result["versions"],
-               load_after=os.getloadavg()[0])
+    row.update(
+        epochs=result["epochs"],
+        test_accuracy=result["final_accuracy"],
+        best_accuracy=result["best_accuracy"],
+        train_seconds=sum(e["train_seconds"] for e in result["epoch_metrics"]),
+        wall_seconds=time.perf_counter() - t0,
+        config=result["config"],
+        versions=result["versions"],
+        load_after=os.getloadavg()[0],
+    )
     if export:
         ex = cli("export", str(out), "--format", "all", "--json", *(["--data-dir", data_dir] if data_dir else []))
         if ex.returncode not in (0, 3):  # 3: a parity gate failed, which is a result, not a crash
@@ -73,8 +96,12 @@ def run_row(arch: str, data_dirs: dict[str, str | None], extra: list[str], expor
         else:
             report = json.loads(ex.stdout)
             row["parity"] = {
-                fmt: {"passed": r.get("passed"), "max_abs_diff": (r.get("real") or {}).get("max_abs_diff"),
-                      "top1_agreement": r.get("top1_agreement"), "method": r.get("method")}
+                fmt: {
+                    "passed": r.get("passed"),
+                    "max_abs_diff": (r.get("real") or {}).get("max_abs_diff"),
+                    "top1_agreement": r.get("top1_agreement"),
+                    "method": r.get("method"),
+                }
                 for fmt, r in report.get("formats", {}).items()
             }
             row["parity_images"] = (report.get("images") or {}).get("images")
@@ -86,20 +113,27 @@ def parity_cell(row: dict) -> str:
         return f"export failed: {row['export_error']}"
     if "parity" not in row:
         return "-"
-    return ", ".join(f"{fmt} {'pass' if p['passed'] else 'FAIL'} ({p['max_abs_diff']:.0e})"
-                     if p.get("max_abs_diff") is not None else f"{fmt} {'pass' if p['passed'] else 'FAIL'}"
-                     for fmt, p in row["parity"].items())
+    return ", ".join(
+        f"{fmt} {'pass' if p['passed'] else 'FAIL'} ({p['max_abs_diff']:.0e})"
+        if p.get("max_abs_diff") is not None
+        else f"{fmt} {'pass' if p['passed'] else 'FAIL'}"
+        for fmt, p in row["parity"].items()
+    )
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| network | dataset | parameters | epochs | test accuracy | train time (CPU) | export parity |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| network | dataset | parameters | epochs | test accuracy | train time (CPU) | export parity |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['arch']} | {r['dataset']} | {r['parameters']:,} | - | not run: {r['error']} | - | - |")
             continue
-        lines.append(f"| {r['arch']} | {r['dataset']} | {r['parameters']:,} | {r['epochs']} | "
-                     f"{100 * r['test_accuracy']:.2f}% | {r['train_seconds']:.0f} s | {parity_cell(r)} |")
+        lines.append(
+            f"| {r['arch']} | {r['dataset']} | {r['parameters']:,} | {r['epochs']} | "
+            f"{100 * r['test_accuracy']:.2f}% | {r['train_seconds']:.0f} s | {parity_cell(r)} |"
+        )
     return "\n".join(lines)
 
 
@@ -129,8 +163,17 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()).get("rows", []) if out.is_file() else []
     merged = {r["arch"]: r for r in previous}
-    merged.update({r["arch"]: {**r, "machine": machine_info(), "date": time.strftime("%Y-%m-%d"),
-                               "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])} for r in rows})
+    merged.update(
+        {
+            r["arch"]: {
+                **r,
+                "machine": machine_info(),
+                "date": time.strftime("%Y-%m-%d"),
+                "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            }
+            for r in rows
+        }
+    )
     ordered = [merged[a] for a in ARCHS if a in merged]
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"rows": ordered}, indent=2))

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
 from cnnx.core.machine import machine_info  # noqa: E402
 
 THRESHOLDS = (0.990, 0.993, 0.994, 0.995)
@@ -34,8 +34,25 @@ THRESHOLDS = (0.990, 0.993, 0.994, 0.995)
 def run_one(preset: str, seed: int, data_dir: str, extra: list[str], nproc: int = 1) -> dict:
     out = Path(tempfile.mkdtemp(prefix="cnnx-bench-")) / "run"
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else []
-    cmd = [sys.executable, *launcher, "-m", "cnnx", "train", "mnist", "--preset", preset, "--seed", str(seed),
-           "--data-dir", data_dir, "--no-download", "--out", str(out), "--json", *extra]
+    cmd = [
+        sys.executable,
+        *launcher,
+        "-m",
+        "cnnx",
+        "train",
+        "mnist",
+        "--preset",
+        preset,
+        "--seed",
+        str(seed),
+        "--data-dir",
+        data_dir,
+        "--no-download",
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -46,14 +63,21 @@ def run_one(preset: str, seed: int, data_dir: str, extra: list[str], nproc: int 
     time_to = {}
     for thr in THRESHOLDS:
         hit = next((i for i, e in enumerate(epochs) if e["test_accuracy"] >= thr), None)
-        time_to[f"{100 * thr:.1f}"] = (None if hit is None else
-                                        wall - sum(e["epoch_seconds"] for e in epochs[hit + 1:]))
-    return {"seed": seed, "wall_seconds": wall, "final_accuracy": result["final_accuracy"],
-            "epoch_accuracy": [e["test_accuracy"] for e in epochs],
-            "epoch_seconds": [e["epoch_seconds"] for e in epochs], "time_to": time_to,
-            "arch": result["arch"], "parameters": result["parameters"], "epochs": result["epochs"],
-            "processes": result.get("processes", 1),
-            "config": result["config"], "versions": result["versions"]}
+        time_to[f"{100 * thr:.1f}"] = None if hit is None else wall - sum(e["epoch_seconds"] for e in epochs[hit + 1 :])
+    return {
+        "seed": seed,
+        "wall_seconds": wall,
+        "final_accuracy": result["final_accuracy"],
+        "epoch_accuracy": [e["test_accuracy"] for e in epochs],
+        "epoch_seconds": [e["epoch_seconds"] for e in epochs],
+        "time_to": time_to,
+        "arch": result["arch"],
+        "parameters": result["parameters"],
+        "epochs": result["epochs"],
+        "processes": result.get("processes", 1),
+        "config": result["config"],
+        "versions": result["versions"],
+    }
 
 
 def main() -> None:
@@ -76,28 +100,50 @@ def main() -> None:
     accs = [r["final_accuracy"] for r in runs]
     walls = [r["wall_seconds"] for r in runs]
     summary = {
-        "preset": args.preset, "processes": args.nproc, "arch": runs[0]["arch"], "parameters": runs[0]["parameters"],
-        "epochs": runs[0]["epochs"], "seeds": args.seeds,
-        "accuracy_mean": statistics.mean(accs), "accuracy_worst": min(accs),
-        "wall_median": statistics.median(walls), "wall_worst": max(walls),
+        "preset": args.preset,
+        "processes": args.nproc,
+        "arch": runs[0]["arch"],
+        "parameters": runs[0]["parameters"],
+        "epochs": runs[0]["epochs"],
+        "seeds": args.seeds,
+        "accuracy_mean": statistics.mean(accs),
+        "accuracy_worst": min(accs),
+        "wall_median": statistics.median(walls),
+        "wall_worst": max(walls),
     }
     print()
-    print(f"{'preset':<10} {'arch':<10} {'params':>7} {'epochs':>6} {'acc mean':>9} {'acc worst':>9} "
-          f"{'wall median':>11} {'wall worst':>10}")
-    print(f"{summary['preset']:<10} {summary['arch']:<10} {summary['parameters']:>7,} {summary['epochs']:>6} "
-          f"{100 * summary['accuracy_mean']:>8.2f}% {100 * summary['accuracy_worst']:>8.2f}% "
-          f"{summary['wall_median']:>10.1f}s {summary['wall_worst']:>9.1f}s")
+    print(
+        f"{'preset':<10} {'arch':<10} {'params':>7} {'epochs':>6} {'acc mean':>9} {'acc worst':>9} "
+        f"{'wall median':>11} {'wall worst':>10}"
+    )
+    print(
+        f"{summary['preset']:<10} {summary['arch']:<10} {summary['parameters']:>7,} {summary['epochs']:>6} "
+        f"{100 * summary['accuracy_mean']:>8.2f}% {100 * summary['accuracy_worst']:>8.2f}% "
+        f"{summary['wall_median']:>10.1f}s {summary['wall_worst']:>9.1f}s"
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     single = out / f"train_speed-{args.preset}.json"
     if args.nproc > 1 and single.exists():
         base = json.loads(single.read_text())["summary"]
         summary["vs_1_process_pp"] = 100 * (summary["accuracy_mean"] - base["accuracy_mean"])
-        print(f"{args.nproc} processes vs 1 ({single}): accuracy mean {summary['vs_1_process_pp']:+.2f} pp, "
-              f"wall median {summary['wall_median'] / base['wall_median']:.2f}x")
+        print(
+            f"{args.nproc} processes vs 1 ({single}): accuracy mean {summary['vs_1_process_pp']:+.2f} pp, "
+            f"wall median {summary['wall_median'] / base['wall_median']:.2f}x"
+        )
     path = single if args.nproc == 1 else out / f"train_speed-{args.preset}-ddp{args.nproc}.json"
-    path.write_text(json.dumps({"summary": summary, "runs": runs, "machine": machine_info(),
-                                "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "summary": summary,
+                "runs": runs,
+                "machine": machine_info(),
+                "date": time.strftime("%Y-%m-%d"),
+                "command": " ".join(sys.argv),
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {path}")
 
 

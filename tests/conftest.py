@@ -57,8 +57,10 @@ def shipped_model() -> Path:
 @pytest.fixture(scope="session")
 def test_digits(mini_mnist: Path) -> tuple[np.ndarray, np.ndarray]:
     """The mini MNIST's 500 real test digits, (500, 28, 28) uint8, and labels (500,)."""
-    return (read_idx(mini_mnist / "t10k-images-idx3-ubyte.gz"),
-            read_idx(mini_mnist / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    return (
+        read_idx(mini_mnist / "t10k-images-idx3-ubyte.gz"),
+        read_idx(mini_mnist / "t10k-labels-idx1-ubyte.gz").astype(np.int64),
+    )
 
 
 @pytest.fixture(scope="session")

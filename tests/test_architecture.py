@@ -48,8 +48,9 @@ def _imports(name: str) -> tuple[set[str], set[str]]:
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             # `from cnnx.x import y` names the module cnnx.x.y when there is one, else cnnx.x
-            targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
-                       for a in node.names]
+            targets = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -119,8 +120,9 @@ def test_every_module_belongs_to_an_area() -> None:
 
 @pytest.mark.parametrize("area", TORCH_FREE)
 def test_edge_areas_never_import_torch_or_onnx(area: str) -> None:
-    found = [f"{name} imports {pkg}" for name in MODULES if _area(name) == area
-             for pkg in _imports(name)[1] if pkg in HEAVY]
+    found = [
+        f"{name} imports {pkg}" for name in MODULES if _area(name) == area for pkg in _imports(name)[1] if pkg in HEAVY
+    ]
     assert not found, found
 
 

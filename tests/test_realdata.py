@@ -23,7 +23,18 @@ pytestmark = [
 
 def test_one_epoch_on_full_mnist_reaches_98_5(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    proc = run_cli("train", "mnist", "--preset", "one-epoch", "--data-dir", str(FULL_MNIST), "--no-download",
-                   "--out", str(tmp_path / "run"), "--json", check=True)
+    proc = run_cli(
+        "train",
+        "mnist",
+        "--preset",
+        "one-epoch",
+        "--data-dir",
+        str(FULL_MNIST),
+        "--no-download",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+        check=True,
+    )
     result = json.loads(proc.stdout)
     assert result["final_accuracy"] >= 0.985, result["final_accuracy"]

@@ -16,16 +16,22 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from tests.support import REPO, run_cli  # noqa: E402
-from tests.support import infer_json  # noqa: E402
+from tests.support import (  # noqa: E402
+    REPO,
+    infer_json,  # noqa: E402
+    run_cli,
+)
 from tests.support.images import write_cifar10  # noqa: E402
 from tests.support.seed_nets import Module, lenet  # noqa: E402
 
 
-@pytest.mark.parametrize("arch, seed_class, shape", [
-    ("seed002-module", Module, (3, 32, 32)),
-    ("seed002-lenet", lenet, (1, 28, 28)),
-])
+@pytest.mark.parametrize(
+    "arch, seed_class, shape",
+    [
+        ("seed002-module", Module, (3, 32, 32)),
+        ("seed002-lenet", lenet, (1, 28, 28)),
+    ],
+)
 def test_weights_saved_by_the_seed_scripts_export_and_run(tmp_path: Path, arch: str, seed_class, shape) -> None:
     from PIL import Image
 
@@ -34,8 +40,19 @@ def test_weights_saved_by_the_seed_scripts_export_and_run(tmp_path: Path, arch: 
     torch.save(seed_class().state_dict(), path)  # what the seed script's torch.save(model.state_dict()) writes
     # parity images: generated CIFAR-10 for the colour network, the shipped MNIST sample for LeNet
     data = ["--data-dir", str(write_cifar10(tmp_path / "cifar", per_batch=4, test=40))] if shape[0] == 3 else []
-    proc = run_cli("export", str(path), "--arch", arch, "--format", "all", "--out", str(tmp_path / "exp"),
-                   "--json", *data, check=True)
+    proc = run_cli(
+        "export",
+        str(path),
+        "--arch",
+        arch,
+        "--format",
+        "all",
+        "--out",
+        str(tmp_path / "exp"),
+        "--json",
+        *data,
+        check=True,
+    )
     assert all(r["passed"] for r in json.loads(proc.stdout)["formats"].values())
     img = tmp_path / "img.png"
     if shape[0] == 1:  # the digit recipe refuses a blank page ("no digit found"): a real digit

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cnnx.export.report import table
 
@@ -23,8 +24,20 @@ def _size(n: int) -> str:
 
 def render(result: dict[str, Any]) -> str:
     """What ``cnnx bench`` prints: one row per format, the target ratios, the setting they were measured in."""
-    rows = [["format", "size", "accuracy", "b1 p50 us", "b1 p99 us", "b64 img/s", "b1024 img/s", "load ms",
-             "peak MB", "cold start s"]]
+    rows = [
+        [
+            "format",
+            "size",
+            "accuracy",
+            "b1 p50 us",
+            "b1 p99 us",
+            "b64 img/s",
+            "b1024 img/s",
+            "load ms",
+            "peak MB",
+            "cold start s",
+        ]
+    ]
     notes = []
     for r in result["formats"].values():
         if not r["ok"]:
@@ -32,25 +45,40 @@ def render(result: dict[str, Any]) -> str:
             notes.append(f"{r['label']}: not benchmarked: {r['reason']}")
             continue
         lat, tp = r["latency_ms"], r["throughput"]
-        rows.append([r["label"], _size(r["size_bytes"]), f"{100 * r['accuracy']:.2f}%", f"{1000 * lat['p50_ms']:.0f}",
-                     f"{1000 * lat['p99_ms']:.0f}", f"{tp['64']['images_per_s']:,.0f}",
-                     f"{tp['1024']['images_per_s']:,.0f}", f"{r['load_ms']:.1f}", f"{r['peak_rss_mb']:.0f}",
-                     f"{r['cold_start']['seconds']:.2f}"])
+        rows.append(
+            [
+                r["label"],
+                _size(r["size_bytes"]),
+                f"{100 * r['accuracy']:.2f}%",
+                f"{1000 * lat['p50_ms']:.0f}",
+                f"{1000 * lat['p99_ms']:.0f}",
+                f"{tp['64']['images_per_s']:,.0f}",
+                f"{tp['1024']['images_per_s']:,.0f}",
+                f"{r['load_ms']:.1f}",
+                f"{r['peak_rss_mb']:.0f}",
+                f"{r['cold_start']['seconds']:.2f}",
+            ]
+        )
     m, img = result["machine"], result["images"]
     where = "the sample shipped with cnnx" if img["sample"] else img["folder"]
     lines = [table(rows), ""]
-    for key, what in (("onnx_latency_vs_eager", "ONNX Runtime fp32 batch-1 latency / eager"),
-                      ("onnx_throughput_1024_vs_eager", "ONNX Runtime fp32 batch-1024 throughput / eager")):
+    for key, what in (
+        ("onnx_latency_vs_eager", "ONNX Runtime fp32 batch-1 latency / eager"),
+        ("onnx_throughput_1024_vs_eager", "ONNX Runtime fp32 batch-1024 throughput / eager"),
+    ):
         t = result["targets"][key]
         if t["value"] is not None:
             lines.append(f"{what}: {t['value']:.2f}x (target {t['target']}: {'met' if t['met'] else 'NOT met'})")
     lines += notes
-    lines += ["", f"accuracy on {img['images']:,} {img['dataset']} test images ({where}); every format on "
-              f"{result['threads']} thread(s), in a fresh process of its own",
-              "peak MB: a process that loaded the model and ran one batch of 1,024; cold start: a new process "
-              "classifying one PNG (ONNX: cnnx infer), median of " + str(result["options"]["cold_runs"]),
-              f"{m['cpu']}, {m['cores']} cores; load average {m['load_average_before'][0]:.1f} before, "
-              f"{m['load_average_after'][0]:.1f} after"]
+    lines += [
+        "",
+        f"accuracy on {img['images']:,} {img['dataset']} test images ({where}); every format on "
+        f"{result['threads']} thread(s), in a fresh process of its own",
+        "peak MB: a process that loaded the model and ran one batch of 1,024; cold start: a new process "
+        "classifying one PNG (ONNX: cnnx infer), median of " + str(result["options"]["cold_runs"]),
+        f"{m['cpu']}, {m['cores']} cores; load average {m['load_average_before'][0]:.1f} before, "
+        f"{m['load_average_after'][0]:.1f} after",
+    ]
     if result.get("plot"):
         lines.append(f"chart {result['plot']} ({result['wall_seconds']:.0f} s)")
     return "\n".join(lines)
@@ -65,7 +93,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig = figure(WIDTH_IN, HEIGHT_IN)
     axes = fig.subplots(1, len(PANELS), sharey=True)
     colours = [f"C{i}" for i in range(len(rows))]
-    for ax, (title, unit, value) in zip(axes, PANELS):
+    for ax, (title, unit, value) in zip(axes, PANELS, strict=False):
         values = [value(r) for r in rows]
         bars = ax.barh(range(len(rows)), values, color=colours)
         ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in values], padding=3, fontsize=8)
@@ -77,8 +105,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     axes[0].invert_yaxis()  # the first format on top, as in the table
     m = result["machine"]
     missing = [r["label"] for r in result["formats"].values() if not r["ok"]]
-    fig.suptitle(f"{Path(result['source']['path']).name} ({result['source']['arch']}) on {m['cpu']}, "
-                 f"{result['threads']} thread(s)" + (f"; not shown: {', '.join(missing)}" if missing else ""),
-                 fontsize=10)
+    fig.suptitle(
+        f"{Path(result['source']['path']).name} ({result['source']['arch']}) on {m['cpu']}, "
+        f"{result['threads']} thread(s)" + (f"; not shown: {', '.join(missing)}" if missing else ""),
+        fontsize=10,
+    )
     fig.subplots_adjust(left=0.115, right=0.99, bottom=0.12, top=0.8, wspace=0.12)
     return save_png(fig, path)

@@ -27,25 +27,30 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 import cnnx
-from cnnx.core.errors import ConfigError, ModelFileError
 from cnnx.core.contract import PARITY_FILE
+from cnnx.core.errors import ConfigError, ModelFileError
+from cnnx.core.fileio import atomic_write
 from cnnx.core.machine import machine_info, usable_cores
 from cnnx.export import FORMATS, ExportOptions, export_checkpoint
 from cnnx.export import parity_data as images
 from cnnx.export.source import Source, load_source
-from cnnx.core.fileio import atomic_write
 from cnnx.train.checkpoint import file_sha256
 
 # what is benchmarked, in table order: name -> the row's label
-LABELS: dict[str, str] = {"eager": "PyTorch eager", "torchscript": "TorchScript", "onnx": "ONNX Runtime fp32",
-                          "onnx-int8": "ONNX Runtime int8"}
+LABELS: dict[str, str] = {
+    "eager": "PyTorch eager",
+    "torchscript": "TorchScript",
+    "onnx": "ONNX Runtime fp32",
+    "onnx-int8": "ONNX Runtime int8",
+}
 EXPORTED = ("torchscript", "onnx", "onnx-int8")  # the formats that come from `cnnx export`
 BATCHES = (64, 1024)  # throughput batch sizes, images per call
 TARGETS = {"onnx_latency_vs_eager": ("<=", 1 / 3), "onnx_throughput_1024_vs_eager": (">=", 3.0)}
@@ -75,8 +80,13 @@ def _versions() -> dict[str, str]:
     import onnxruntime
     import torch
 
-    return {"cnnx": cnnx.__version__, "torch": str(torch.__version__), "onnxruntime": onnxruntime.__version__,
-            "onnx": onnx.__version__, "numpy": np.__version__}
+    return {
+        "cnnx": cnnx.__version__,
+        "torch": str(torch.__version__),
+        "onnxruntime": onnxruntime.__version__,
+        "onnx": onnx.__version__,
+        "numpy": np.__version__,
+    }
 
 
 def _reusable(path: Path, sha: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -92,8 +102,12 @@ def _reusable(path: Path, sha: str) -> tuple[dict[str, dict[str, Any]], dict[str
     for name, f in record.get("formats", {}).items():
         # parity.json keeps the path as the export was given it; the file is the one beside it
         file = path.parent / (path.stem + FORMATS[name].SUFFIX) if name in FORMATS else None
-        if file is not None and file.is_file() and Path(f.get("file", "")).name == file.name \
-                and file_sha256(file) == f.get("sha256"):
+        if (
+            file is not None
+            and file.is_file()
+            and Path(f.get("file", "")).name == file.name
+            and file_sha256(file) == f.get("sha256")
+        ):
             found[name] = {"file": file, "method": f.get("method"), "parity_accuracy": f.get("accuracy")}
     return found, dict(record.get("skipped") or {})
 
@@ -109,11 +123,17 @@ def _exports(src: Source, opts: BenchOptions, threads: int, say: Callable[[str],
         say(f"reusing {', '.join(str(f['file']) for f in found.values())} (parity.json names this checkpoint)")
         return {"files": found, "reused": list(found), "exported": [], "skipped": skipped}
     say(f"exporting {src.path} (the files are missing beside it)")
-    report = export_checkpoint(src.path, ExportOptions(format="all", int8=True, int8_optional=True,
-                                                       data_dir=opts.data_dir, arch=opts.arch, threads=threads),
-                               progress=say)
-    files = {name: {"file": Path(f["file"]), "method": f["method"], "parity_accuracy": f["accuracy"]}
-             for name, f in report["formats"].items()}
+    report = export_checkpoint(
+        src.path,
+        ExportOptions(
+            format="all", int8=True, int8_optional=True, data_dir=opts.data_dir, arch=opts.arch, threads=threads
+        ),
+        progress=say,
+    )
+    files = {
+        name: {"file": Path(f["file"]), "method": f["method"], "parity_accuracy": f["accuracy"]}
+        for name, f in report["formats"].items()
+    }
     return {"files": files, "reused": [], "exported": list(files), "skipped": report["skipped"]}
 
 
@@ -122,8 +142,9 @@ def _worker(*args: str) -> str:
     proc = subprocess.run([*WORKER, *args], capture_output=True, text=True)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or ["no message"]
-        raise ModelFileError(f"cnnx.bench.worker {' '.join(args[:2])} failed (exit code {proc.returncode}): "
-                             f"{lines[-1]}")
+        raise ModelFileError(
+            f"cnnx.bench.worker {' '.join(args[:2])} failed (exit code {proc.returncode}): {lines[-1]}"
+        )
     return proc.stdout
 
 
@@ -132,8 +153,11 @@ def _cold_start(cmd: list[str]) -> dict[str, Any]:
     run = json.loads(_worker("spawn", *cmd))
     if run["returncode"] != 0:
         raise ModelFileError(f"{' '.join(cmd)} failed (exit code {run['returncode']})")
-    return {"seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"],
-            "output": (run["stdout"].strip().splitlines() or [""])[-1]}
+    return {
+        "seconds": run["seconds"],
+        "peak_rss_mb": run["peak_rss_mb"],
+        "output": (run["stdout"].strip().splitlines() or [""])[-1],
+    }
 
 
 def _infer_command(file: Path, image: Path, threads: int) -> list[str]:
@@ -149,22 +173,38 @@ def _cold_command(name: str, job: Path, file: Path, image: Path, threads: int) -
     return [*WORKER, "cold", str(job)]
 
 
-def _measure(name: str, file: Path, work: Path, opts: BenchOptions, threads: int,
-             say: Callable[[str], None]) -> dict[str, Any]:
-    payload = json.dumps({"format": name, "file": str(file), "threads": threads, "seconds": opts.seconds,
-                          "batches": list(BATCHES), "batch_file": str(work / "batch.npy"),
-                          "test_x": str(work / "test_x.npy"), "test_y": str(work / "test_y.npy"),
-                          "image": str(work / "digit.png")}).encode()
+def _measure(
+    name: str, file: Path, work: Path, opts: BenchOptions, threads: int, say: Callable[[str], None]
+) -> dict[str, Any]:
+    payload = json.dumps(
+        {
+            "format": name,
+            "file": str(file),
+            "threads": threads,
+            "seconds": opts.seconds,
+            "batches": list(BATCHES),
+            "batch_file": str(work / "batch.npy"),
+            "test_x": str(work / "test_x.npy"),
+            "test_y": str(work / "test_y.npy"),
+            "image": str(work / "digit.png"),
+        }
+    ).encode()
     job = atomic_write(work / f"{name}.json", lambda f: f.write(payload))
     row = json.loads(_worker("measure", str(job)))
     cmd = _cold_command(name, job, file, work / "digit.png", threads)
     runs = [_cold_start(cmd) for _ in range(opts.cold_runs)]
-    row["cold_start"] = {"seconds": float(np.median([r["seconds"] for r in runs])),
-                         "runs_s": [r["seconds"] for r in runs], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-                         "command": " ".join(cmd), "output": runs[0]["output"]}
+    row["cold_start"] = {
+        "seconds": float(np.median([r["seconds"] for r in runs])),
+        "runs_s": [r["seconds"] for r in runs],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "command": " ".join(cmd),
+        "output": runs[0]["output"],
+    }
     lat = row["latency_ms"]
-    say(f"{LABELS[name]}: batch 1 p50 {1000 * lat['p50_ms']:.0f} us, {row['throughput']['1024']['images_per_s']:.0f} "
-        f"img/s at 1024, cold start {row['cold_start']['seconds']:.2f} s")
+    say(
+        f"{LABELS[name]}: batch 1 p50 {1000 * lat['p50_ms']:.0f} us, {row['throughput']['1024']['images_per_s']:.0f} "
+        f"img/s at 1024, cold start {row['cold_start']['seconds']:.2f} s"
+    )
     return row
 
 
@@ -174,9 +214,11 @@ def _workspace(src: Source, data: images.ParityData, work: Path) -> Path:
     from PIL import Image
 
     reps = -(-max(BATCHES) // len(data.test_x))  # a sample of 500 images is repeated to fill 1,024
-    arrays = {"test_x": data.test_x,  # (N, C, H, W) float32, normalised
-              "test_y": data.test_y,  # (N,) int64
-              "batch": np.concatenate([data.test_x] * reps)[: max(BATCHES)]}  # (1024, C, H, W)
+    arrays = {
+        "test_x": data.test_x,  # (N, C, H, W) float32, normalised
+        "test_y": data.test_y,  # (N,) int64
+        "batch": np.concatenate([data.test_x] * reps)[: max(BATCHES)],
+    }  # (1024, C, H, W)
     for stem, array in arrays.items():
         atomic_write(work / f"{stem}.npy", lambda f, a=array: np.save(f, a))
     # the first test image back in pixels, as a PNG: the image every cold start classifies
@@ -203,8 +245,10 @@ def benchmark(source: Path, opts: BenchOptions, progress: Callable[[str], None] 
     src = load_source(Path(source), opts.arch)
     exports = _exports(src, opts, threads, say)
     data = images.load_images(src.spec, Path(opts.data_dir) if opts.data_dir else None, src.train_config)
-    say(f"test images: {data.source['images']} {data.source['dataset']} images from {data.source['folder']}; "
-        f"{threads} thread(s) per format, {opts.seconds:g} s per batch size")
+    say(
+        f"test images: {data.source['images']} {data.source['dataset']} images from {data.source['folder']}; "
+        f"{threads} thread(s) per format, {opts.seconds:g} s per batch size"
+    )
     work = Path(tempfile.mkdtemp(prefix="cnnx-bench-"))
     try:
         eager = _workspace(src, data, work)
@@ -214,17 +258,24 @@ def benchmark(source: Path, opts: BenchOptions, progress: Callable[[str], None] 
             if name not in files:
                 continue
             f = files[name]
-            rows[name] = {"label": LABELS[name], "ok": True, "file": str(f["file"]) if name != "eager" else None,
-                          "size_bytes": Path(f["file"]).stat().st_size, "method": f["method"],
-                          **_measure(name, Path(f["file"]), work, opts, threads, say)}
+            rows[name] = {
+                "label": LABELS[name],
+                "ok": True,
+                "file": str(f["file"]) if name != "eager" else None,
+                "size_bytes": Path(f["file"]).stat().st_size,
+                "method": f["method"],
+                **_measure(name, Path(f["file"]), work, opts, threads, say),
+            }
         rows["eager"]["shipped_as"] = "state_dict and spec saved with torch.save (loads with weights_only=True)"
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for name, why in exports["skipped"].items():
         rows[name] = {"label": LABELS[name], "ok": False, "reason": why}
     rows = {name: rows[name] for name in LABELS if name in rows}
-    ratios = {"onnx_latency_vs_eager": _ratio(rows, lambda r: r["latency_ms"]["p50_ms"]),
-              "onnx_throughput_1024_vs_eager": _ratio(rows, lambda r: r["throughput"]["1024"]["images_per_s"])}
+    ratios = {
+        "onnx_latency_vs_eager": _ratio(rows, lambda r: r["latency_ms"]["p50_ms"]),
+        "onnx_throughput_1024_vs_eager": _ratio(rows, lambda r: r["throughput"]["1024"]["images_per_s"]),
+    }
     result: dict[str, Any] = {
         "command": None,  # how the run was asked for; the CLI fills it in
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -232,15 +283,26 @@ def benchmark(source: Path, opts: BenchOptions, progress: Callable[[str], None] 
         "versions": _versions(),
         "threads": threads,
         "options": asdict(opts),
-        "source": {"path": str(src.path), "kind": src.kind, "sha256": src.sha256, "arch": src.spec.arch,
-                   "parameters": sum(p.numel() for p in src.model.parameters()), "size_bytes": src.path.stat().st_size},
+        "source": {
+            "path": str(src.path),
+            "kind": src.kind,
+            "sha256": src.sha256,
+            "arch": src.spec.arch,
+            "parameters": sum(p.numel() for p in src.model.parameters()),
+            "size_bytes": src.path.stat().st_size,
+        },
         "images": {k: v for k, v in data.source.items() if k != "random_batches"},
         "exports": {"reused": exports["reused"], "exported": exports["exported"]},
         "formats": rows,
         "ratios": ratios,
-        "targets": {k: {"target": f"{op} {v:.3g}", "value": ratios[k],
-                        "met": None if ratios[k] is None else (ratios[k] <= v if op == "<=" else ratios[k] >= v)}
-                    for k, (op, v) in TARGETS.items()},
+        "targets": {
+            k: {
+                "target": f"{op} {v:.3g}",
+                "value": ratios[k],
+                "met": None if ratios[k] is None else (ratios[k] <= v if op == "<=" else ratios[k] >= v),
+            }
+            for k, (op, v) in TARGETS.items()
+        },
     }
     result["machine"]["load_average_after"] = list(os.getloadavg())
     if opts.plot != "":

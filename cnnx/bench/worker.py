@@ -26,7 +26,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cnnx.core.machine import peak_rss_mb, timed  # stdlib at import: the spawn mode stays a ~10 MB parent
 
@@ -54,8 +55,7 @@ def spawn(cmd: list[str]) -> dict[str, Any]:
     else:
         proc.wait()
         wall, peak = time.perf_counter() - t0, float("nan")
-    return {"seconds": wall, "peak_rss_mb": peak, "returncode": proc.returncode,
-            "stdout": out.decode(errors="replace")}
+    return {"seconds": wall, "peak_rss_mb": peak, "returncode": proc.returncode, "stdout": out.decode(errors="replace")}
 
 
 # ---------------------------------------------------------------- loading, one function per format
@@ -69,6 +69,7 @@ def _torch_run(module: Any) -> Run:
     def run(x: Any) -> Any:
         with torch.inference_mode():
             return module(torch.from_numpy(x)).numpy()
+
     return run
 
 
@@ -107,13 +108,22 @@ def _load_onnx(path: str, threads: int) -> tuple[Run, None]:
 
     def run(x: Any) -> Any:
         return session.run(names, {feed: x})[0]
+
     return run, None
 
 
-_IMPORTS: dict[str, tuple[str, ...]] = {"eager": ("torch", "cnnx.train.models"), "torchscript": ("torch",),
-                                        "onnx": ("onnxruntime",), "onnx-int8": ("onnxruntime",)}
+_IMPORTS: dict[str, tuple[str, ...]] = {
+    "eager": ("torch", "cnnx.train.models"),
+    "torchscript": ("torch",),
+    "onnx": ("onnxruntime",),
+    "onnx-int8": ("onnxruntime",),
+}
 _LOADERS: dict[str, Callable[[str, int], tuple[Run, Any]]] = {
-    "eager": _load_eager, "torchscript": _load_torchscript, "onnx": _load_onnx, "onnx-int8": _load_onnx}
+    "eager": _load_eager,
+    "torchscript": _load_torchscript,
+    "onnx": _load_onnx,
+    "onnx-int8": _load_onnx,
+}
 
 
 def _open(job: dict[str, Any]) -> tuple[Run, Any, float, float]:
@@ -146,9 +156,15 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     for b in job["batches"]:
         t = timed(run, big[:b], job["seconds"], min_runs=3, warmup=2)
         throughput[str(b)] = {"images_per_s": b / (t["p50_ms"] / 1000), **t}
-    return {"import_s": import_s, "load_ms": 1000 * load_s, "peak_rss_mb": peak,
-            "accuracy": float((pred == y).mean()), "images": len(y), "latency_ms": latency,
-            "throughput": throughput}
+    return {
+        "import_s": import_s,
+        "load_ms": 1000 * load_s,
+        "peak_rss_mb": peak,
+        "accuracy": float((pred == y).mean()),
+        "images": len(y),
+        "latency_ms": latency,
+        "throughput": throughput,
+    }
 
 
 def cold(job: dict[str, Any]) -> str:

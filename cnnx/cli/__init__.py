@@ -69,19 +69,19 @@ def main() -> None:
 
 
 def floats_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
-    """"0.485,0.456,0.406" -> (0.485, 0.456, 0.406)."""
+    """ "0.485,0.456,0.406" -> (0.485, 0.456, 0.406)."""
     from cnnx.core.spec import parse_floats
 
     return None if value is None else parse_floats(value, param.opts[0])
 
 
 def names_option(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    """"cat, dog" -> ["cat", "dog"]."""
+    """ "cat, dog" -> ["cat", "dog"]."""
     return None if value is None else [v.strip() for v in value.split(",")]
 
 
 def size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    """"28" -> (28, 28); "32x24" -> (32, 24)."""
+    """ "28" -> (28, 28); "32x24" -> (32, 24)."""
     from cnnx.core.spec import parse_size
 
     return None if value is None else parse_size(value)

@@ -9,7 +9,6 @@ import click
 
 from cnnx.cli import emit_json, floats_option, main, names_option, size_option
 
-
 # ---------------------------------------------------------------- infer, eval (edge runtime: no torch)
 
 
@@ -65,16 +64,33 @@ def _edge_env() -> None:
 
 def _spec_options(command: Any) -> Any:
     """--mean, --std, --size, --classes: how to feed an ONNX file that carries no cnnx spec."""
-    for option in reversed([
-        click.option("--mean", callback=floats_option, help="For an ONNX file without a cnnx spec: per-channel "
-                     "mean of pixels in [0, 1], e.g. 0.1307 or 0.485,0.456,0.406 (one value serves every channel)."),
-        click.option("--std", callback=floats_option,
-                     help="For an ONNX file without a cnnx spec: per-channel std, like --mean."),
-        click.option("--size", callback=size_option, help="For an ONNX file without a cnnx spec: input size, N "
-                     "or HxW (e.g. 28 or 32x32). The colour mode follows the model's channels (1 = greyscale, 3 = RGB)."),
-        click.option("--classes", callback=names_option, help="For an ONNX file without a cnnx spec: class "
-                     "names, comma-separated [default: 0, 1, ... as many as the model outputs]."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--mean",
+                callback=floats_option,
+                help="For an ONNX file without a cnnx spec: per-channel "
+                "mean of pixels in [0, 1], e.g. 0.1307 or 0.485,0.456,0.406 (one value serves every channel).",
+            ),
+            click.option(
+                "--std",
+                callback=floats_option,
+                help="For an ONNX file without a cnnx spec: per-channel std, like --mean.",
+            ),
+            click.option(
+                "--size",
+                callback=size_option,
+                help="For an ONNX file without a cnnx spec: input size, N "
+                "or HxW (e.g. 28 or 32x32). The colour mode follows the model's channels (1 = greyscale, 3 = RGB).",
+            ),
+            click.option(
+                "--classes",
+                callback=names_option,
+                help="For an ONNX file without a cnnx spec: class "
+                "names, comma-separated [default: 0, 1, ... as many as the model outputs].",
+            ),
+        ]
+    ):
         command = option(command)
     return command
 
@@ -85,30 +101,67 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
 
 @main.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("--model", "-m", type=click.Path(dir_okay=False), help="An .onnx file from `cnnx export`. "
-              "[default: the MNIST model shipped with cnnx]")
-@click.option("--top-k", "-k", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Best classes to list per image, with softmax probabilities.")
+@click.option(
+    "--model",
+    "-m",
+    type=click.Path(dir_okay=False),
+    help="An .onnx file from `cnnx export`. [default: the MNIST model shipped with cnnx]",
+)
+@click.option(
+    "--top-k",
+    "-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Best classes to list per image, with softmax probabilities.",
+)
 @click.option("--table", "fmt", flag_value="table", default=True, help="Aligned table on stdout. [default]")
 @click.option("--json", "fmt", flag_value="json", help="One JSON object per image, one per line.")
 @click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Images per model call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per model call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=_THREADS_HELP)
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes decoding images; 0 = the physical cores for 2,048 or more files on Linux, "
-                   "else none; 1 = decode in the main process.")
-@click.option("--preprocess", type=click.Choice(["auto", "plain", "mnist-digit"]), default="auto", show_default=True,
-              help=_PREPROCESS_HELP + " mnist-digit: the digit recipe, e.g. for a model without a cnnx spec.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Processes decoding images; 0 = the physical cores for 2,048 or more files on Linux, "
+    "else none; 1 = decode in the main process.",
+)
+@click.option(
+    "--preprocess",
+    type=click.Choice(["auto", "plain", "mnist-digit"]),
+    default="auto",
+    show_default=True,
+    help=_PREPROCESS_HELP + " mnist-digit: the digit recipe, e.g. for a model without a cnnx spec.",
+)
 @_spec_options
-@click.option("--save-preprocessed", type=click.Path(file_okay=False),
-              help="Write exactly what the model saw, one PNG per image, into this folder.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]")
-def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batch_size: int, threads: int,
-          workers: int, preprocess: str, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-          size: tuple[int, int] | None, classes: list[str] | None,
-          save_preprocessed: str | None, progress: bool | None) -> None:
+@click.option(
+    "--save-preprocessed",
+    type=click.Path(file_okay=False),
+    help="Write exactly what the model saw, one PNG per image, into this folder.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]",
+)
+def infer(
+    images: tuple[str, ...],
+    model: str | None,
+    top_k: int,
+    fmt: str,
+    batch_size: int,
+    threads: int,
+    workers: int,
+    preprocess: str,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    size: tuple[int, int] | None,
+    classes: list[str] | None,
+    save_preprocessed: str | None,
+    progress: bool | None,
+) -> None:
     """Classify images: files, folders (searched recursively) and glob patterns, without torch.
 
     Exit code 0 when every image was classified, 1 when any could not be (each
@@ -122,8 +175,17 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
     from cnnx.runtime.sources import expand
 
     paths, problems = expand(images)
-    clf = Classifier(model, threads=threads, preprocess=None if preprocess == "auto" else preprocess,
-                     batch_size=batch_size, workers=workers, mean=mean, std=std, size=size, classes=classes)
+    clf = Classifier(
+        model,
+        threads=threads,
+        preprocess=None if preprocess == "auto" else preprocess,
+        batch_size=batch_size,
+        workers=workers,
+        mean=mean,
+        std=std,
+        size=size,
+        classes=classes,
+    )
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if not paths:
@@ -147,32 +209,71 @@ def infer(images: tuple[str, ...], model: str | None, top_k: int, fmt: str, batc
 
 @main.command("eval")
 @click.argument("model", required=False, type=click.Path(exists=True))
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
-              help="A folder with MNIST IDX files (t10k-images-idx3-ubyte[.gz] and labels), or one "
-                   "sub-folder of images per class, named after the model's classes.")
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
-              help="Which IDX files to read.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Images per model call.")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="A folder with MNIST IDX files (t10k-images-idx3-ubyte[.gz] and labels), or one "
+    "sub-folder of images per class, named after the model's classes.",
+)
+@click.option(
+    "--split", type=click.Choice(["test", "train"]), default="test", show_default=True, help="Which IDX files to read."
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Images per model call."
+)
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=_THREADS_HELP)
-@click.option("--preprocess", type=click.Choice(["auto", "plain"]), default="auto", show_default=True,
-              help="Image folders: " + _PREPROCESS_HELP + " IDX images are already model input.")
+@click.option(
+    "--preprocess",
+    type=click.Choice(["auto", "plain"]),
+    default="auto",
+    show_default=True,
+    help="Image folders: " + _PREPROCESS_HELP + " IDX images are already model input.",
+)
 @_spec_options
 @click.option("--confusion", type=click.Path(dir_okay=False), help="Also draw the confusion matrix into this PNG.")
-@click.option("--errors", type=click.Path(dir_okay=False),
-              help="Also draw the misclassified images, as the model saw them, with true and predicted "
-                   "labels into this PNG, most confident mistakes first.")
-@click.option("--errors-max", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Most misclassified images drawn by --errors.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (every "
-              "misclassified image is listed under \"misclassified\").")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]")
-def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, threads: int, preprocess: str,
-             mean: tuple[float, ...] | None, std: tuple[float, ...] | None, size: tuple[int, int] | None,
-             classes: list[str] | None,
-             confusion: str | None, errors: str | None, errors_max: int, as_json: bool,
-             progress: bool | None) -> None:
+@click.option(
+    "--errors",
+    type=click.Path(dir_okay=False),
+    help="Also draw the misclassified images, as the model saw them, with true and predicted "
+    "labels into this PNG, most confident mistakes first.",
+)
+@click.option(
+    "--errors-max",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Most misclassified images drawn by --errors.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print the result as JSON on stdout (every misclassified image is listed under "misclassified").',
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr. [default: on for over 1,000 images when stderr is a terminal]",
+)
+def eval_cmd(
+    model: str | None,
+    data_dir: str,
+    split: str,
+    batch_size: int,
+    threads: int,
+    preprocess: str,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    size: tuple[int, int] | None,
+    classes: list[str] | None,
+    confusion: str | None,
+    errors: str | None,
+    errors_max: int,
+    as_json: bool,
+    progress: bool | None,
+) -> None:
     """Accuracy and confusion matrix of MODEL (.onnx; .pt or TorchScript when torch is installed) on --data.
 
     MODEL defaults to the MNIST model shipped with cnnx. Exit code 1 when an image
@@ -181,9 +282,9 @@ def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, thre
     Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png --errors errors.png
     """
     _edge_env()
-    from cnnx.tools.modelfile import open_model
     from cnnx.runtime.evaluate import confusion_table, evaluate, load_labelled
     from cnnx.runtime.predict import resolve_model
+    from cnnx.tools.modelfile import open_model
 
     path = resolve_model(model)
     net = open_model(path, threads=threads, mean=mean, std=std, size=size, classes=classes)
@@ -198,8 +299,10 @@ def eval_cmd(model: str | None, data_dir: str, split: str, batch_size: int, thre
         emit_json({**result.to_dict(), "confusion_png": confusion, "errors_png": errors if result.mistakes else None})
     else:
         kind = f"MNIST IDX, {split} split" if data.kind == "mnist-idx" else "image folders"
-        click.echo(f"{path} on {data_dir} ({kind}): accuracy {100 * result.accuracy:.2f}% "
-                   f"({result.correct}/{result.total}) in {result.seconds:.2f} s")
+        click.echo(
+            f"{path} on {data_dir} ({kind}): accuracy {100 * result.accuracy:.2f}% "
+            f"({result.correct}/{result.total}) in {result.seconds:.2f} s"
+        )
         click.echo(confusion_table(result))
         for line in drawn.values():
             click.echo(line)

@@ -10,29 +10,50 @@ import click
 from cnnx.cli import emit_json, floats_option, main, names_option
 from cnnx.core.errors import CnnxError
 
-
 # ---------------------------------------------------------------- export, inspect
 
 
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True))
-@click.option("--format", "format", type=click.Choice(["onnx", "torchscript", "all"]), default="onnx",
-              show_default=True, help="all = onnx and torchscript.")
+@click.option(
+    "--format",
+    "format",
+    type=click.Choice(["onnx", "torchscript", "all"]),
+    default="onnx",
+    show_default=True,
+    help="all = onnx and torchscript.",
+)
 @click.option("--int8", is_flag=True, help="Also write a static int8 (QDQ) ONNX file, with its own gate.")
-@click.option("--out", type=click.Path(), help="Folder, or a file name (model.onnx) whose stem names the files. "
-                                               "[default: beside the checkpoint]")
+@click.option(
+    "--out",
+    type=click.Path(),
+    help="Folder, or a file name (model.onnx) whose stem names the files. [default: beside the checkpoint]",
+)
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset.")
-@click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), default="auto", show_default=True,
-              help="ONNX exporter; auto tries dynamo, then the TorchScript-based (legacy) one.")
+@click.option(
+    "--exporter",
+    type=click.Choice(["auto", "dynamo", "legacy"]),
+    default="auto",
+    show_default=True,
+    help="ONNX exporter; auto tries dynamo, then the TorchScript-based (legacy) one.",
+)
 @click.option("--arch", help="Architecture of a bare state_dict (cnnx checkpoints name their own).")
 @click.option("--mean", callback=floats_option, help="Per-channel mean, e.g. 0.1307. [default: the spec's]")
 @click.option("--std", callback=floats_option, help="Per-channel std, e.g. 0.3081. [default: the spec's]")
 @click.option("--classes", callback=names_option, help="Comma-separated class names. [default: the spec's]")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Dataset folder for the parity images. [default: the training folder, $CNNX_DATA_DIR, "
-                   "else the sample shipped with cnnx]")
-@click.option("--threads", type=int, default=0, show_default=True,
-              help="torch and onnxruntime threads during parity; 0 = half the cores, 1 to 4.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Dataset folder for the parity images. [default: the training folder, $CNNX_DATA_DIR, "
+    "else the sample shipped with cnnx]",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=0,
+    show_default=True,
+    help="torch and onnxruntime threads during parity; 0 = half the cores, 1 to 4.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
 def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
     """Export CHECKPOINT (a .pt, a run folder, or a bare state_dict with --arch) to ONNX/TorchScript.
@@ -76,20 +97,39 @@ def inspect_cmd(file: str, as_json: bool) -> None:
 
 @main.command("bench")
 @click.argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Timing budget per format and batch size (1, 64, 1024).")
-@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Intra-op threads of every format alike. 1 is the fair comparison on a small device: no "
-                   "thread pool fights another process for a core, and a model this small gains little from "
-                   "more; 0 = every core.")
-@click.option("--cold-runs", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Whole-process cold starts per format; the median is reported.")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Dataset folder for the test images. [default: the training folder, $CNNX_DATA_DIR, "
-                   "else the sample shipped with cnnx]")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Timing budget per format and batch size (1, 64, 1024).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Intra-op threads of every format alike. 1 is the fair comparison on a small device: no "
+    "thread pool fights another process for a core, and a model this small gains little from "
+    "more; 0 = every core.",
+)
+@click.option(
+    "--cold-runs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Whole-process cold starts per format; the median is reported.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Dataset folder for the test images. [default: the training folder, $CNNX_DATA_DIR, "
+    "else the sample shipped with cnnx]",
+)
 @click.option("--arch", help="Architecture of a bare state_dict (cnnx checkpoints name their own).")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Bar chart PNG. [default: bench.png beside the "
-                                                              "checkpoint]")
+@click.option(
+    "--plot", type=click.Path(dir_okay=False), help="Bar chart PNG. [default: bench.png beside the checkpoint]"
+)
 @click.option("--no-plot", is_flag=True, help="Draw no chart.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON on stdout.")
 def bench_cmd(checkpoint: str, no_plot: bool, as_json: bool, **options: Any) -> None:

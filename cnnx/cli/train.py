@@ -15,19 +15,25 @@ from cnnx.cli import emit_json, main
 from cnnx.train.config import PRESETS as _PRESETS  # stdlib only: no torch while building --help
 from cnnx.train.config import TrainConfig as _Defaults
 
-
 # ---------------------------------------------------------------- train
 
-_TRAIN_HELP_DEFAULTS = ("Defaults were chosen by measurement on a 2-core CPU (README, bench/train_speed.py). "
-                        "Data-parallel over N processes or GPUs: torchrun --standalone --nproc-per-node N -m cnnx "
-                        "train ...; --batch-size is then the global batch, shared out over the N processes.")
+_TRAIN_HELP_DEFAULTS = (
+    "Defaults were chosen by measurement on a 2-core CPU (README, bench/train_speed.py). "
+    "Data-parallel over N processes or GPUs: torchrun --standalone --nproc-per-node N -m cnnx "
+    "train ...; --batch-size is then the global batch, shared out over the N processes."
+)
 
 
 @main.command(epilog=_TRAIN_HELP_DEFAULTS)
 @click.argument("dataset", required=False)
-@click.option("--preset", type=click.Choice(list(_PRESETS)), default="default", show_default=True,
-              help="Named option set, explicit options override it: " + "; ".join(
-                  f"{k} = {', '.join(f'{o} {v}' for o, v in p.items()) or 'the defaults'}" for k, p in _PRESETS.items()))
+@click.option(
+    "--preset",
+    type=click.Choice(list(_PRESETS)),
+    default="default",
+    show_default=True,
+    help="Named option set, explicit options override it: "
+    + "; ".join(f"{k} = {', '.join(f'{o} {v}' for o, v in p.items()) or 'the defaults'}" for k, p in _PRESETS.items()),
+)
 @click.option("--arch", help="Architecture name (see `cnnx train --list-archs`). [default: the dataset's]")
 @click.option("--epochs", type=int, help=f"Passes over the training data. [default: {_Defaults.epochs}]")
 @click.option("--batch-size", type=int, help=f"Images per optimiser step. [default: {_Defaults.batch_size}]")
@@ -35,43 +41,77 @@ _TRAIN_HELP_DEFAULTS = ("Defaults were chosen by measurement on a 2-core CPU (RE
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), help=f"[default: {_Defaults.optimizer}]")
 @click.option("--momentum", type=float, help=f"SGD momentum / Adam beta1. [default: {_Defaults.momentum}]")
 @click.option("--weight-decay", type=float, help=f"[default: {_Defaults.weight_decay}]")
-@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), help=f"LR schedule. [default: {_Defaults.schedule}]")
-@click.option("--warmup", type=float, help=f"Fraction of steps spent warming up (one-cycle). [default: {_Defaults.warmup}]")
+@click.option(
+    "--schedule",
+    type=click.Choice(["onecycle", "cosine", "constant"]),
+    help=f"LR schedule. [default: {_Defaults.schedule}]",
+)
+@click.option(
+    "--warmup", type=float, help=f"Fraction of steps spent warming up (one-cycle). [default: {_Defaults.warmup}]"
+)
 @click.option("--label-smoothing", type=float, help=f"[default: {_Defaults.label_smoothing}]")
 @click.option("--shift", type=int, help=f"Random-shift augmentation in pixels, 0 = off. [default: {_Defaults.shift}]")
 @click.option("--seed", type=int, help=f"Seeds init, data order, augmentation, dropout. [default: {_Defaults.seed}]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[default: auto = CUDA when present]")
 @click.option("--threads", type=int, help="torch CPU threads, 0 = torch's default. [default: 0]")
-@click.option("--workers", type=int,
-              help="Threads decoding an image folder (once, before training); MNIST and CIFAR-10 "
-                   "are read as whole arrays and need none. [default: 0 = one]")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Dataset folder (MNIST: the four IDX files, gzipped or not; CIFAR-10: the "
-                   "cifar-10-batches-py folder or its parent). [default: $CNNX_DATA_DIR or ~/.cache/cnnx/data]")
+@click.option(
+    "--workers",
+    type=int,
+    help="Threads decoding an image folder (once, before training); MNIST and CIFAR-10 "
+    "are read as whole arrays and need none. [default: 0 = one]",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Dataset folder (MNIST: the four IDX files, gzipped or not; CIFAR-10: the "
+    "cifar-10-batches-py folder or its parent). [default: $CNNX_DATA_DIR or ~/.cache/cnnx/data]",
+)
 @click.option("--image-size", type=int, help="Image folders: resize images to this many pixels square. [default: 32]")
-@click.option("--grayscale/--rgb", default=None, help="Image folders: train on grey (L) or colour images. [default: rgb]")
-@click.option("--val-split", type=float,
-              help="Image folders without train/ and test/ sub-folders: fraction of each class held out "
-                   "for testing, chosen with --seed. [default: 0.2]")
-@click.option("--flip/--no-flip", default=None,
-              help="Random horizontal flips. [default: on for CIFAR-10 and folders, off for digits]")
+@click.option(
+    "--grayscale/--rgb", default=None, help="Image folders: train on grey (L) or colour images. [default: rgb]"
+)
+@click.option(
+    "--val-split",
+    type=float,
+    help="Image folders without train/ and test/ sub-folders: fraction of each class held out "
+    "for testing, chosen with --seed. [default: 0.2]",
+)
+@click.option(
+    "--flip/--no-flip",
+    default=None,
+    help="Random horizontal flips. [default: on for CIFAR-10 and folders, off for digits]",
+)
 @click.option("--save-every", type=int, help="Also keep epoch-NNN.pt every N epochs. [default: 0 = off]")
-@click.option("--save-min-acc", type=float,
-              help="Write best.pt and epoch-NNN.pt only from this test accuracy up, a fraction "
-                   "(0.97 = 97%); last.pt is always written. [default: 0]")
-@click.option("--tensorboard/--no-tensorboard", default=None,
-              help="Write loss, accuracy, learning rate and sample images to RUN/tensorboard. [default: off]")
-@click.option("--amp/--no-amp", default=None,
-              help="Mixed precision: bfloat16 autocast of the training forward pass (fast on GPUs with tensor "
-                   "cores; on most CPUs slower). Weights, checkpoints and evaluation stay float32. [default: off]")
-@click.option("--plots/--no-plots", default=None, help="Draw curves.png and confusion.png into the run folder. [default: on]")
+@click.option(
+    "--save-min-acc",
+    type=float,
+    help="Write best.pt and epoch-NNN.pt only from this test accuracy up, a fraction "
+    "(0.97 = 97%); last.pt is always written. [default: 0]",
+)
+@click.option(
+    "--tensorboard/--no-tensorboard",
+    default=None,
+    help="Write loss, accuracy, learning rate and sample images to RUN/tensorboard. [default: off]",
+)
+@click.option(
+    "--amp/--no-amp",
+    default=None,
+    help="Mixed precision: bfloat16 autocast of the training forward pass (fast on GPUs with tensor "
+    "cores; on most CPUs slower). Weights, checkpoints and evaluation stay float32. [default: off]",
+)
+@click.option(
+    "--plots/--no-plots", default=None, help="Draw curves.png and confusion.png into the run folder. [default: on]"
+)
 @click.option("--download/--no-download", default=None, help="Download the dataset when missing. [default: on]")
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder. [default: artifacts/runs/<dataset>-<arch>-<time>]")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Run folder. [default: artifacts/runs/<dataset>-<arch>-<time>]"
+)
 @click.option("--resume", type=click.Path(exists=True), help="Continue a run from its folder or a checkpoint.")
 @click.option("--list-archs", is_flag=True, help="List the registered architectures and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool, as_json: bool,
-          **options: Any) -> None:
+def train(
+    dataset: str | None, preset: str, resume: str | None, list_archs: bool, as_json: bool, **options: Any
+) -> None:
     """Train DATASET (mnist, cifar10, or a folder of class sub-folders) and write last.pt, best.pt,
     metrics.json, curves.png and confusion.png into a run folder.
 
@@ -96,8 +136,9 @@ def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool
     try:
         result = loop.train(cfg, reporter, resume=Path(resume) if resume else None)
     except KeyboardInterrupt:
-        run_dir = reporter.run_dir or (str(Path(resume).parent if Path(resume).is_file() else resume)
-                                       if resume else cfg.out)
+        run_dir = reporter.run_dir or (
+            str(Path(resume).parent if Path(resume).is_file() else resume) if resume else cfg.out
+        )
         if is_main:  # Ctrl-C reaches every rank of a torchrun job; one says it
             click.echo(f"\n{_interrupted_message(run_dir)}", err=True)
         sys.exit(130)
@@ -107,9 +148,11 @@ def train(dataset: str | None, preset: str, resume: str | None, list_archs: bool
         emit_json(result.summary)
     else:
         s = result.summary
-        click.echo(f"done: {s['arch']} on {s['dataset']}, {s['epochs']} epochs, test accuracy "
-                   f"{100 * s['final_accuracy']:.2f}% (best {100 * s['best_accuracy']:.2f}%) "
-                   f"in {s['wall_seconds']:.1f} s on {s['device']}; checkpoints in {s['run_dir']}")
+        click.echo(
+            f"done: {s['arch']} on {s['dataset']}, {s['epochs']} epochs, test accuracy "
+            f"{100 * s['final_accuracy']:.2f}% (best {100 * s['best_accuracy']:.2f}%) "
+            f"in {s['wall_seconds']:.1f} s on {s['device']}; checkpoints in {s['run_dir']}"
+        )
 
 
 def _interrupted_message(run_dir: str | None) -> str:
@@ -118,8 +161,8 @@ def _interrupted_message(run_dir: str | None) -> str:
     A mid-epoch checkpoint would resume from a different data order and RNG position than an
     uninterrupted run, so the unfinished epoch is dropped and redone on resume.
     """
-    from cnnx.core.errors import CheckpointError
     from cnnx.core.contract import LAST
+    from cnnx.core.errors import CheckpointError
     from cnnx.train.checkpoint import load_checkpoint
 
     try:
@@ -130,10 +173,14 @@ def _interrupted_message(run_dir: str | None) -> str:
         return "interrupted before the first epoch finished; nothing was saved: run the same command again"
     done, total = state["epoch"], state["config"]["epochs"]
     if done >= total:
-        return (f"interrupted after the last epoch; {run_dir}/last.pt holds all {total} epochs: "
-                f"cnnx train --resume {run_dir} writes the rest (metrics.json, plots)")
-    return (f"interrupted during epoch {done + 1} of {total}; {run_dir}/last.pt holds the {done} finished "
-            f"epoch{'s' if done != 1 else ''} (the unfinished one is redone): cnnx train --resume {run_dir}")
+        return (
+            f"interrupted after the last epoch; {run_dir}/last.pt holds all {total} epochs: "
+            f"cnnx train --resume {run_dir} writes the rest (metrics.json, plots)"
+        )
+    return (
+        f"interrupted during epoch {done + 1} of {total}; {run_dir}/last.pt holds the {done} finished "
+        f"epoch{'s' if done != 1 else ''} (the unfinished one is redone): cnnx train --resume {run_dir}"
+    )
 
 
 # ---------------------------------------------------------------- summary, samples (seed-notes tooling)
@@ -146,8 +193,9 @@ def _interrupted_message(run_dir: str | None) -> str:
 @click.option("--arch", help="Architecture of a bare state_dict (a .pth saved by a seed script).")
 @click.option("--classes", "num_classes", type=int, help="Output classes of an architecture. [default: 10]")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def summary(target: str, input_size: str | None, batch: int, arch: str | None, num_classes: int | None,
-            as_json: bool) -> None:
+def summary(
+    target: str, input_size: str | None, batch: int, arch: str | None, num_classes: int | None, as_json: bool
+) -> None:
     """Layer-by-layer output shapes, parameters and multiply-accumulates of ARCH_OR_CHECKPOINT.
 
     Example: cnnx summary seed002-lenet --batch 64
@@ -163,8 +211,9 @@ def summary(target: str, input_size: str | None, batch: int, arch: str | None, n
 
 @main.command()
 @click.argument("dataset")
-@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
-              help="PNG file to write.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True, help="PNG file to write."
+)
 @click.option("--count", type=int, default=64, show_default=True, help="Images in the grid.")
 @click.option("--columns", type=int, default=8, show_default=True, help="Images per row.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
@@ -176,19 +225,44 @@ def summary(target: str, input_size: str | None, batch: int, arch: str | None, n
 @click.option("--grayscale", is_flag=True, help="Image folders: show grey (L) images, as --grayscale trains.")
 @click.option("--val-split", type=float, default=0.2, show_default=True, help="Image folders: as for `cnnx train`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def samples(dataset: str, out: str, count: int, columns: int, split: str, seed: int, first: bool,
-            data_dir: str | None, download: bool, image_size: int | None, grayscale: bool, val_split: float,
-            as_json: bool) -> None:
+def samples(
+    dataset: str,
+    out: str,
+    count: int,
+    columns: int,
+    split: str,
+    seed: int,
+    first: bool,
+    data_dir: str | None,
+    download: bool,
+    image_size: int | None,
+    grayscale: bool,
+    val_split: float,
+    as_json: bool,
+) -> None:
     """Save a labelled grid of DATASET's images (mnist, cifar10 or a folder), exactly as training sees them.
 
     Example: cnnx samples cifar10 --out cifar10.png
     """
     from cnnx.tools.samples import save_samples
 
-    result = save_samples(dataset, Path(out), count, split, None if first else seed, columns,
-                          Path(data_dir) if data_dir else None, download, image_size, grayscale, val_split)
+    result = save_samples(
+        dataset,
+        Path(out),
+        count,
+        split,
+        None if first else seed,
+        columns,
+        Path(data_dir) if data_dir else None,
+        download,
+        image_size,
+        grayscale,
+        val_split,
+    )
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"wrote {result['path']} ({result['width']}x{result['height']}): {result['images']} "
-                   f"{result['split']} images of {result['dataset']}")
+        click.echo(
+            f"wrote {result['path']} ({result['width']}x{result['height']}): {result['images']} "
+            f"{result['split']} images of {result['dataset']}"
+        )

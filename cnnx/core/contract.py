@@ -23,7 +23,27 @@ LAST, BEST = "last.pt", "best.pt"
 # Image files a folder is searched for (lower-case suffixes), for training, eval and infer alike;
 # a file named explicitly is always tried, whatever its name.
 IMAGE_SUFFIXES = frozenset(
-    ".png .jpg .jpeg .jpe .jfif .bmp .dib .gif .tif .tiff .webp .pbm .pgm .ppm .pnm .tga .ico .jp2 .j2k".split()
+    [
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".bmp",
+        ".dib",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".pbm",
+        ".pgm",
+        ".ppm",
+        ".pnm",
+        ".tga",
+        ".ico",
+        ".jp2",
+        ".j2k",
+    ]
 )
 
 
@@ -37,8 +57,11 @@ def image_files(folder: str | Path) -> list[str]:
     found: list[str] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(os.path.join(root, f) for f in files
-                     if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+        found.extend(
+            os.path.join(root, f)
+            for f in files
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
+        )
     found.sort(key=lambda p: p.split(os.sep))  # component by component, as pathlib sorts
     return found
 

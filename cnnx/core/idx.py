@@ -52,7 +52,7 @@ def locate_mnist(root: Path, splits: tuple[str, ...] = tuple(MNIST_FILES)) -> di
     found = {}
     for split in splits:
         stems = MNIST_FILES[split]
-        for kind, stem in zip(("images", "labels"), stems):
+        for kind, stem in zip(("images", "labels"), stems, strict=False):
             path = _find_file(_mnist_folders(root), stem)
             if path is None:
                 return None

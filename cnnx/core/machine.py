@@ -10,8 +10,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def usable_cores() -> int:
@@ -51,14 +52,35 @@ def shared_threads() -> int:
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, OS and Python: what a timing needs beside it to mean something."""
     cpuinfo = Path("/proc/cpuinfo")
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                if line.startswith("model name")), "unknown") if cpuinfo.exists() else platform.processor()
-    return {"cpu": cpu or "unknown", "cores": os.cpu_count(), "usable_cores": usable_cores(),
-            "platform": platform.platform(), "python": platform.python_version()}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "unknown",
+        )
+        if cpuinfo.exists()
+        else platform.processor()
+    )
+    return {
+        "cpu": cpu or "unknown",
+        "cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
-def timed(run: Callable[[Any], Any], x: Any, budget_s: float = 1.0, min_runs: int = 5, max_runs: int = 100_000,
-          warmup: int = 3) -> dict[str, float]:
+def timed(
+    run: Callable[[Any], Any],
+    x: Any,
+    budget_s: float = 1.0,
+    min_runs: int = 5,
+    max_runs: int = 100_000,
+    warmup: int = 3,
+) -> dict[str, float]:
     """Wall time of one ``run(x)`` call in milliseconds: p50, p90, p99, mean, and how many calls were timed.
 
     ``warmup`` untimed calls first: TorchScript's profiling executor specialises its graph and
@@ -77,8 +99,13 @@ def timed(run: Callable[[Any], Any], x: Any, budget_s: float = 1.0, min_runs: in
         run(x)
         times.append(time.perf_counter() - t0)
     ms = 1000 * np.asarray(times)
-    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "runs": len(times)}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "runs": len(times),
+    }
 
 
 def peak_rss_mb() -> float:

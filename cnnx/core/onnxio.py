@@ -138,8 +138,9 @@ def check_external_data(path: Path, model: bytes) -> None:
     try:
         locations = external_locations(model)
     except ModelFileError as exc:
-        raise ModelFileError(f"{path} is not a usable ONNX model: {exc.message}",
-                             "re-export it with `cnnx export`") from None
+        raise ModelFileError(
+            f"{path} is not a usable ONNX model: {exc.message}", "re-export it with `cnnx export`"
+        ) from None
     folder = os.path.realpath(path.parent)
     for location in locations:
         target = os.path.realpath(os.path.join(folder, location))

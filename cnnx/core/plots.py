@@ -11,8 +11,9 @@ is written atomically (temp file, then rename).
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,10 @@ def figure(width_in: float, height_in: float) -> Any:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ConfigError("drawing plots needs matplotlib, which is not installed",
-                          'pip install matplotlib (it comes with "cnnx[train]")') from None
+        raise ConfigError(
+            "drawing plots needs matplotlib, which is not installed",
+            'pip install matplotlib (it comes with "cnnx[train]")',
+        ) from None
     fig = Figure(figsize=(width_in, height_in), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
@@ -86,8 +89,14 @@ def grid_layout(n: int, h: int, w: int, ncols: int) -> tuple[int, int, int]:
     return -(-n // ncols), ncols, max(1, -(-80 // max(h, w)))
 
 
-def save_grid(images: np.ndarray, labels: Sequence[str], path: Path, ncols: int = 8, title: str = "",
-              colors: Sequence[str] | None = None) -> Path:
+def save_grid(
+    images: np.ndarray,
+    labels: Sequence[str],
+    path: Path,
+    ncols: int = 8,
+    title: str = "",
+    colors: Sequence[str] | None = None,
+) -> Path:
     """A labelled grid of uint8 (N, C, H, W) images, one caption under each ("cat", "true 3 / pred 5").
 
     The images are tiled the way ``torchvision.utils.make_grid`` tiles them (2-pixel
@@ -96,8 +105,9 @@ def save_grid(images: np.ndarray, labels: Sequence[str], path: Path, ncols: int 
     no more than one.
     """
     if images.ndim != 4 or images.shape[1] not in (1, 3) or len(images) == 0 or images.dtype != np.uint8:
-        raise ConfigError(f"cannot draw images of shape {images.shape} ({images.dtype})",
-                          "give uint8 (N, 1 or 3, H, W)")
+        raise ConfigError(
+            f"cannot draw images of shape {images.shape} ({images.dtype})", "give uint8 (N, 1 or 3, H, W)"
+        )
     n, c, h, w = images.shape
     rows, cols, up = grid_layout(n, h, w, ncols)
     pad, caption = 2 * up, 16  # screen pixels
@@ -114,8 +124,16 @@ def save_grid(images: np.ndarray, labels: Sequence[str], path: Path, ncols: int 
     ax.axis("off")
     for k, label in enumerate(labels[:n]):
         y, x = top + (k // cols) * cell_h + pad + h * up, (k % cols) * cell_w + pad + w * up / 2
-        ax.text(x, y + caption / 2, label, ha="center", va="center", fontsize=7, clip_on=True,
-                color=colors[k] if colors else "black")
+        ax.text(
+            x,
+            y + caption / 2,
+            label,
+            ha="center",
+            va="center",
+            fontsize=7,
+            clip_on=True,
+            color=colors[k] if colors else "black",
+        )
     if title:
         ax.text(canvas.shape[1] / 2, top / 2, title, ha="center", va="center", fontsize=9)
     return save_png(fig, path)
@@ -174,8 +192,9 @@ def draw_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Pa
             draw.rectangle((x0, y0, x0 + CELL, y0 + CELL), fill=fill, outline=(200, 200, 200))
             count = str(int(confusion[i, j]))
             tw, th = _text_size(draw, count, font)
-            draw.text((x0 + (CELL - tw) // 2, y0 + (CELL - th) // 2), count,
-                      fill="white" if s > 0.6 else "black", font=font)
+            draw.text(
+                (x0 + (CELL - tw) // 2, y0 + (CELL - th) // 2), count, fill="white" if s > 0.6 else "black", font=font
+            )
     try:
         return atomic_write(path, lambda f: img.save(f, format="PNG"))
     except OSError as exc:
@@ -186,8 +205,9 @@ TILE_SCALE = 3  # 28x28 digits drawn at 84x84: big enough to read the ink
 CAPTION = 26  # pixels under each tile for "true 7 / said 2 0.93"
 
 
-def draw_errors(mistakes: Sequence[Any], classes: Sequence[str], path: str | Path, title: str = "",
-                columns: int = 10) -> Path:
+def draw_errors(
+    mistakes: Sequence[Any], classes: Sequence[str], path: str | Path, title: str = "", columns: int = 10
+) -> Path:
     """Write misclassified images as a labelled grid PNG, one tile per ``Mistake``, in the order given.
 
     Each tile is exactly what the model saw (before normalisation), enlarged with

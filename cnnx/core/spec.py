@@ -62,9 +62,7 @@ class ModelSpec:
             raise ModelFileError(f"input_shape must be (C, H, W), got {self.input_shape}")
         channels = self.input_shape[0]
         if len(self.mean) != channels or len(self.std) != channels:
-            raise ModelFileError(
-                f"mean {self.mean} and std {self.std} need one value per channel ({channels})"
-            )
+            raise ModelFileError(f"mean {self.mean} and std {self.std} need one value per channel ({channels})")
         if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
             raise ModelFileError(f"mean {self.mean} and std {self.std} must be finite numbers")
         if any(s <= 0 for s in self.std):
@@ -90,8 +88,10 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         if not isinstance(data, dict):
-            raise ModelFileError(f"the model spec is not a JSON object (found {type(data).__name__})",
-                                 "re-export the model with `cnnx export`")
+            raise ModelFileError(
+                f"the model spec is not a JSON object (found {type(data).__name__})",
+                "re-export the model with `cnnx export`",
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         missing = {"arch", "input_shape", "color", "mean", "std", "classes"} - data.keys()
         if missing:
@@ -103,8 +103,9 @@ class ModelSpec:
         if spec.color not in COLORS.values():
             raise ModelFileError(f"model spec names colour mode {spec.color!r}", f"known: {', '.join(COLORS.values())}")
         if not all(1 <= v <= MAX_SIDE for v in spec.input_shape):
-            raise ModelFileError(f"model spec asks for input shape {spec.input_shape}",
-                                 f"each side must be 1 to {MAX_SIDE}")
+            raise ModelFileError(
+                f"model spec asks for input shape {spec.input_shape}", f"each side must be 1 to {MAX_SIDE}"
+            )
         return spec
 
     def replace(self, **changes: Any) -> ModelSpec:
@@ -122,7 +123,7 @@ class ModelSpec:
             if not key.startswith(ONNX_PREFIX):
                 continue
             try:
-                data[key[len(ONNX_PREFIX):]] = json.loads(raw)
+                data[key[len(ONNX_PREFIX) :]] = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise ModelFileError(f"metadata {key!r} is not valid JSON: {exc}") from None
         if not data:
@@ -134,7 +135,7 @@ class ModelSpec:
 
 
 def parse_floats(text: str, what: str) -> tuple[float, ...]:
-    """"0.5" or "0.485,0.456,0.406" -> floats; ConfigError naming ``what`` otherwise."""
+    """ "0.5" or "0.485,0.456,0.406" -> floats; ConfigError naming ``what`` otherwise."""
     try:
         values = tuple(float(v) for v in text.replace(" ", "").split(","))
     except ValueError:
@@ -145,7 +146,7 @@ def parse_floats(text: str, what: str) -> tuple[float, ...]:
 
 
 def parse_dims(text: str, option: str, lengths: tuple[int, ...] = (1, 2)) -> list[int]:
-    """"28", "32x24", "3x32x32" -> [28], [32, 24], [3, 32, 32]: ``lengths`` says how many values
+    """ "28", "32x24", "3x32x32" -> [28], [32, 24], [3, 32, 32]: ``lengths`` says how many values
     ``option`` takes, each 1 to MAX_SIDE; ConfigError naming ``option`` otherwise."""
     try:
         dims = [int(p) for p in text.lower().replace(" ", "").replace(",", "x").split("x")]
@@ -158,7 +159,7 @@ def parse_dims(text: str, option: str, lengths: tuple[int, ...] = (1, 2)) -> lis
 
 
 def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
-    """"28" -> (28, 28); "32x24" (height x width) -> (32, 24)."""
+    """ "28" -> (28, 28); "32x24" (height x width) -> (32, 24)."""
     hw = parse_dims(text, option)
     return (hw[0], hw[-1])
 
@@ -174,19 +175,29 @@ class SpecOptions:
     preprocess: str = "resize"  # recipe, a key of RECIPES
 
     @classmethod
-    def of(cls, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-           size: int | tuple[int, int] | None = None, classes: Sequence[str] | None = None,
-           preprocess: str = "resize") -> SpecOptions:
+    def of(
+        cls,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        size: int | tuple[int, int] | None = None,
+        classes: Sequence[str] | None = None,
+        preprocess: str = "resize",
+    ) -> SpecOptions:
         """From API values: sequences as tuples and lists, one side ``N`` as ``(N, N)``."""
-        return cls(mean=None if mean is None else tuple(mean), std=None if std is None else tuple(std),
-                   size=(size, size) if isinstance(size, int) else size,
-                   classes=None if classes is None else list(classes), preprocess=preprocess)
+        return cls(
+            mean=None if mean is None else tuple(mean),
+            std=None if std is None else tuple(std),
+            size=(size, size) if isinstance(size, int) else size,
+            classes=None if classes is None else list(classes),
+            preprocess=preprocess,
+        )
 
     def refuse(self, path: object) -> None:
         """A file with its own cnnx spec takes none of these options: the spec stays the single source."""
         if self.given():
-            raise ConfigError(f"{path} carries its own cnnx spec; --mean/--std/--size/--classes are "
-                              "only for ONNX files without one")
+            raise ConfigError(
+                f"{path} carries its own cnnx spec; --mean/--std/--size/--classes are only for ONNX files without one"
+            )
 
     def given(self) -> bool:
         return any(v is not None for v in (self.mean, self.std, self.size, self.classes))
@@ -194,11 +205,12 @@ class SpecOptions:
     def to_spec(self, channels: int | None, outputs: int | None, source: str) -> ModelSpec:
         """The spec these options describe for a model whose graph takes ``channels`` and gives
         ``outputs`` classes (None where the graph leaves them open)."""
-        missing = [name for name, v in (("--mean", self.mean), ("--std", self.std), ("--size", self.size))
-                   if v is None]
+        missing = [name for name, v in (("--mean", self.mean), ("--std", self.std), ("--size", self.size)) if v is None]
         if missing:
-            raise ConfigError(f"{source} carries no cnnx spec, so cnnx needs {', '.join(missing)}",
-                              "e.g. --mean 0.1307 --std 0.3081 --size 28 for an MNIST model")
+            raise ConfigError(
+                f"{source} carries no cnnx spec, so cnnx needs {', '.join(missing)}",
+                "e.g. --mean 0.1307 --std 0.3081 --size 28 for an MNIST model",
+            )
         assert self.mean is not None and self.std is not None and self.size is not None
         c = channels or max(len(self.mean), len(self.std))
         if c not in COLORS:
@@ -209,7 +221,15 @@ class SpecOptions:
         mean = self.mean * c if len(self.mean) == 1 else self.mean
         std = self.std * c if len(self.std) == 1 else self.std
         try:
-            return ModelSpec(arch="external", input_shape=(c, *self.size), color=COLORS[c], mean=mean, std=std,
-                             classes=classes, preprocess=self.preprocess, extra={"spec_from": "options"})
+            return ModelSpec(
+                arch="external",
+                input_shape=(c, *self.size),
+                color=COLORS[c],
+                mean=mean,
+                std=std,
+                classes=classes,
+                preprocess=self.preprocess,
+                extra={"spec_from": "options"},
+            )
         except ModelFileError as exc:  # the same checks as a spec read from a file, reported as options
             raise ConfigError(exc.message, exc.hint) from None

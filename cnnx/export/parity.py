@@ -16,10 +16,10 @@ The reference is the PyTorch model in eval mode; the inputs come from
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,9 +49,14 @@ class Gate:
 GATES: dict[str, Gate] = {
     "onnx": Gate(atol=1e-4, min_agreement=1.0),
     "torchscript": Gate(atol=1e-5, min_agreement=1.0),
-    "onnx-int8": Gate(atol=None, min_agreement=0.998, baseline="onnx", max_accuracy_drop=0.001,
-                      max_size_ratio=0.30,
-                      hint="nothing was written; export without --int8 to keep the fp32 files"),
+    "onnx-int8": Gate(
+        atol=None,
+        min_agreement=0.998,
+        baseline="onnx",
+        max_accuracy_drop=0.001,
+        max_size_ratio=0.30,
+        hint="nothing was written; export without --int8 to keep the fp32 files",
+    ),
 }
 
 
@@ -88,11 +93,13 @@ def torch_runner(model: nn.Module) -> Runner:
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return model(torch.from_numpy(x)).numpy()
+
     return run
 
 
-def _structure(name: str, signature: dict[str, Any] | None, expected: dict[str, Any] | None,
-               got: Outputs, want: Outputs) -> list[str]:
+def _structure(
+    name: str, signature: dict[str, Any] | None, expected: dict[str, Any] | None, got: Outputs, want: Outputs
+) -> list[str]:
     problems = []
     if signature is not None and expected is not None and signature != expected:
         problems.append(f"declared inputs/outputs {signature} instead of {expected}")
@@ -111,16 +118,26 @@ def _diffs(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
     return {"max_abs_diff": abs_diff, "max_rel_diff": abs_diff / max(float(np.abs(want).max()), 1e-12)}
 
 
-def check(name: str, got: Outputs, reference: Outputs, data: ParityData, *,
-          signature: dict[str, Any] | None = None, expected: dict[str, Any] | None = None,
-          baseline: Outputs | None = None, size: int | None = None, baseline_size: int | None = None
-          ) -> dict[str, Any]:
+def check(
+    name: str,
+    got: Outputs,
+    reference: Outputs,
+    data: ParityData,
+    *,
+    signature: dict[str, Any] | None = None,
+    expected: dict[str, Any] | None = None,
+    baseline: Outputs | None = None,
+    size: int | None = None,
+    baseline_size: int | None = None,
+) -> dict[str, Any]:
     """Compare an export's outputs with the reference; return the summary or raise ParityError."""
     gate = GATES[name]
     problems = _structure(name, signature, expected, got, reference)
     if problems:
-        raise ParityError(f"{name} export has the wrong structure: {'; '.join(problems)}",
-                          f"{gate.hint}; report this with the checkpoint")
+        raise ParityError(
+            f"{name} export has the wrong structure: {'; '.join(problems)}",
+            f"{gate.hint}; report this with the checkpoint",
+        )
     base = reference if gate.baseline == "torch" else baseline
     assert base is not None, f"{name} needs the {gate.baseline} outputs as its baseline"
     random_all = np.concatenate([got.random[b].ravel() for b in RANDOM_BATCHES])
@@ -145,8 +162,10 @@ def check(name: str, got: Outputs, reference: Outputs, data: ParityData, *,
             except AssertionError:
                 failures.append(f"max abs logit diff {np.abs(g - w).max():.3g} on {label} exceeds {gate.atol:g}")
     if summary["top1_agreement"] < gate.min_agreement:
-        failures.append(f"top-1 agreement with {gate.baseline} {100 * summary['top1_agreement']:.2f}% "
-                        f"is under {100 * gate.min_agreement:.2f}%")
+        failures.append(
+            f"top-1 agreement with {gate.baseline} {100 * summary['top1_agreement']:.2f}% "
+            f"is under {100 * gate.min_agreement:.2f}%"
+        )
     if gate.max_accuracy_drop is not None:
         drop = summary["baseline_accuracy"] - summary["accuracy"]
         summary["accuracy_drop_pp"] = 100 * drop
@@ -158,8 +177,9 @@ def check(name: str, got: Outputs, reference: Outputs, data: ParityData, *,
         failures += [failure] if failure else []
     summary["passed"] = not failures
     if failures:
-        error = ParityError(f"{name} export fails its parity gate on {len(data.test_y)} test images: "
-                            f"{'; '.join(failures)}", gate.hint)
+        error = ParityError(
+            f"{name} export fails its parity gate on {len(data.test_y)} test images: {'; '.join(failures)}", gate.hint
+        )
         error.summary = summary  # type: ignore[attr-defined]  # the numbers, for the --json report
         raise error
     return summary
@@ -170,8 +190,11 @@ def _size_gate(name: str, size: int, baseline_size: int) -> tuple[dict[str, floa
     if gate.max_size_ratio is None:
         return {}, None
     ratio = size / baseline_size
-    failure = (f"size {100 * ratio:.1f}% of {gate.baseline} exceeds {100 * gate.max_size_ratio:.0f}%"
-               if ratio > gate.max_size_ratio else None)
+    failure = (
+        f"size {100 * ratio:.1f}% of {gate.baseline} exceeds {100 * gate.max_size_ratio:.0f}%"
+        if ratio > gate.max_size_ratio
+        else None
+    )
     return {"size_ratio": ratio}, failure
 
 
@@ -187,10 +210,12 @@ def check_size(name: str, size: int, baseline_size: int) -> dict[str, float]:
 
 def compact(summary: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
     """The parity summary as it travels inside a model file: 6 significant digits, no local paths."""
+
     def short(v: Any) -> Any:
         if isinstance(v, float):
             return float(f"{v:.6g}")
         return {k: short(x) for k, x in v.items()} if isinstance(v, dict) else v
+
     return short({**summary, "source": {k: v for k, v in source.items() if k != "folder"}})
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnx.core.contract import normalise
 from cnnx.core.errors import DataNotFoundError
 from cnnx.core.spec import ModelSpec
 from cnnx.train.data import REGISTRY, Dataset, load_dataset
 from cnnx.train.models import get_arch
-from cnnx.core.contract import normalise
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 RANDOM_BATCHES = (1, 2, 7, 64)
@@ -42,8 +42,11 @@ def _load(spec: ModelSpec, data_dir: Path | None, config: dict[str, Any]) -> tup
     """The dataset the model was trained on, and whether it is only the shipped sample."""
     name = config.get("dataset") or spec.dataset or get_arch(spec.arch).dataset
     # an image folder is split and resized as training did it, from the checkpoint's saved options
-    options = {} if name in REGISTRY else {k: config[k] for k in ("image_size", "grayscale", "val_split", "seed")
-                                           if k in config}
+    options = (
+        {}
+        if name in REGISTRY
+        else {k: config[k] for k in ("image_size", "grayscale", "val_split", "seed") if k in config}
+    )
     trained = config.get("data_dir")
     folders: list[Path | None] = [Path(trained)] if trained and Path(trained).is_dir() else []
     folders = [data_dir] if data_dir else [*folders, None]  # None: $CNNX_DATA_DIR, else the cache
@@ -58,8 +61,9 @@ def _load(spec: ModelSpec, data_dir: Path | None, config: dict[str, Any]) -> tup
     return load_dataset(name, sample, download=False), True
 
 
-def load_images(spec: ModelSpec, data_dir: Path | None = None,
-                train_config: dict[str, Any] | None = None) -> ParityData:
+def load_images(
+    spec: ModelSpec, data_dir: Path | None = None, train_config: dict[str, Any] | None = None
+) -> ParityData:
     """The model's test split: ``data_dir``, the training data folder, $CNNX_DATA_DIR, else the shipped sample."""
     data, is_sample = _load(spec, data_dir, train_config or {})
     name = data.name
@@ -76,6 +80,12 @@ def load_images(spec: ModelSpec, data_dir: Path | None = None,
         test_y=data.test.y.numpy(),
         calibration=normalise(data.train.x[torch.from_numpy(pick)].numpy(), spec.mean, spec.std),
         random={b: rng.standard_normal((b, *shape)).astype(np.float32) for b in RANDOM_BATCHES},
-        source={"dataset": name, "split": "test", "images": len(data.test), "folder": data.source,
-                "sample": is_sample, "random_batches": list(RANDOM_BATCHES)},
+        source={
+            "dataset": name,
+            "split": "test",
+            "images": len(data.test),
+            "folder": data.source,
+            "sample": is_sample,
+            "random_batches": list(RANDOM_BATCHES),
+        },
     )

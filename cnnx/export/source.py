@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,8 +21,8 @@ import cnnx
 from cnnx.core.errors import CheckpointError, ConfigError
 from cnnx.core.spec import ModelSpec
 from cnnx.train import checkpoint as ckpt
-from cnnx.train.data import facts_of
 from cnnx.train.checkpoint import unwrap_state_dict
+from cnnx.train.data import facts_of
 from cnnx.train.models import ARCHS, build_model, fitting_archs, get_arch
 
 
@@ -51,8 +51,9 @@ def _load_into(spec: ModelSpec, state: dict[str, torch.Tensor], path: Path) -> n
     return ckpt.load_weights(model, state, what, which_fit).eval()
 
 
-def _apply_overrides(spec: ModelSpec, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-                     classes: list[str] | None) -> ModelSpec:
+def _apply_overrides(
+    spec: ModelSpec, mean: tuple[float, ...] | None, std: tuple[float, ...] | None, classes: list[str] | None
+) -> ModelSpec:
     changes: dict[str, Any] = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
     if classes is not None:
         if len(classes) != len(set(classes)) or not classes:
@@ -73,24 +74,34 @@ def default_spec(arch_name: str) -> ModelSpec:
     return ModelSpec(arch=arch_name, input_shape=arch.input_shape, **facts.spec_fields())  # type: ignore[arg-type]
 
 
-def load_source(path: Path, arch: str | None = None, mean: tuple[float, ...] | None = None,
-                std: tuple[float, ...] | None = None, classes: list[str] | None = None) -> Source:
+def load_source(
+    path: Path,
+    arch: str | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    classes: list[str] | None = None,
+) -> Source:
     """Read ``path`` (a checkpoint, a run folder or a state_dict) into an eval-mode CPU model and its spec."""
     path = ckpt.resolve_checkpoint(Path(path))
     raw = ckpt.load_raw(path)  # weights_only=True, map_location="cpu"; refuses pickled whole models
     sha = ckpt.file_sha256(path)
     if isinstance(raw, dict) and raw.get("format") == ckpt.FORMAT:
         if not isinstance(raw.get("spec"), dict) or not isinstance(raw.get("model"), dict):
-            raise CheckpointError(f"{path} says it is a cnnx checkpoint but has no model or spec",
-                                  "use a checkpoint written by cnnx train")
+            raise CheckpointError(
+                f"{path} says it is a cnnx checkpoint but has no model or spec",
+                "use a checkpoint written by cnnx train",
+            )
         spec = ModelSpec.from_dict(raw["spec"])
         if arch is not None and arch != spec.arch:
             raise ConfigError(
                 f"--arch {arch} disagrees with the checkpoint, which was trained as {spec.arch}",
                 "leave out --arch for cnnx checkpoints",
             )
-        info = {"epoch": raw.get("epoch"), "best_accuracy": raw.get("best_accuracy"),
-                "metrics": (raw.get("metrics") or [])[-1:]}
+        info = {
+            "epoch": raw.get("epoch"),
+            "best_accuracy": raw.get("best_accuracy"),
+            "metrics": (raw.get("metrics") or [])[-1:],
+        }
         state, kind, config = raw["model"], "cnnx-checkpoint", raw.get("config")
     else:
         state = unwrap_state_dict(raw, path)

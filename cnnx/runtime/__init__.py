@@ -1,7 +1,7 @@
 """Edge runtime: onnxruntime, Pillow and numpy only; never imports torch.
 
-    from cnnx.runtime import Classifier
-    Classifier("model.onnx").predict(["a.png"])[0].label
+from cnnx.runtime import Classifier
+Classifier("model.onnx").predict(["a.png"])[0].label
 """
 
 from __future__ import annotations

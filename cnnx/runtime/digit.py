@@ -109,8 +109,8 @@ def _clean(g: np.ndarray, level: np.ndarray, out_hw: tuple[int, int]) -> np.ndar
     for i in np.flatnonzero(has_ink & ~direct):
         # to be resized: crop where the strokes are, not where their blur fades out (as MNIST
         # boxed the strokes of the binary originals, before anti-aliasing)
-        t, b, l, r = bbox(ink[i] > EDGE_FRACTION * 255) or (top[i], bottom[i], left[i], right[i])
-        out[i] = _to_u8(fit_and_centre(ink[i, t:b, l:r] * np.float32(1 / 255), out_hw))
+        t, b, lft, rgt = bbox(ink[i] > EDGE_FRACTION * 255) or (top[i], bottom[i], left[i], right[i])
+        out[i] = _to_u8(fit_and_centre(ink[i, t:b, lft:rgt] * np.float32(1 / 255), out_hw))
     d = np.flatnonzero(direct)
     if d.size:
         ink, top, bottom, left, right = ink[d], top[d], bottom[d], left[d], right[d]
@@ -125,7 +125,9 @@ def _clean(g: np.ndarray, level: np.ndarray, out_hw: tuple[int, int]) -> np.ndar
         xs = np.arange(ow)[None, :] - new_left[:, None] + left[:, None]  # (D, ow)
         vy = (ys >= top[:, None]) & (ys < bottom[:, None])
         vx = (xs >= left[:, None]) & (xs < right[:, None])
-        picked = ink[np.arange(d.size)[:, None, None], np.clip(ys, 0, h - 1)[:, :, None], np.clip(xs, 0, w - 1)[:, None, :]]
+        picked = ink[
+            np.arange(d.size)[:, None, None], np.clip(ys, 0, h - 1)[:, :, None], np.clip(xs, 0, w - 1)[:, None, :]
+        ]
         out[d] = picked * (vy[:, :, None] & vx[:, None, :])
     return out
 
@@ -152,8 +154,8 @@ def mnist_digits(images: np.ndarray, out_hw: tuple[int, int] = (28, 28)) -> np.n
     for i in np.flatnonzero(~uniform):
         found = ink_image(g[i].astype(np.float32))
         if found is not None:  # else a blank page: it stays black, no division by zero
-            ink, (t, b, l, r) = found
-            out[i] = _to_u8(fit_and_centre(ink[t:b, l:r], out_hw))
+            ink, (t, b, lft, rgt) = found
+            out[i] = _to_u8(fit_and_centre(ink[t:b, lft:rgt], out_hw))
     return out
 
 

@@ -19,13 +19,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cnnx.core.contract import images_in, normalise
 from cnnx.core.errors import DataNotFoundError, ImageError
 from cnnx.core.idx import MNIST_FILES, locate_mnist, read_idx
-from cnnx.core.contract import normalise
-from cnnx.runtime.image import preprocess_batch
-from cnnx.core.contract import images_in
-from cnnx.core.spec import ModelSpec
 from cnnx.core.plots import confusion_matrix
+from cnnx.core.spec import ModelSpec
+from cnnx.runtime.image import preprocess_batch
 
 
 class Model(Protocol):
@@ -55,7 +54,9 @@ def load_labelled(folder: str | Path, spec: ModelSpec, split: str = "test") -> L
     """MNIST IDX files of ``split`` in ``folder``, else a tree with one sub-folder per class name."""
     root = Path(folder)
     if not root.is_dir():
-        raise DataNotFoundError(f"no folder at {root}", "give --data a folder of MNIST IDX files or of class sub-folders")
+        raise DataNotFoundError(
+            f"no folder at {root}", "give --data a folder of MNIST IDX files or of class sub-folders"
+        )
     files = locate_mnist(root, (split,))
     if files is not None:
         pair = files[f"{split}-images"], files[f"{split}-labels"]
@@ -64,7 +65,9 @@ def load_labelled(folder: str | Path, spec: ModelSpec, split: str = "test") -> L
         if images.ndim != 3 or images.shape[1:] != (h, w) or channels != 1 or len(images) != len(labels):
             raise DataNotFoundError(
                 f"{pair[0]} holds {images.shape} images and {labels.shape} labels; the model takes "
-                f"{spec.input_shape} images", "evaluate it on data of its own kind")
+                f"{spec.input_shape} images",
+                "evaluate it on data of its own kind",
+            )
         if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
             raise DataNotFoundError(f"{pair[1]} has labels outside 0..{spec.num_classes - 1}")
         return LabelledData(str(root), "mnist-idx", labels, pixels=images[:, None], idx_file=pair[0].name)
@@ -106,8 +109,12 @@ class Mistake:
     pixels: np.ndarray  # (C, H, W) uint8: the model's input before normalisation
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "true": self.true, "predicted": self.predicted,
-                "probability": round(self.probability, 6)}
+        return {
+            "source": self.source,
+            "true": self.true,
+            "predicted": self.predicted,
+            "probability": round(self.probability, 6),
+        }
 
 
 @dataclass
@@ -143,18 +150,30 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "data": self.data, "kind": self.kind, "images": self.total,
-            "correct": self.correct, "accuracy": self.accuracy, "classes": self.classes,
-            "per_class_accuracy": dict(zip(self.classes, self.per_class())),
-            "confusion": self.confusion.tolist(), "failed": self.failed,
+            "model": self.model,
+            "data": self.data,
+            "kind": self.kind,
+            "images": self.total,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "classes": self.classes,
+            "per_class_accuracy": dict(zip(self.classes, self.per_class(), strict=False)),
+            "confusion": self.confusion.tolist(),
+            "failed": self.failed,
             "misclassified": [m.to_dict() for m in self.mistakes],
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.total / self.seconds, 1) if self.seconds > 0 else None,
         }
 
 
-def evaluate(model: Model, data: LabelledData, batch_size: int = 1000, recipe: str | None = None,
-             progress: Callable[[int], None] | None = None, model_name: str = "") -> EvalResult:
+def evaluate(
+    model: Model,
+    data: LabelledData,
+    batch_size: int = 1000,
+    recipe: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    model_name: str = "",
+) -> EvalResult:
     """Run ``model`` over ``data``; ``progress(n)`` is called after each batch of n images."""
     spec = model.spec
     k = spec.num_classes
@@ -185,12 +204,20 @@ def evaluate(model: Model, data: LabelledData, batch_size: int = 1000, recipe: s
             # probability of the predicted class: softmax at the row max, 1 / sum(exp(z - max))
             top = 1.0 / np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1)
             for j in np.flatnonzero(pred != labels):
-                mistakes.append(Mistake(data.name(int(index[j])), spec.classes[labels[j]], spec.classes[pred[j]],
-                                        float(top[j]), np.array(px[j])))
+                mistakes.append(
+                    Mistake(
+                        data.name(int(index[j])),
+                        spec.classes[labels[j]],
+                        spec.classes[pred[j]],
+                        float(top[j]),
+                        np.array(px[j]),
+                    )
+                )
         if progress is not None:
             progress(hi - lo)
-    return EvalResult(model_name, data.source, data.kind, list(spec.classes), confusion, failed,
-                      time.perf_counter() - start, mistakes)
+    return EvalResult(
+        model_name, data.source, data.kind, list(spec.classes), confusion, failed, time.perf_counter() - start, mistakes
+    )
 
 
 def confusion_table(result: EvalResult) -> str:
@@ -199,6 +226,6 @@ def confusion_table(result: EvalResult) -> str:
     width = max(max(len(n) for n in names), len(str(int(result.confusion.max(initial=0)))), 3)
     head = " " * (width + 2) + " ".join(n.rjust(width) for n in names)
     lines = ["confusion matrix (rows: true class, columns: predicted)", head]
-    for name, row in zip(names, result.confusion):
+    for name, row in zip(names, result.confusion, strict=False):
         lines.append(name.rjust(width) + "  " + " ".join(str(int(v)).rjust(width) for v in row))
     return "\n".join(lines)

@@ -14,23 +14,22 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnnx.core.contract import first_line
 from cnnx.core.errors import ImageError
 from cnnx.core.fileio import atomic_write
-from cnnx.runtime.digit import mnist_digits
 from cnnx.core.spec import ModelSpec
-from cnnx.core.contract import first_line
+from cnnx.runtime.digit import mnist_digits
 
 # Long side, in pixels, a large photo is reduced to before the digit recipe: the digit
 # ends up 20 pixels tall, so this keeps detail for a digit a tenth of the frame tall.
 WORK_SIZE = 320
 RECIPE_NAMES = ("mnist-digit", "resize")
 
-ImageSource = Union[str, Path, Image.Image, np.ndarray]
+ImageSource = str | Path | Image.Image | np.ndarray
 
 
 def source_name(source: ImageSource) -> str:
@@ -210,8 +209,9 @@ def _decode(source: ImageSource, spec: ModelSpec, digit: bool) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def preprocess_batch(sources: Sequence[ImageSource], spec: ModelSpec,
-                     recipe: str | None = None) -> list[np.ndarray | ImageError]:
+def preprocess_batch(
+    sources: Sequence[ImageSource], spec: ModelSpec, recipe: str | None = None
+) -> list[np.ndarray | ImageError]:
     """Images -> for each, uint8 (C, H, W) as the model expects it (before normalisation), or the
     ImageError that stopped it. ``recipe``: None = the spec's, or "mnist-digit", "resize", "plain".
 
@@ -233,12 +233,17 @@ def preprocess_batch(sources: Sequence[ImageSource], spec: ModelSpec,
                 by_shape.setdefault(r.shape, []).append(i)
         for members in by_shape.values():
             done = mnist_digits(np.stack([results[i] for i in members]), (h, w))  # (n, H, W) uint8
-            for i, px in zip(members, done):
+            for i, px in zip(members, done, strict=False):
                 # a blank page comes out all black, and a model asked about a black field still names a
                 # digit, often confidently: say there is none instead of guessing
-                results[i] = (np.repeat(px[None], channels, axis=0) if px.any() else
-                              ImageError(f"{source_name(sources[i])}: no digit found (the image is blank: nothing "
-                                         "stands out from the background)"))
+                results[i] = (
+                    np.repeat(px[None], channels, axis=0)
+                    if px.any()
+                    else ImageError(
+                        f"{source_name(sources[i])}: no digit found (the image is blank: nothing "
+                        "stands out from the background)"
+                    )
+                )
     return results
 
 

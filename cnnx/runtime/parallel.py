@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnx.core.errors import ImageError
-from cnnx.runtime.image import ImageSource, preprocess_batch
 from cnnx.core.spec import ModelSpec
+from cnnx.runtime.image import ImageSource, preprocess_batch
 
 PARALLEL_FROM = 2048  # files: below this, forking the workers costs more than it saves
 
@@ -50,8 +50,9 @@ def _work(chunk: list[ImageSource]) -> tuple[np.ndarray | None, list[int], dict[
     return (np.stack([results[i] for i in good]) if good else None), good, errors  # one array pickles fast
 
 
-def decode(chunks: Iterable[Chunk], spec: ModelSpec, recipe: str | None,
-           workers: int) -> Iterator[tuple[int, list[ImageSource], Decoded]]:
+def decode(
+    chunks: Iterable[Chunk], spec: ModelSpec, recipe: str | None, workers: int
+) -> Iterator[tuple[int, list[ImageSource], Decoded]]:
     """(position, images, decoded) per chunk, in order; ``workers`` > 1 decodes in that many processes."""
     if workers < 2:
         for position, chunk in chunks:
@@ -61,7 +62,9 @@ def decode(chunks: Iterable[Chunk], spec: ModelSpec, recipe: str | None,
 
     chunks = list(chunks)
     with multiprocessing.get_context("fork").Pool(workers, _init, (spec, recipe)) as pool:
-        for (position, chunk), (stacked, good, errors) in zip(chunks, pool.imap(_work, [c for _, c in chunks])):
+        for (position, chunk), (stacked, good, errors) in zip(
+            chunks, pool.imap(_work, [c for _, c in chunks]), strict=False
+        ):
             decoded: Decoded = [ImageError(errors[i]) if i in errors else None for i in range(len(chunk))]
             for row, i in enumerate(good):
                 decoded[i] = stacked[row]

@@ -144,7 +144,7 @@ def _long_runs(line: np.ndarray, min_len: int) -> np.ndarray:
     """(L,) bool -> (L,) bool: only the runs of True at least ``min_len`` long."""
     edges = np.diff(np.concatenate(([0], line.astype(np.int8), [0])))
     out = np.zeros(len(line), dtype=bool)
-    for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+    for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=False):
         if end - start >= min_len:
             out[start:end] = True
     return out
@@ -209,10 +209,10 @@ def ink_image(g: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | N
     # crop: the confident ink grown by a halo that takes in the strokes' faint edges but
     # not the specks of noise elsewhere on the page
     halo = max(1, round(0.02 * max(g.shape)))
-    t, b, l, r = core
-    t, l = max(0, t - halo), max(0, l - halo)
-    b, r = min(g.shape[0], b + halo), min(g.shape[1], r + halo)
-    inner = bbox(ink[t:b, l:r] > EDGE_FRACTION)
+    t, b, lft, rgt = core
+    t, lft = max(0, t - halo), max(0, lft - halo)
+    b, rgt = min(g.shape[0], b + halo), min(g.shape[1], rgt + halo)
+    inner = bbox(ink[t:b, lft:rgt] > EDGE_FRACTION)
     if inner is None:
         return None
-    return ink, (t + inner[0], t + inner[1], l + inner[2], l + inner[3])
+    return ink, (t + inner[0], t + inner[1], lft + inner[2], lft + inner[3])

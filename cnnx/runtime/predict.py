@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from cnnx.core.errors import ConfigError, ImageError, ModelFileError
 from cnnx.core.contract import normalise
-from cnnx.runtime.image import (RECIPE_NAMES, ImageSource, preprocess, save_preprocessed,
-                                source_name)
-from cnnx.runtime.parallel import auto_workers, decode
+from cnnx.core.errors import ConfigError, ImageError, ModelFileError
 from cnnx.core.machine import physical_cores
-from cnnx.runtime.session import OnnxModel, softmax
 from cnnx.core.spec import SpecOptions
+from cnnx.runtime.image import RECIPE_NAMES, ImageSource, preprocess, save_preprocessed, source_name
+from cnnx.runtime.parallel import auto_workers, decode
+from cnnx.runtime.session import OnnxModel, softmax
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
 DEFAULT_BATCH = 256  # images per model call: large enough to amortise the call, small enough to stream
@@ -106,10 +105,19 @@ class Classifier:
     predicting keeps no state between calls.
     """
 
-    def __init__(self, model_path: str | Path | None = None, threads: int | None = None,
-                 preprocess: str | None = None, batch_size: int = DEFAULT_BATCH, workers: int | None = None,
-                 *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 size: int | tuple[int, int] | None = None, classes: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        threads: int | None = None,
+        preprocess: str | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        workers: int | None = None,
+        *,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        size: int | tuple[int, int] | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if workers is not None and workers < 0:
@@ -133,12 +141,15 @@ class Classifier:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (N, C, H, W) preprocessed pixels -> float32 (N, num_classes) probabilities."""
-        out = [softmax(self.model.run(normalise(pixels[i : i + self.batch_size], self.spec.mean, self.spec.std)))
-               for i in range(0, len(pixels), self.batch_size)]
+        out = [
+            softmax(self.model.run(normalise(pixels[i : i + self.batch_size], self.spec.mean, self.spec.std)))
+            for i in range(0, len(pixels), self.batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
 
-    def iter_predict(self, images: Iterable[ImageSource], top_k: int = 1,
-                     save_dir: str | Path | None = None) -> Iterator[Prediction]:
+    def iter_predict(
+        self, images: Iterable[ImageSource], top_k: int = 1, save_dir: str | Path | None = None
+    ) -> Iterator[Prediction]:
         """One Prediction per image, in order, a batch at a time; bad images yield an error, not an exception.
 
         The model runs on one batch in a background thread (onnxruntime releases the GIL)
@@ -168,11 +179,12 @@ class Classifier:
             if running is not None:
                 yield from self._finish(*running, k)
 
-    def _prepare(self, position: int, chunk: list[ImageSource], decoded: list, namer: _Namer | None
-                 ) -> tuple[list[Prediction], list[Prediction], list[np.ndarray]]:
+    def _prepare(
+        self, position: int, chunk: list[ImageSource], decoded: list, namer: _Namer | None
+    ) -> tuple[list[Prediction], list[Prediction], list[np.ndarray]]:
         """A decoded chunk -> (all predictions, those that decoded, their pixels)."""
         preds, good, pixels = [], [], []
-        for i, (source, result) in enumerate(zip(chunk, decoded)):
+        for i, (source, result) in enumerate(zip(chunk, decoded, strict=False)):
             pred = Prediction(path=source_name(source))
             preds.append(pred)
             if isinstance(result, ImageError):
@@ -195,13 +207,18 @@ class Classifier:
             order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (n, k) best first
             best = np.take_along_axis(probs, order, axis=1)  # (n, k) their probabilities
             classes = self.spec.classes
-            for pred, idx, ps in zip(good, order.tolist(), best.tolist()):
-                pred.top_k = [(classes[j], p) for j, p in zip(idx, ps)]
+            for pred, idx, ps in zip(good, order.tolist(), best.tolist(), strict=False):
+                pred.top_k = [(classes[j], p) for j, p in zip(idx, ps, strict=False)]
                 pred.index, pred.label, pred.probability = idx[0], classes[idx[0]], ps[0]
         return preds
 
-    def predict(self, images: ImageSource | Iterable[ImageSource], top_k: int = 1,
-                errors: str = "raise", save_dir: str | Path | None = None) -> list[Prediction]:
+    def predict(
+        self,
+        images: ImageSource | Iterable[ImageSource],
+        top_k: int = 1,
+        errors: str = "raise",
+        save_dir: str | Path | None = None,
+    ) -> list[Prediction]:
         """Classify images (paths, Pillow images or arrays); one Prediction each, in order.
 
         ``errors="raise"`` raises ImageError for the first image that cannot be read;

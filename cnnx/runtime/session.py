@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnx.core.contract import OUTPUT_NAME, first_line
 from cnnx.core.errors import ModelFileError
+from cnnx.core.machine import physical_cores
 from cnnx.core.onnxio import open_session
 from cnnx.core.spec import ONNX_PREFIX, ModelSpec, SpecOptions
-from cnnx.core.contract import first_line
-from cnnx.core.contract import OUTPUT_NAME, first_line
-from cnnx.core.machine import physical_cores
+
 
 class OnnxModel:
     """A loaded model: ``spec`` and ``run(x) -> logits``.
@@ -56,9 +56,10 @@ class OnnxModel:
             except ModelFileError as exc:
                 raise ModelFileError(f"{self.path}: {exc.message}", exc.hint) from None
         if not given:
-            raise ModelFileError(f"{self.path} carries no cnnx spec, so cnnx does not know how to prepare images "
-                                 "for it", "give --mean, --std and --size (and --classes), or export it with "
-                                 "`cnnx export`")
+            raise ModelFileError(
+                f"{self.path} carries no cnnx spec, so cnnx does not know how to prepare images for it",
+                "give --mean, --std and --size (and --classes), or export it with `cnnx export`",
+            )
         assert options is not None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else []
@@ -80,7 +81,7 @@ class OnnxModel:
                 "export the model with `cnnx export`",
             )
         fixed = [d for d in inp.shape[1:]]
-        if any(isinstance(d, int) and d != s for d, s in zip(fixed, want)):
+        if any(isinstance(d, int) and d != s for d, s in zip(fixed, want, strict=False)):
             raise ModelFileError(f"{self.path}: input shape {inp.shape} disagrees with the spec's {want}")
         if inp.type != "tensor(float)":
             raise ModelFileError(f"{self.path}: input {inp.name!r} is {inp.type}, expected tensor(float)")

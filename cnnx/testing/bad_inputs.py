@@ -64,8 +64,9 @@ def _png_of_zeros(path: Path, width: int, height: int, bits: int) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(chunks))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(chunks)) + chunk(b"IEND", b"")
+    )
 
 
 def _write(name: str, data: bytes | Callable[[Path], object]) -> Callable[[Path], str]:
@@ -73,6 +74,7 @@ def _write(name: str, data: bytes | Callable[[Path], object]) -> Callable[[Path]
         path = folder / os.fsdecode(name)
         data(path) if callable(data) else path.write_bytes(data)
         return os.fsdecode(name)
+
     return make
 
 
@@ -108,34 +110,63 @@ class Case:
 
 IMAGE_CASES = [
     Case("empty file (`empty.png`, 0 bytes)", _write("empty.png", b""), "empty file"),
-    Case("truncated PNG (first half of a digit scan)",
-         _write("truncated.png", _encoded(paper(), "PNG")[:400]), "corrupt or truncated image"),
-    Case("truncated JPEG (first half of a digit scan)",
-         _write("truncated.jpg", _encoded(paper().convert("RGB"), "JPEG")[:800]), "corrupt or truncated image"),
-    Case("text file named `.png`", _write("notes.png", b"a shopping list, not a picture\n"),
-         "not an image Pillow can read"),
+    Case(
+        "truncated PNG (first half of a digit scan)",
+        _write("truncated.png", _encoded(paper(), "PNG")[:400]),
+        "corrupt or truncated image",
+    ),
+    Case(
+        "truncated JPEG (first half of a digit scan)",
+        _write("truncated.jpg", _encoded(paper().convert("RGB"), "JPEG")[:800]),
+        "corrupt or truncated image",
+    ),
+    Case(
+        "text file named `.png`",
+        _write("notes.png", b"a shopping list, not a picture\n"),
+        "not an image Pillow can read",
+    ),
     Case("file that does not exist", lambda folder: "missing.png", "no such file"),
     Case("JPEG named `.png`", _write("photo.png", _encoded(paper().convert("RGB"), "JPEG", quality=90))),
     Case("1x1 pixel image", _write("dot.png", _encoded(Image.new("L", (1, 1), 0), "PNG")), "no digit found"),
-    Case("20,000x20,000 PNG (400 Mpx, 390 KB file)", _write("huge.png", lambda p: _png_of_zeros(p, 20000, 20000, 8)),
-         "too large to decode safely"),
-    Case("decompression bomb: 1-bit PNG of 50,000x50,000 (2.5 Gpx) in 300 KB",
-         _write("bomb.png", lambda p: _png_of_zeros(p, 50000, 50000, 1)), "too large to decode safely"),
-    Case("bomb inside Pillow's warn-only band: 10,000x10,000 (100 Mpx, Pillow would only warn)",
-         _write("bomb-100mp.png", lambda p: _png_of_zeros(p, 10000, 10000, 1)), "too large to decode safely"),
-    Case("16-bit greyscale PNG of a digit",
-         _write("digit-16bit.png", _encoded(Image.fromarray((255 - digit(0)).astype(np.uint16) * 257), "PNG"))),
+    Case(
+        "20,000x20,000 PNG (400 Mpx, 390 KB file)",
+        _write("huge.png", lambda p: _png_of_zeros(p, 20000, 20000, 8)),
+        "too large to decode safely",
+    ),
+    Case(
+        "decompression bomb: 1-bit PNG of 50,000x50,000 (2.5 Gpx) in 300 KB",
+        _write("bomb.png", lambda p: _png_of_zeros(p, 50000, 50000, 1)),
+        "too large to decode safely",
+    ),
+    Case(
+        "bomb inside Pillow's warn-only band: 10,000x10,000 (100 Mpx, Pillow would only warn)",
+        _write("bomb-100mp.png", lambda p: _png_of_zeros(p, 10000, 10000, 1)),
+        "too large to decode safely",
+    ),
+    Case(
+        "16-bit greyscale PNG of a digit",
+        _write("digit-16bit.png", _encoded(Image.fromarray((255 - digit(0)).astype(np.uint16) * 257), "PNG")),
+    ),
     Case("CMYK JPEG of a digit", _write("digit-cmyk.jpg", _encoded(paper().convert("CMYK"), "JPEG", quality=92))),
     Case("animated GIF (frames 7, 2, 1): the first frame counts", _write("animated.gif", _animated)),
     Case("all-white image", _write("white.png", _encoded(Image.new("L", (64, 48), 255), "PNG")), "no digit found"),
     Case("all-black image", _write("black.png", _encoded(Image.new("L", (64, 48), 0), "PNG")), "no digit found"),
     Case("a path that is a folder holding no images", _write("scans.png", _folder), "folder holds no images"),
-    Case("a file without read permission (mode 000)", _write("locked.png", _unreadable), "permission denied",
-         unreadable=True),
-    Case("non-UTF-8 file name (bytes `ziffer-\\xff.png`), a good digit",
-         _write(os.fsdecode(b"ziffer-\xff.png"), _encoded(paper(), "PNG"))),
-    Case("non-UTF-8 file name (bytes `kaputt-\\xff.png`), an empty file",
-         _write(os.fsdecode(b"kaputt-\xff.png"), b""), "empty file"),
+    Case(
+        "a file without read permission (mode 000)",
+        _write("locked.png", _unreadable),
+        "permission denied",
+        unreadable=True,
+    ),
+    Case(
+        "non-UTF-8 file name (bytes `ziffer-\\xff.png`), a good digit",
+        _write(os.fsdecode(b"ziffer-\xff.png"), _encoded(paper(), "PNG")),
+    ),
+    Case(
+        "non-UTF-8 file name (bytes `kaputt-\\xff.png`), an empty file",
+        _write(os.fsdecode(b"kaputt-\xff.png"), b""),
+        "empty file",
+    ),
 ]
 
 
@@ -168,8 +199,12 @@ def can_drop_read_override(folder: Path) -> bool:
     probe.write_bytes(b"x")
     probe.chmod(0)
     try:
-        proc = subprocess.run([sys.executable, "-c", f"open({str(probe)!r}).read()"], capture_output=True,
-                              preexec_fn=_no_read_override if os.geteuid() == 0 else None, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", f"open({str(probe)!r}).read()"],
+            capture_output=True,
+            preexec_fn=_no_read_override if os.geteuid() == 0 else None,
+            timeout=60,
+        )
         return proc.returncode != 0
     finally:
         probe.unlink()
@@ -178,9 +213,14 @@ def can_drop_read_override(folder: Path) -> bool:
 def run_infer(args: list[str], folder: Path, unreadable: bool = False, timeout: float = 300) -> Outcome:
     """`cnnx infer ARGS --json` in a subprocess started in ``folder``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "cnnx", "infer", *args, "--json"], capture_output=True, cwd=folder,
-                          env=env, timeout=timeout,
-                          preexec_fn=_no_read_override if unreadable and os.geteuid() == 0 else None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnx", "infer", *args, "--json"],
+        capture_output=True,
+        cwd=folder,
+        env=env,
+        timeout=timeout,
+        preexec_fn=_no_read_override if unreadable and os.geteuid() == 0 else None,
+    )
     out, err = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
     rows = {r["path"]: r for r in map(json.loads, filter(str.strip, out.splitlines()))}
     return Outcome(proc.returncode, rows, err.splitlines(), err)
@@ -213,8 +253,12 @@ def problems(case: Case, outcome: Outcome, bad: str) -> list[str]:
         found.append("a traceback on stderr")
     errors = [line for line in outcome.errors if line.strip()]
     if case.model is not None:
-        if case.reason and (len(errors) != 1 or not errors[0].startswith("error: ") or shown(bad) not in errors[0]
-                            or case.reason not in errors[0]):
+        if case.reason and (
+            len(errors) != 1
+            or not errors[0].startswith("error: ")
+            or shown(bad) not in errors[0]
+            or case.reason not in errors[0]
+        ):
             found.append(f"expected one line naming {bad} and saying {case.reason!r}, got {errors}")
         label = outcome.rows.get(REFERENCE, {}).get("label")
         if not case.reason and (errors or label != TRUE_LABEL):
@@ -247,11 +291,13 @@ def _bytes_of(name: str, cut: Callable[[bytes], bytes]) -> Callable[[Path, Path]
     def make(folder: Path, model: Path) -> list[str]:
         (folder / name).write_bytes(cut(model.read_bytes()))
         return ["--model", name]
+
     return make
 
 
 def _edited(name: str, edit: Callable[..., object], *options: str) -> Callable[[Path, Path], list[str]]:
     """The good model loaded with onnx, changed by ``edit(proto, folder)``, saved as ``name``."""
+
     def make(folder: Path, model: Path) -> list[str]:
         import onnx
 
@@ -261,6 +307,7 @@ def _edited(name: str, edit: Callable[..., object], *options: str) -> Callable[[
         if saved is None:
             onnx.save(proto, str(folder / name))
         return ["--model", name, *options]
+
     return make
 
 
@@ -273,6 +320,7 @@ def _set_meta(key: str, value: str) -> Callable[[object, Path], None]:
         for p in proto.metadata_props:  # type: ignore[attr-defined]
             if p.key == key:
                 p.value = value
+
     return edit
 
 
@@ -305,6 +353,7 @@ def _outside(how: str) -> Callable[[object, Path], bool]:
             return True
         location = {"relative": "../secret/weights.bin", "absolute": "/etc/passwd"}[how]
         return external(proto, folder, location, secret, model_file)
+
     return edit
 
 
@@ -317,9 +366,13 @@ def _rank_2(proto: object, folder: Path) -> None:
     from onnx import TensorProto, helper
 
     w = helper.make_tensor("w", TensorProto.FLOAT, [784, 10], np.zeros(7840, np.float32))
-    graph = helper.make_graph([helper.make_node("MatMul", ["input", "w"], ["logits"])], "flat",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 784])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], [w])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "w"], ["logits"])],
+        "flat",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 784])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [w],
+    )
     proto.graph.CopyFrom(graph)  # type: ignore[attr-defined]
     del proto.opset_import[:]  # type: ignore[attr-defined]
     proto.opset_import.append(helper.make_opsetid("", 17))  # type: ignore[attr-defined]
@@ -328,31 +381,62 @@ def _rank_2(proto: object, folder: Path) -> None:
 _NO_SPEC = _edited("plain.onnx", _strip_spec)
 _RANDOM = bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))
 MODEL_CASES = [
-    Case("corrupt ONNX file (4 KB of random bytes)", model=_bytes_of("corrupt.onnx", lambda b: _RANDOM),
-         reason="not a usable ONNX model"),
-    Case("truncated ONNX file (first half)", model=_bytes_of("truncated.onnx", lambda b: b[: len(b) // 2]),
-         reason="not a usable ONNX model"),
+    Case(
+        "corrupt ONNX file (4 KB of random bytes)",
+        model=_bytes_of("corrupt.onnx", lambda b: _RANDOM),
+        reason="not a usable ONNX model",
+    ),
+    Case(
+        "truncated ONNX file (first half)",
+        model=_bytes_of("truncated.onnx", lambda b: b[: len(b) // 2]),
+        reason="not a usable ONNX model",
+    ),
     Case("empty `.onnx` file", model=_bytes_of("empty.onnx", lambda b: b""), reason="not a usable ONNX model"),
     Case("ONNX without cnnx metadata, no options", model=_NO_SPEC, reason="give --mean, --std and --size"),
-    Case("ONNX without cnnx metadata, `--mean` only", model=_edited("plain.onnx", _strip_spec, "--mean", "0.1307"),
-         reason="needs --std, --size"),
-    Case("ONNX without cnnx metadata, `--mean 0.1307 --std 0.3081 --size 28`",
-         model=_edited("plain.onnx", _strip_spec, "--mean", "0.1307", "--std", "0.3081", "--size", "28")),
-    Case("cnnx ONNX given `--mean` as well (the spec is the single source)",
-         model=_edited("cnnx.onnx", lambda p, f: None, "--mean", "0.5"), reason="carries its own cnnx spec"),
-    Case("external data `../secret/weights.bin` (outside the model's folder)",
-         model=_edited("model/model.onnx", _outside("relative")), reason="outside its folder"),
-    Case("external data at an absolute path (`/etc/passwd`)", model=_edited("model/model.onnx", _outside("absolute")),
-         reason="outside its folder"),
-    Case("external data through a symbolic link in the model's folder pointing out",
-         model=_edited("model/model.onnx", _outside("symlink")), reason="outside its folder"),
+    Case(
+        "ONNX without cnnx metadata, `--mean` only",
+        model=_edited("plain.onnx", _strip_spec, "--mean", "0.1307"),
+        reason="needs --std, --size",
+    ),
+    Case(
+        "ONNX without cnnx metadata, `--mean 0.1307 --std 0.3081 --size 28`",
+        model=_edited("plain.onnx", _strip_spec, "--mean", "0.1307", "--std", "0.3081", "--size", "28"),
+    ),
+    Case(
+        "cnnx ONNX given `--mean` as well (the spec is the single source)",
+        model=_edited("cnnx.onnx", lambda p, f: None, "--mean", "0.5"),
+        reason="carries its own cnnx spec",
+    ),
+    Case(
+        "external data `../secret/weights.bin` (outside the model's folder)",
+        model=_edited("model/model.onnx", _outside("relative")),
+        reason="outside its folder",
+    ),
+    Case(
+        "external data at an absolute path (`/etc/passwd`)",
+        model=_edited("model/model.onnx", _outside("absolute")),
+        reason="outside its folder",
+    ),
+    Case(
+        "external data through a symbolic link in the model's folder pointing out",
+        model=_edited("model/model.onnx", _outside("symlink")),
+        reason="outside its folder",
+    ),
     Case("external data beside the model (allowed)", model=_edited("model/model.onnx", _inside)),
-    Case("wrong input rank (rank 2, 784 values, with a 1x28x28 spec)", model=_edited("flat.onnx", _rank_2),
-         reason="rank 2"),
-    Case("cnnx metadata with a malformed value (`input_shape` = \"abc\")",
-         model=_edited("odd.onnx", _set_meta("cnnx.input_shape", '"abc"')), reason="malformed"),
-    Case("cnnx metadata asking for 100,000x100,000 inputs",
-         model=_edited("vast.onnx", _set_meta("cnnx.input_shape", "[1, 100000, 100000]")),
-         reason="each side must be 1 to 4096"),
+    Case(
+        "wrong input rank (rank 2, 784 values, with a 1x28x28 spec)",
+        model=_edited("flat.onnx", _rank_2),
+        reason="rank 2",
+    ),
+    Case(
+        'cnnx metadata with a malformed value (`input_shape` = "abc")',
+        model=_edited("odd.onnx", _set_meta("cnnx.input_shape", '"abc"')),
+        reason="malformed",
+    ),
+    Case(
+        "cnnx metadata asking for 100,000x100,000 inputs",
+        model=_edited("vast.onnx", _set_meta("cnnx.input_shape", "[1, 100000, 100000]")),
+        reason="each side must be 1 to 4096",
+    ),
 ]
 CASES = IMAGE_CASES + MODEL_CASES

@@ -36,9 +36,28 @@ ARCH = "seed000-net"  # 21,840 parameters with dropout: an epoch of the mini MNI
 
 def train_args(out: Path, epochs: int, seed: int) -> list[str]:
     """`cnnx train` of a small, fast, reproducible run: CPU, one thread, no plots."""
-    return ["train", "mnist", "--data-dir", str(MINI_MNIST), "--no-download", "--device", "cpu", "--threads", "1",
-            "--arch", ARCH, "--epochs", str(epochs), "--batch-size", "64", "--seed", str(seed), "--no-plots",
-            "--out", str(out)]
+    return [
+        "train",
+        "mnist",
+        "--data-dir",
+        str(MINI_MNIST),
+        "--no-download",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--arch",
+        ARCH,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "64",
+        "--seed",
+        str(seed),
+        "--no-plots",
+        "--out",
+        str(out),
+    ]
 
 
 class Training:
@@ -46,8 +65,14 @@ class Training:
 
     def __init__(self, args: list[str]) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "cnnx", *args], cwd=ROOT, env=env, text=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnx", *args],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self.lines: list[str] = []
         self.training = threading.Event()  # set at "training <arch> ...": data loaded, model built
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -86,7 +111,9 @@ def check_checkpoints(run: Path) -> dict[str, int]:
     """Load every ``*.pt`` in ``run`` with cnnx's own loader; name -> epoch. Raises on any unloadable file."""
     epochs = {p.name: ckpt.load_checkpoint(p)["epoch"] for p in sorted(run.glob("*.pt"))}
     if (run / ckpt.LAST).is_file():
-        assert ckpt.resolve_checkpoint(run, resume=True) == run / "last.pt"  # the folder means last.pt, never a temp file
+        assert (
+            ckpt.resolve_checkpoint(run, resume=True) == run / "last.pt"
+        )  # the folder means last.pt, never a temp file
     return epochs
 
 
@@ -139,10 +166,12 @@ class KillResume:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (f"{self.kills} kills ({self.kills_in_write} inside a checkpoint write, {self.kills_in_startup} "
-                f"during start-up), {self.resumes} resumes, {self.restarts} restarts, {self.checkpoint_loads} "
-                f"checkpoint loads after kills all good; final weights identical: {self.identical} "
-                f"({self.tensors_compared} tensors), {self.seconds:.0f} s")
+        return (
+            f"{self.kills} kills ({self.kills_in_write} inside a checkpoint write, {self.kills_in_startup} "
+            f"during start-up), {self.resumes} resumes, {self.restarts} restarts, {self.checkpoint_loads} "
+            f"checkpoint loads after kills all good; final weights identical: {self.identical} "
+            f"({self.tensors_compared} tensors), {self.seconds:.0f} s"
+        )
 
 
 def reference_run(workdir: Path, epochs: int, seed: int) -> Path:
@@ -157,14 +186,25 @@ def reference_run(workdir: Path, epochs: int, seed: int) -> Path:
 def same_weights(a_run: Path, b_run: Path, result: KillResume) -> None:
     a, b = ckpt.load_checkpoint(a_run), ckpt.load_checkpoint(b_run)
     result.tensors_compared = len(a["model"])
-    result.tensors_different = [k for k in a["model"] if k not in b["model"] or not torch.equal(a["model"][k], b["model"][k])]
+    result.tensors_different = [
+        k for k in a["model"] if k not in b["model"] or not torch.equal(a["model"][k], b["model"][k])
+    ]
     result.identical = a["model"].keys() == b["model"].keys() and not result.tensors_different
     keys = ("epoch", "train_loss", "test_loss", "test_accuracy", "lr")
-    result.metrics_identical = [[m[k] for k in keys] for m in a["metrics"]] == [[m[k] for k in keys] for m in b["metrics"]]
+    result.metrics_identical = [[m[k] for k in keys] for m in a["metrics"]] == [
+        [m[k] for k in keys] for m in b["metrics"]
+    ]
 
 
-def kill_resume(workdir: Path, kills: int = 10, seed: int = 0, rng_seed: int = 0, epochs: int | None = None,
-                reference: Path | None = None, log: Callable[[str], None] = lambda s: None) -> KillResume:
+def kill_resume(
+    workdir: Path,
+    kills: int = 10,
+    seed: int = 0,
+    rng_seed: int = 0,
+    epochs: int | None = None,
+    reference: Path | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> KillResume:
     """Kill a training run ``kills`` times with SIGKILL, resuming after each, then let it finish.
 
     Two in five kills are sent the moment a checkpoint temp file appears (the 1st to
@@ -204,8 +244,9 @@ def kill_resume(workdir: Path, kills: int = 10, seed: int = 0, rng_seed: int = 0
             job.signal(signal.SIGKILL)
         code = job.wait()
         if not sent or code != -signal.SIGKILL:
-            raise AssertionError(f"kill {i + 1} ({mode}) missed: the run ended by itself ({code}); "
-                                 f"give it more epochs\n{job.stderr}")
+            raise AssertionError(
+                f"kill {i + 1} ({mode}) missed: the run ended by itself ({code}); give it more epochs\n{job.stderr}"
+            )
         result.kills += 1
         left = temp_files(run)
         # the temp file names carry the writer's pid: one of this process's means it died inside that write
@@ -216,8 +257,10 @@ def kill_resume(workdir: Path, kills: int = 10, seed: int = 0, rng_seed: int = 0
         result.checkpoint_loads += len(loaded)
         result.epoch_at_each_kill.append(loaded.get(ckpt.LAST, 0))
         result.kills_before_first_checkpoint += ckpt.LAST not in loaded
-        log(f"kill {i + 1}/{kills} ({mode}): last.pt at epoch {loaded.get(ckpt.LAST, 0)}, {len(loaded)} "
-            f"checkpoints load, {len(left)} temp files ({', '.join(died_writing) or 'none'} from this kill)")
+        log(
+            f"kill {i + 1}/{kills} ({mode}): last.pt at epoch {loaded.get(ckpt.LAST, 0)}, {len(loaded)} "
+            f"checkpoints load, {len(left)} temp files ({', '.join(died_writing) or 'none'} from this kill)"
+        )
     job, resumed = start_or_resume(run, epochs, seed)
     result.resumes += resumed
     if job.wait() != 0:

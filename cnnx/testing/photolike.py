@@ -39,13 +39,14 @@ def photo_like(digit: np.ndarray, rng: np.random.Generator, scale: tuple[float, 
     return Image.fromarray(np.clip(rgb, 0, 255).round().astype(np.uint8), "RGB")
 
 
-def write_photo_set(images: np.ndarray, labels: np.ndarray, folder: Path, seed: int = 0,
-                    scale: tuple[float, float] = (3.0, 6.0)) -> list[Path]:
+def write_photo_set(
+    images: np.ndarray, labels: np.ndarray, folder: Path, seed: int = 0, scale: tuple[float, float] = (3.0, 6.0)
+) -> list[Path]:
     """Write one JPEG per digit as folder/<index>_<label>.jpg; returns the paths in order."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, (digit, label) in enumerate(zip(images, labels)):
+    for i, (digit, label) in enumerate(zip(images, labels, strict=False)):
         path = folder / f"{i:05d}_{int(label)}.jpg"
         photo_like(digit, rng, scale).save(path, quality=int(rng.integers(70, 91)))
         paths.append(path)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from cnnx.core.contract import OUTPUT_NAME, TORCHSCRIPT_SPEC_FILE, first_line
 from cnnx.core.errors import CnnxError, ModelFileError
 from cnnx.core.onnxio import fields as _fields
 from cnnx.core.spec import ModelSpec
-from cnnx.core.contract import first_line
-from cnnx.core.contract import OUTPUT_NAME, TORCHSCRIPT_SPEC_FILE
-
 
 
 def onnx_header(data: bytes) -> dict[str, Any]:
@@ -46,16 +45,23 @@ def _onnx(path: Path, data: bytes) -> dict[str, Any]:
         raise
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
         first = first_line(exc)
-        raise ModelFileError(f"{path} is not a model cnnx can read: {first[:200]}",
-                             "inspect takes .onnx, TorchScript and .pt checkpoint files") from None
+        raise ModelFileError(
+            f"{path} is not a model cnnx can read: {first[:200]}",
+            "inspect takes .onnx, TorchScript and .pt checkpoint files",
+        ) from None
 
     def describe(values: list[Any]) -> list[dict[str, Any]]:
         return [{"name": v.name, "shape": list(v.shape), "type": v.type} for v in values]
 
     meta = session.get_modelmeta().custom_metadata_map
-    return {"kind": "onnx", **onnx_header(data), "inputs": describe(session.get_inputs()),
-            "outputs": describe(session.get_outputs()), **_spec(lambda: ModelSpec.from_onnx_metadata(meta)),
-            "other_metadata": {k: v for k, v in meta.items() if not k.startswith("cnnx.")}}
+    return {
+        "kind": "onnx",
+        **onnx_header(data),
+        "inputs": describe(session.get_inputs()),
+        "outputs": describe(session.get_outputs()),
+        **_spec(lambda: ModelSpec.from_onnx_metadata(meta)),
+        "other_metadata": {k: v for k, v in meta.items() if not k.startswith("cnnx.")},
+    }
 
 
 def _torchscript(path: Path, data: bytes) -> dict[str, Any]:
@@ -63,8 +69,11 @@ def _torchscript(path: Path, data: bytes) -> dict[str, Any]:
         names = archive.namelist()
         spec_name = next((n for n in names if n.endswith(f"/extra/{TORCHSCRIPT_SPEC_FILE}")), None)
         raw = archive.read(spec_name).decode() if spec_name else ""
-    info: dict[str, Any] = {"kind": "torchscript", "entries": len(names),
-                            **_spec(lambda: ModelSpec.from_dict(json.loads(raw)) if raw else None)}
+    info: dict[str, Any] = {
+        "kind": "torchscript",
+        "entries": len(names),
+        **_spec(lambda: ModelSpec.from_dict(json.loads(raw)) if raw else None),
+    }
     spec = info.get("spec")
     if spec:  # TorchScript declares no inputs/outputs; the spec says what the module takes
         c, h, w = spec["input_shape"]
@@ -83,14 +92,24 @@ def _checkpoint(path: Path, data: bytes) -> dict[str, Any]:
         config = raw.get("config") or {}
         spec = ModelSpec.from_dict(raw["spec"])
         model = build_model(spec.arch, spec.num_classes, tuple(spec.input_shape))
-        return {"kind": "cnnx-checkpoint", **_spec(lambda: spec),
-                "epoch": raw.get("epoch"), "best_accuracy": raw.get("best_accuracy"),
-                "last_epoch": metrics[-1] if metrics else None,
-                "parameters": count_parameters(model), "config": config}
+        return {
+            "kind": "cnnx-checkpoint",
+            **_spec(lambda: spec),
+            "epoch": raw.get("epoch"),
+            "best_accuracy": raw.get("best_accuracy"),
+            "last_epoch": metrics[-1] if metrics else None,
+            "parameters": count_parameters(model),
+            "config": config,
+        }
     state = ckpt.unwrap_state_dict(raw, path)
-    return {"kind": "state_dict", "spec": None, "tensors": len(state),
-            "values": sum(v.numel() for v in state.values()), "fits_archs": fitting_archs(state),
-            "note": "a bare state_dict: export it with `cnnx export FILE --arch NAME`"}
+    return {
+        "kind": "state_dict",
+        "spec": None,
+        "tensors": len(state),
+        "values": sum(v.numel() for v in state.values()),
+        "fits_archs": fitting_archs(state),
+        "note": "a bare state_dict: export it with `cnnx export FILE --arch NAME`",
+    }
 
 
 def _spec(read: Callable[[], ModelSpec | None]) -> dict[str, Any]:
@@ -117,7 +136,9 @@ def _kind(path: Path, data: bytes) -> str:
 
 
 READERS: dict[str, Callable[[Path, bytes], dict[str, Any]]] = {
-    "onnx": _onnx, "torchscript": _torchscript, "checkpoint": _checkpoint,
+    "onnx": _onnx,
+    "torchscript": _torchscript,
+    "checkpoint": _checkpoint,
 }
 
 
@@ -137,8 +158,11 @@ def _line(key: str, value: Any) -> str:
 
 def render(info: dict[str, Any]) -> str:
     """``cnnx inspect`` as text: the file, its spec, its inputs/outputs, its parity summary."""
-    lines = [_line("file", info["file"]), _line("kind", info["kind"]),
-             _line("size", f"{info['size_bytes'] / 1024:.1f} KB  sha256 {info['sha256'][:16]}...")]
+    lines = [
+        _line("file", info["file"]),
+        _line("kind", info["kind"]),
+        _line("size", f"{info['size_bytes'] / 1024:.1f} KB  sha256 {info['sha256'][:16]}..."),
+    ]
     if info.get("opset"):
         opsets = ", ".join(f"{d} {v}" for d, v in info["opset"].items())
         lines.append(_line("opset", f"{opsets} (IR {info.get('ir_version')}, by {info.get('producer') or '?'})"))
@@ -156,11 +180,15 @@ def render(info: dict[str, Any]) -> str:
         acc = spec.get("test_accuracy")
         lines += [
             _line("arch", spec["arch"]),
-            _line("input", f"{'x'.join(map(str, spec['input_shape']))} {spec['color']}, mean {spec['mean']} "
-                           f"std {spec['std']}, preprocess {spec['preprocess']}"),
+            _line(
+                "input",
+                f"{'x'.join(map(str, spec['input_shape']))} {spec['color']}, mean {spec['mean']} "
+                f"std {spec['std']}, preprocess {spec['preprocess']}",
+            ),
             _line("classes", shown),
-            _line("dataset", f"{spec.get('dataset') or '?'}, test accuracy "
-                             f"{'?' if acc is None else f'{100 * acc:.2f}%'}"),
+            _line(
+                "dataset", f"{spec.get('dataset') or '?'}, test accuracy {'?' if acc is None else f'{100 * acc:.2f}%'}"
+            ),
             _line("versions", ", ".join(f"{k} {v}" for k, v in spec.get("versions", {}).items())),
         ]
         if spec.get("checkpoint_sha256"):
@@ -174,15 +202,25 @@ def render(info: dict[str, Any]) -> str:
     parity = info.get("parity")
     if parity:
         src = parity.get("source", {})
-        lines.append(_line("parity", (
-            f"{'passed' if parity.get('passed') else 'FAILED'} on {parity['images']} {src.get('dataset', '')} test "
-            f"images{' (sample)' if src.get('sample') else ''}: max|d| {parity['real']['max_abs_diff']:.1e} real, "
-            f"{parity['random']['max_abs_diff']:.1e} random; top-1 agreement {100 * parity['top1_agreement']:.2f}% "
-            f"vs {parity['agreement_with']}; accuracy {100 * parity['accuracy']:.2f}%")))
+        lines.append(
+            _line(
+                "parity",
+                (
+                    f"{'passed' if parity.get('passed') else 'FAILED'} on {parity['images']} "
+                    f"{src.get('dataset', '')} test images{' (sample)' if src.get('sample') else ''}: "
+                    f"max|d| {parity['real']['max_abs_diff']:.1e} real, {parity['random']['max_abs_diff']:.1e} "
+                    f"random; top-1 agreement {100 * parity['top1_agreement']:.2f}% "
+                    f"vs {parity['agreement_with']}; accuracy {100 * parity['accuracy']:.2f}%"
+                ),
+            )
+        )
     if info.get("last_epoch"):
         last = info["last_epoch"]
-        lines.append(_line("last epoch", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                   for k, v in last.items())))
+        lines.append(
+            _line(
+                "last epoch", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())
+            )
+        )
     if info.get("note"):
         lines.append(_line("note", info["note"]))
     return "\n".join(lines)

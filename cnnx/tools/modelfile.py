@@ -8,19 +8,18 @@ Every backend has the runtime's model shape: ``spec`` and ``run(float32 (N, C, H
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE, first_line
 from cnnx.core.errors import ModelFileError
-from cnnx.core.spec import ModelSpec, SpecOptions
-from cnnx.core.contract import first_line
-from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE
 from cnnx.core.machine import physical_cores
-import warnings
+from cnnx.core.spec import ModelSpec, SpecOptions
 
 TORCH_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".torchscript", ".ts", ".jit"})
 
@@ -83,9 +82,15 @@ def _load_torchscript(path: Path, threads: int | None) -> TorchModel:
     return TorchModel(module, spec, path, threads)
 
 
-def open_model(path: str | Path, threads: int | None = None, *, mean: Sequence[float] | None = None,
-               std: Sequence[float] | None = None, size: tuple[int, int] | None = None,
-               classes: Sequence[str] | None = None) -> Any:
+def open_model(
+    path: str | Path,
+    threads: int | None = None,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    size: tuple[int, int] | None = None,
+    classes: Sequence[str] | None = None,
+) -> Any:
     """An ONNX session for .onnx files; a torch model for run folders, checkpoints and TorchScript.
 
     ``mean``, ``std``, ``size``, ``classes``: for an ONNX file without a cnnx spec (as Classifier's).

@@ -11,10 +11,20 @@ from cnnx.core.errors import ConfigError
 from cnnx.train.data import load_dataset
 
 
-def save_samples(dataset: str, out: Path, count: int = 64, split: str = "train", seed: int | None = 0,
-                 columns: int = 8, data_dir: Path | None = None, download: bool = True,
-                 image_size: int | None = None, grayscale: bool = False, val_split: float = 0.2,
-                 workers: int = 0) -> dict[str, Any]:
+def save_samples(
+    dataset: str,
+    out: Path,
+    count: int = 64,
+    split: str = "train",
+    seed: int | None = 0,
+    columns: int = 8,
+    data_dir: Path | None = None,
+    download: bool = True,
+    image_size: int | None = None,
+    grayscale: bool = False,
+    val_split: float = 0.2,
+    workers: int = 0,
+) -> dict[str, Any]:
     """Draw ``count`` images of ``split`` (a seeded random pick, or the first ones when ``seed`` is None)."""
     from cnnx.core import plots
 
@@ -22,8 +32,16 @@ def save_samples(dataset: str, out: Path, count: int = 64, split: str = "train",
         raise ConfigError(f"--count must be at least 1, got {count}")
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
-    data = load_dataset(dataset, data_dir, download=download, image_size=image_size, grayscale=grayscale,
-                        val_split=val_split, seed=0 if seed is None else seed, workers=workers)
+    data = load_dataset(
+        dataset,
+        data_dir,
+        download=download,
+        image_size=image_size,
+        grayscale=grayscale,
+        val_split=val_split,
+        seed=0 if seed is None else seed,
+        workers=workers,
+    )
     part = data.train if split == "train" else data.test
     count = min(count, len(part))
     if seed is None:
@@ -35,5 +53,13 @@ def save_samples(dataset: str, out: Path, count: int = 64, split: str = "train",
     title = f"{data.name} {split}: {count} of {len(part):,} images, {w}x{h} {data.color}"
     path = plots.save_grid(part.x[idx].numpy(), labels, Path(out), ncols=columns, title=title)
     width, height = plots.png_size(path)
-    return {"path": str(path), "dataset": data.name, "split": split, "images": count, "labels": labels,
-            "classes": data.classes, "width": width, "height": height}
+    return {
+        "path": str(path),
+        "dataset": data.name,
+        "split": split,
+        "images": count,
+        "labels": labels,
+        "classes": data.classes,
+        "width": width,
+        "height": height,
+    }

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnx.core.errors import CheckpointError, ConfigError
 from cnnx.core.contract import first_line
+from cnnx.core.errors import CheckpointError, ConfigError
 from cnnx.core.spec import parse_dims
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -79,8 +79,7 @@ def _trace_rows(model: nn.Module, x: torch.Tensor) -> list[dict[str, Any]]:
             src = node.args[0] if node.args else None
             src_meta = getattr(src, "meta", {}).get("tensor_meta")
             inp = tuple(src_meta.shape) if isinstance(src_meta, TensorMetadata) else None
-            rows.append(_row(str(node.target), type(module).__name__, shape, params,
-                             _module_macs(module, inp, shape)))
+            rows.append(_row(str(node.target), type(module).__name__, shape, params, _module_macs(module, inp, shape)))
         else:
             kind = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
             rows.append(_row(node.name, kind, shape, 0, _function_macs(node, shape)))
@@ -99,8 +98,10 @@ def _hook_rows(model: nn.Module, x: torch.Tensor) -> list[dict[str, Any]]:
             inp = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else None
             params = 0 if id(module) in seen else sum(p.numel() for p in module.parameters())
             seen.add(id(module))
-            rows.append(_row(name, type(module).__name__, tuple(out.shape), params,
-                             _module_macs(module, inp, tuple(out.shape))))
+            rows.append(
+                _row(name, type(module).__name__, tuple(out.shape), params, _module_macs(module, inp, tuple(out.shape)))
+            )
+
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if not list(m.children())]
@@ -156,8 +157,9 @@ def parse_input_size(text: str | None, default: tuple[int, int, int]) -> tuple[i
     return (dims[0], dims[1], dims[2])
 
 
-def summarize_target(target: str, input_size: str | None = None, batch: int = 1, arch: str | None = None,
-                     num_classes: int | None = None) -> dict[str, Any]:
+def summarize_target(
+    target: str, input_size: str | None = None, batch: int = 1, arch: str | None = None, num_classes: int | None = None
+) -> dict[str, Any]:
     """Summary of a registered architecture name, a cnnx checkpoint / run folder, or a bare state_dict + ``arch``."""
     from cnnx.train import checkpoint as ckpt
     from cnnx.train.models import ARCHS, build_model, get_arch, num_classes_of
@@ -170,8 +172,10 @@ def summarize_target(target: str, input_size: str | None = None, batch: int = 1,
         result["source"] = "architecture"
         return result
     if not Path(target).exists():
-        raise ConfigError(f"{target!r} is neither a registered architecture nor a file",
-                          "see `cnnx train --list-archs`, or give a run folder or checkpoint")
+        raise ConfigError(
+            f"{target!r} is neither a registered architecture nor a file",
+            "see `cnnx train --list-archs`, or give a run folder or checkpoint",
+        )
     data = ckpt.load_raw(Path(target))
     if isinstance(data, dict) and data.get("format") == ckpt.FORMAT:
         spec = data["spec"]
@@ -187,8 +191,12 @@ def summarize_target(target: str, input_size: str | None = None, batch: int = 1,
         classes = num_classes or num_classes_of(state)
     shape = parse_input_size(input_size, default_shape)  # type: ignore[arg-type]
     model = build_model(name, num_classes or classes, default_shape)  # weights fit the trained shape
-    ckpt.load_weights(model, state, f"the weights in {target} do not fit {name}",
-                      "give the architecture they were trained with: --arch NAME")
+    ckpt.load_weights(
+        model,
+        state,
+        f"the weights in {target} do not fit {name}",
+        "give the architecture they were trained with: --arch NAME",
+    )
     result = summarize(model, shape, batch, name)
     result["source"] = str(target)
     return result
@@ -200,11 +208,17 @@ def format_summary(s: dict[str, Any]) -> str:
     name_w = max([len("layer"), *(len(r["name"]) for r in rows)])
     type_w = max([len("type"), *(len(r["type"]) for r in rows)])
     shape_w = max([len("output shape"), *(len(str(r["output_shape"])) for r in rows)])
-    lines = [f"{s['name']}: input {s['input_shape']}",
-             f"{'layer':<{name_w}}  {'type':<{type_w}}  {'output shape':<{shape_w}}  {'params':>10}  {'MACs/image':>13}"]
+    lines = [
+        f"{s['name']}: input {s['input_shape']}",
+        f"{'layer':<{name_w}}  {'type':<{type_w}}  {'output shape':<{shape_w}}  {'params':>10}  {'MACs/image':>13}",
+    ]
     for r in rows:
-        lines.append(f"{r['name']:<{name_w}}  {r['type']:<{type_w}}  {str(r['output_shape']):<{shape_w}}  "
-                     f"{r['params']:>10,}  {r['macs']:>13,}")
-    lines.append(f"total: {s['total_params']:,} parameters ({s['trainable_params']:,} trainable, "
-                 f"{s['param_bytes_fp32'] / 1024:,.1f} KiB as float32), {s['total_macs']:,} MACs per image")
+        lines.append(
+            f"{r['name']:<{name_w}}  {r['type']:<{type_w}}  {str(r['output_shape']):<{shape_w}}  "
+            f"{r['params']:>10,}  {r['macs']:>13,}"
+        )
+    lines.append(
+        f"total: {s['total_params']:,} parameters ({s['trainable_params']:,} trainable, "
+        f"{s['param_bytes_fp32'] / 1024:,.1f} KiB as float32), {s['total_macs']:,} MACs per image"
+    )
     return "\n".join(lines)

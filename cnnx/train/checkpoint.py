@@ -22,14 +22,15 @@ import hashlib
 import pickle
 import re
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
+from cnnx.core.contract import LAST, run_checkpoint
 from cnnx.core.errors import CheckpointError
 from cnnx.core.fileio import atomic_write
-from cnnx.core.contract import BEST, LAST, run_checkpoint
 
 FORMAT = "cnnx-checkpoint"
 FORMAT_VERSION = 1
@@ -64,10 +65,14 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
         if cause.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             reason = f"the disk is full or the file size limit was reached ({reason})"
         kept = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
-        then = (f"resume with cnnx train --resume {path.parent}" if (path.parent / LAST).is_file()
-                else "run the same command again")
-        raise CheckpointError(f"could not write {path}: {reason}; nothing was half-written and {kept}",
-                              f"free some space, then {then}") from None
+        then = (
+            f"resume with cnnx train --resume {path.parent}"
+            if (path.parent / LAST).is_file()
+            else "run the same command again"
+        )
+        raise CheckpointError(
+            f"could not write {path}: {reason}; nothing was half-written and {kept}", f"free some space, then {then}"
+        ) from None
 
 
 def resolve_checkpoint(path: Path, resume: bool = False) -> Path:
@@ -139,15 +144,18 @@ def load_raw(path: Path) -> Any:
             ) from None
         found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(exc))
         reason = found.group(1).strip() if found else _short_reason(exc)
-        raise CheckpointError(f"{path} is not a torch checkpoint (unreadable data: {reason[:120]})",
-                              _FOREIGN_HINT) from None
+        raise CheckpointError(
+            f"{path} is not a torch checkpoint (unreadable data: {reason[:120]})", _FOREIGN_HINT
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any failure to parse a file means it is damaged or foreign
         if _not_torch_zip(path):
-            raise CheckpointError(f"{path} is a zip archive but not a torch checkpoint (it has no data.pkl)",
-                                  _FOREIGN_HINT) from None
+            raise CheckpointError(
+                f"{path} is a zip archive but not a torch checkpoint (it has no data.pkl)", _FOREIGN_HINT
+            ) from None
         if not _torch_header(path):
-            raise CheckpointError(f"{path} is not a torch checkpoint (unreadable data: {_short_reason(exc)[:120]})",
-                                  _FOREIGN_HINT) from None
+            raise CheckpointError(
+                f"{path} is not a torch checkpoint (unreadable data: {_short_reason(exc)[:120]})", _FOREIGN_HINT
+            ) from None
         raise CheckpointError(f"{path} is corrupt or truncated: {_short_reason(exc)}", _DAMAGED_HINT) from None
 
 
@@ -159,8 +167,11 @@ def describe_mismatch(want: Mapping[str, tuple[int, ...]], have: Mapping[str, to
     """
     missing = [k for k in want if k not in have]
     unexpected = [k for k in have if k not in want]
-    shapes = [f"{k} {tuple(have[k].shape)} in the file, {tuple(want[k])} in the model"
-              for k in want if k in have and tuple(have[k].shape) != tuple(want[k])]
+    shapes = [
+        f"{k} {tuple(have[k].shape)} in the file, {tuple(want[k])} in the model"
+        for k in want
+        if k in have and tuple(have[k].shape) != tuple(want[k])
+    ]
     parts = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
         if items:
@@ -169,8 +180,9 @@ def describe_mismatch(want: Mapping[str, tuple[int, ...]], have: Mapping[str, to
     return "; ".join(parts)
 
 
-def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str,
-                 hint: str | Callable[[], str]) -> torch.nn.Module:
+def load_weights(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str, hint: str | Callable[[], str]
+) -> torch.nn.Module:
     """``model.load_state_dict(state, strict=True)``, the keys compared first: weights that do not fit
     raise one CheckpointError, "``what``: 2 missing: ...; 1 wrong shape: ...", instead of torch's
     multi-line report. ``hint`` may be a function, called only on failure (it may be costly)."""
@@ -197,12 +209,17 @@ def _check_model_fits(data: dict[str, Any], path: Path) -> None:
     shape = tuple(spec["input_shape"]) if spec.get("input_shape") else None
     config_arch = (data.get("config") or {}).get("arch")
     if config_arch and config_arch != arch:
-        raise CheckpointError(f"{path} names two architectures: {config_arch} in its config, {arch} in its spec",
-                              "use a checkpoint written by cnnx train")
+        raise CheckpointError(
+            f"{path} names two architectures: {config_arch} in its config, {arch} in its spec",
+            "use a checkpoint written by cnnx train",
+        )
     mismatch = describe_mismatch(model_shapes(arch, len(classes), shape), state)
     if mismatch:
-        raise CheckpointError(f"the weights in {path} do not fit {arch} with {len(classes)} classes, "
-                              f"the architecture it names: {mismatch}", "use a checkpoint written by cnnx train")
+        raise CheckpointError(
+            f"the weights in {path} do not fit {arch} with {len(classes)} classes, "
+            f"the architecture it names: {mismatch}",
+            "use a checkpoint written by cnnx train",
+        )
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -230,8 +247,10 @@ _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
 
 def is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     )
 
 
@@ -246,5 +265,5 @@ def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             "save the weights with torch.save(model.state_dict(), PATH) and export with --arch NAME",
         )
     if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj

@@ -65,8 +65,9 @@ def world_from_env() -> World:
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as exc:
-        raise ConfigError(f"WORLD_SIZE, RANK and LOCAL_RANK must be integers ({exc})",
-                          "start distributed runs with torchrun") from None
+        raise ConfigError(
+            f"WORLD_SIZE, RANK and LOCAL_RANK must be integers ({exc})", "start distributed runs with torchrun"
+        ) from None
     return World(rank, size, local) if size > 1 else World()
 
 
@@ -77,14 +78,17 @@ def init(world: World, device: torch.device) -> torch.device:
     use_cuda = device.type == "cuda"
     if use_cuda:
         if world.local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"local rank {world.local_rank} has no GPU: this machine has "
-                              f"{torch.cuda.device_count()}", "start at most one process per GPU (--nproc-per-node)")
+            raise ConfigError(
+                f"local rank {world.local_rank} has no GPU: this machine has {torch.cuda.device_count()}",
+                "start at most one process per GPU (--nproc-per-node)",
+            )
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         # a rank that dies leaves the others waiting at a collective: fail them after 30 minutes, not torch's hours
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30),
-                                **({"device_id": device} if use_cuda else {}))
+        dist.init_process_group(
+            "nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30), **({"device_id": device} if use_cuda else {})
+        )
     return device
 
 
@@ -155,9 +159,11 @@ def check_in_step(world: World, model: nn.Module, epoch: int) -> None:
         h.update(p.detach().cpu().numpy().tobytes())
     digests = gather(world, h.hexdigest())
     if len(set(digests)) > 1:
-        raise TrainingError(f"after epoch {epoch} the {world.size} processes hold different weights "
-                            f"({', '.join(d[:8] for d in digests)})",
-                            "every node must run the same cnnx version on the same dataset files")
+        raise TrainingError(
+            f"after epoch {epoch} the {world.size} processes hold different weights "
+            f"({', '.join(d[:8] for d in digests)})",
+            "every node must run the same cnnx version on the same dataset files",
+        )
 
 
 def interleave(world: World, local: torch.Tensor, n: int) -> torch.Tensor:
@@ -171,5 +177,5 @@ def interleave(world: World, local: torch.Tensor, n: int) -> torch.Tensor:
     dist.all_gather(parts, padded)
     full = torch.empty(n, dtype=local.dtype, device=local.device)
     for r, p in enumerate(parts):
-        full[r::world.size] = p[: len(range(r, n, world.size))]
+        full[r :: world.size] = p[: len(range(r, n, world.size))]
     return full

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import cnnx
+from cnnx.core.contract import LAST
 from cnnx.core.errors import ConfigError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.spec import ModelSpec
@@ -33,7 +34,6 @@ from cnnx.train.data import Dataset, dataset_kind, default_arch, load_dataset
 from cnnx.train.models import build_model, check_input, count_parameters, get_arch
 from cnnx.train.runfiles import check_options, draw_plots, keep_files
 from cnnx.train.steps import Normalizer, evaluate_shared, lr_factor, make_optimizer, random_flip, random_shift
-from cnnx.core.contract import LAST
 
 
 class Reporter:
@@ -144,8 +144,16 @@ def _new_run_dir(cfg: TrainConfig, arch: str, world: ddp.World) -> Path:
     return run_dir
 
 
-def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: Path | None, reporter: Reporter,
-           world: ddp.World, device: torch.device, t_start: float) -> TrainResult:
+def _train(
+    cfg: TrainConfig,
+    arch: str,
+    state: dict[str, Any] | None,
+    run_dir: Path | None,
+    reporter: Reporter,
+    world: ddp.World,
+    device: torch.device,
+    t_start: float,
+) -> TrainResult:
     if run_dir is None:
         run_dir = _new_run_dir(cfg, arch, world)
     torch.manual_seed(cfg.seed)
@@ -153,9 +161,16 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
 
     if not world.is_main:
         ddp.barrier(world)  # rank 0 downloads the dataset first, alone
-    data = load_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None, download=cfg.download,
-                        image_size=cfg.image_size, grayscale=cfg.grayscale, val_split=cfg.val_split,
-                        seed=cfg.seed, workers=cfg.workers)
+    data = load_dataset(
+        cfg.dataset,
+        Path(cfg.data_dir) if cfg.data_dir else None,
+        download=cfg.download,
+        image_size=cfg.image_size,
+        grayscale=cfg.grayscale,
+        val_split=cfg.val_split,
+        seed=cfg.seed,
+        workers=cfg.workers,
+    )
     if world.is_main:
         ddp.barrier(world)
     flip = data.hflip if cfg.flip is None else cfg.flip
@@ -182,10 +197,20 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
         scheduler.load_state_dict(state["scheduler"])
         _restore_rng(state["rng"], gen, device, world)
         epochs_done, metrics, best = state["epoch"], list(state["metrics"]), state["best_accuracy"]
-    reporter.start({"run_dir": str(run_dir), "device": str(device), "arch": arch, "dataset": data.name,
-                    "parameters": count_parameters(model), "train_images": len(data.train),
-                    "test_images": len(data.test), "resumed_from_epoch": epochs_done, "processes": world.size,
-                    "skipped_images": data.skipped})
+    reporter.start(
+        {
+            "run_dir": str(run_dir),
+            "device": str(device),
+            "arch": arch,
+            "dataset": data.name,
+            "parameters": count_parameters(model),
+            "train_images": len(data.train),
+            "test_images": len(data.test),
+            "resumed_from_epoch": epochs_done,
+            "processes": world.size,
+            "skipped_images": data.skipped,
+        }
+    )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     loss_sum_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
     tb = None
@@ -234,8 +259,9 @@ def _train(cfg: TrainConfig, arch: str, state: dict[str, Any] | None, run_dir: P
         ddp.total(world, loss_sum)
         ddp.total(world, correct)
         ddp.check_in_step(world, model, epoch)
-        test_loss, test_acc, pred = evaluate_shared(model, data.test, norm, cfg.eval_batch_size, device,
-                                                    memory_format, world)
+        test_loss, test_acc, pred = evaluate_shared(
+            model, data.test, norm, cfg.eval_batch_size, device, memory_format, world
+        )
         record = {
             "epoch": epoch,
             "train_loss": loss_sum.item() / len(train_y),

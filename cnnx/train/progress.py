@@ -25,9 +25,11 @@ class TqdmReporter(Reporter):
     def start(self, info: dict[str, Any]) -> None:
         self.run_dir = info["run_dir"]
         resumed = f", resuming after epoch {info['resumed_from_epoch']}" if info["resumed_from_epoch"] else ""
-        self._say(f"training {info['arch']} ({info['parameters']:,} parameters) on {info['dataset']} "
-                  f"({info['train_images']:,} train / {info['test_images']:,} test images), "
-                  f"device {info['device']}{resumed}; run folder {info['run_dir']}")
+        self._say(
+            f"training {info['arch']} ({info['parameters']:,} parameters) on {info['dataset']} "
+            f"({info['train_images']:,} train / {info['test_images']:,} test images), "
+            f"device {info['device']}{resumed}; run folder {info['run_dir']}"
+        )
         skipped = info.get("skipped_images") or []
         if skipped:  # always said, --json or not: the run goes on without these files
             click.echo(f"warning: {len(skipped)} unreadable image(s) left out of the dataset:", err=True)
@@ -36,8 +38,9 @@ class TqdmReporter(Reporter):
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         # disable=None: no bar when stderr is not a terminal (CI logs, pipes)
-        self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False,
-                        disable=None, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=steps, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False, disable=None, dynamic_ncols=True
+        )
 
     def step(self, images: int, loss: float | None) -> None:
         if self.bar is None:
@@ -50,9 +53,11 @@ class TqdmReporter(Reporter):
     def epoch_end(self, r: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.close()
-        self._say(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, test loss {r['test_loss']:.4f}, "
-                  f"test accuracy {100 * r['test_accuracy']:.2f}%, {r['images_per_second']:,.0f} img/s, "
-                  f"{r['epoch_seconds']:.1f} s")
+        self._say(
+            f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, test loss {r['test_loss']:.4f}, "
+            f"test accuracy {100 * r['test_accuracy']:.2f}%, {r['images_per_second']:,.0f} img/s, "
+            f"{r['epoch_seconds']:.1f} s"
+        )
 
 
 def archs_table() -> str:

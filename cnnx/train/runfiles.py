@@ -24,15 +24,19 @@ def check_options(cfg: TrainConfig) -> None:
     if cfg.save_every < 0:
         raise ConfigError(f"--save-every must be 0 (off) or a number of epochs, got {cfg.save_every}")
     if not 0 <= cfg.save_min_acc <= 1:
-        raise ConfigError(f"--save-min-acc is a fraction of the test images, got {cfg.save_min_acc}",
-                          "e.g. --save-min-acc 0.97 for 97%")
+        raise ConfigError(
+            f"--save-min-acc is a fraction of the test images, got {cfg.save_min_acc}",
+            "e.g. --save-min-acc 0.97 for 97%",
+        )
     if cfg.image_size is not None and cfg.image_size < 8:
         raise ConfigError(f"--image-size must be at least 8 pixels, got {cfg.image_size}")
     if not 0 <= cfg.val_split < 1:
         raise ConfigError(f"--val-split must be in [0, 1), got {cfg.val_split}")
     if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("--tensorboard needs the tensorboard package, which is not installed",
-                          "pip install tensorboard, or train without --tensorboard")
+        raise ConfigError(
+            "--tensorboard needs the tensorboard package, which is not installed",
+            "pip install tensorboard, or train without --tensorboard",
+        )
 
 
 def snapshot_name(epoch: int) -> str:
@@ -49,8 +53,14 @@ def keep_files(cfg: TrainConfig, epoch: int, accuracy: float, is_best: bool) -> 
     return names
 
 
-def draw_plots(run_dir: Path, metrics: list[dict[str, Any]], y_true: torch.Tensor, y_pred: torch.Tensor,
-               classes: list[str], title: str) -> dict[str, str]:
+def draw_plots(
+    run_dir: Path,
+    metrics: list[dict[str, Any]],
+    y_true: torch.Tensor,
+    y_pred: torch.Tensor,
+    classes: list[str],
+    title: str,
+) -> dict[str, str]:
     """curves.png and confusion.png in ``run_dir``; {"skipped": why} when matplotlib is missing."""
     if importlib.util.find_spec("matplotlib") is None:
         return {"skipped": "matplotlib is not installed"}
@@ -60,6 +70,7 @@ def draw_plots(run_dir: Path, metrics: list[dict[str, Any]], y_true: torch.Tenso
     epoch = metrics[-1]["epoch"]
     acc = 100 * float((y_true == y_pred).float().mean())
     counts = plots.confusion_matrix(y_true.numpy(), y_pred.numpy(), len(classes))
-    confusion = plots.draw_confusion(counts, classes, run_dir / CONFUSION,
-                                     f"{title}: test set after epoch {epoch}, {acc:.2f}% correct")
+    confusion = plots.draw_confusion(
+        counts, classes, run_dir / CONFUSION, f"{title}: test set after epoch {epoch}, {acc:.2f}% correct"
+    )
     return {"curves": str(curves), "confusion": str(confusion)}

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnx.core.contract import normalise_constants
 from cnnx.train import distributed as ddp
 from cnnx.train.config import TrainConfig
 from cnnx.train.data import Split
-from cnnx.core.contract import normalise_constants
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
@@ -57,8 +57,9 @@ class Normalizer:
         return x.float() * self.scale + self.bias
 
 
-def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator, part: slice = slice(None),
-                 drawn: int | None = None) -> torch.Tensor:
+def random_shift(
+    x: torch.Tensor, max_shift: int, gen: torch.Generator, part: slice = slice(None), drawn: int | None = None
+) -> torch.Tensor:
     """Translate each image by its own random (dy, dx) in [-max_shift, max_shift], zero-filled.
 
     ``x`` is the ``part`` of a batch of ``drawn`` images (default: all of it): offsets are drawn
@@ -68,15 +69,22 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator, part: sl
     s = max_shift
     padded = F.pad(x, (s, s, s, s))  # (N, C, H+2s, W+2s)
     dy, dx = torch.randint(0, 2 * s + 1, (2, drawn or n), generator=gen)[:, part].to(x.device)
-    rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])  # (N, H)
-    cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])  # (N, W)
+    rows = torch.arange(h, device=x.device)[None, :] + dy[:, None]  # (N, H)
+    cols = torch.arange(w, device=x.device)[None, :] + dx[:, None]  # (N, W)
     b = torch.arange(n, device=x.device)[:, None, None, None]
     ch = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[b, ch, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def evaluate_shared(model: nn.Module, split: Split, norm: Normalizer, batch_size: int, device: torch.device,
-                    memory_format: torch.memory_format, world: ddp.World) -> tuple[float, float, torch.Tensor]:
+def evaluate_shared(
+    model: nn.Module,
+    split: Split,
+    norm: Normalizer,
+    batch_size: int,
+    device: torch.device,
+    memory_format: torch.memory_format,
+    world: ddp.World,
+) -> tuple[float, float, torch.Tensor]:
     """``evaluate`` with the test images shared out over the ranks; every rank gets the whole answer."""
     if not world.enabled:
         return evaluate(model, split, norm, batch_size, device, memory_format)
@@ -92,8 +100,14 @@ def evaluate_shared(model: nn.Module, split: Split, norm: Normalizer, batch_size
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, norm: Normalizer, batch_size: int, device: torch.device,
-             memory_format: torch.memory_format) -> tuple[float, float, torch.Tensor]:
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    norm: Normalizer,
+    batch_size: int,
+    device: torch.device,
+    memory_format: torch.memory_format,
+) -> tuple[float, float, torch.Tensor]:
     """Mean loss, accuracy in [0, 1] and predicted class per image, in eval mode."""
     model.eval()
     loss_sum, preds = 0.0, []
@@ -107,8 +121,9 @@ def evaluate(model: nn.Module, split: Split, norm: Normalizer, batch_size: int, 
     return loss_sum / len(split), (pred == split.y).float().mean().item(), pred
 
 
-def random_flip(x: torch.Tensor, gen: torch.Generator, part: slice = slice(None),
-                drawn: int | None = None) -> torch.Tensor:
+def random_flip(
+    x: torch.Tensor, gen: torch.Generator, part: slice = slice(None), drawn: int | None = None
+) -> torch.Tensor:
     """Mirror each (N, C, H, W) image left-right with probability 1/2 (the seeds' RandomHorizontalFlip).
 
     As ``random_shift``: ``x`` is the ``part`` of a batch of ``drawn`` images, all drawn for.

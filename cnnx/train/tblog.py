@@ -32,8 +32,10 @@ class TensorBoardLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ConfigError("--tensorboard needs the tensorboard package, which is not installed",
-                              "pip install tensorboard, or train without --tensorboard") from None
+            raise ConfigError(
+                "--tensorboard needs the tensorboard package, which is not installed",
+                "pip install tensorboard, or train without --tensorboard",
+            ) from None
         self.log_dir = Path(log_dir)
         # purge_step: a run resumed after epoch k rewrites epochs k+1.. cleanly
         self.writer = SummaryWriter(str(self.log_dir), purge_step=start_epoch + 1 if start_epoch else None)

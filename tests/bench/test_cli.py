@@ -16,17 +16,53 @@ from tests.support import run_cli
 pytest.importorskip("torch")
 
 MEASURED = ("eager", "torchscript", "onnx")  # int8 of this small model may miss its gate, which is a row too
-LABELS = {"eager": "PyTorch eager", "torchscript": "TorchScript", "onnx": "ONNX Runtime fp32",
-          "onnx-int8": "ONNX Runtime int8"}
+LABELS = {
+    "eager": "PyTorch eager",
+    "torchscript": "TorchScript",
+    "onnx": "ONNX Runtime fp32",
+    "onnx-int8": "ONNX Runtime int8",
+}
 # the result's schema: key -> type(s)
-TOP = {"command": str, "date": str, "machine": dict, "versions": dict, "threads": int, "options": dict,
-       "source": dict, "images": dict, "exports": dict, "formats": dict, "ratios": dict, "targets": dict,
-       "plot": str, "wall_seconds": float}
-MACHINE = {"cpu": str, "cores": int, "usable_cores": int, "platform": str, "python": str,
-           "load_average_before": list, "load_average_after": list}
-ROW = {"label": str, "ok": bool, "file": (str, type(None)), "size_bytes": int, "method": str, "import_s": float,
-       "load_ms": float, "peak_rss_mb": float, "accuracy": float, "images": int, "latency_ms": dict,
-       "throughput": dict, "cold_start": dict}
+TOP = {
+    "command": str,
+    "date": str,
+    "machine": dict,
+    "versions": dict,
+    "threads": int,
+    "options": dict,
+    "source": dict,
+    "images": dict,
+    "exports": dict,
+    "formats": dict,
+    "ratios": dict,
+    "targets": dict,
+    "plot": str,
+    "wall_seconds": float,
+}
+MACHINE = {
+    "cpu": str,
+    "cores": int,
+    "usable_cores": int,
+    "platform": str,
+    "python": str,
+    "load_average_before": list,
+    "load_average_after": list,
+}
+ROW = {
+    "label": str,
+    "ok": bool,
+    "file": (str, type(None)),
+    "size_bytes": int,
+    "method": str,
+    "import_s": float,
+    "load_ms": float,
+    "peak_rss_mb": float,
+    "accuracy": float,
+    "images": int,
+    "latency_ms": dict,
+    "throughput": dict,
+    "cold_start": dict,
+}
 TIMING = {"p50_ms": float, "p90_ms": float, "p99_ms": float, "mean_ms": float, "runs": int}
 COLD = {"seconds": float, "runs_s": list, "peak_rss_mb": float, "command": str, "output": str}
 
@@ -38,8 +74,9 @@ def benched(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     run.mkdir()
     shutil.copy(trained_run / "best.pt", run / "best.pt")  # bench writes its exports beside the checkpoint
     chart = run.parent / "chart.png"
-    proc = run_cli("bench", str(run), "--seconds", "0.2", "--cold-runs", "1", "--json", "--plot", str(chart),
-                   check=True)
+    proc = run_cli(
+        "bench", str(run), "--seconds", "0.2", "--cold-runs", "1", "--json", "--plot", str(chart), check=True
+    )
     return run, json.loads(proc.stdout)  # stdout is the JSON only; progress went to stderr
 
 
@@ -74,8 +111,7 @@ def test_json_schema(benched: tuple[Path, dict[str, Any]]) -> None:
         for b, t in row["throughput"].items():
             _check_types(t, {**TIMING, "images_per_s": float}, f"{name}.throughput.{b}")
         _check_types(row["cold_start"], COLD, f"{name}.cold_start")
-    assert set(result["ratios"]) == set(result["targets"]) == {"onnx_latency_vs_eager",
-                                                               "onnx_throughput_1024_vs_eager"}
+    assert set(result["ratios"]) == set(result["targets"]) == {"onnx_latency_vs_eager", "onnx_throughput_1024_vs_eager"}
     for target in result["targets"].values():
         assert isinstance(target["met"], bool) and isinstance(target["value"], float)
 
@@ -135,8 +171,18 @@ def test_table_reuses_gated_exports(benched: tuple[Path, dict[str, Any]]) -> Non
     skipped = json.loads((run / "parity.json").read_text())["skipped"]
     assert set(skipped) == ({"onnx-int8"} if not first["formats"].get("onnx-int8", {"ok": True})["ok"] else set())
     header, *lines = proc.stdout.splitlines()
-    columns = ["format", "size", "accuracy", "b1 p50 us", "b1 p99 us", "b64 img/s", "b1024 img/s", "load ms",
-               "peak MB", "cold start s"]
+    columns = [
+        "format",
+        "size",
+        "accuracy",
+        "b1 p50 us",
+        "b1 p99 us",
+        "b64 img/s",
+        "b1024 img/s",
+        "load ms",
+        "peak MB",
+        "cold start s",
+    ]
     assert re.split(r"\s{2,}", header) == columns  # the table's columns are two or more spaces apart
     for name, row in first["formats"].items():
         cells = re.split(r"\s{2,}", next(x for x in lines if x.startswith(LABELS[name] + "  ")))

@@ -31,8 +31,21 @@ def test_version() -> None:
 def test_train_one_epoch_end_to_end_json(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     out = tmp_path / "run"
-    proc = run_cli("train", "mnist", "--epochs", "1", "--batch-size", "32", "--data-dir", str(MINI_MNIST),
-                   "--no-download", "--out", str(out), "--json", check=True)
+    proc = run_cli(
+        "train",
+        "mnist",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--data-dir",
+        str(MINI_MNIST),
+        "--no-download",
+        "--out",
+        str(out),
+        "--json",
+        check=True,
+    )
     result = json.loads(proc.stdout)  # stdout is JSON only; progress goes to stderr
     assert result["epochs"] == 1 and result["run_dir"] == str(out)
     assert 0.3 < result["final_accuracy"] <= 1.0
@@ -44,8 +57,19 @@ def test_train_one_epoch_end_to_end_json(tmp_path: Path) -> None:
 def test_train_human_output_and_resume(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     out = tmp_path / "run"
-    first = run_cli("train", "mnist", "--epochs", "1", "--batch-size", "64", "--data-dir", str(MINI_MNIST),
-                    "--out", str(out), check=True)
+    first = run_cli(
+        "train",
+        "mnist",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--data-dir",
+        str(MINI_MNIST),
+        "--out",
+        str(out),
+        check=True,
+    )
     assert "epoch 1: train loss" in first.stderr and "test accuracy" in first.stderr
     assert first.stdout.startswith("done: mnist-bn on mnist, 1 epochs")
     again = run_cli("train", "--resume", str(out))
@@ -55,8 +79,9 @@ def test_train_human_output_and_resume(tmp_path: Path) -> None:
 
 def test_missing_data_is_one_line_no_traceback(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    proc = run_cli("train", "mnist", "--data-dir", str(tmp_path / "empty"), "--no-download",
-                   "--out", str(tmp_path / "run"))
+    proc = run_cli(
+        "train", "mnist", "--data-dir", str(tmp_path / "empty"), "--no-download", "--out", str(tmp_path / "run")
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -66,8 +91,17 @@ def test_missing_data_is_one_line_no_traceback(tmp_path: Path) -> None:
 
 def test_data_dir_from_environment(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    proc = run_cli("train", "mnist", "--epochs", "1", "--no-download", "--out", str(tmp_path / "run"),
-                   "--json", env={"CNNX_DATA_DIR": str(MINI_MNIST)})
+    proc = run_cli(
+        "train",
+        "mnist",
+        "--epochs",
+        "1",
+        "--no-download",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+        env={"CNNX_DATA_DIR": str(MINI_MNIST)},
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["epochs"] == 1
 

@@ -14,16 +14,24 @@ pytest.importorskip("matplotlib")
 from click.testing import CliRunner  # noqa: E402
 
 from cnnx.cli import main  # noqa: E402
-from cnnx.core.errors import ConfigError  # noqa: E402
 from cnnx.core import plots  # noqa: E402
+from cnnx.core.errors import ConfigError  # noqa: E402
 from cnnx.train.config import TrainConfig  # noqa: E402
 from cnnx.train.runfiles import keep_files  # noqa: E402
 from tests.support import MINI_MNIST, run_cli  # noqa: E402
 
 
 def _metrics(n: int) -> list[dict]:
-    return [{"epoch": e, "train_loss": 1 / e, "test_loss": 1.1 / e, "train_accuracy": 1 - 0.3 / e,
-             "test_accuracy": 1 - 0.35 / e} for e in range(1, n + 1)]
+    return [
+        {
+            "epoch": e,
+            "train_loss": 1 / e,
+            "test_loss": 1.1 / e,
+            "train_accuracy": 1 - 0.3 / e,
+            "test_accuracy": 1 - 0.35 / e,
+        }
+        for e in range(1, n + 1)
+    ]
 
 
 def test_curves_png_is_real_and_of_the_documented_size(tmp_path: Path) -> None:
@@ -62,8 +70,10 @@ def test_every_run_saves_curves_and_confusion(trained_run: Path) -> None:
     assert plots.png_size(trained_run / "curves.png") == (1000, 400)
     assert plots.png_size(trained_run / "confusion.png") == (530, 554)
     summary = json.loads((trained_run / "metrics.json").read_text())
-    assert summary["plots"] == {"curves": str(trained_run / "curves.png"),
-                                "confusion": str(trained_run / "confusion.png")}
+    assert summary["plots"] == {
+        "curves": str(trained_run / "curves.png"),
+        "confusion": str(trained_run / "confusion.png"),
+    }
     assert all(0 <= m["train_accuracy"] <= 1 for m in summary["epoch_metrics"])
 
 
@@ -80,9 +90,24 @@ def test_tensorboard_and_save_every_through_the_cli(tmp_path: Path) -> None:
     from cnnx.train.tblog import read_scalars
 
     out = tmp_path / "run"
-    proc = run_cli("train", "mnist", "--data-dir", str(MINI_MNIST), "--no-download", "--epochs", "2",
-                   "--batch-size", "64", "--save-every", "1", "--tensorboard", "--out", str(out), "--json",
-                   check=True)
+    proc = run_cli(
+        "train",
+        "mnist",
+        "--data-dir",
+        str(MINI_MNIST),
+        "--no-download",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--save-every",
+        "1",
+        "--tensorboard",
+        "--out",
+        str(out),
+        "--json",
+        check=True,
+    )
     result = json.loads(proc.stdout)
     names = {p.name for p in out.iterdir()}
     assert {"last.pt", "best.pt", "epoch-001.pt", "epoch-002.pt", "curves.png", "confusion.png"} <= names
@@ -100,14 +125,34 @@ def test_tensorboard_and_save_every_through_the_cli(tmp_path: Path) -> None:
 
 def test_save_min_acc_keeps_only_last_below_the_threshold(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    ok = CliRunner().invoke(main, ["train", "mnist", "--data-dir", str(MINI_MNIST), "--no-download", "--epochs", "1",
-                                   "--batch-size", "64", "--save-every", "1", "--save-min-acc", "1.0", "--no-plots",
-                                   "--out", str(out), "--json"])
+    ok = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "mnist",
+            "--data-dir",
+            str(MINI_MNIST),
+            "--no-download",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--save-every",
+            "1",
+            "--save-min-acc",
+            "1.0",
+            "--no-plots",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["plots"] == {}
     assert {p.name for p in out.iterdir()} == {"last.pt", "metrics.json"}
-    bad = CliRunner().invoke(main, ["train", "mnist", "--data-dir", str(MINI_MNIST), "--save-min-acc", "97",
-                                    "--out", str(tmp_path / "b")])
+    bad = CliRunner().invoke(
+        main, ["train", "mnist", "--data-dir", str(MINI_MNIST), "--save-min-acc", "97", "--out", str(tmp_path / "b")]
+    )
     assert bad.exit_code == 2 and "--save-min-acc is a fraction" in bad.output and "0.97" in bad.output
 
 
@@ -120,8 +165,16 @@ def test_tensorboard_continues_cleanly_after_a_resume(tmp_path: Path) -> None:
             if epoch == 2:
                 raise KeyboardInterrupt
 
-    cfg = TrainConfig(epochs=2, batch_size=128, data_dir=str(MINI_MNIST), download=False, out=str(tmp_path / "r"),
-                      device="cpu", tensorboard=True, plots=False)
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=128,
+        data_dir=str(MINI_MNIST),
+        download=False,
+        out=str(tmp_path / "r"),
+        device="cpu",
+        tensorboard=True,
+        plots=False,
+    )
     with pytest.raises(KeyboardInterrupt):
         train(cfg, StopBeforeEpoch2())
     assert [s for s, _ in read_scalars(tmp_path / "r" / "tensorboard")["loss/train"]] == [1]

@@ -20,8 +20,7 @@ pytest.importorskip("torch")
 def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """best.pt of the 2-epoch run exported as ONNX and TorchScript through the real CLI."""
     out = tmp_path_factory.mktemp("export") / "models"
-    proc = run_cli("export", str(trained_run / "best.pt"), "--format", "all", "--out", str(out), "--json",
-                   check=True)
+    proc = run_cli("export", str(trained_run / "best.pt"), "--format", "all", "--out", str(out), "--json", check=True)
     return out, json.loads(proc.stdout)  # stdout is the JSON report only; progress went to stderr
 
 
@@ -74,8 +73,7 @@ def test_onnx_contract_and_metadata_round_trip(exported: tuple[Path, dict[str, A
 
     spec = ModelSpec.from_onnx_metadata(session.get_modelmeta().custom_metadata_map)
     trained = ModelSpec.from_dict(load_checkpoint(trained_run / "best.pt")["spec"])
-    for field in ("arch", "input_shape", "color", "mean", "std", "classes", "preprocess", "dataset",
-                  "test_accuracy"):
+    for field in ("arch", "input_shape", "color", "mean", "std", "classes", "preprocess", "dataset", "test_accuracy"):
         assert getattr(spec, field) == getattr(trained, field), field
     assert spec.checkpoint_sha256 == file_sha256(trained_run / "best.pt")
     assert set(spec.versions) >= {"cnnx", "torch", "onnx", "onnxruntime"}
@@ -87,8 +85,9 @@ def test_onnx_contract_and_metadata_round_trip(exported: tuple[Path, dict[str, A
     assert all(json.loads(v) is not None for k, v in props.items() if k.startswith("cnnx."))
 
 
-def test_dynamic_batch_runs_at_1_and_37_and_matches_torch(exported: tuple[Path, dict[str, Any]],
-                                                           trained_run: Path) -> None:
+def test_dynamic_batch_runs_at_1_and_37_and_matches_torch(
+    exported: tuple[Path, dict[str, Any]], trained_run: Path
+) -> None:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(exported[0] / "best.onnx"), providers=["CPUExecutionProvider"])

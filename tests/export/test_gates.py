@@ -32,8 +32,9 @@ def _left(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir())
 
 
-def test_weight_changed_after_onnx_export_fails_and_leaves_nothing(trained_run: Path, out_dir: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weight_changed_after_onnx_export_fails_and_leaves_nothing(
+    trained_run: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import onnx
     from onnx import numpy_helper
 
@@ -63,8 +64,9 @@ def test_weight_changed_after_onnx_export_fails_and_leaves_nothing(trained_run: 
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation notices
-def test_weight_changed_after_torchscript_export_fails(trained_run: Path, out_dir: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weight_changed_after_torchscript_export_fails(
+    trained_run: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     from cnnx.export.formats import torchscript
@@ -87,8 +89,9 @@ def test_weight_changed_after_torchscript_export_fails(trained_run: Path, out_di
     assert _left(out_dir) == ["keep.txt"]
 
 
-def test_failed_export_into_a_new_folder_leaves_no_folder(trained_run: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_export_into_a_new_folder_leaves_no_folder(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cnnx.export import parity
 
     strict = dataclasses.replace(parity.GATES["torchscript"], atol=0.0, min_agreement=1.01)
@@ -98,14 +101,14 @@ def test_failed_export_into_a_new_folder_leaves_no_folder(trained_run: Path, tmp
     assert not (tmp_path / "new").exists()
 
 
-def test_int8_gate_failure_keeps_nothing_not_even_fp32(trained_run: Path, out_dir: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_int8_gate_failure_keeps_nothing_not_even_fp32(
+    trained_run: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cnnx.export import parity
 
     tiny = dataclasses.replace(parity.GATES["onnx-int8"], max_size_ratio=0.01)
     monkeypatch.setitem(parity.GATES, "onnx-int8", tiny)
-    result = _export(str(trained_run / "best.pt"), "--int8", "--exporter", "legacy", "--out", str(out_dir),
-                     "--json")
+    result = _export(str(trained_run / "best.pt"), "--int8", "--exporter", "legacy", "--out", str(out_dir), "--json")
     assert result.exit_code == 3, result.output
     assert "exceeds 1%" in result.stderr and "per-channel:" in result.stderr and "per-tensor:" in result.stderr
     assert "export without --int8" in result.stderr
@@ -117,12 +120,15 @@ def test_int8_gate_failure_keeps_nothing_not_even_fp32(trained_run: Path, out_di
     assert report["passed_formats"]["onnx"]["passed"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--format", "torchscript", "--int8"], "--int8 quantises the ONNX export"),
-    (["--opset", "9"], "--opset must be between 13 and 23"),
-    (["--arch", "seed000-net"], "disagrees with the checkpoint"),
-    (["--data-dir", "/nonexistent/mnist"], "MNIST not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "torchscript", "--int8"], "--int8 quantises the ONNX export"),
+        (["--opset", "9"], "--opset must be between 13 and 23"),
+        (["--arch", "seed000-net"], "disagrees with the checkpoint"),
+        (["--data-dir", "/nonexistent/mnist"], "MNIST not found"),
+    ],
+)
 def test_bad_options_are_one_line_errors(trained_run: Path, tmp_path: Path, args: list[str], message: str) -> None:
     result = _export(str(trained_run / "best.pt"), "--out", str(tmp_path / "o"), *args)
     assert result.exit_code == 2, result.output

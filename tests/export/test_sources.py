@@ -95,8 +95,9 @@ def _invoke(*args: str) -> Any:
     return CliRunner().invoke(main, list(args))
 
 
-def test_seed_state_dict_exports_with_arch_and_passes_the_int8_gate(seed002: Path, confident_digits: Path,
-                                                                    tmp_path: Path) -> None:
+def test_seed_state_dict_exports_with_arch_and_passes_the_int8_gate(
+    seed002: Path, confident_digits: Path, tmp_path: Path
+) -> None:
     import onnx
     import onnxruntime as ort
 
@@ -104,8 +105,21 @@ def test_seed_state_dict_exports_with_arch_and_passes_the_int8_gate(seed002: Pat
     from cnnx.train.checkpoint import file_sha256
 
     out = tmp_path / "out"
-    proc = run_cli("export", str(seed002), "--arch", "seed002-net", "--int8", "--exporter", "legacy",
-                   "--data-dir", str(confident_digits), "--out", str(out), "--json", check=True)
+    proc = run_cli(
+        "export",
+        str(seed002),
+        "--arch",
+        "seed002-net",
+        "--int8",
+        "--exporter",
+        "legacy",
+        "--data-dir",
+        str(confident_digits),
+        "--out",
+        str(out),
+        "--json",
+        check=True,
+    )
     report = json.loads(proc.stdout)
     assert sorted(p.name for p in out.iterdir()) == ["net.int8.onnx", "net.onnx", "parity.json"]
     fp32, int8 = report["formats"]["onnx"], report["formats"]["onnx-int8"]
@@ -134,16 +148,32 @@ def test_seed_state_dict_exports_with_arch_and_passes_the_int8_gate(seed002: Pat
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation notices
-def test_seed000_with_dropout_overrides_and_the_shipped_sample(seed000: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_seed000_with_dropout_overrides_and_the_shipped_sample(
+    seed000: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import onnxruntime as ort
 
     from cnnx.core.spec import ModelSpec
 
     names = "zero,one,two,three,four,five,six,seven,eight,nine"
     monkeypatch.setenv("CNNX_DATA_DIR", str(tmp_path / "no-data-here"))  # no dataset anywhere: use the sample
-    result = _invoke("export", str(seed000), "--arch", "seed000-net", "--format", "all", "--exporter", "legacy",
-                     "--classes", names, "--mean", "0.5", "--std", "0.25", "--json")
+    result = _invoke(
+        "export",
+        str(seed000),
+        "--arch",
+        "seed000-net",
+        "--format",
+        "all",
+        "--exporter",
+        "legacy",
+        "--classes",
+        names,
+        "--mean",
+        "0.5",
+        "--std",
+        "0.25",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["images"]["sample"] and report["images"]["images"] == 500
@@ -167,8 +197,9 @@ def _save_as_if_on_cuda(obj: Any, path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.mark.parametrize("kind", ["cnnx-checkpoint", "state_dict"])
-def test_checkpoint_saved_on_cuda_exports_on_cpu(kind: str, trained_run: Path, seed000: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_saved_on_cuda_exports_on_cpu(
+    kind: str, trained_run: Path, seed000: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cnnx.train.checkpoint import load_checkpoint
 
     path = tmp_path / "cuda.pt"

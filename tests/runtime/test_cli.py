@@ -16,9 +16,8 @@ from PIL import Image
 
 import cnnx.runtime.predict as predict_module
 from cnnx.cli import main
-from tests.support import REPO, run_cli
 from cnnx.testing.photolike import write_photo_set
-from tests.support import write_pngs
+from tests.support import REPO, run_cli, write_pngs
 
 # Runs the real CLI in this process, then proves what it imported: the edge device has no torch.
 TORCH_FREE = """
@@ -50,16 +49,26 @@ def _accuracy_from_csv(text: str) -> float:
 def test_infer_and_eval_never_import_torch(onnx_model, digit_pngs, mini_mnist, tmp_path):
     script = tmp_path / "edge.py"
     script.write_text(TORCH_FREE)
-    for args in (["infer", str(digit_pngs / "0000_7.png"), "--model", str(onnx_model)],
-                 ["eval", str(onnx_model), "--data", str(mini_mnist)]):
-        proc = subprocess.run([sys.executable, str(script), json.dumps(args)], capture_output=True,
-                                            text=True, cwd=tmp_path, timeout=300)
+    for args in (
+        ["infer", str(digit_pngs / "0000_7.png"), "--model", str(onnx_model)],
+        ["eval", str(onnx_model), "--data", str(mini_mnist)],
+    ):
+        proc = subprocess.run(
+            [sys.executable, str(script), json.dumps(args)], capture_output=True, text=True, cwd=tmp_path, timeout=300
+        )
         assert proc.returncode == 0, proc.stderr
         assert "IMPORTED:[]" in proc.stderr, proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys, cnnx.runtime; from cnnx.runtime import Classifier; "
-                               "print(sorted(m for m in ('torch', 'torchvision', 'onnx') if m in sys.modules))"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            "import sys, cnnx.runtime; from cnnx.runtime import Classifier; "
+            "print(sorted(m for m in ('torch', 'torchvision', 'onnx') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
@@ -92,8 +101,15 @@ def _bad_file(kind: str, folder: Path, good: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind, reason", [("missing", "no such file"), ("text", "not an image Pillow can read"),
-                                          ("truncated", "corrupt or truncated image"), ("empty", "empty file")])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("missing", "no such file"),
+        ("text", "not an image Pillow can read"),
+        ("truncated", "corrupt or truncated image"),
+        ("empty", "empty file"),
+    ],
+)
 def test_a_bad_image_is_named_and_the_others_still_classified(onnx_model, digit_pngs, tmp_path, kind, reason):
     good = sorted(digit_pngs.glob("*.png"))[:2]
     bad = _bad_file(kind, tmp_path, good[0])
@@ -120,7 +136,8 @@ def test_a_mixed_folder_in_a_subprocess(onnx_model, test_digits, tmp_path):
 def test_globs_and_folders_expand_and_a_pattern_matching_nothing_fails(onnx_model, digit_pngs):
     code, out, _ = _cli("infer", str(digit_pngs / "000*_7.png"), "--model", str(onnx_model), "--json")
     assert code == 0 and {json.loads(line)["path"] for line in out.splitlines()} == {
-        str(p) for p in digit_pngs.glob("000*_7.png")}
+        str(p) for p in digit_pngs.glob("000*_7.png")
+    }
     code, _, err = _cli("infer", str(digit_pngs / "nothing-*.png"), "--model", str(onnx_model))
     assert code == 2 and "no file matches this pattern" in err
 
@@ -154,13 +171,29 @@ def test_photo_like_digits_score_close_to_the_clean_ones(onnx_model, test_digits
 def test_save_preprocessed_and_plain(onnx_model, test_digits, tmp_path):
     images, _ = test_digits
     Image.fromarray(255 - images[0]).resize((84, 84)).save(tmp_path / "paper.png")  # dark ink on white
-    code, out, _ = _cli("infer", str(tmp_path / "paper.png"), "--model", str(onnx_model),
-                        "--save-preprocessed", str(tmp_path / "seen"), "--json")
+    code, out, _ = _cli(
+        "infer",
+        str(tmp_path / "paper.png"),
+        "--model",
+        str(onnx_model),
+        "--save-preprocessed",
+        str(tmp_path / "seen"),
+        "--json",
+    )
     record = json.loads(out)
     seen = np.asarray(Image.open(record["preprocessed"]))
     assert code == 0 and seen.shape == (28, 28) and seen[0, 0] == 0 and seen.max() == 255  # inverted, centred
-    code, out, _ = _cli("infer", str(tmp_path / "paper.png"), "--model", str(onnx_model), "--preprocess", "plain",
-                        "--save-preprocessed", str(tmp_path / "plain"), "--json")
+    code, out, _ = _cli(
+        "infer",
+        str(tmp_path / "paper.png"),
+        "--model",
+        str(onnx_model),
+        "--preprocess",
+        "plain",
+        "--save-preprocessed",
+        str(tmp_path / "plain"),
+        "--json",
+    )
     plain = np.asarray(Image.open(json.loads(out)["preprocessed"]))
     assert code == 0 and plain[0, 0] == 255  # resized only: still white paper
 
@@ -187,8 +220,7 @@ def test_eval_prints_accuracy_and_confusion_and_draws_it(onnx_model, trained_run
     assert sum(map(sum, onnx_report["confusion"])) == 500
 
 
-def test_eval_errors_draws_the_misclassified_images_most_confident_first(onnx_model, mini_mnist, test_digits,
-                                                                         tmp_path):
+def test_eval_errors_draws_the_misclassified_images_most_confident_first(onnx_model, mini_mnist, test_digits, tmp_path):
     report = json.loads(_cli("eval", str(onnx_model), "--data", str(mini_mnist), "--json")[1])
     mistakes = report["misclassified"]
     assert len(mistakes) == report["images"] - report["correct"] > 7  # the tiny test model errs often enough
@@ -206,7 +238,7 @@ def test_eval_errors_draws_the_misclassified_images_most_confident_first(onnx_mo
     # the first tile is the most confident mistake: its pixels are that IDX digit, enlarged 3x
     worst = max(mistakes, key=lambda m: m["probability"])
     digit = test_digits[0][int(worst["source"].split("[")[1].rstrip("]"))]
-    tile = np.asarray(img.convert("L"))[24:24 + 84:3, 8:8 + 84:3]
+    tile = np.asarray(img.convert("L"))[24 : 24 + 84 : 3, 8 : 8 + 84 : 3]
     assert np.array_equal(tile, digit)
 
 
@@ -222,11 +254,13 @@ def test_eval_errors_on_image_folders_names_files_and_skips_a_perfect_score(onnx
             dest = tmp_path / tree / Path(p.path).stem.split("_")[1] / Path(p.path).name
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(Path(p.path).read_bytes())
-    code, out, _ = _cli("eval", str(onnx_model), "--data", str(tmp_path / "perfect"), "--errors",
-                        str(tmp_path / "none.png"))
+    code, out, _ = _cli(
+        "eval", str(onnx_model), "--data", str(tmp_path / "perfect"), "--errors", str(tmp_path / "none.png")
+    )
     assert code == 0 and "no misclassified images" in out and not (tmp_path / "none.png").exists()
-    code, out, _ = _cli("eval", str(onnx_model), "--data", str(tmp_path / "mixed"), "--json", "--errors",
-                        str(tmp_path / "e.png"))
+    code, out, _ = _cli(
+        "eval", str(onnx_model), "--data", str(tmp_path / "mixed"), "--json", "--errors", str(tmp_path / "e.png")
+    )
     report = json.loads(out)
     assert code == 0 and report["errors_png"] == str(tmp_path / "e.png")
     assert sorted(Path(m["source"]).name for m in report["misclassified"]) == sorted(Path(p.path).name for p in wrong)

@@ -13,8 +13,7 @@ from PIL import Image
 
 from cnnx.runtime import Classifier
 from cnnx.testing.bad_inputs import paper
-from tests.support import REPO
-from tests.support import write_pngs
+from tests.support import REPO, write_pngs
 
 THREADS = 8
 
@@ -69,13 +68,30 @@ def test_a_classifier_shared_by_8_threads_answers_as_a_serial_run(shipped_model,
 
 def test_two_infer_processes_at_once_print_what_one_prints(shipped_model, test_digits, tmp_path):
     paths = _images(test_digits, tmp_path / "digits")
-    args = [sys.executable, "-m", "cnnx", "infer", *paths, "--model", str(shipped_model), "--json", "--top-k", "3",
-            "--threads", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "cnnx",
+        "infer",
+        *paths,
+        "--model",
+        str(shipped_model),
+        "--json",
+        "--top-k",
+        "3",
+        "--threads",
+        "1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def start(seen: str) -> subprocess.Popen:
-        return subprocess.Popen([*args, "--save-preprocessed", str(tmp_path / seen)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)
+        return subprocess.Popen(
+            [*args, "--save-preprocessed", str(tmp_path / seen)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     serial = start("seen-serial").communicate(timeout=300)
     # both write the same files into one --save-preprocessed folder: atomic writes must keep each whole
@@ -88,5 +104,6 @@ def test_two_infer_processes_at_once_print_what_one_prints(shipped_model, test_d
     written = sorted(p.name for p in (tmp_path / "seen").iterdir())
     assert written == sorted(p.name for p in (tmp_path / "seen-serial").iterdir()) and len(written) == len(paths) - 2
     for name in written:
-        assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / name)),
-                              np.asarray(Image.open(tmp_path / "seen-serial" / name))), name
+        assert np.array_equal(
+            np.asarray(Image.open(tmp_path / "seen" / name)), np.asarray(Image.open(tmp_path / "seen-serial" / name))
+        ), name

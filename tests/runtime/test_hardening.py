@@ -18,12 +18,21 @@ import onnxruntime
 import pytest
 
 from cnnx.core.errors import ConfigError, ModelFileError
-from cnnx.runtime import Classifier
 from cnnx.core.onnxio import check_external_data, external_locations
-from cnnx.runtime.session import OnnxModel
 from cnnx.core.spec import SpecOptions, parse_floats, parse_size
-from cnnx.testing.bad_inputs import (CASES, REFERENCE, can_drop_read_override, digit, external, prepare, problems,
-                              run_case, run_infer)
+from cnnx.runtime import Classifier
+from cnnx.runtime.session import OnnxModel
+from cnnx.testing.bad_inputs import (
+    CASES,
+    REFERENCE,
+    can_drop_read_override,
+    digit,
+    external,
+    prepare,
+    problems,
+    run_case,
+    run_infer,
+)
 from tests.support import run_cli
 
 
@@ -85,17 +94,27 @@ def test_the_external_data_walk_reaches_subgraphs(tmp_path):
     t.data_location = TensorProto.EXTERNAL
     t.ClearField("float_data")
     t.external_data.add(key="location", value="../../etc/shadow")
-    then = helper.make_graph([helper.make_node("Constant", [], ["y"], value=t)], "then", [],
-                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    then = helper.make_graph(
+        [helper.make_node("Constant", [], ["y"], value=t)],
+        "then",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     node = helper.make_node("If", ["cond"], ["out"], then_branch=then, else_branch=then)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])],
+    )
     data = helper.make_model(graph).SerializeToString()
     assert external_locations(data) == ["../../etc/shadow"] * 2
     with pytest.raises(ModelFileError, match="outside its folder"):
         check_external_data(tmp_path / "m.onnx", data)
-    check_external_data(tmp_path / "m.onnx", onnx.load_from_string(data).SerializeToString().replace(
-        b"../../etc/shadow", b"weights/e/shadow"))  # inside the folder: allowed
+    check_external_data(
+        tmp_path / "m.onnx",
+        onnx.load_from_string(data).SerializeToString().replace(b"../../etc/shadow", b"weights/e/shadow"),
+    )  # inside the folder: allowed
 
 
 def test_options_describe_a_file_without_a_spec_exactly_as_its_own_spec_does(shipped_model, tmp_path):
@@ -109,8 +128,13 @@ def test_options_describe_a_file_without_a_spec_exactly_as_its_own_spec_does(shi
     got = Classifier(plain, preprocess="mnist-digit", mean=[0.1307], std=[0.3081], size=28).predict(images)
     assert [p.label for p in got] == [p.label for p in want]
     assert np.array_equal([p.probability for p in got], [p.probability for p in want])
-    named = Classifier(plain, mean=[0.1307], std=[0.3081], size=(28, 28), classes="zero one two three four five six "
-                       "seven eight nine".split())
+    named = Classifier(
+        plain,
+        mean=[0.1307],
+        std=[0.3081],
+        size=(28, 28),
+        classes=["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
+    )
     assert named.spec.color == "L" and named.spec.preprocess == "resize" and named.classes[7] == "seven"
     with pytest.raises(ModelFileError, match=r"\['batch', 10\]; expected \(batch, 2\)"):
         Classifier(plain, mean=[0.1307], std=[0.3081], size=28, classes=["a", "b"])
@@ -123,8 +147,22 @@ def test_eval_takes_the_same_options_for_a_file_without_a_spec(shipped_model, tm
     plain = tmp_path / "plain.onnx"
     onnx.save(proto, str(plain))
     want = json.loads(run_cli("eval", str(shipped_model), "--data", str(mini_mnist), "--json", check=True).stdout)
-    got = json.loads(run_cli("eval", str(plain), "--data", str(mini_mnist), "--json", "--mean", "0.1307",
-                             "--std", "0.3081", "--size", "28", check=True).stdout)
+    got = json.loads(
+        run_cli(
+            "eval",
+            str(plain),
+            "--data",
+            str(mini_mnist),
+            "--json",
+            "--mean",
+            "0.1307",
+            "--std",
+            "0.3081",
+            "--size",
+            "28",
+            check=True,
+        ).stdout
+    )
     assert got["accuracy"] == want["accuracy"] and got["confusion"] == want["confusion"]
     bare = run_cli("eval", str(plain), "--data", str(mini_mnist))
     assert bare.returncode == 2 and "Traceback" not in bare.stderr
@@ -159,7 +197,9 @@ def test_spec_options_take_the_colour_from_the_channels_and_say_what_is_missing(
 def test_runtime_modules_stay_free_of_the_onnx_package():
     import subprocess
 
-    code = ("import sys, cnnx.core.onnxio, cnnx.runtime.session, cnnx.runtime.predict, cnnx.tools.inspect; "
-            "print(sorted(m for m in ('onnx', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, cnnx.core.onnxio, cnnx.runtime.session, cnnx.runtime.predict, cnnx.tools.inspect; "
+        "print(sorted(m for m in ('onnx', 'torch') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -6,16 +6,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnx.core.contract import normalise
 from cnnx.core.errors import ImageError
 from cnnx.core.idx import read_idx
-from cnnx.runtime.digit import mnist_digit, mnist_digits
-from cnnx.core.contract import normalise
-from cnnx.runtime.image import open_image, preprocess, preprocess_batch, save_preprocessed
 from cnnx.core.spec import ModelSpec
+from cnnx.runtime.digit import mnist_digit, mnist_digits
+from cnnx.runtime.image import open_image, preprocess, preprocess_batch, save_preprocessed
 from cnnx.testing.photolike import photo_like
 
-SPEC = ModelSpec(arch="t", input_shape=(1, 28, 28), color="L", mean=(0.1307,), std=(0.3081,),
-                 classes=[str(i) for i in range(10)], preprocess="mnist-digit")
+SPEC = ModelSpec(
+    arch="t",
+    input_shape=(1, 28, 28),
+    color="L",
+    mean=(0.1307,),
+    std=(0.3081,),
+    classes=[str(i) for i in range(10)],
+    preprocess="mnist-digit",
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +38,11 @@ def _close(a: np.ndarray, b: np.ndarray) -> float:
     trained with shifts of 2 pixels, so one pixel of placement is not a difference.
     """
     b = b.astype(float)
-    return max(float(np.corrcoef(np.roll(a.astype(float), (dy, dx), (0, 1)).ravel(), b.ravel())[0, 1])
-               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    return max(
+        float(np.corrcoef(np.roll(a.astype(float), (dy, dx), (0, 1)).ravel(), b.ravel())[0, 1])
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
 
 
 def test_mnist_digits_pass_through_unchanged(digits):
@@ -59,8 +69,21 @@ def test_png_files_of_digits_decode_to_the_idx_pixels(digits, tmp_path):
     assert (got == images[:50]).all(axis=(1, 2)).mean() >= 0.98
 
 
-@pytest.mark.parametrize("kind", ["inverted-png", "rgb-jpeg", "rgba-canvas-black", "rgba-canvas-white", "palette",
-                                  "16-bit", "la", "cmyk-jpeg", "scaled-off-centre", "uneven-light"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "inverted-png",
+        "rgb-jpeg",
+        "rgba-canvas-black",
+        "rgba-canvas-white",
+        "palette",
+        "16-bit",
+        "la",
+        "cmyk-jpeg",
+        "scaled-off-centre",
+        "uneven-light",
+    ],
+)
 def test_every_kind_of_file_gives_the_digit(digits, tmp_path, kind):
     images, _ = digits
     for i in (0, 7, 42):
@@ -208,8 +231,10 @@ def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
         preprocess(path, SPEC)
 
 
-@pytest.mark.parametrize("content, reason", [(None, "no such file"), (b"", "empty file"),
-                                              (b"just text\n", "not an image"), ("truncated", "truncated")])
+@pytest.mark.parametrize(
+    "content, reason",
+    [(None, "no such file"), (b"", "empty file"), (b"just text\n", "not an image"), ("truncated", "truncated")],
+)
 def test_unreadable_files_name_the_file_and_the_reason(tmp_path, content, reason):
     path = tmp_path / "bad.png"
     if content == "truncated":

@@ -22,13 +22,15 @@ def _with_meta(shipped: Path, folder: Path, key: str, value: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("key, value", [
-    ("cnnx.std", "[NaN]"),
-    ("cnnx.mean", "[Infinity]"),
-    ("cnnx.input_shape", "[1, 1e400, 28]"),
-])
-def test_impossible_spec_values_are_one_line_errors(shipped_model: Path, tmp_path: Path, key: str,
-                                                    value: str) -> None:
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("cnnx.std", "[NaN]"),
+        ("cnnx.mean", "[Infinity]"),
+        ("cnnx.input_shape", "[1, 1e400, 28]"),
+    ],
+)
+def test_impossible_spec_values_are_one_line_errors(shipped_model: Path, tmp_path: Path, key: str, value: str) -> None:
     model = _with_meta(shipped_model, tmp_path, key, value)
     for args in (["infer", str(DIGIT), "--model", str(model)], ["eval", str(model), "--data", str(MINI_MNIST)]):
         proc = run_cli(*args)
@@ -46,5 +48,6 @@ def test_a_torchscript_spec_that_is_not_an_object_names_the_file(tmp_path: Path)
     torch.jit.save(module, str(path), _extra_files={TORCHSCRIPT_SPEC_FILE: "[1, 2, 3]"})
     proc = run_cli("eval", str(path), "--data", str(MINI_MNIST))
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [f"error: {path}: the model spec is not a JSON object (found list) "
-                                                "(re-export the model with `cnnx export`)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {path}: the model spec is not a JSON object (found list) (re-export the model with `cnnx export`)"
+    ]

@@ -21,12 +21,14 @@ REPO = Path(__file__).resolve().parent.parent.parent
 MINI_MNIST = REPO / "cnnx" / "samples" / "mnist"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, check: bool = False
+) -> subprocess.CompletedProcess:
     """Run the real `cnnx` command in a subprocess, as a user would."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "cnnx", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnx", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"cnnx {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -41,8 +41,12 @@ def write_cifar10(root: Path, per_batch: int = 100, test: int = 200) -> Path:
         n = test if name == "test_batch" else per_batch
         labels = rng.integers(0, 10, n)
         data = class_images(labels, seed=b).reshape(n, 3072)  # rows: R plane, G plane, B plane
-        entry = {"batch_label": f"batch {b + 1} of 5", "labels": labels.tolist(), "data": data,
-                 "filenames": [f"img_{b}_{i}.png" for i in range(n)]}
+        entry = {
+            "batch_label": f"batch {b + 1} of 5",
+            "labels": labels.tolist(),
+            "data": data,
+            "filenames": [f"img_{b}_{i}.png" for i in range(n)],
+        }
         (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
     meta = {"num_cases_per_batch": per_batch, "label_names": CIFAR_CLASSES, "num_vis": 3072}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
@@ -56,8 +60,14 @@ def cifar_tarball(folder: Path, path: Path) -> Path:
     return path
 
 
-def write_image_folder(root: Path, classes: list[str], per_class: int = 20, size: tuple[int, int] = (40, 48),
-                       fmt: str = "PNG", seed: int = 0) -> Path:
+def write_image_folder(
+    root: Path,
+    classes: list[str],
+    per_class: int = 20,
+    size: tuple[int, int] = (40, 48),
+    fmt: str = "PNG",
+    seed: int = 0,
+) -> Path:
     """``root/CLASS/NNN.png`` images of ``size`` (width, height) per class."""
     from PIL import Image
 

@@ -49,8 +49,15 @@ class Seed002(nn.Module):
     def __init__(self):
         super().__init__()
         self.model = nn.Sequential(
-            nn.Conv2d(1, 10, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(10, 20, 3), nn.ReLU(),
-            nn.Flatten(), nn.Linear(20 * 10 * 10, 500), nn.ReLU(), nn.Linear(500, 10),
+            nn.Conv2d(1, 10, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(10, 20, 3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(20 * 10 * 10, 500),
+            nn.ReLU(),
+            nn.Linear(500, 10),
         )
 
     def forward(self, x):
@@ -62,9 +69,14 @@ class Seed004(nn.Module):
         super().__init__()
         self.model = nn.Sequential(
             nn.Conv2d(in_channels=1, out_channels=8, kernel_size=3, padding="same"),
-            nn.AvgPool2d(kernel_size=2), nn.BatchNorm2d(num_features=8), nn.ReLU(),
-            nn.Conv2d(in_channels=8, out_channels=16, kernel_size=3, padding="same"), nn.ReLU(),
-            nn.Flatten(), nn.Linear(in_features=14 * 14 * 16, out_features=10), nn.Softmax(dim=1),
+            nn.AvgPool2d(kernel_size=2),
+            nn.BatchNorm2d(num_features=8),
+            nn.ReLU(),
+            nn.Conv2d(in_channels=8, out_channels=16, kernel_size=3, padding="same"),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(in_features=14 * 14 * 16, out_features=10),
+            nn.Softmax(dim=1),
         )
 
     def forward(self, x):
@@ -75,8 +87,15 @@ class Module(nn.Module):  # seed 002, CIFAR10 training script
     def __init__(self):
         super().__init__()
         self.model = nn.Sequential(
-            nn.Conv2d(3, 32, 5, 1, 2), nn.MaxPool2d(2), nn.Conv2d(32, 32, 5, 1, 2), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, 1, 2), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 4 * 4, 64), nn.ReLU(),
+            nn.Conv2d(3, 32, 5, 1, 2),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 5, 1, 2),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, 1, 2),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 4 * 4, 64),
+            nn.ReLU(),
             nn.Linear(64, 10),
         )
 
@@ -86,10 +105,17 @@ class Module(nn.Module):  # seed 002, CIFAR10 training script
 
 class Tudui(nn.Module):  # seed 002, CIFAR10 inference script
     def __init__(self):
-        super(Tudui, self).__init__()
+        super().__init__()
         self.model = nn.Sequential(
-            nn.Conv2d(3, 32, 5, 1, 2), nn.MaxPool2d(2), nn.Conv2d(32, 32, 5, 1, 2), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, 1, 2), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 4 * 4, 64), nn.Linear(64, 10),
+            nn.Conv2d(3, 32, 5, 1, 2),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 5, 1, 2),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, 1, 2),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 4 * 4, 64),
+            nn.Linear(64, 10),
         )
 
     def forward(self, x):
@@ -98,7 +124,7 @@ class Tudui(nn.Module):  # seed 002, CIFAR10 inference script
 
 class Net(nn.Module):  # seed 003
     def __init__(self):
-        super(Net, self).__init__()
+        super().__init__()
         self.conv1 = nn.Conv2d(3, 6, 5)
         self.pool = nn.MaxPool2d(2, 2)
         self.conv2 = nn.Conv2d(6, 16, 5)
@@ -118,7 +144,16 @@ class Net(nn.Module):  # seed 003
 
 def lenet():  # seed 002, section 2.14.1
     return torch.nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, stride=2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
-        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10),
+        nn.Conv2d(1, 6, kernel_size=5, padding=2),
+        nn.Sigmoid(),
+        nn.AvgPool2d(2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5),
+        nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.Sigmoid(),
+        nn.Linear(120, 84),
+        nn.Sigmoid(),
+        nn.Linear(84, 10),
     )

@@ -107,8 +107,9 @@ class _FailingFile:
 
 
 @pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()])
-def test_write_failing_inside_torch_save_keeps_the_previous_checkpoint(exc: BaseException, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_failing_inside_torch_save_keeps_the_previous_checkpoint(
+    exc: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """torch.save reports a failed write as a RuntimeError; save_checkpoint gives back what it was."""
     import cnnx.core.fileio
 

@@ -15,10 +15,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cnnx.core.errors import DataNotFoundError  # noqa: E402
-from cnnx.train.data.cifar10 import FACTS, load_cifar10, locate_cifar10  # noqa: E402
 from cnnx.train.data import load_dataset  # noqa: E402
-from tests.support import run_cli  # noqa: E402
-from tests.support import infer_json, torch_probs  # noqa: E402
+from cnnx.train.data.cifar10 import FACTS, load_cifar10, locate_cifar10  # noqa: E402
+from tests.support import (  # noqa: E402
+    infer_json,
+    run_cli,  # noqa: E402
+    torch_probs,
+)
 from tests.support.images import CIFAR_CLASSES, cifar_tarball, class_images, write_cifar10  # noqa: E402
 
 
@@ -91,14 +94,14 @@ def test_download_path_uses_torchvision_and_checks_md5s(tmp_path: Path, monkeypa
     served = tmp_path / "www"
     served.mkdir()
     tgz = cifar_tarball(src, served / "cifar-10-python.tar.gz")
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a, **kw: _Quiet(*a, directory=str(served), **kw))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a, **kw: _Quiet(*a, directory=str(served), **kw))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz")
         monkeypatch.setattr(CIFAR10, "tgz_md5", _md5(tgz))
-        monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", _md5(src / f"data_batch_{i}")]
-                                                    for i in range(1, 6)])
+        monkeypatch.setattr(
+            CIFAR10, "train_list", [[f"data_batch_{i}", _md5(src / f"data_batch_{i}")] for i in range(1, 6)]
+        )
         monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", _md5(src / "test_batch")]])
         monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": _md5(src / "batches.meta")})
         data = load_cifar10(tmp_path / "cache", download=True)
@@ -126,8 +129,25 @@ def cifar_run(cifar_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     """`cnnx train cifar10` through the CLI: seed003-net, 60x cheaper than the default cifar-bn
     (which test_train_folder trains)."""
     out = tmp_path_factory.mktemp("cifar-run") / "run"
-    proc = run_cli("train", "cifar10", "--arch", "seed003-net", "--data-dir", str(cifar_root), "--no-download",
-                   "--epochs", "3", "--batch-size", "16", "--out", str(out), "--device", "cpu", "--json", check=True)
+    proc = run_cli(
+        "train",
+        "cifar10",
+        "--arch",
+        "seed003-net",
+        "--data-dir",
+        str(cifar_root),
+        "--no-download",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--json",
+        check=True,
+    )
     return out, json.loads(proc.stdout)
 
 
@@ -142,14 +162,25 @@ def test_cli_trains_cifar10_and_the_spec_carries_the_dataset(cifar_run: tuple[Pa
     assert (out / "curves.png").is_file() and (out / "confusion.png").is_file()
 
 
-def test_export_with_parity_then_infer_on_new_images(cifar_run: tuple[Path, dict], cifar_root: Path,
-                                                     tmp_path: Path) -> None:
+def test_export_with_parity_then_infer_on_new_images(
+    cifar_run: tuple[Path, dict], cifar_root: Path, tmp_path: Path
+) -> None:
     from PIL import Image
 
     pytest.importorskip("onnxruntime")
     run, _ = cifar_run
-    proc = run_cli("export", str(run), "--format", "all", "--data-dir", str(cifar_root),
-                   "--out", str(tmp_path / "exp"), "--json", check=True)  # exit 0: both parity gates passed
+    proc = run_cli(
+        "export",
+        str(run),
+        "--format",
+        "all",
+        "--data-dir",
+        str(cifar_root),
+        "--out",
+        str(tmp_path / "exp"),
+        "--json",
+        check=True,
+    )  # exit 0: both parity gates passed
     report = json.loads(proc.stdout)
     assert {f: r["passed"] for f, r in report["formats"].items()} == {"onnx": True, "torchscript": True}
     x = torch.from_numpy(class_images(np.array([3, 8]), seed=99))  # a new cat and ship, (2, 3, 32, 32)
@@ -159,7 +190,7 @@ def test_export_with_parity_then_infer_on_new_images(cifar_run: tuple[Path, dict
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(files[-1])  # 32x32: "resize" keeps the pixels
     results = infer_json(next((tmp_path / "exp").glob("*.onnx")), *files)
     probs = torch_probs(run / "best.pt", x)
-    for r, p in zip(results, probs):
+    for r, p in zip(results, probs, strict=False):
         assert r["label"] == CIFAR_CLASSES[int(p.argmax())]
         assert r["probability"] == pytest.approx(float(p.max()), abs=1e-4)
 
@@ -169,8 +200,19 @@ def test_every_seed_cifar_network_trains_one_step(cifar_root: Path, tmp_path: Pa
     from cnnx.train.config import TrainConfig
     from cnnx.train.loop import train
 
-    result = train(TrainConfig(dataset="cifar10", arch=arch, epochs=1, batch_size=100, data_dir=str(cifar_root),
-                               download=False, out=str(tmp_path / arch), device="cpu", plots=False))
+    result = train(
+        TrainConfig(
+            dataset="cifar10",
+            arch=arch,
+            epochs=1,
+            batch_size=100,
+            data_dir=str(cifar_root),
+            download=False,
+            out=str(tmp_path / arch),
+            device="cpu",
+            plots=False,
+        )
+    )
     assert result.summary["arch"] == arch and 0 <= result.final_accuracy <= 1
     state = torch.load(tmp_path / arch / "last.pt", weights_only=True)
     assert state["spec"]["arch"] == arch and state["spec"]["classes"] == CIFAR_CLASSES

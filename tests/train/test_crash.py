@@ -2,22 +2,18 @@
 Ctrl-C, and a full disk, all on the real `cnnx train` in subprocesses.
 
 The kill/resume procedure is ``cnnx.testing.crash``, which bench/kill_resume.py runs too. A run of
-``seed000-net`` (dropout: the RNG state matters) on the shipped mini MNIST is killed with SIGKILL again and again and resumed each time; after every kill every ``*.pt`` in the run
-folder must load with cnnx's own loader, and at the end the weights must equal, tensor for
-tensor, those of a run that was never interrupted (same seed, CPU, one thread).
+``seed000-net`` (dropout: the RNG state matters) on the shipped mini MNIST is killed with SIGKILL
+again and again and resumed each time; after every kill every ``*.pt`` in the run folder must load
+with cnnx's own loader, and at the end the weights must equal, tensor for tensor, those of a run that
+was never interrupted (same seed, CPU, one thread).
 """
 
 from __future__ import annotations
 
-import os
-import random
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,8 +21,19 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cnnx.core.errors import CheckpointError  # noqa: E402
+from cnnx.testing.crash import (  # noqa: E402
+    ARCH,
+    MINI_MNIST,
+    KillResume,
+    Training,
+    check_checkpoints,
+    kill_resume,
+    reference_run,
+    same_weights,
+    temp_files,
+    train_args,
+)
 from cnnx.train import checkpoint as ckpt  # noqa: E402
-from cnnx.testing.crash import ARCH, KillResume, MINI_MNIST, Training, check_checkpoints, kill_resume, reference_run, same_weights, temp_files, train_args  # noqa: E402
 from tests.support import REPO  # noqa: E402
 
 EPOCHS, SEED = 20, 0
@@ -38,8 +45,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_sigkill_at_random_points_then_resume_gives_identical_weights(tmp_path: Path, uninterrupted: Path) -> None:
-    result = kill_resume(tmp_path, kills=10, seed=SEED, rng_seed=1, epochs=EPOCHS, reference=uninterrupted,
-                         log=print)
+    result = kill_resume(tmp_path, kills=10, seed=SEED, rng_seed=1, epochs=EPOCHS, reference=uninterrupted, log=print)
     print(result.summary())
     assert result.kills == 10 and result.resumes >= 1
     assert result.kills_aimed_at_writes == 4
@@ -50,8 +56,9 @@ def test_sigkill_at_random_points_then_resume_gives_identical_weights(tmp_path: 
     assert result.metrics_identical
 
 
-def test_sigint_saves_whole_epochs_says_how_to_resume_and_resumes_identically(tmp_path: Path,
-                                                                               uninterrupted: Path) -> None:
+def test_sigint_saves_whole_epochs_says_how_to_resume_and_resumes_identically(
+    tmp_path: Path, uninterrupted: Path
+) -> None:
     run = tmp_path / "run"
     job = Training(train_args(run, EPOCHS, SEED))
     deadline = time.monotonic() + 120
@@ -64,9 +71,11 @@ def test_sigint_saves_whole_epochs_says_how_to_resume_and_resumes_identically(tm
     assert 1 <= saved < EPOCHS
     last_line = job.lines[-1]
     assert "Traceback" not in job.stderr
-    assert last_line == (f"interrupted during epoch {saved + 1} of {EPOCHS}; {run}/last.pt holds the {saved} "
-                         f"finished epoch{'s' if saved != 1 else ''} (the unfinished one is redone): "
-                         f"cnnx train --resume {run}")
+    assert last_line == (
+        f"interrupted during epoch {saved + 1} of {EPOCHS}; {run}/last.pt holds the {saved} "
+        f"finished epoch{'s' if saved != 1 else ''} (the unfinished one is redone): "
+        f"cnnx train --resume {run}"
+    )
     assert temp_files(run) == []
     resumed = Training(["train", "--resume", str(run)])
     assert resumed.wait() == 0, resumed.stderr
@@ -138,8 +147,19 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Pa
 
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(data_dir=str(MINI_MNIST), download=False, out=str(run), device="cpu", arch=ARCH,
-                          epochs=3, batch_size=64, plots=False), StopAfterFirstEpoch())
+        train(
+            TrainConfig(
+                data_dir=str(MINI_MNIST),
+                download=False,
+                out=str(run),
+                device="cpu",
+                arch=ARCH,
+                epochs=3,
+                batch_size=64,
+                plots=False,
+            ),
+            StopAfterFirstEpoch(),
+        )
     before = (run / "last.pt").read_bytes()
     assert ckpt.load_checkpoint(run / "last.pt")["epoch"] == 1
     proc = _write_under_file_size_limit(run, limit=len(before) // 2)

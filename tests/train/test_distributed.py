@@ -24,8 +24,18 @@ BATCH_64 = ["--batch-size", "64"]
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-           "--standalone", "-m", "cnnx", "train", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--standalone",
+        "-m",
+        "cnnx",
+        "train",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -54,7 +64,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     assert single["processes"] == 1
     assert max_diff(weights(tmp_path / "ddp"), weights(tmp_path / "one")) < 1e-4
     assert abs(summary["final_accuracy"] - single["final_accuracy"]) <= 0.004  # 2 of 500 test digits
-    for d, s in zip(summary["epoch_metrics"], single["epoch_metrics"]):
+    for d, s in zip(summary["epoch_metrics"], single["epoch_metrics"], strict=False):
         assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-4)
         assert d["test_loss"] == pytest.approx(s["test_loss"], rel=1e-4)
 

@@ -14,11 +14,14 @@ torch = pytest.importorskip("torch")
 
 from cnnx.cli import main  # noqa: E402
 from cnnx.core.errors import CnnxError, ConfigError, DataNotFoundError  # noqa: E402
+from cnnx.core.plots import grid_layout, png_size  # noqa: E402
 from cnnx.train.data import load_dataset  # noqa: E402
 from cnnx.train.data.folder import load_folder  # noqa: E402
-from cnnx.core.plots import grid_layout, png_size  # noqa: E402
-from tests.support import run_cli  # noqa: E402
-from tests.support import infer_json, torch_probs  # noqa: E402
+from tests.support import (  # noqa: E402
+    infer_json,
+    run_cli,  # noqa: E402
+    torch_probs,
+)
 from tests.support.images import write_image_folder  # noqa: E402
 
 CLASSES = ["cat", "dog", "fox"]
@@ -58,10 +61,10 @@ def test_training_pixels_are_what_the_runtime_makes_from_the_spec(tmp_path: Path
     """The spec training writes reproduces the training pixels through cnnx.runtime (train/serve parity)."""
     from PIL import Image
 
-    from cnnx.runtime.image import preprocess
     from cnnx.core.spec import ModelSpec
-    from cnnx.train.loop import make_spec
+    from cnnx.runtime.image import preprocess
     from cnnx.train.config import TrainConfig
+    from cnnx.train.loop import make_spec
 
     root = write_image_folder(tmp_path / "imgs", ["a", "b"], per_class=3, size=(90, 70), fmt="JPEG")
     rgba = Image.new("RGBA", (50, 50), (200, 10, 10, 0))
@@ -108,8 +111,23 @@ def test_cli_trains_on_without_unreadable_images_and_names_them(flat: Path, tmp_
     first_class = sorted(p for p in root.iterdir() if p.is_dir())[0]
     for name, data in bad.items():
         (first_class / name).write_bytes(data)
-    proc = run_cli("train", str(root), "--image-size", "16", "--epochs", "1", "--batch-size", "8", "--no-plots",
-                   "--out", str(tmp_path / "run"), "--device", "cpu", "--json", check=True)
+    proc = run_cli(
+        "train",
+        str(root),
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--no-plots",
+        "--out",
+        str(tmp_path / "run"),
+        "--device",
+        "cpu",
+        "--json",
+        check=True,
+    )
     summary = json.loads(proc.stdout)
     assert sorted(Path(line.split(":")[0]).name for line in summary["skipped_images"]) == sorted(bad)
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
@@ -121,8 +139,23 @@ def test_cli_trains_on_without_unreadable_images_and_names_them(flat: Path, tmp_
 def folder_run(flat: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """`cnnx train FOLDER` through the CLI with the default network, grey 16x16 images."""
     out = tmp_path_factory.mktemp("folder-run") / "run"
-    proc = run_cli("train", str(flat), "--image-size", "16", "--grayscale", "--epochs", "2", "--batch-size", "8",
-                   "--out", str(out), "--device", "cpu", "--json", check=True)
+    proc = run_cli(
+        "train",
+        str(flat),
+        "--image-size",
+        "16",
+        "--grayscale",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--json",
+        check=True,
+    )
     return out, json.loads(proc.stdout)
 
 
@@ -136,8 +169,7 @@ def test_cli_trains_a_folder_with_the_default_network(flat: Path, folder_run: tu
     assert spec["preprocess"] == "resize" and len(spec["mean"]) == 1 and 0 < spec["std"][0] < 1
 
 
-def test_export_then_infer_prepares_new_images_as_training_did(folder_run: tuple[Path, dict],
-                                                               tmp_path: Path) -> None:
+def test_export_then_infer_prepares_new_images_as_training_did(folder_run: tuple[Path, dict], tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     run, _ = folder_run
     run_cli("export", str(run), "--format", "onnx", "--out", str(tmp_path / "exp"), check=True)
@@ -149,7 +181,7 @@ def test_export_then_infer_prepares_new_images_as_training_did(folder_run: tuple
     results = infer_json(tmp_path / "exp" / "best.onnx", *files)  # a run folder exports its best.pt
     x = load_folder(new, image_size=16, grayscale=True).train.x  # the training pipeline, same order
     probs = torch_probs(run / "best.pt", x)
-    for r, p in zip(results, probs):
+    for r, p in zip(results, probs, strict=False):
         assert r["label"] == CLASSES[int(p.argmax())]
         assert r["probability"] == pytest.approx(float(p.max()), abs=1e-4)
 
@@ -161,8 +193,9 @@ def _invoke(*args: str) -> tuple[int, str, str]:
 
 
 def test_fixed_size_seed_network_on_other_sizes_fails_before_training(flat: Path, tmp_path: Path) -> None:
-    code, _, out = _invoke("train", str(flat), "--arch", "seed003-net", "--image-size", "16",
-                           "--out", str(tmp_path / "r"))
+    code, _, out = _invoke(
+        "train", str(flat), "--arch", "seed003-net", "--image-size", "16", "--out", str(tmp_path / "r")
+    )
     assert code == 2 and "Traceback" not in out
     assert "seed003-net cannot take 3x16x16 images" in out and "--image-size" in out
     assert not (tmp_path / "r" / "last.pt").exists()
@@ -170,8 +203,9 @@ def test_fixed_size_seed_network_on_other_sizes_fails_before_training(flat: Path
 
 def test_samples_grid_of_a_folder(flat: Path, tmp_path: Path) -> None:
     out = tmp_path / "grid.png"
-    code, text, both = _invoke("samples", str(flat), "--count", "12", "--columns", "6", "--image-size", "24",
-                               "--out", str(out), "--json")
+    code, text, both = _invoke(
+        "samples", str(flat), "--count", "12", "--columns", "6", "--image-size", "24", "--out", str(out), "--json"
+    )
     assert code == 0, both
     result = json.loads(text)
     assert len(result["labels"]) == 12 and set(result["labels"]) <= set(CLASSES)

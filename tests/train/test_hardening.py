@@ -8,7 +8,6 @@ import os
 import pickle
 import random
 import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +29,18 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cnnx.train.loop import train
 
     out = tmp_path_factory.mktemp("good") / "run"
-    train(TrainConfig(data_dir=str(MINI_MNIST), download=False, out=str(out), device="cpu", arch="seed000-net",
-                      epochs=2, batch_size=64, plots=False))
+    train(
+        TrainConfig(
+            data_dir=str(MINI_MNIST),
+            download=False,
+            out=str(out),
+            device="cpu",
+            arch="seed000-net",
+            epochs=2,
+            batch_size=64,
+            plots=False,
+        )
+    )
     return out / "last.pt"
 
 
@@ -53,12 +62,14 @@ def _cut(fraction: float) -> Callable[[Path, Path], None]:
     def write(path: Path, good: Path) -> None:
         data = good.read_bytes()
         path.write_bytes(data[: max(1, int(len(data) * fraction))])
+
     return write
 
 
 def _cut_tail(n: int) -> Callable[[Path, Path], None]:
     def write(path: Path, good: Path) -> None:
         path.write_bytes(good.read_bytes()[:-n])  # the zip's central directory is at the end
+
     return write
 
 
@@ -90,10 +101,14 @@ COMMANDS = {
 # Every case through every command costs a subprocess each (~1.5 s of torch start-up); the code-running
 # pickle and a mid-file cut go through all three, the others through one or two, so each command meets
 # every kind of damage.
-MATRIX = [(case, command) for case in CASES for command in COMMANDS
-          if case in ("pickle-that-runs-code", "truncated-at-half")
-          or list(CASES).index(case) % 3 == list(COMMANDS).index(command)
-          or (case in ("random-bytes", "empty", "zip-not-torch") and command == "resume")]
+MATRIX = [
+    (case, command)
+    for case in CASES
+    for command in COMMANDS
+    if case in ("pickle-that-runs-code", "truncated-at-half")
+    or list(CASES).index(case) % 3 == list(COMMANDS).index(command)
+    or (case in ("random-bytes", "empty", "zip-not-torch") and command == "resume")
+]
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, path: Path, words: str) -> str:
@@ -147,21 +162,33 @@ def _with_weights(good: Path, path: Path, state: dict) -> None:
     torch.save(data, path)
 
 
-@pytest.mark.parametrize(("weights", "listed"), [
-    ("seed002-net", "8 missing: conv1.weight, conv1.bias, conv2.weight and 5 more; "
-                    "8 unexpected: model.0.weight, model.0.bias, model.3.weight and 5 more"),
-    ("seed000-net-12", "2 wrong shape: fc2.weight (12, 50) in the file, (10, 50) in the model, "
-                       "fc2.bias (12,) in the file, (10,) in the model"),
-])
-def test_resume_into_another_architecture_lists_the_keys(weights: str, listed: str, good: Path,
-                                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("weights", "listed"),
+    [
+        (
+            "seed002-net",
+            "8 missing: conv1.weight, conv1.bias, conv2.weight and 5 more; "
+            "8 unexpected: model.0.weight, model.0.bias, model.3.weight and 5 more",
+        ),
+        (
+            "seed000-net-12",
+            "2 wrong shape: fc2.weight (12, 50) in the file, (10, 50) in the model, "
+            "fc2.bias (12,) in the file, (10,) in the model",
+        ),
+    ],
+)
+def test_resume_into_another_architecture_lists_the_keys(weights: str, listed: str, good: Path, tmp_path: Path) -> None:
     path = tmp_path / "other.pt"
-    state = build_model("seed000-net", 12).state_dict() if weights == "seed000-net-12" else \
-        build_model(weights, 10).state_dict()
+    state = (
+        build_model("seed000-net", 12).state_dict()
+        if weights == "seed000-net-12"
+        else build_model(weights, 10).state_dict()
+    )
     _with_weights(good, path, state)
     line = assert_one_line_error(run_cli("train", "--resume", str(path)), path.parent / path.name, "do not fit")
-    assert f"the weights in {path} do not fit seed000-net with 10 classes, the architecture it names: {listed} (" \
-        in line, line
+    assert (
+        f"the weights in {path} do not fit seed000-net with 10 classes, the architecture it names: {listed} (" in line
+    ), line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt"]
 
 

@@ -84,7 +84,7 @@ def test_lr_schedules() -> None:
     assert one[-1] == pytest.approx(1 / 2500)
     cos = [lr_factor("cosine", s, total, 0.2) for s in range(total + 1)]
     assert cos[0] == 1.0 and cos[-1] == pytest.approx(0.0, abs=1e-12)
-    assert all(a >= b for a, b in zip(cos, cos[1:]))
+    assert all(a >= b for a, b in zip(cos, cos[1:], strict=False))
     assert lr_factor("constant", 500, total, 0.2) == 1.0
     assert not any(math.isnan(v) for v in one + cos)
 
@@ -99,8 +99,17 @@ def test_random_shift_moves_pixels_without_changing_mass() -> None:
     assert (y != x).any(dim=(1, 2, 3)).sum() > 40  # most images moved (1/25 stay put)
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=-1.0), dict(optimizer="rmsprop"),
-                                 dict(schedule="step"), dict(device="tpu"), dict(warmup=1.5)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(epochs=0),
+        dict(lr=-1.0),
+        dict(optimizer="rmsprop"),
+        dict(schedule="step"),
+        dict(device="tpu"),
+        dict(warmup=1.5),
+    ],
+)
 def test_bad_config_is_refused(bad: dict) -> None:
     with pytest.raises(ConfigError):
         TrainConfig(**bad)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from cnnx.core.errors import ConfigError  # noqa: E402
 from cnnx.train.models import ARCHS, build_model, get_arch  # noqa: E402
 from tests.support.seed_nets import Seed000, Seed001, Seed002, Seed004  # noqa: E402
-
 
 SEEDS = {"seed000-net": Seed000, "seed001-net": Seed001, "seed002-net": Seed002, "seed004-demomodel": Seed004}
 

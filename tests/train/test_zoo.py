@@ -8,20 +8,21 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
 
 from cnnx.core.errors import ConfigError  # noqa: E402
 from cnnx.train.models import build_model, check_input  # noqa: E402
 from tests.support.seed_nets import Module, Net, Tudui, lenet  # noqa: E402
 
 
-@pytest.mark.parametrize("arch, seed_class, shape", [
-    ("seed002-module", Module, (3, 32, 32)),
-    ("seed002-tudui", Tudui, (3, 32, 32)),
-    ("seed003-net", Net, (3, 32, 32)),
-    ("seed002-lenet", lenet, (1, 28, 28)),
-])
+@pytest.mark.parametrize(
+    "arch, seed_class, shape",
+    [
+        ("seed002-module", Module, (3, 32, 32)),
+        ("seed002-tudui", Tudui, (3, 32, 32)),
+        ("seed003-net", Net, (3, 32, 32)),
+        ("seed002-lenet", lenet, (1, 28, 28)),
+    ],
+)
 def test_seed_state_dict_loads_and_gives_the_same_logits(arch: str, seed_class, shape) -> None:
     torch.manual_seed(0)
     theirs = seed_class().eval()

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -23,12 +24,11 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from cnnx.core.contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME, first_line
 from cnnx.core.errors import ModelFileError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.onnxio import open_session
 from cnnx.core.spec import ONNX_PREFIX, ModelSpec
-from cnnx.core.contract import first_line
-from cnnx.core.contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME
 
 SUFFIX = ".onnx"
 METHODS = ("dynamo", "legacy")  # tried in this order until one passes the parity gate
@@ -40,8 +40,15 @@ _MAX_PROTO = 2**31 - 1  # protobuf's limit; larger models would need external da
 
 def _dynamo(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
     program = torch.onnx.export(
-        model, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-        dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},), dynamo=True, optimize=True, verbose=False,
+        model,
+        (example,),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        opset_version=opset,
+        dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),
+        dynamo=True,
+        optimize=True,
+        verbose=False,
     )
     return program.model_proto
 
@@ -49,14 +56,21 @@ def _dynamo(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelPr
 def _legacy(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
     buf = io.BytesIO()
     torch.onnx.export(
-        model, (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-        dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}}, dynamo=False,
+        model,
+        (example,),
+        buf,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        opset_version=opset,
+        dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}},
+        dynamo=False,
     )
     return onnx.load_from_string(buf.getvalue())
 
 
 _EXPORTERS: dict[str, Callable[[nn.Module, torch.Tensor, int], onnx.ModelProto]] = {
-    "dynamo": _dynamo, "legacy": _legacy,
+    "dynamo": _dynamo,
+    "legacy": _legacy,
 }
 
 
@@ -94,8 +108,10 @@ def write_model(proto: onnx.ModelProto, spec: ModelSpec, path: Path) -> Path:
     for key, value in spec.to_onnx_metadata().items():
         proto.metadata_props.add(key=key, value=value)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
-        raise ModelFileError(f"the exported graph for {path.name} keeps weights in external files",
-                             "cnnx writes single-file models only; report this with the checkpoint")
+        raise ModelFileError(
+            f"the exported graph for {path.name} keeps weights in external files",
+            "cnnx writes single-file models only; report this with the checkpoint",
+        )
     if proto.ByteSize() > _MAX_PROTO:
         raise ModelFileError(f"the model is {proto.ByteSize() / 2**30:.1f} GiB; one .onnx file holds at most 2 GiB")
     try:
@@ -106,8 +122,9 @@ def write_model(proto: onnx.ModelProto, spec: ModelSpec, path: Path) -> Path:
     return atomic_write(path, lambda f: f.write(data))
 
 
-def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "dynamo",
-           opset: int = DEFAULT_OPSET, **_: Any) -> Path:
+def export(
+    model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "dynamo", opset: int = DEFAULT_OPSET, **_: Any
+) -> Path:
     """Write ``model`` (eval mode, CPU) as ONNX to ``path``; raises ModelFileError if ``method`` cannot."""
     # batch 2, not 1: an example batch of 1 lets exporters specialise the batch axis away
     example = torch.zeros((2, *spec.input_shape), dtype=torch.float32)
@@ -121,16 +138,17 @@ def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "dyna
     name_batch_axis(proto)
     spec = spec.replace(
         versions={**spec.versions, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
-        extra={**spec.extra, "format": "onnx", "precision": "fp32", "opset": opset_of(proto),
-               "exporter": method},
+        extra={**spec.extra, "format": "onnx", "precision": "fp32", "opset": opset_of(proto), "exporter": method},
     )
     return write_model(proto, spec, path)
 
 
 def expected_signature(spec: ModelSpec) -> dict[str, Any]:
     """The inputs/outputs every cnnx ONNX file declares, as ``OnnxModel.signature`` reports them."""
-    return {"inputs": [{"name": INPUT_NAME, "shape": [BATCH_AXIS, *spec.input_shape], "type": "tensor(float)"}],
-            "outputs": [{"name": OUTPUT_NAME, "shape": [BATCH_AXIS, spec.num_classes], "type": "tensor(float)"}]}
+    return {
+        "inputs": [{"name": INPUT_NAME, "shape": [BATCH_AXIS, *spec.input_shape], "type": "tensor(float)"}],
+        "outputs": [{"name": OUTPUT_NAME, "shape": [BATCH_AXIS, spec.num_classes], "type": "tensor(float)"}],
+    }
 
 
 class OnnxModel:
@@ -146,6 +164,7 @@ class OnnxModel:
     def signature(self) -> dict[str, Any]:
         def describe(values: list[Any]) -> list[dict[str, Any]]:
             return [{"name": v.name, "shape": list(v.shape), "type": v.type} for v in values]
+
         return {"inputs": describe(self.session.get_inputs()), "outputs": describe(self.session.get_outputs())}
 
     def spec(self) -> ModelSpec:

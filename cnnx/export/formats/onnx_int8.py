@@ -23,15 +23,20 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                      quant_pre_process, quantize_static)
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
 from torch import nn
 
+from cnnx.core.contract import INPUT_NAME, first_line
 from cnnx.core.errors import ModelFileError
-from cnnx.export.formats import onnx_fp32 as onnx_format
 from cnnx.core.spec import ModelSpec
-from cnnx.core.contract import first_line
-from cnnx.core.contract import INPUT_NAME
+from cnnx.export.formats import onnx_fp32 as onnx_format
 
 SUFFIX = ".int8.onnx"
 METHODS = ("per-channel", "per-tensor")  # tried in this order until one passes the int8 gate
@@ -54,8 +59,16 @@ class _Images(CalibrationDataReader):
         self._it = iter(self.batches)
 
 
-def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "per-channel",
-           built: dict[str, Path] | None = None, calibration: np.ndarray | None = None, **_: Any) -> Path:
+def export(
+    model: nn.Module,
+    spec: ModelSpec,
+    path: Path,
+    *,
+    method: str = "per-channel",
+    built: dict[str, Path] | None = None,
+    calibration: np.ndarray | None = None,
+    **_: Any,
+) -> Path:
     """Quantise the fp32 ONNX file in ``built["onnx"]`` into ``path``, calibrated on ``calibration``.
 
     ``calibration``: (M, C, H, W) float32 normalised training images.
@@ -74,9 +87,14 @@ def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "per-
             quant_pre_process(str(source), str(pre))
             out = Path(tmp) / "int8.onnx"
             quantize_static(
-                str(pre), str(out), _Images(calibration), quant_format=QuantFormat.QDQ,
-                per_channel=method == "per-channel", activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                str(pre),
+                str(out),
+                _Images(calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=method == "per-channel",
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
             )
             proto = onnx.load(str(out))
         except Exception as exc:  # the quantiser raises assorted errors for graphs it cannot handle
@@ -87,10 +105,20 @@ def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "per-
     fp32_spec = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
     spec = spec.replace(
         versions=fp32_spec.versions,
-        extra={**spec.extra, **{k: v for k, v in fp32_spec.extra.items() if k in ("opset", "exporter")},
-               "format": "onnx", "precision": "int8", "opset": onnx_format.opset_of(proto),
-               "quantization": {"format": "QDQ", "weights": f"int8 {method}", "activations": "uint8",
-                                "calibration": "minmax", "calibration_images": int(len(calibration))}},
+        extra={
+            **spec.extra,
+            **{k: v for k, v in fp32_spec.extra.items() if k in ("opset", "exporter")},
+            "format": "onnx",
+            "precision": "int8",
+            "opset": onnx_format.opset_of(proto),
+            "quantization": {
+                "format": "QDQ",
+                "weights": f"int8 {method}",
+                "activations": "uint8",
+                "calibration": "minmax",
+                "calibration_images": int(len(calibration)),
+            },
+        },
     )
     onnx_format.name_batch_axis(proto)
     return onnx_format.write_model(proto, spec, path)

@@ -20,11 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE, first_line
 from cnnx.core.errors import ModelFileError
-from cnnx.core.spec import ModelSpec
 from cnnx.core.fileio import atomic_write
-from cnnx.core.contract import first_line
-from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE
+from cnnx.core.spec import ModelSpec
 
 SUFFIX = ".torchscript"
 METHODS = ("script", "trace")  # tried in this order until one passes the parity gate
@@ -54,8 +53,7 @@ def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "scri
     except Exception as exc:  # scripting raises frontend errors of many types
         first = first_line(exc)
         raise ModelFileError(f"torch.jit.{method} failed: {first[:300]}") from None
-    spec = spec.replace(extra={**spec.extra, "format": "torchscript", "precision": "fp32",
-                               "torchscript": method})
+    spec = spec.replace(extra={**spec.extra, "format": "torchscript", "precision": "fp32", "torchscript": method})
     return _save(module, spec, path)
 
 

@@ -17,8 +17,17 @@ from cnnx.core.errors import ConfigError, DataNotFoundError
 from cnnx.train.data import cifar10, folder, mnist
 from cnnx.train.data.base import ENV_DATA_DIR, Dataset, DatasetFacts, Split, default_data_dir
 
-__all__ = ["ENV_DATA_DIR", "REGISTRY", "Dataset", "DatasetFacts", "Split", "dataset_kind", "default_data_dir",
-           "facts_of", "load_dataset"]
+__all__ = [
+    "ENV_DATA_DIR",
+    "REGISTRY",
+    "Dataset",
+    "DatasetFacts",
+    "Split",
+    "dataset_kind",
+    "default_data_dir",
+    "facts_of",
+    "load_dataset",
+]
 
 FOLDER_ARCH = "cifar-bn"  # what `cnnx train FOLDER` trains without --arch
 
@@ -36,7 +45,9 @@ REGISTRY: dict[str, Registered] = {
 
 
 def dataset_kind(name: str) -> str:
-    """A REGISTRY key, or "folder" for a path to an ImageFolder tree (a registered name wins; say ./mnist for a folder)."""
+    """A REGISTRY key, or "folder" for a path to an ImageFolder tree.
+
+    A registered name wins; say ./mnist for a folder of that name."""
     return name if name in REGISTRY else "folder"
 
 
@@ -52,15 +63,26 @@ def default_arch(name: str) -> str:
     return facts.default_arch if facts else FOLDER_ARCH
 
 
-def load_dataset(name: str, data_dir: Path | None = None, download: bool = True, image_size: int | None = None,
-                 grayscale: bool = False, val_split: float = 0.2, seed: int = 0, workers: int = 0) -> Dataset:
+def load_dataset(
+    name: str,
+    data_dir: Path | None = None,
+    download: bool = True,
+    image_size: int | None = None,
+    grayscale: bool = False,
+    val_split: float = 0.2,
+    seed: int = 0,
+    workers: int = 0,
+) -> Dataset:
     """A registered dataset by name, or an ImageFolder tree by path (the options after ``download`` are for folders)."""
     if name in REGISTRY:
         if image_size is not None or grayscale:
-            raise ConfigError(f"--image-size and --grayscale apply to image folders, not to {name}",
-                              f"{name} has its own size and colours; leave them out")
+            raise ConfigError(
+                f"--image-size and --grayscale apply to image folders, not to {name}",
+                f"{name} has its own size and colours; leave them out",
+            )
         return REGISTRY[name].load(data_dir, download)
     if not Path(name).is_dir():
-        raise DataNotFoundError(f"unknown dataset {name!r}",
-                                f"choose one of: {', '.join(REGISTRY)}, or give a folder of class sub-folders")
+        raise DataNotFoundError(
+            f"unknown dataset {name!r}", f"choose one of: {', '.join(REGISTRY)}, or give a folder of class sub-folders"
+        )
     return folder.load_folder(Path(name), image_size, grayscale, val_split, seed, workers)

@@ -37,8 +37,14 @@ class DatasetFacts:
 
     def spec_fields(self) -> dict[str, object]:
         """The model spec's fields these facts fill in."""
-        return {"color": self.color, "mean": self.mean, "std": self.std, "classes": list(self.classes),
-                "preprocess": self.preprocess, "dataset": self.name}
+        return {
+            "color": self.color,
+            "mean": self.mean,
+            "std": self.std,
+            "classes": list(self.classes),
+            "preprocess": self.preprocess,
+            "dataset": self.name,
+        }
 
 
 @dataclass
@@ -65,11 +71,24 @@ class Dataset:
     skipped: list[str] = field(default_factory=list)  # images left out, each "FILE: why" on one line
 
     @classmethod
-    def of(cls, facts: DatasetFacts, train: Split, test: Split, source: str,
-           classes: list[str] | None = None) -> Dataset:
-        """A named dataset: its facts, its two splits, the folder they came from (``classes``: as the files name them)."""
-        return cls(name=facts.name, train=train, test=test, classes=classes or list(facts.classes), color=facts.color,
-                   mean=facts.mean, std=facts.std, preprocess=facts.preprocess, source=source, hflip=facts.hflip)
+    def of(
+        cls, facts: DatasetFacts, train: Split, test: Split, source: str, classes: list[str] | None = None
+    ) -> Dataset:
+        """A named dataset: its facts, its two splits, the folder they came from.
+
+        ``classes``: the class names as the files name them, where they say."""
+        return cls(
+            name=facts.name,
+            train=train,
+            test=test,
+            classes=classes or list(facts.classes),
+            color=facts.color,
+            mean=facts.mean,
+            std=facts.std,
+            preprocess=facts.preprocess,
+            source=source,
+            hflip=facts.hflip,
+        )
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -82,8 +101,12 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "cnnx" / "data"
 
 
-def locate_or_download(root: Path, locate: Callable[[Path], T | None], download: Callable[[Path], None] | None,
-                       missing: Callable[[Path, str], DataNotFoundError]) -> T:
+def locate_or_download(
+    root: Path,
+    locate: Callable[[Path], T | None],
+    download: Callable[[Path], None] | None,
+    missing: Callable[[Path, str], DataNotFoundError],
+) -> T:
     """``locate(root)``; when it finds nothing and ``download`` is given, download into ``root`` and look again.
 
     ``missing(root, why)`` makes the error: "download disabled" or "download failed: REASON".

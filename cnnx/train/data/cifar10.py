@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnx.core.contract import first_line
 from cnnx.core.errors import DataNotFoundError
 from cnnx.train.data.base import ENV_DATA_DIR, Dataset, DatasetFacts, Split, default_data_dir, locate_or_download
-from cnnx.core.contract import first_line
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -65,8 +65,9 @@ def _read_pickle(path: Path) -> dict[str, Any]:
             entry = _NumpyOnlyUnpickler(f, encoding="latin1").load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as exc:
         reason = first_line(exc)
-        raise DataNotFoundError(f"{path} is not a readable CIFAR-10 batch ({reason})",
-                                "replace the folder with a fresh copy") from None
+        raise DataNotFoundError(
+            f"{path} is not a readable CIFAR-10 batch ({reason})", "replace the folder with a fresh copy"
+        ) from None
     if not isinstance(entry, dict):
         raise DataNotFoundError(f"{path} is not a CIFAR-10 batch (no dict inside)", "replace it with a fresh copy")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
@@ -80,8 +81,10 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataNotFoundError(f"{path} lacks 'data' or 'labels'", "replace it with a fresh copy")
     labels = np.asarray(labels, dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
-        raise DataNotFoundError(f"{path}: data {data.shape} {data.dtype} and {len(labels)} labels "
-                                "are not CIFAR-10's (N, 3072) uint8", "replace it with a fresh copy")
+        raise DataNotFoundError(
+            f"{path}: data {data.shape} {data.dtype} and {len(labels)} labels are not CIFAR-10's (N, 3072) uint8",
+            "replace it with a fresh copy",
+        )
     if len(labels) and (labels.min() < 0 or labels.max() >= len(FACTS.classes)):
         raise DataNotFoundError(f"{path}: labels outside 0..9", "replace it with a fresh copy")
     # rows are 1024 red, 1024 green, 1024 blue values, each plane row-major: (N, 3, 32, 32)
@@ -125,6 +128,7 @@ def load_cifar10(data_dir: Path | None = None, download: bool = True) -> Dataset
         y = np.concatenate([p[1] for p in parts])
         splits[split] = Split(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
     if len(classes) != len(FACTS.classes):
-        raise DataNotFoundError(f"{folder / META_FILE} names {len(classes)} classes, CIFAR-10 has 10",
-                                "replace it with a fresh copy")
+        raise DataNotFoundError(
+            f"{folder / META_FILE} names {len(classes)} classes, CIFAR-10 has 10", "replace it with a fresh copy"
+        )
     return Dataset.of(FACTS, splits["train"], splits["test"], source=str(folder), classes=classes)

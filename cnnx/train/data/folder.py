@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnx.core.contract import IMAGE_SUFFIXES, images_in
 from cnnx.core.errors import ConfigError, DataNotFoundError
 from cnnx.core.spec import ModelSpec
 from cnnx.train.data.base import Dataset, Split
-from cnnx.core.contract import IMAGE_SUFFIXES, images_in
 
 DEFAULT_SIZE = 32  # pixels per side when --image-size is not given: CIFAR-10's, cheap on a CPU
 TEST_NAMES = ("test", "val")
@@ -30,8 +30,9 @@ TEST_NAMES = ("test", "val")
 
 def _class_dirs(root: Path) -> list[Path]:
     """Sub-folders in sorted order, as ImageFolder finds classes (hidden folders skipped)."""
-    return sorted((Path(e.path) for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")),
-                  key=lambda p: p.name)
+    return sorted(
+        (Path(e.path) for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")), key=lambda p: p.name
+    )
 
 
 def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], list[int]]:
@@ -41,8 +42,10 @@ def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list
     if classes is not None:
         unknown = sorted(set(names) - set(classes))
         if unknown:
-            raise DataNotFoundError(f"{root} has class folders the training split lacks: {', '.join(unknown)}",
-                                    "give both splits the same class folders")
+            raise DataNotFoundError(
+                f"{root} has class folders the training split lacks: {', '.join(unknown)}",
+                "give both splits the same class folders",
+            )
     classes = classes if classes is not None else names
     paths, labels, empty = [], [], []
     for d in dirs:
@@ -52,11 +55,15 @@ def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list
         paths += files
         labels += [classes.index(d.name)] * len(files)
     if not dirs:
-        raise DataNotFoundError(f"{root} has no class sub-folders",
-                                "lay it out as ROOT/CLASS_NAME/IMAGE.jpg, one sub-folder per class")
+        raise DataNotFoundError(
+            f"{root} has no class sub-folders", "lay it out as ROOT/CLASS_NAME/IMAGE.jpg, one sub-folder per class"
+        )
     if empty and classes is names:
-        raise DataNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES)[:6])}, ...) in class folder(s) of {root}: "
-                                f"{', '.join(empty)}", "add images or remove those folders")
+        raise DataNotFoundError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES)[:6])}, ...) in class folder(s) of {root}: "
+            f"{', '.join(empty)}",
+            "add images or remove those folders",
+        )
     return classes, paths, labels
 
 
@@ -75,8 +82,9 @@ def _split(labels: list[int], val_split: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _decode(paths: list[Path], labels: list[int], shape: tuple[int, int, int], color: str,
-            workers: int, skipped: list[str]) -> tuple[np.ndarray, list[int]]:
+def _decode(
+    paths: list[Path], labels: list[int], shape: tuple[int, int, int], color: str, workers: int, skipped: list[str]
+) -> tuple[np.ndarray, list[int]]:
     """(N, C, H, W) uint8 and their labels: each file through the runtime's ``resize`` recipe.
 
     A file that cannot be decoded is left out, and its one-line reason appended to ``skipped``:
@@ -101,7 +109,7 @@ def _decode(paths: list[Path], labels: list[int], shape: tuple[int, int, int], c
     # Pillow releases the GIL while decoding and resizing: threads scale on a multi-core machine
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         skipped += [why for why in pool.map(one, range(len(paths))) if why is not None]
-    return out[ok], [label for label, good in zip(labels, ok) if good]
+    return out[ok], [label for label, good in zip(labels, ok, strict=False) if good]
 
 
 def _mean_std(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -114,8 +122,14 @@ def _mean_std(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(round(float(v), 4) for v in mean), tuple(round(max(float(v), 1e-3), 4) for v in std)
 
 
-def load_folder(path: Path, image_size: int | None = None, grayscale: bool = False, val_split: float = 0.2,
-                seed: int = 0, workers: int = 0) -> Dataset:
+def load_folder(
+    path: Path,
+    image_size: int | None = None,
+    grayscale: bool = False,
+    val_split: float = 0.2,
+    seed: int = 0,
+    workers: int = 0,
+) -> Dataset:
     root = Path(path)
     if not root.is_dir():
         raise DataNotFoundError(f"no folder {root}", "give a folder holding one sub-folder of images per class")
@@ -132,8 +146,10 @@ def load_folder(path: Path, image_size: int | None = None, grayscale: bool = Fal
         classes, paths, labels = _scan(root)
         tr, te = _split(labels, val_split, seed)
         if len(te) == 0:
-            raise ConfigError(f"{root}: --val-split {val_split} leaves no test images",
-                              "raise --val-split, add images, or give train/ and test/ sub-folders")
+            raise ConfigError(
+                f"{root}: --val-split {val_split} leaves no test images",
+                "raise --val-split, add images, or give train/ and test/ sub-folders",
+            )
         train_paths, train_labels = [paths[i] for i in tr], [labels[i] for i in tr]
         test_paths, test_labels = [paths[i] for i in te], [labels[i] for i in te]
     color = "L" if grayscale else "RGB"
@@ -143,8 +159,10 @@ def load_folder(path: Path, image_size: int | None = None, grayscale: bool = Fal
     test_x, test_labels = _decode(test_paths, test_labels, shape, color, workers, skipped)
     for name, x in (("training", train_x), ("test", test_x)):
         if len(x) == 0:
-            raise DataNotFoundError(f"{root}: none of the {name} images could be read ({skipped[0]})",
-                                    "check the files, e.g. with cnnx infer on the folder")
+            raise DataNotFoundError(
+                f"{root}: none of the {name} images could be read ({skipped[0]})",
+                "check the files, e.g. with cnnx infer on the folder",
+            )
     mean, std = _mean_std(train_x)
     return Dataset(
         name=root.resolve().name,

@@ -7,18 +7,25 @@ class in one of those modules and one ``Arch`` line in ``ARCHS``.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from cnnx.core.contract import first_line
 from cnnx.core.errors import ConfigError
 from cnnx.train.models.nets import CifarBN, MnistBN
-from cnnx.train.models.seeds import (Seed000Net, Seed001Net, Seed002LeNet, Seed002Module, Seed002Net,
-                                     Seed002Tudui, Seed003Net, Seed004DemoModel)
-from cnnx.core.contract import first_line
+from cnnx.train.models.seeds import (
+    Seed000Net,
+    Seed001Net,
+    Seed002LeNet,
+    Seed002Module,
+    Seed002Net,
+    Seed002Tudui,
+    Seed003Net,
+    Seed004DemoModel,
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +43,13 @@ ARCHS: dict[str, Arch] = {
     a.name: a
     for a in [
         Arch("mnist-bn", MnistBN, _MNIST, "mnist", "default: 3-conv BatchNorm CNN, 78k parameters"),
-        Arch("mnist-bn-wide", lambda n: MnistBN(n, (32, 64, 128)), _MNIST, "mnist",
-             "wider default (32/64/128), 105k parameters"),
+        Arch(
+            "mnist-bn-wide",
+            lambda n: MnistBN(n, (32, 64, 128)),
+            _MNIST,
+            "mnist",
+            "wider default (32/64/128), 105k parameters",
+        ),
         Arch("seed000-net", Seed000Net, _MNIST, "mnist", "seed 000 Net: conv 10/20, dropout"),
         Arch("seed001-net", Seed001Net, _MNIST, "mnist", "seed 001 Net: conv 30/60 padded, fc 2940"),
         Arch("seed002-net", Seed002Net, _MNIST, "mnist", "seed 002 NET: Sequential conv 10/20, fc 500"),
@@ -65,8 +77,10 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int] |
     if input_shape is None or input_shape[0] == arch.input_shape[0]:
         return arch.build(num_classes)
     if "in_channels" not in inspect.signature(arch.build).parameters:
-        raise ConfigError(f"{name} takes {arch.input_shape[0]}-channel images, not {input_shape[0]}",
-                          "pick an architecture that adapts (cifar-bn), or match the colour mode")
+        raise ConfigError(
+            f"{name} takes {arch.input_shape[0]}-channel images, not {input_shape[0]}",
+            "pick an architecture that adapts (cifar-bn), or match the colour mode",
+        )
     return arch.build(num_classes, in_channels=input_shape[0])  # type: ignore[call-arg]
 
 
@@ -81,9 +95,10 @@ def check_input(model: nn.Module, name: str, input_shape: tuple[int, int, int]) 
     except RuntimeError as exc:
         first = first_line(exc)
         size = "x".join(map(str, get_arch(name).input_shape))
-        raise ConfigError(f"{name} cannot take {'x'.join(map(str, input_shape))} images ({first})",
-                          f"it is built for {size}: use --image-size/--grayscale to match, "
-                          "or --arch cifar-bn, which takes any size") from None
+        raise ConfigError(
+            f"{name} cannot take {'x'.join(map(str, input_shape))} images ({first})",
+            f"it is built for {size}: use --image-size/--grayscale to match, or --arch cifar-bn, which takes any size",
+        ) from None
     finally:
         model.train(was_training)
 

@@ -34,7 +34,9 @@ class MnistBN(nn.Module):
         self.features = nn.Sequential(
             *_conv_pool_bn(1, c1, 5),
             *_conv_pool_bn(c1, c2, 3),
-            nn.Conv2d(c2, c3, 3, bias=False), nn.BatchNorm2d(c3), nn.ReLU(inplace=True),
+            nn.Conv2d(c2, c3, 3, bias=False),
+            nn.BatchNorm2d(c3),
+            nn.ReLU(inplace=True),
         )
         self.head = nn.Linear(9 * c3, num_classes)
 
@@ -60,9 +62,15 @@ class CifarBN(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            *_conv_bn(in_channels, w), *_conv_bn(w, w), nn.MaxPool2d(2),  # (N, w, H/2, W/2)
-            *_conv_bn(w, 2 * w), *_conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),  # (N, 2w, H/4, W/4)
-            *_conv_bn(2 * w, 4 * w), *_conv_bn(4 * w, 4 * w), nn.MaxPool2d(2),  # (N, 4w, H/8, W/8)
+            *_conv_bn(in_channels, w),
+            *_conv_bn(w, w),
+            nn.MaxPool2d(2),  # (N, w, H/2, W/2)
+            *_conv_bn(w, 2 * w),
+            *_conv_bn(2 * w, 2 * w),
+            nn.MaxPool2d(2),  # (N, 2w, H/4, W/4)
+            *_conv_bn(2 * w, 4 * w),
+            *_conv_bn(4 * w, 4 * w),
+            nn.MaxPool2d(2),  # (N, 4w, H/8, W/8)
         )
         self.head = nn.Linear(4 * w, num_classes)
 
