@@ -148,53 +148,59 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
 )
 def infer(
     images: tuple[str, ...],
-    model: str | None,
     top_k: int,
     fmt: str,
-    batch_size: int,
-    threads: int,
-    workers: int,
-    preprocess: str,
-    mean: tuple[float, ...] | None,
-    std: tuple[float, ...] | None,
-    size: tuple[int, int] | None,
-    classes: list[str] | None,
     save_preprocessed: str | None,
     progress: bool | None,
+    **model_options: Any,
 ) -> None:
     """Classify images: files, folders (searched recursively) and glob patterns, without torch.
 
-    Exit code 0 when every image was classified, 1 when any could not be (each
-    named on stderr; the others are still classified), 2 for a bad model or option.
+    Exit code 0 when every image was classified; 1 when any input could not be (a file
+    that cannot be read, a folder with no images, a pattern that matches nothing: each
+    named on stderr, the others still classified); 2 for a bad model or option.
 
     Example: cnnx infer digit.png photos/ --top-k 3
     """
     _edge_env()
     from cnnx.runtime.output import Formatter
-    from cnnx.runtime.predict import Classifier
     from cnnx.runtime.sources import expand
 
     paths, problems = expand(images)
-    clf = Classifier(
-        model,
-        threads=threads,
-        preprocess=None if preprocess == "auto" else preprocess,
-        batch_size=batch_size,
-        workers=workers,
-        mean=mean,
-        std=std,
-        size=size,
-        classes=classes,
-    )
+    clf = _classifier(**model_options)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     if not paths:
-        sys.exit(2)
-    out, failed = Formatter(fmt, top_k, paths), len(problems)
+        click.echo("error: no image to classify", err=True)
+        sys.exit(1)
+    out = Formatter(fmt, min(top_k, clf.spec.num_classes), paths)  # a model has only so many classes
+    failed = _classify(clf, paths, out, save_preprocessed, progress) + len(problems)
+    if save_preprocessed:
+        saved = len(paths) + len(problems) - failed
+        click.echo(f"wrote {saved} preprocessed image{'s' * (saved != 1)} to {save_preprocessed}", err=True)
+    if failed:
+        click.echo(f"error: {failed} of {len(paths) + len(problems)} inputs could not be classified", err=True)
+        sys.exit(1)
+
+
+def _classifier(
+    model: str | None, preprocess: str, mean: Any, std: Any, size: Any, classes: Any, **options: Any
+) -> Any:
+    """The Classifier the command's model options describe (threads, batch_size, workers pass through)."""
+    from cnnx.runtime.predict import Classifier
+
+    recipe = None if preprocess == "auto" else preprocess
+    return Classifier(model, preprocess=recipe, mean=mean, std=std, size=size, classes=classes, **options)
+
+
+def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progress: bool | None) -> int:
+    """Print one line (or JSON object, or CSV row) per image; the number of images that failed."""
+    failed = 0
     with _Console(len(paths), progress, "classifying") as console:
-        if out.header():
-            console.echo(out.header())
-        for pred in clf.iter_predict(paths, top_k=top_k, save_dir=save_preprocessed):
+        header = out.header()
+        if header:
+            console.echo(header)
+        for pred in clf.iter_predict(paths, top_k=out.k, save_dir=save_dir):
             if not pred.ok:
                 failed += 1
                 console.echo(f"error: {pred.error}", err=True)
@@ -202,9 +208,7 @@ def infer(
             if line is not None:
                 console.echo(line)
             console.advance(1)
-    if failed:
-        click.echo(f"error: {failed} of {len(paths) + len(problems)} inputs could not be classified", err=True)
-        sys.exit(1)
+    return failed
 
 
 @main.command("eval")
@@ -262,22 +266,15 @@ def eval_cmd(
     data_dir: str,
     split: str,
     batch_size: int,
-    threads: int,
     preprocess: str,
-    mean: tuple[float, ...] | None,
-    std: tuple[float, ...] | None,
-    size: tuple[int, int] | None,
-    classes: list[str] | None,
-    confusion: str | None,
-    errors: str | None,
-    errors_max: int,
     as_json: bool,
     progress: bool | None,
+    **options: Any,
 ) -> None:
     """Accuracy and confusion matrix of MODEL (.onnx; .pt or TorchScript when torch is installed) on --data.
 
-    MODEL defaults to the MNIST model shipped with cnnx. Exit code 1 when an image
-    of an image folder could not be read (it is named on stderr and left out).
+    MODEL defaults to the MNIST model shipped with cnnx; a run folder means its best.pt. Exit
+    code 1 when an image of an image folder could not be read (it is named on stderr and left out).
 
     Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png --errors errors.png
     """
@@ -286,17 +283,19 @@ def eval_cmd(
     from cnnx.runtime.predict import resolve_model
     from cnnx.tools.modelfile import open_model
 
+    pictures = {k: options.pop(k) for k in ("confusion", "errors", "errors_max")}
     path = resolve_model(model)
-    net = open_model(path, threads=threads, mean=mean, std=std, size=size, classes=classes)
+    net = open_model(path, **options)  # threads, and --mean/--std/--size/--classes for a file without a spec
     data = load_labelled(data_dir, net.spec, split)
     recipe = None if preprocess == "auto" else "plain"
     with _Console(len(data), progress, "evaluating") as console:
         result = evaluate(net, data, batch_size, recipe, progress=console.advance, model_name=str(path))
-    drawn = _draw(result, f"{path.name} on {data_dir}", confusion, errors, errors_max)
+    drawn = _draw(result, f"{path.name} on {data_dir}", **pictures)
     for line in result.failed:
         click.echo(f"error: {line}", err=True)
     if as_json:
-        emit_json({**result.to_dict(), "confusion_png": confusion, "errors_png": errors if result.mistakes else None})
+        errors_png = pictures["errors"] if result.mistakes else None
+        emit_json({**result.to_dict(), "confusion_png": pictures["confusion"], "errors_png": errors_png})
     else:
         kind = f"MNIST IDX, {split} split" if data.kind == "mnist-idx" else "image folders"
         click.echo(

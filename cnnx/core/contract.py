@@ -17,6 +17,9 @@ INPUT_NAME, OUTPUT_NAME, BATCH_AXIS = "input", "logits", "batch"
 TORCHSCRIPT_SPEC_FILE = "cnnx_spec.json"
 # What export writes beside the files it proved: every format's parity record.
 PARITY_FILE = "parity.json"
+# Files that hold PyTorch models (checkpoints, state_dicts, TorchScript), by suffix; torch.save and
+# TorchScript also write zip archives whatever the name.
+TORCH_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".torchscript", ".ts", ".jit"})
 # A run folder's checkpoints: the newest epoch (what --resume continues) and the best one.
 LAST, BEST = "last.pt", "best.pt"
 
@@ -100,6 +103,14 @@ def run_checkpoint(path: str | Path, resume: bool = False) -> Path:
     if not resume and (path / BEST).is_file():
         return path / BEST
     return path / LAST
+
+
+def is_torch_file(path: Path) -> bool:
+    """Does ``path`` look like a PyTorch file (by suffix, or a zip archive as torch.save writes)?
+    An ONNX file is a protobuf, never a zip."""
+    import zipfile
+
+    return path.suffix.lower() in TORCH_SUFFIXES or zipfile.is_zipfile(path)
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

@@ -55,6 +55,7 @@ def fields(buf: bytes) -> list[tuple[int, int | bytes]]:
     while pos < len(buf):
         key, pos = varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = varint(buf, pos)
         elif wire == 2:
@@ -79,8 +80,9 @@ def _messages(buf: bytes, numbers: tuple[int, ...]) -> Iterator[bytes]:
 def _tensor_locations(tensor: bytes) -> Iterator[str]:
     for entry in _messages(tensor, (_TENSOR_EXTERNAL,)):
         pairs = dict(fields(entry))  # StringStringEntryProto: 1 key, 2 value
-        if pairs.get(1) == b"location" and isinstance(pairs.get(2), bytes):
-            yield pairs[2].decode("utf-8", errors="surrogateescape")
+        value = pairs.get(2)
+        if pairs.get(1) == b"location" and isinstance(value, bytes):
+            yield value.decode("utf-8", errors="surrogateescape")
 
 
 def _sparse_locations(sparse: bytes) -> Iterator[str]:

@@ -99,7 +99,7 @@ def _clean(g: np.ndarray, level: np.ndarray, out_hw: tuple[int, int]) -> np.ndar
         diff = (g[o].astype(np.float32) - level[o, None, None]) * sign[:, None, None]  # levels above the background
         ink[o] = _to_u8(np.clip(diff * (scale[o] / div[o])[:, None, None], 0.0, 1.0) * (diff > 0.5))
     mask = ink > 0  # (M, H, W): a pixel is ink when it is off the background level
-    rows, cols = mask.any(axis=2), mask.any(axis=1)  # (M, H), (M, W)
+    rows, cols = np.asarray(mask.any(axis=2)), np.asarray(mask.any(axis=1))  # (M, H), (M, W) bool
     top, left = rows.argmax(axis=1), cols.argmax(axis=1)
     bottom, right = h - rows[:, ::-1].argmax(axis=1), w - cols[:, ::-1].argmax(axis=1)
     has_ink = (peak >= MIN_INK) & rows.any(axis=1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -134,7 +135,7 @@ def _with_alpha(im: Image.Image) -> Image.Image | None:
     if im.mode not in ("RGBA", "LA", "PA"):
         return None
     la = im.convert("LA")
-    lo, _ = la.getchannel("A").getextrema()
+    lo, _ = cast("tuple[int, int]", la.getchannel("A").getextrema())  # (min, max) alpha of a one-band image
     return la if lo < 255 else None
 
 
@@ -232,7 +233,7 @@ def preprocess_batch(
             if isinstance(r, np.ndarray):
                 by_shape.setdefault(r.shape, []).append(i)
         for members in by_shape.values():
-            done = mnist_digits(np.stack([results[i] for i in members]), (h, w))  # (n, H, W) uint8
+            done = mnist_digits(np.stack([cast(np.ndarray, results[i]) for i in members]), (h, w))  # (n, H, W) uint8
             for i, px in zip(members, done, strict=False):
                 # a blank page comes out all black, and a model asked about a black field still names a
                 # digit, often confidently: say there is none instead of guessing

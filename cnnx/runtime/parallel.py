@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -47,7 +48,8 @@ def _work(chunk: list[ImageSource]) -> tuple[np.ndarray | None, list[int], dict[
     results = preprocess_batch(chunk, _spec, _recipe)
     good = [i for i, r in enumerate(results) if not isinstance(r, ImageError)]
     errors = {i: str(r) for i, r in enumerate(results) if isinstance(r, ImageError)}
-    return (np.stack([results[i] for i in good]) if good else None), good, errors  # one array pickles fast
+    stacked = np.stack([cast(np.ndarray, results[i]) for i in good]) if good else None
+    return stacked, good, errors  # one array pickles fast
 
 
 def decode(
@@ -65,7 +67,9 @@ def decode(
         for (position, chunk), (stacked, good, errors) in zip(
             chunks, pool.imap(_work, [c for _, c in chunks]), strict=False
         ):
-            decoded: Decoded = [ImageError(errors[i]) if i in errors else None for i in range(len(chunk))]
+            decoded: list[np.ndarray | ImageError | None] = [
+                ImageError(errors[i]) if i in errors else None for i in range(len(chunk))
+            ]
             for row, i in enumerate(good):
-                decoded[i] = stacked[row]
-            yield position, chunk, decoded
+                decoded[i] = cast(np.ndarray, stacked)[row]  # stacked holds every good image
+            yield position, chunk, cast(Decoded, decoded)  # every position filled

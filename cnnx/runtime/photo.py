@@ -84,7 +84,16 @@ def background_surface(g: np.ndarray) -> np.ndarray:
     h, w = g.shape
     med, yy, xx = _block_medians(g)
     terms = _quadratic_terms(yy, xx, h, w)  # (blocks, 6)
-    keep = np.ones(len(med), dtype=bool)
+    # start from a flat paper level, not from a fit to every block: a heavy digit that covers
+    # many blocks (a marker stroke, the digit large in the frame) would tilt a first least-squares
+    # fit towards the ink, and the refits from there. The level is the median of the outer ring of
+    # blocks: a digit may cover half of all blocks, but it touches the border only here and there
+    ring = (yy == yy.min()) | (yy == yy.max()) | (xx == xx.min()) | (xx == xx.max())
+    resid = med - float(median(med[ring]))
+    start_spread = _MAD_TO_SIGMA * float(median(np.abs(resid[ring])))
+    keep = np.abs(resid) <= max(2.5 * start_spread, 2.0)
+    if keep.sum() < 6:
+        keep = np.ones(len(med), dtype=bool)
     for _ in range(3):
         coef, *_ = np.linalg.lstsq(terms[keep], med[keep], rcond=None)
         resid = med - terms @ coef
@@ -131,7 +140,7 @@ def _box3(a: np.ndarray) -> np.ndarray:
 
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) of the True pixels of (H, W) ``mask``, bottom/right exclusive."""
-    rows, cols = mask.any(axis=1), mask.any(axis=0)
+    rows, cols = np.asarray(mask.any(axis=1)), np.asarray(mask.any(axis=0))  # (H,), (W,) bool
     if not rows.any():
         return None
     top, left = int(rows.argmax()), int(cols.argmax())
@@ -182,16 +191,27 @@ def _stretch(c: np.ndarray, level: float) -> np.ndarray:
     return np.clip(c * (1.0 / (255.0 if level >= FULL_INK else level)), 0.0, 1.0)
 
 
+def _noise_floor(values: np.ndarray) -> float:
+    """The level above which contrast is ink, not noise: the background's median plus 3 sigma
+    (from the median absolute deviation)."""
+    centre = float(median(values))
+    sigma = _MAD_TO_SIGMA * float(median(np.abs(values - centre)))
+    return max(centre, 0.0) + NOISE_SIGMAS * sigma
+
+
 def ink_image(g: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """One image with a non-uniform background: ink in [0, 1] (H, W) float32 and its
     crop box (top, bottom, left, right); None when it holds no ink."""
     c = ink_contrast(g)
-    some = _sample(c)[0]
-    centre = float(median(some))
-    sigma = _MAD_TO_SIGMA * float(median(np.abs(some - centre)))
-    floor = max(centre, 0.0) + NOISE_SIGMAS * sigma  # above this it is ink, not noise
     smooth = _box3(c)  # noise / 3 for white noise; strokes keep their level
     peak = float(smooth.max())
+    some = _sample(c)[0]
+    floor = _noise_floor(some)
+    if peak - floor < MIN_INK:
+        # a heavy marker digit large in the frame can cover half of the picture and pass for
+        # noise: the same statistics once more without the strokes' core
+        quiet = some[some < 0.5 * peak]
+        floor = _noise_floor(quiet) if quiet.size >= some.size // 4 else floor
     if peak - floor < MIN_INK:
         return None
     confident = smooth > floor + CONFIDENT_FRACTION * (peak - floor)

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class _Namer:
     """File names for --save-preprocessed: the source's stem, made unique within one run."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder, self.used = Path(folder), set()
+        self.folder, self.used = Path(folder), set[str]()
 
     def __call__(self, source: ImageSource, position: int) -> Path:
         stem = Path(source).stem if isinstance(source, (str, Path)) else f"image-{position}"
@@ -226,9 +226,9 @@ class Classifier:
         """
         if errors not in ("raise", "keep"):
             raise ConfigError(f"errors must be 'raise' or 'keep', got {errors!r}")
-        if isinstance(images, (str, Path, np.ndarray)) or hasattr(images, "getpixel"):
-            images = [images]  # type: ignore[list-item]
-        results = list(self.iter_predict(images, top_k=top_k, save_dir=save_dir))  # type: ignore[arg-type]
+        many = not (isinstance(images, (str, Path, np.ndarray)) or hasattr(images, "getpixel"))
+        batch = cast("Iterable[ImageSource]", images) if many else [cast(ImageSource, images)]
+        results = list(self.iter_predict(batch, top_k=top_k, save_dir=save_dir))
         if errors == "raise":
             bad = next((p for p in results if p.error), None)
             if bad is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnx.core.contract import OUTPUT_NAME, first_line
+from cnnx.core.contract import OUTPUT_NAME, first_line, is_torch_file
 from cnnx.core.errors import ModelFileError
 from cnnx.core.machine import physical_cores
 from cnnx.core.onnxio import open_session
@@ -31,6 +31,11 @@ class OnnxModel:
             raise ModelFileError(f"threads must be 0 (automatic) or more, got {threads}")
         if not self.path.is_file():
             raise ModelFileError(f"no model file at {self.path}", "give the path of an exported .onnx file")
+        if is_torch_file(self.path):
+            raise ModelFileError(
+                f"{self.path} is a PyTorch file, not an ONNX model",
+                f"export it first: cnnx export {self.path}, then give the .onnx file it writes",
+            )
         self.threads = physical_cores() if not threads else int(threads)
         try:
             self.session = open_session(self.path, self.threads)

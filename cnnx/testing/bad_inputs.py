@@ -24,6 +24,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -324,7 +325,7 @@ def _set_meta(key: str, value: str) -> Callable[[object, Path], None]:
     return edit
 
 
-def external(proto: object, folder: Path, location: str, data_file: Path, model_file: Path) -> bool:
+def external(proto: Any, folder: Path, location: str, data_file: Path, model_file: Path) -> bool:
     """Save ``proto`` as ``model_file`` with every weight in ``data_file``, referred to as ``location``."""
     import onnx
     from onnx.external_data_helper import convert_model_to_external_data
@@ -336,11 +337,11 @@ def external(proto: object, folder: Path, location: str, data_file: Path, model_
     data_file.parent.mkdir(parents=True, exist_ok=True)
     if data_file != model_file.parent / "weights.bin":
         os.replace(model_file.parent / "weights.bin", data_file)
-    for tensor in proto.graph.initializer:  # type: ignore[attr-defined]
+    for tensor in proto.graph.initializer:
         for entry in tensor.external_data:
             if entry.key == "location":
                 entry.value = location
-    model_file.write_bytes(proto.SerializeToString())  # type: ignore[attr-defined]
+    model_file.write_bytes(proto.SerializeToString())
     return True
 
 

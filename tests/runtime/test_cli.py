@@ -139,7 +139,44 @@ def test_globs_and_folders_expand_and_a_pattern_matching_nothing_fails(onnx_mode
         str(p) for p in digit_pngs.glob("000*_7.png")
     }
     code, _, err = _cli("infer", str(digit_pngs / "nothing-*.png"), "--model", str(onnx_model))
-    assert code == 2 and "no file matches this pattern" in err
+    assert code == 1 and "no file matches this pattern" in err
+
+
+def test_one_exit_code_for_inputs_that_cannot_be_classified(onnx_model, tmp_path):
+    """1 for any input that cannot be classified (missing file, empty folder, pattern matching
+    nothing), whether or not other inputs were; 2 only for a bad model or option."""
+    (tmp_path / "empty").mkdir()
+    for arg in ("missing.png", str(tmp_path / "empty"), str(tmp_path / "none-*.png")):
+        proc = run_cli("infer", arg, "--model", str(onnx_model))
+        assert proc.returncode == 1, (arg, proc.stderr)
+        assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    proc = run_cli("infer", str(tmp_path / "empty"), "--model", str(tmp_path / "no-model.onnx"))
+    assert proc.returncode == 2
+
+
+def test_top_k_beyond_the_classes_lists_and_says_every_class(onnx_model, digit_pngs):
+    code, out, _ = _cli("infer", str(digit_pngs / "0000_7.png"), "--model", str(onnx_model), "--top-k", "20")
+    header, row = out.splitlines()
+    assert header.endswith("top-10") and len(row.split()) == 3 + 2 * 10
+
+
+def test_save_preprocessed_says_where_it_wrote(onnx_model, digit_pngs, tmp_path):
+    out_dir = tmp_path / "seen"
+    images = [str(digit_pngs / "0000_7.png"), str(digit_pngs / "0001_2.png")]
+    proc = run_cli("infer", *images, "--model", str(onnx_model), "--json", "--save-preprocessed", str(out_dir))
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2  # stdout stays machine-readable
+    assert proc.stderr.strip() == f"wrote 2 preprocessed images to {out_dir}"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["0000_7.png", "0001_2.png"]
+
+
+def test_a_checkpoint_given_as_model_says_to_export_it(trained_run, digit_pngs):
+    checkpoint = trained_run / "best.pt"
+    proc = run_cli("infer", str(digit_pngs / "0000_7.png"), "--model", str(checkpoint))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (
+        f"error: {checkpoint} is a PyTorch file, not an ONNX model (export it first: "
+        f"cnnx export {checkpoint}, then give the .onnx file it writes)"
+    )
 
 
 def test_infer_on_png_digits_scores_what_eval_scores_on_the_idx_files(onnx_model, digit_pngs, mini_mnist):

@@ -12,7 +12,7 @@ from cnnx.core.idx import read_idx
 from cnnx.core.spec import ModelSpec
 from cnnx.runtime.digit import mnist_digit, mnist_digits
 from cnnx.runtime.image import open_image, preprocess, preprocess_batch, save_preprocessed
-from cnnx.testing.photolike import photo_like
+from cnnx.testing.photolike import marker_like, photo_like
 
 SPEC = ModelSpec(
     arch="t",
@@ -184,6 +184,22 @@ def test_photo_like_digits_come_out_like_mnist(digits):
     rng = np.random.default_rng(3)
     scores = [_close(preprocess(photo_like(images[i], rng), SPEC)[0], images[i]) for i in range(20)]
     assert np.median(scores) > 0.85 and min(scores) > 0.6, scores
+
+
+def test_heavy_marker_digits_large_in_the_frame_are_found(digits, tmp_path):
+    """A thick marker digit filling much of a JPEG of evenly lit paper covers up to half the
+    picture: it must not be taken for the background and the photo refused as blank."""
+    images, _ = digits
+    rng = np.random.default_rng(11)
+    paths = []
+    for i in range(40):
+        paths.append(tmp_path / f"{i}.jpg")
+        marker_like(images[i], rng).save(paths[-1], quality=int(rng.integers(75, 95)))
+    results = preprocess_batch(paths, SPEC)
+    refused = [str(r) for r in results if isinstance(r, ImageError)]
+    assert not refused, refused
+    scores = [_close(r[0], images[i]) for i, r in enumerate(results)]
+    assert np.median(scores) > 0.7, scores  # the strokes are thicker than MNIST's: the shape must still match
 
 
 def test_a_shadow_over_a_corner_does_not_take_the_crop(digits):

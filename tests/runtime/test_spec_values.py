@@ -39,6 +39,7 @@ def test_impossible_spec_values_are_one_line_errors(shipped_model: Path, tmp_pat
         assert len(lines) == 1 and lines[0].startswith(f"error: {model}"), proc.stderr
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:FutureWarning")  # making the file, not cnnx
 def test_a_torchscript_spec_that_is_not_an_object_names_the_file(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE
