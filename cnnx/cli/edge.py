@@ -8,50 +8,9 @@ from typing import Any
 import click
 
 from cnnx.cli import emit_json, floats_option, main, names_option, size_option
+from cnnx.cli.console import Console
 
 # ---------------------------------------------------------------- infer, eval (edge runtime: no torch)
-
-
-class _Console:
-    """Output for long runs: stdout lines are written a block at a time (one write per
-    batch, not per image), and a progress bar shows on stderr; while it shows on a
-    terminal, lines that would cut through it are held back until it finishes."""
-
-    def __init__(self, total: int, show: bool | None, label: str) -> None:
-        show = sys.stderr.isatty() and total > 1000 if show is None else show
-        self.bar = click.progressbar(length=total, label=label, file=sys.stderr) if show else None
-        self.hold = self.bar is not None and sys.stdout.isatty()
-        self.out: list[str] = []
-        self.err: list[str] = []
-
-    def __enter__(self) -> _Console:
-        if self.bar is not None:
-            self.bar.__enter__()
-        return self
-
-    def echo(self, line: str, err: bool = False) -> None:
-        if err and self.bar is None:
-            click.echo(line, err=True)
-        else:
-            (self.err if err else self.out).append(line)
-
-    def advance(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-        if not self.hold and len(self.out) >= 256:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.out:
-            click.echo("\n".join(self.out))
-            self.out.clear()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        self.flush()
-        for line in self.err:
-            click.echo(line, err=True)
 
 
 def _edge_env() -> None:
@@ -196,7 +155,7 @@ def _classifier(
 def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progress: bool | None) -> int:
     """Print one line (or JSON object, or CSV row) per image; the number of images that failed."""
     failed = 0
-    with _Console(len(paths), progress, "classifying") as console:
+    with Console(len(paths), progress, "classifying") as console:
         header = out.header()
         if header:
             console.echo(header)
@@ -288,7 +247,7 @@ def eval_cmd(
     net = open_model(path, **options)  # threads, and --mean/--std/--size/--classes for a file without a spec
     data = load_labelled(data_dir, net.spec, split)
     recipe = None if preprocess == "auto" else "plain"
-    with _Console(len(data), progress, "evaluating") as console:
+    with Console(len(data), progress, "evaluating") as console:
         result = evaluate(net, data, batch_size, recipe, progress=console.advance, model_name=str(path))
     drawn = _draw(result, f"{path.name} on {data_dir}", **pictures)
     for line in result.failed:

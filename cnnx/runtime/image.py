@@ -46,45 +46,58 @@ def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
         return source
     if isinstance(source, np.ndarray):
         return _from_array(source)
-    path = source  # a str is opened as it is: pathlib costs microseconds a file
     try:
-        # the file is opened here, not by Pillow: Pillow leaves it open when a decoder fails
-        # part-way, which over a folder of broken files would run out of file handles
-        with open(path, "rb") as fp, warnings.catch_warnings():
-            # Pillow warns about damaged metadata (EXIF, ICC, text chunks) while the pixels are fine:
-            # that would be lines of noise on the CLI's stderr
-            warnings.simplefilter("ignore")
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(fp)
-            if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
-                # checked again here: catch_warnings is not thread-safe, and callers decode in threads
-                raise Image.DecompressionBombError(f"{im.width}x{im.height}")
-            if draft_size and im.format == "JPEG" and max(im.size) > 2 * draft_size:
-                r = draft_size / max(im.size)
-                im.draft(None, (max(1, int(im.size[0] * r)), max(1, int(im.size[1] * r))))
-            im.load()  # the first frame of an animation: what a viewer shows first
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder, not an image") from None
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
-    except UnidentifiedImageError:
+        im = _read(source, draft_size)  # a str is opened as it is: pathlib costs microseconds a file
+    except Exception as exc:  # every decoder failure becomes one line naming the file
+        raise _unreadable(source, exc) from None
+    return _upright(im)
+
+
+def _read(path: str | Path, draft_size: int | None) -> Image.Image:
+    """Decode the first frame of ``path`` with Pillow's pixel limit as a hard error."""
+    # the file is opened here, not by Pillow: Pillow leaves it open when a decoder fails
+    # part-way, which over a folder of broken files would run out of file handles
+    with open(path, "rb") as fp, warnings.catch_warnings():
+        # Pillow warns about damaged metadata (EXIF, ICC, text chunks) while the pixels are fine:
+        # that would be lines of noise on the CLI's stderr
+        warnings.simplefilter("ignore")
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse both
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        im = Image.open(fp)
+        if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+            # checked again here: catch_warnings is not thread-safe, and callers decode in threads
+            raise Image.DecompressionBombError(f"{im.width}x{im.height}")
+        if draft_size and im.format == "JPEG" and max(im.size) > 2 * draft_size:
+            r = draft_size / max(im.size)
+            im.draft(None, (max(1, int(im.size[0] * r)), max(1, int(im.size[1] * r))))
+        im.load()  # the first frame of an animation: what a viewer shows first
+    return im
+
+
+def _unreadable(path: str | Path, exc: Exception) -> ImageError:
+    """The one-line ImageError for a file that ``_read`` could not decode."""
+    if isinstance(exc, FileNotFoundError):
+        return ImageError(f"{path}: no such file")
+    if isinstance(exc, IsADirectoryError):
+        return ImageError(f"{path}: is a folder, not an image")
+    if isinstance(exc, PermissionError):
+        return ImageError(f"{path}: permission denied")
+    if isinstance(exc, UnidentifiedImageError):
         empty = Path(path).is_file() and Path(path).stat().st_size == 0
-        what = "empty file" if empty else "not an image Pillow can read"
-        raise ImageError(f"{path}: {what}") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(
-            f"{path}: too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels)",
-            "shrink it first",
-        ) from None
-    except MemoryError:
-        raise ImageError(f"{path}: too large to decode in the memory available", "shrink it first") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc, 200)})") from None
-    except Exception as exc:  # Pillow's parsers meet hostile bytes with TypeError, IndexError, struct.error ...
-        raise ImageError(f"{path}: corrupt image ({type(exc).__name__}: {first_line(exc, 200)})") from None
+        return ImageError(f"{path}: {'empty file' if empty else 'not an image Pillow can read'}")
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        limit = f"over {Image.MAX_IMAGE_PIXELS:,} pixels"
+        return ImageError(f"{path}: too large to decode safely ({limit})", "shrink it first")
+    if isinstance(exc, MemoryError):
+        return ImageError(f"{path}: too large to decode in the memory available", "shrink it first")
+    if isinstance(exc, (OSError, SyntaxError, ValueError, EOFError)):
+        return ImageError(f"{path}: corrupt or truncated image ({first_line(exc, 200)})")
+    # Pillow's parsers meet hostile bytes with TypeError, IndexError, struct.error ...
+    return ImageError(f"{path}: corrupt image ({type(exc).__name__}: {first_line(exc, 200)})")
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says; as stored when there is none, or it is broken."""
     if "exif" in im.info or "Raw profile type exif" in im.info or im.format in ("TIFF", "MPO"):
         try:
             with warnings.catch_warnings():
