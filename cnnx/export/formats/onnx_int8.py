@@ -10,7 +10,7 @@ the gate. Dynamic quantisation is not offered: it re-measures activation ranges 
 every call and is several times slower than fp32 for small conv nets.
 
 The result is an ordinary ONNX file with the same input/output contract; its
-spec says ``extra.precision = "int8"``.
+spec's extra says precision "int8" (``Extra.PRECISION``) and how it was quantised.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from torch import nn
 
 from cnnx.core.contract import INPUT_NAME, first_line
 from cnnx.core.errors import ModelFileError
-from cnnx.core.spec import ModelSpec
+from cnnx.core.spec import Extra, ModelSpec
 from cnnx.export.formats import onnx_fp32 as onnx_format
 
 SUFFIX = ".int8.onnx"
@@ -103,23 +103,20 @@ def export(
         finally:
             root.setLevel(level)
     fp32_spec = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
-    spec = spec.replace(
-        versions=fp32_spec.versions,
-        extra={
-            **spec.extra,
-            **{k: v for k, v in fp32_spec.extra.items() if k in ("opset", "exporter")},
-            "format": "onnx",
-            "precision": "int8",
-            "opset": onnx_format.opset_of(proto),
-            "quantization": {
-                "format": "QDQ",
-                "weights": f"int8 {method}",
-                "activations": "uint8",
-                "calibration": "minmax",
-                "calibration_images": int(len(calibration)),
-            },
+    made = {
+        Extra.FORMAT: "onnx",
+        Extra.PRECISION: "int8",
+        Extra.OPSET: onnx_format.opset_of(proto),
+        Extra.QUANTIZATION: {
+            "format": "QDQ",
+            "weights": f"int8 {method}",
+            "activations": "uint8",
+            "calibration": "minmax",
+            "calibration_images": int(len(calibration)),
         },
-    )
+    }
+    exporter = {k: v for k, v in fp32_spec.extra.items() if k == Extra.EXPORTER}  # what made the fp32 graph
+    spec = spec.replace(versions=fp32_spec.versions, extra={**spec.extra, **exporter, **made})
     onnx_format.name_batch_axis(proto)
     return onnx_format.write_model(proto, spec, path)
 
