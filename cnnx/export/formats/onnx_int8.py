@@ -59,6 +59,52 @@ class _Images(CalibrationDataReader):
         self._it = iter(self.batches)
 
 
+def _quantise(source: Path, calibration: np.ndarray, method: str, work: Path) -> onnx.ModelProto:
+    """The QDQ int8 graph of the fp32 file ``source``, made in the folder ``work``; ModelFileError if it cannot be."""
+    root = logging.getLogger()
+    level = root.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root.setLevel(logging.ERROR)  # the quantiser logs advice at WARNING on the root logger
+        try:
+            pre, out = work / "pre.onnx", work / "int8.onnx"
+            quant_pre_process(str(source), str(pre))
+            quantize_static(
+                str(pre),
+                str(out),
+                _Images(calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=method == "per-channel",
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            return onnx.load(str(out))
+        except Exception as exc:  # the quantiser raises assorted errors for graphs it cannot handle
+            first = first_line(exc)
+            raise ModelFileError(f"onnxruntime quantisation ({method}) failed: {first[:300]}") from None
+        finally:
+            root.setLevel(level)
+
+
+def _int8_spec(spec: ModelSpec, fp32: ModelSpec, proto: onnx.ModelProto, method: str, images: int) -> ModelSpec:
+    """``spec`` as the int8 file carries it: the fp32 file's versions and exporter, and how it was quantised."""
+    made = {
+        Extra.FORMAT: "onnx",
+        Extra.PRECISION: "int8",
+        Extra.OPSET: onnx_format.opset_of(proto),
+        Extra.QUANTIZATION: {
+            "format": "QDQ",
+            "weights": f"int8 {method}",
+            "activations": "uint8",
+            "calibration": "minmax",
+            "calibration_images": images,
+        },
+    }
+    exporter = {k: v for k, v in fp32.extra.items() if k == Extra.EXPORTER}  # what made the fp32 graph
+    return spec.replace(versions=fp32.versions, extra={**spec.extra, **exporter, **made})
+
+
 def export(
     model: nn.Module,
     spec: ModelSpec,
@@ -77,48 +123,11 @@ def export(
     if source is None or calibration is None or not len(calibration):
         raise ModelFileError("int8 quantisation needs the fp32 ONNX export and calibration images")
     path = Path(path)
-    root = logging.getLogger()
-    level = root.level
-    with tempfile.TemporaryDirectory(prefix=".cnnx-int8-", dir=path.parent) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        root.setLevel(logging.ERROR)  # the quantiser logs advice at WARNING on the root logger
-        try:
-            pre = Path(tmp) / "pre.onnx"
-            quant_pre_process(str(source), str(pre))
-            out = Path(tmp) / "int8.onnx"
-            quantize_static(
-                str(pre),
-                str(out),
-                _Images(calibration),
-                quant_format=QuantFormat.QDQ,
-                per_channel=method == "per-channel",
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-            )
-            proto = onnx.load(str(out))
-        except Exception as exc:  # the quantiser raises assorted errors for graphs it cannot handle
-            first = first_line(exc)
-            raise ModelFileError(f"onnxruntime quantisation ({method}) failed: {first[:300]}") from None
-        finally:
-            root.setLevel(level)
-    fp32_spec = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
-    made = {
-        Extra.FORMAT: "onnx",
-        Extra.PRECISION: "int8",
-        Extra.OPSET: onnx_format.opset_of(proto),
-        Extra.QUANTIZATION: {
-            "format": "QDQ",
-            "weights": f"int8 {method}",
-            "activations": "uint8",
-            "calibration": "minmax",
-            "calibration_images": int(len(calibration)),
-        },
-    }
-    exporter = {k: v for k, v in fp32_spec.extra.items() if k == Extra.EXPORTER}  # what made the fp32 graph
-    spec = spec.replace(versions=fp32_spec.versions, extra={**spec.extra, **exporter, **made})
+    with tempfile.TemporaryDirectory(prefix=".cnnx-int8-", dir=path.parent) as tmp:
+        proto = _quantise(Path(source), calibration, method, Path(tmp))
+    fp32 = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
     onnx_format.name_batch_axis(proto)
-    return onnx_format.write_model(proto, spec, path)
+    return onnx_format.write_model(proto, _int8_spec(spec, fp32, proto, method, len(calibration)), path)
 
 
 load = onnx_format.load
