@@ -56,6 +56,7 @@ def cli_export(checkpoint: str, out: Path, data_dir: str | None, *args: str) -> 
 def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
     """Quantise the same fp32 file per channel and per tensor; gate numbers for each."""
     from cnnx.core.errors import ParityError
+    from cnnx.core.spec import Extra
     from cnnx.export import parity
     from cnnx.export import parity_data as images
     from cnnx.export.formats import onnx_fp32 as onnx_format
@@ -63,26 +64,19 @@ def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
 
     model = onnx_format.load(fp32, threads=1)
     spec = model.spec()  # minus the fp32 file's own parity record; these files carry none of theirs either
-    spec = spec.replace(extra={k: v for k, v in spec.extra.items() if k not in ("parity", "rejected")})
+    spec = spec.replace(extra={k: v for k, v in spec.extra.items() if k not in Extra.CHECK})
     data = images.load_images(spec, Path(data_dir) if data_dir else None)
-    base = parity.run_all(model.run, data)
+    base = parity.Candidate("onnx", parity.run_all(model.run, data), size=fp32.stat().st_size)
     rows = {}
     for method in quantize.METHODS:
         path = tmp / f"{method}.int8.onnx"
         quantize.export(None, spec, path, method=method, built={"onnx": fp32}, calibration=data.calibration)
         outputs = parity.run_all(onnx_format.load(path, threads=1).run, data)
+        int8 = parity.Candidate("onnx-int8", outputs, size=path.stat().st_size)
         try:
-            summary = parity.check(
-                "onnx-int8",
-                outputs,
-                base,
-                data,
-                baseline=base,
-                size=path.stat().st_size,
-                baseline_size=fp32.stat().st_size,
-            )
+            summary = parity.check(int8, base.outputs, data, baseline=base)
         except ParityError as exc:
-            summary = {**exc.summary, "error": exc.message}  # type: ignore[attr-defined]
+            summary = {**exc.summary, "error": exc.message}
         rows[method] = {"size_bytes": path.stat().st_size, **summary}
     return rows
 
@@ -90,9 +84,9 @@ def int8_methods(fp32: Path, data_dir: str | None, tmp: Path) -> dict[str, Any]:
 def latency(checkpoint: str, files: dict[str, Path], threads: list[int]) -> list[dict[str, Any]]:
     import torch
 
-    from cnnx.export import parity
     from cnnx.export.formats import onnx_fp32 as onnx_format
     from cnnx.export.source import load_source
+    from cnnx.train.runner import TorchRunner
 
     model = load_source(Path(checkpoint)).model
     rng = np.random.default_rng(0)
@@ -100,7 +94,7 @@ def latency(checkpoint: str, files: dict[str, Path], threads: list[int]) -> list
     for n in threads:
         torch.set_num_threads(n)
         runners = {
-            "torch eager": parity.torch_runner(model),
+            "torch eager": TorchRunner(model).run,
             **{name: onnx_format.load(path, threads=n).run for name, path in files.items()},
         }
         for batch in BATCHES:

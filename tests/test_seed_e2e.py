@@ -35,29 +35,33 @@ from tests.support.seed_nets import Module, lenet  # noqa: E402
 def test_weights_saved_by_the_seed_scripts_export_and_run(tmp_path: Path, arch: str, seed_class, shape) -> None:
     from PIL import Image
 
+    from cnnx.core.contract import normalise
+    from cnnx.core.spec import ModelSpec
+    from cnnx.runtime.image import preprocess
+
     torch.manual_seed(0)
+    model = seed_class().eval()
     path = tmp_path / "their.pth"
-    torch.save(seed_class().state_dict(), path)  # what the seed script's torch.save(model.state_dict()) writes
+    torch.save(model.state_dict(), path)  # what the seed script's torch.save(model.state_dict()) writes
     # parity images: generated CIFAR-10 for the colour network, the shipped MNIST sample for LeNet
     data = ["--data-dir", str(write_cifar10(tmp_path / "cifar", per_batch=4, test=40))] if shape[0] == 3 else []
-    proc = run_cli(
-        "export",
-        str(path),
-        "--arch",
-        arch,
-        "--format",
-        "all",
-        "--out",
-        str(tmp_path / "exp"),
-        "--json",
-        *data,
-        check=True,
-    )
-    assert all(r["passed"] for r in json.loads(proc.stdout)["formats"].values())
+    out = tmp_path / "exp"
+    args = ("--arch", arch, "--format", "all", "--out", str(out), "--json", *data)
+    report = json.loads(run_cli("export", str(path), *args, check=True).stdout)
+    assert sorted(p.name for p in out.iterdir()) == ["parity.json", "their.onnx", "their.torchscript"]
+    spec = ModelSpec.from_dict(report["spec"])
+    assert (spec.arch, spec.input_shape, spec.num_classes) == (arch, shape, 10)
     img = tmp_path / "img.png"
     if shape[0] == 1:  # the digit recipe refuses a blank page ("no digit found"): a real digit
         img = REPO / "cnnx" / "samples" / "digits" / "mnist-3.png"
     else:
         Image.fromarray(np.full((shape[1], shape[2], 3), 128, np.uint8)).save(img)
-    (result,) = infer_json(tmp_path / "exp" / "their.onnx", img)
-    assert len(result["top_k"]) == 3 and 0 < result["probability"] <= 1
+    (result,) = infer_json(out / "their.onnx", img)
+    # what the seed's own class says about the same pixels, prepared by the runtime's recipe from the spec
+    x = normalise(preprocess(img, spec)[None], spec.mean, spec.std)  # (1, C, H, W) float32
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(x)), 1)[0].numpy()  # (10,)
+    assert [r["label"] for r in result["top_k"]] == [spec.classes[i] for i in np.argsort(-probs)[:3]]
+    assert [r["probability"] for r in result["top_k"]] == pytest.approx(np.sort(probs)[::-1][:3].tolist(), abs=1e-5)
+    assert result["label"] == spec.classes[int(probs.argmax())]
+    assert result["probability"] == pytest.approx(float(probs.max()), abs=1e-5)

@@ -22,46 +22,40 @@ def _size(n: int) -> str:
     return f"{n / 1024:.1f} KB" if n < 2**20 else f"{n / 2**20:.2f} MB"
 
 
-def render(result: dict[str, Any]) -> str:
-    """What ``cnnx bench`` prints: one row per format, the target ratios, the setting they were measured in."""
-    rows = [
-        [
-            "format",
-            "size",
-            "accuracy",
-            "b1 p50 us",
-            "b1 p99 us",
-            "b64 img/s",
-            "b1024 img/s",
-            "load ms",
-            "peak MB",
-            "cold start s",
-        ]
+# the table's columns; b1 = batch 1, p50/p99 = percentiles of one call's wall time
+COLUMNS = [
+    "format",
+    "size",
+    "accuracy",
+    "b1 p50 us",
+    "b1 p99 us",
+    "b64 img/s",
+    "b1024 img/s",
+    "load ms",
+    "peak MB",
+    "cold start s",
+]
+
+
+def _row(r: dict[str, Any]) -> list[str]:
+    """One benchmarked format's cells, in ``COLUMNS`` order."""
+    lat, tp = r["latency_ms"], r["throughput"]
+    return [
+        r["label"],
+        _size(r["size_bytes"]),
+        f"{100 * r['accuracy']:.2f}%",
+        f"{1000 * lat['p50_ms']:.0f}",
+        f"{1000 * lat['p99_ms']:.0f}",
+        f"{tp['64']['images_per_s']:,.0f}",
+        f"{tp['1024']['images_per_s']:,.0f}",
+        f"{r['load_ms']:.1f}",
+        f"{r['peak_rss_mb']:.0f}",
+        f"{r['cold_start']['seconds']:.2f}",
     ]
-    notes = []
-    for r in result["formats"].values():
-        if not r["ok"]:
-            rows.append([r["label"], *["-"] * (len(rows[0]) - 1)])
-            notes.append(f"{r['label']}: not benchmarked: {r['reason']}")
-            continue
-        lat, tp = r["latency_ms"], r["throughput"]
-        rows.append(
-            [
-                r["label"],
-                _size(r["size_bytes"]),
-                f"{100 * r['accuracy']:.2f}%",
-                f"{1000 * lat['p50_ms']:.0f}",
-                f"{1000 * lat['p99_ms']:.0f}",
-                f"{tp['64']['images_per_s']:,.0f}",
-                f"{tp['1024']['images_per_s']:,.0f}",
-                f"{r['load_ms']:.1f}",
-                f"{r['peak_rss_mb']:.0f}",
-                f"{r['cold_start']['seconds']:.2f}",
-            ]
-        )
-    m, img = result["machine"], result["images"]
-    where = "the sample shipped with cnnx" if img["sample"] else img["folder"]
-    lines = [table(rows), ""]
+
+
+def _target_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
     for key, what in (
         ("onnx_latency_vs_eager", "ONNX Runtime fp32 batch-1 latency / eager"),
         ("onnx_throughput_1024_vs_eager", "ONNX Runtime fp32 batch-1024 throughput / eager"),
@@ -69,7 +63,22 @@ def render(result: dict[str, Any]) -> str:
         t = result["targets"][key]
         if t["value"] is not None:
             lines.append(f"{what}: {t['value']:.2f}x (target {t['target']}: {'met' if t['met'] else 'NOT met'})")
-    lines += notes
+    return lines
+
+
+def render(result: dict[str, Any]) -> str:
+    """What ``cnnx bench`` prints: one row per format, the target ratios, the setting they were measured in."""
+    rows = [COLUMNS]
+    notes = []
+    for r in result["formats"].values():
+        if r["ok"]:
+            rows.append(_row(r))
+        else:
+            rows.append([r["label"], *["-"] * (len(COLUMNS) - 1)])
+            notes.append(f"{r['label']}: not benchmarked: {r['reason']}")
+    m, img = result["machine"], result["images"]
+    where = "the sample shipped with cnnx" if img["sample"] else img["folder"]
+    lines = [table(rows), "", *_target_lines(result), *notes]
     lines += [
         "",
         f"accuracy on {img['images']:,} {img['dataset']} test images ({where}); every format on "

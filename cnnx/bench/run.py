@@ -1,8 +1,8 @@
 """``cnnx bench``: the formats a model can ship as, compared on this CPU.
 
 One core function, ``benchmark``. It makes sure the checkpoint has gated exports
-(reusing the files beside it when their ``parity.json`` names this checkpoint's
-sha256, else running ``export_checkpoint``), then measures each format in fresh
+(``cnnx.bench.exports``: the files beside it that their ``parity.json`` records for
+this checkpoint, and ``export_checkpoint`` for the formats missing), then measures each format in fresh
 processes (``cnnx.bench.worker``), so no format's imports, thread pools or allocator
 weigh on another's numbers:
 
@@ -20,6 +20,7 @@ state_dict and spec with ``torch.save`` into a temporary file and times loading 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -35,14 +36,12 @@ from typing import Any
 import numpy as np
 
 import cnnx
-from cnnx.core.contract import PARITY_FILE
+from cnnx.bench.exports import ExportRequest, gated_exports
 from cnnx.core.errors import ConfigError, ModelFileError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.machine import machine_info, usable_cores
-from cnnx.export import FORMATS, ExportOptions, export_checkpoint
 from cnnx.export import parity_data as images
 from cnnx.export.source import Source, load_source
-from cnnx.train.checkpoint import file_sha256
 
 # what is benchmarked, in table order: name -> the row's label
 LABELS: dict[str, str] = {
@@ -51,7 +50,6 @@ LABELS: dict[str, str] = {
     "onnx": "ONNX Runtime fp32",
     "onnx-int8": "ONNX Runtime int8",
 }
-EXPORTED = ("torchscript", "onnx", "onnx-int8")  # the formats that come from `cnnx export`
 BATCHES = (64, 1024)  # throughput batch sizes, images per call
 TARGETS = {"onnx_latency_vs_eager": ("<=", 1 / 3), "onnx_throughput_1024_vs_eager": (">=", 3.0)}
 WORKER = [sys.executable, "-m", "cnnx.bench.worker"]  # a fresh process that loads one format only
@@ -87,54 +85,6 @@ def _versions() -> dict[str, str]:
         "onnx": onnx.__version__,
         "numpy": np.__version__,
     }
-
-
-def _reusable(path: Path, sha: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Exports beside ``path`` that its parity.json records for this checkpoint, byte for byte, and the
-    formats it records as left out (int8 that missed its gate), with why."""
-    try:
-        record = json.loads((path.parent / PARITY_FILE).read_text())
-    except (OSError, ValueError):
-        return {}, {}
-    if not record.get("passed") or record.get("source", {}).get("sha256") != sha:
-        return {}, {}
-    found = {}
-    for name, f in record.get("formats", {}).items():
-        # parity.json keeps the path as the export was given it; the file is the one beside it
-        file = path.parent / (path.stem + FORMATS[name].SUFFIX) if name in FORMATS else None
-        if (
-            file is not None
-            and file.is_file()
-            and Path(f.get("file", "")).name == file.name
-            and file_sha256(file) == f.get("sha256")
-        ):
-            found[name] = {"file": file, "method": f.get("method"), "parity_accuracy": f.get("accuracy")}
-    return found, dict(record.get("skipped") or {})
-
-
-def _exports(src: Source, opts: BenchOptions, threads: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """The gated export files, exported now when those beside the checkpoint are missing or stale.
-
-    One export makes them all; an int8 file that misses its gate is left out and parity.json says
-    why, so a later bench reuses the fp32 files and reports the same reason instead of retrying.
-    """
-    found, skipped = _reusable(src.path, src.sha256)
-    if all(name in found or name in skipped for name in EXPORTED):
-        say(f"reusing {', '.join(str(f['file']) for f in found.values())} (parity.json names this checkpoint)")
-        return {"files": found, "reused": list(found), "exported": [], "skipped": skipped}
-    say(f"exporting {src.path} (the files are missing beside it)")
-    report = export_checkpoint(
-        src.path,
-        ExportOptions(
-            format="all", int8=True, int8_optional=True, data_dir=opts.data_dir, arch=opts.arch, threads=threads
-        ),
-        progress=say,
-    )
-    files = {
-        name: {"file": Path(f["file"]), "method": f["method"], "parity_accuracy": f["accuracy"]}
-        for name, f in report["formats"].items()
-    }
-    return {"files": files, "reused": [], "exported": list(files), "skipped": report["skipped"]}
 
 
 def _worker(*args: str) -> str:
@@ -173,26 +123,36 @@ def _cold_command(name: str, job: Path, file: Path, image: Path, threads: int) -
     return [*WORKER, "cold", str(job)]
 
 
-def _measure(
-    name: str, file: Path, work: Path, opts: BenchOptions, threads: int, say: Callable[[str], None]
-) -> dict[str, Any]:
+@dataclass
+class _Setting:
+    """What every format's measurement shares."""
+
+    opts: BenchOptions
+    threads: int  # intra-op threads of every format
+    work: Path  # the inputs every process reads: test images, the PNG, the job files
+    say: Callable[[str], None]
+    load_before: tuple[float, float, float]  # the machine's load average when the bench began
+
+
+def _measure(s: _Setting, name: str, file: Path) -> dict[str, Any]:
+    """One format, measured in a process of its own, then ``cold_runs`` whole-process cold starts."""
     payload = json.dumps(
         {
             "format": name,
             "file": str(file),
-            "threads": threads,
-            "seconds": opts.seconds,
+            "threads": s.threads,
+            "seconds": s.opts.seconds,
             "batches": list(BATCHES),
-            "batch_file": str(work / "batch.npy"),
-            "test_x": str(work / "test_x.npy"),
-            "test_y": str(work / "test_y.npy"),
-            "image": str(work / "digit.png"),
+            "batch_file": str(s.work / "batch.npy"),
+            "test_x": str(s.work / "test_x.npy"),
+            "test_y": str(s.work / "test_y.npy"),
+            "image": str(s.work / "digit.png"),
         }
     ).encode()
-    job = atomic_write(work / f"{name}.json", lambda f: f.write(payload))
+    job = atomic_write(s.work / f"{name}.json", lambda f: f.write(payload))
     row = json.loads(_worker("measure", str(job)))
-    cmd = _cold_command(name, job, file, work / "digit.png", threads)
-    runs = [_cold_start(cmd) for _ in range(opts.cold_runs)]
+    cmd = _cold_command(name, job, file, s.work / "digit.png", s.threads)
+    runs = [_cold_start(cmd) for _ in range(s.opts.cold_runs)]
     row["cold_start"] = {
         "seconds": float(np.median([r["seconds"] for r in runs])),
         "runs_s": [r["seconds"] for r in runs],
@@ -201,11 +161,35 @@ def _measure(
         "output": runs[0]["output"],
     }
     lat = row["latency_ms"]
-    say(
+    s.say(
         f"{LABELS[name]}: batch 1 p50 {1000 * lat['p50_ms']:.0f} us, {row['throughput']['1024']['images_per_s']:.0f} "
         f"img/s at 1024, cold start {row['cold_start']['seconds']:.2f} s"
     )
     return row
+
+
+def _rows(s: _Setting, files: dict[str, dict[str, Any]], skipped: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """One row per format, in table order: measured, or left out with why."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, label in LABELS.items():
+        if name in files:
+            f = files[name]
+            rows[name] = {
+                "label": label,
+                "ok": True,
+                "file": str(f["file"]) if name != "eager" else None,
+                "size_bytes": Path(f["file"]).stat().st_size,
+                "method": f["method"],
+                **_measure(s, name, Path(f["file"])),
+            }
+        elif name in skipped:
+            rows[name] = {"label": label, "ok": False, "reason": skipped[name]}
+    rows["eager"]["shipped_as"] = "state_dict and spec saved with torch.save (loads with weights_only=True)"
+    return rows
+
+
+def _save_npy(f: Any, array: np.ndarray) -> None:
+    np.save(f, array)
 
 
 def _workspace(src: Source, data: images.ParityData, work: Path) -> Path:
@@ -220,7 +204,7 @@ def _workspace(src: Source, data: images.ParityData, work: Path) -> Path:
         "batch": np.concatenate([data.test_x] * reps)[: max(BATCHES)],
     }  # (1024, C, H, W)
     for stem, array in arrays.items():
-        atomic_write(work / f"{stem}.npy", lambda f, a=array: np.save(f, a))
+        atomic_write(work / f"{stem}.npy", functools.partial(_save_npy, array=array))
     # the first test image back in pixels, as a PNG: the image every cold start classifies
     mean = np.asarray(src.spec.mean, np.float32).reshape(-1, 1, 1)
     std = np.asarray(src.spec.std, np.float32).reshape(-1, 1, 1)
@@ -237,52 +221,35 @@ def _ratio(rows: dict[str, Any], get: Callable[[dict[str, Any]], float]) -> floa
     return get(rows["onnx"]) / get(rows["eager"])
 
 
-def benchmark(source: Path, opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Export ``source`` if needed, measure every format, draw the chart; return the result."""
-    say = progress or (lambda _msg: None)
-    t_start, load_before = time.perf_counter(), os.getloadavg()
-    threads = opts.threads or usable_cores()
-    src = load_source(Path(source), opts.arch)
-    exports = _exports(src, opts, threads, say)
-    data = images.load_images(src.spec, Path(opts.data_dir) if opts.data_dir else None, src.train_config)
-    say(
-        f"test images: {data.source['images']} {data.source['dataset']} images from {data.source['folder']}; "
-        f"{threads} thread(s) per format, {opts.seconds:g} s per batch size"
-    )
-    work = Path(tempfile.mkdtemp(prefix="cnnx-bench-"))
-    try:
-        eager = _workspace(src, data, work)
-        files = {"eager": {"file": eager, "method": "state_dict"}, **exports["files"]}
-        rows: dict[str, Any] = {}
-        for name in LABELS:
-            if name not in files:
-                continue
-            f = files[name]
-            rows[name] = {
-                "label": LABELS[name],
-                "ok": True,
-                "file": str(f["file"]) if name != "eager" else None,
-                "size_bytes": Path(f["file"]).stat().st_size,
-                "method": f["method"],
-                **_measure(name, Path(f["file"]), work, opts, threads, say),
-            }
-        rows["eager"]["shipped_as"] = "state_dict and spec saved with torch.save (loads with weights_only=True)"
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    for name, why in exports["skipped"].items():
-        rows[name] = {"label": LABELS[name], "ok": False, "reason": why}
-    rows = {name: rows[name] for name in LABELS if name in rows}
+def _targets(rows: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, dict[str, Any]]]:
+    """(ratios, targets): ONNX fp32 against eager, and whether each meets ``TARGETS``."""
     ratios = {
         "onnx_latency_vs_eager": _ratio(rows, lambda r: r["latency_ms"]["p50_ms"]),
         "onnx_throughput_1024_vs_eager": _ratio(rows, lambda r: r["throughput"]["1024"]["images_per_s"]),
     }
-    result: dict[str, Any] = {
+    targets = {}
+    for key, (op, bound) in TARGETS.items():
+        value = ratios[key]
+        met = None if value is None else (value <= bound if op == "<=" else value >= bound)
+        targets[key] = {"target": f"{op} {bound:.3g}", "value": value, "met": met}
+    return ratios, targets
+
+
+def _result(
+    src: Source, data: images.ParityData, exports: dict[str, Any], rows: dict[str, Any], s: _Setting
+) -> dict[str, Any]:
+    ratios, targets = _targets(rows)
+    return {
         "command": None,  # how the run was asked for; the CLI fills it in
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {**machine_info(), "load_average_before": list(load_before)},
+        "machine": {
+            **machine_info(),
+            "load_average_before": list(s.load_before),
+            "load_average_after": list(os.getloadavg()),
+        },
         "versions": _versions(),
-        "threads": threads,
-        "options": asdict(opts),
+        "threads": s.threads,
+        "options": asdict(s.opts),
         "source": {
             "path": str(src.path),
             "kind": src.kind,
@@ -295,21 +262,33 @@ def benchmark(source: Path, opts: BenchOptions, progress: Callable[[str], None] 
         "exports": {"reused": exports["reused"], "exported": exports["exported"]},
         "formats": rows,
         "ratios": ratios,
-        "targets": {
-            k: {
-                "target": f"{op} {v:.3g}",
-                "value": ratios[k],
-                "met": None if ratios[k] is None else (ratios[k] <= v if op == "<=" else ratios[k] >= v),
-            }
-            for k, (op, v) in TARGETS.items()
-        },
+        "targets": targets,
     }
-    result["machine"]["load_average_after"] = list(os.getloadavg())
+
+
+def benchmark(source: Path, opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Export ``source`` if needed, measure every format, draw the chart; return the result."""
+    say = progress or (lambda _msg: None)
+    t_start, load_before = time.perf_counter(), os.getloadavg()
+    threads = opts.threads or usable_cores()
+    src = load_source(Path(source), opts.arch)
+    exports = gated_exports(src, ExportRequest(opts.data_dir, opts.arch, threads), say)
+    data = images.load_images(src.spec, Path(opts.data_dir) if opts.data_dir else None, src.train_config)
+    say(
+        f"test images: {data.source['images']} {data.source['dataset']} images from {data.source['folder']}; "
+        f"{threads} thread(s) per format, {opts.seconds:g} s per batch size"
+    )
+    s = _Setting(opts, threads, Path(tempfile.mkdtemp(prefix="cnnx-bench-")), say, load_before)
+    try:
+        eager = _workspace(src, data, s.work)
+        rows = _rows(s, {"eager": {"file": eager, "method": "state_dict"}, **exports["files"]}, exports["skipped"])
+    finally:
+        shutil.rmtree(s.work, ignore_errors=True)
+    result = _result(src, data, exports, rows, s)
+    result["plot"] = None
     if opts.plot != "":
         from cnnx.bench.report import plot
 
         result["plot"] = str(plot(result, Path(opts.plot) if opts.plot else src.path.parent / "bench.png"))
-    else:
-        result["plot"] = None
     result["wall_seconds"] = time.perf_counter() - t_start
     return result

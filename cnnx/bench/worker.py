@@ -63,39 +63,30 @@ def spawn(cmd: list[str]) -> dict[str, Any]:
 # the model/session construction alone.
 
 
-def _torch_run(module: Any) -> Run:
-    import torch
-
-    def run(x: Any) -> Any:
-        with torch.inference_mode():
-            return module(torch.from_numpy(x)).numpy()
-
-    return run
-
-
 def _load_eager(path: str, threads: int) -> tuple[Run, dict[str, Any]]:
     """What shipping eager PyTorch means: the model's code (cnnx installed) plus a weights file."""
     import torch
 
     from cnnx.train.models import build_model
+    from cnnx.train.runner import TorchRunner
 
     torch.set_num_threads(threads)
     saved = torch.load(path, map_location="cpu", weights_only=True)  # {"model": state_dict, "spec": dict}
     spec = saved["spec"]
     model = build_model(spec["arch"], len(spec["classes"]), tuple(spec["input_shape"]))
     model.load_state_dict(saved["model"])
-    return _torch_run(model.eval()), spec
+    return TorchRunner(model).run, spec
 
 
 def _load_torchscript(path: str, threads: int) -> tuple[Run, dict[str, Any]]:
     import torch
 
-    torch.set_num_threads(threads)
     from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE
+    from cnnx.train.runner import TorchRunner, load_torchscript
 
-    files = {TORCHSCRIPT_SPEC_FILE: ""}
-    module = torch.jit.load(path, map_location="cpu", _extra_files=files)
-    return _torch_run(module), json.loads(files[TORCHSCRIPT_SPEC_FILE])
+    torch.set_num_threads(threads)
+    module, spec = load_torchscript(path, TORCHSCRIPT_SPEC_FILE)  # quietly: the notice is not the bench's
+    return TorchRunner(module).run, json.loads(spec)
 
 
 def _load_onnx(path: str, threads: int) -> tuple[Run, None]:
@@ -113,8 +104,8 @@ def _load_onnx(path: str, threads: int) -> tuple[Run, None]:
 
 
 _IMPORTS: dict[str, tuple[str, ...]] = {
-    "eager": ("torch", "cnnx.train.models"),
-    "torchscript": ("torch",),
+    "eager": ("torch", "cnnx.train.models", "cnnx.train.runner"),
+    "torchscript": ("torch", "cnnx.train.runner"),
     "onnx": ("onnxruntime",),
     "onnx-int8": ("onnxruntime",),
 }
@@ -178,7 +169,7 @@ def cold(job: dict[str, Any]) -> str:
     c, h, w = spec["input_shape"]
     with Image.open(job["image"]) as img:
         img = img.convert("L" if c == 1 else "RGB")
-        img = img if img.size == (w, h) else img.resize((w, h), Image.BILINEAR)
+        img = img if img.size == (w, h) else img.resize((w, h), Image.Resampling.BILINEAR)
         px = np.asarray(img, dtype=np.uint8).reshape(1, h, w, c).transpose(0, 3, 1, 2)  # (1, C, H, W) uint8
     logits = run(normalise(px, spec["mean"], spec["std"]))  # (1, K)
     return spec["classes"][int(logits.argmax())]

@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from cnnx.cli import emit_json, floats_option, main, names_option
 from cnnx.core.errors import CnnxError
 
+T = TypeVar("T")
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def options_of(cls: type[T], params: dict[str, Any]) -> T:
+    """The options dataclass ``cls`` from a command's click parameters, one field per option of the same
+    name; fields no option sets keep their defaults. An option without a field is a mistake in cnnx."""
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field for option(s) {', '.join(unknown)}")
+    return cls(**params)
+
+
+def _shared(what: str) -> Decorator:
+    """--arch and --data-dir, which export and bench take alike; ``what`` says what the images are for."""
+
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False),
+            help=f"Dataset folder for the {what}: an image folder's new place too, if it moved. "
+            "[default: the training folder, $CNNX_DATA_DIR, else the sample shipped with cnnx]",
+        )(command)
+        return click.option("--arch", help="Architecture of a bare state_dict (cnnx checkpoints name their own).")(
+            command
+        )
+
+    return add
+
+
 # ---------------------------------------------------------------- export, inspect
 
 
 @main.command("export")
-@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("checkpoint", metavar="CHECKPOINT_OR_RUN", type=click.Path(exists=True))
 @click.option(
     "--format",
     "format",
@@ -37,16 +70,10 @@ from cnnx.core.errors import CnnxError
     show_default=True,
     help="ONNX exporter; auto tries dynamo, then the TorchScript-based (legacy) one.",
 )
-@click.option("--arch", help="Architecture of a bare state_dict (cnnx checkpoints name their own).")
+@_shared("parity images")
 @click.option("--mean", callback=floats_option, help="Per-channel mean, e.g. 0.1307. [default: the spec's]")
 @click.option("--std", callback=floats_option, help="Per-channel std, e.g. 0.3081. [default: the spec's]")
 @click.option("--classes", callback=names_option, help="Comma-separated class names. [default: the spec's]")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    help="Dataset folder for the parity images. [default: the training folder, $CNNX_DATA_DIR, "
-    "else the sample shipped with cnnx]",
-)
 @click.option(
     "--threads",
     type=int,
@@ -56,33 +83,37 @@ from cnnx.core.errors import CnnxError
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
 def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
-    """Export CHECKPOINT (a .pt, a run folder, or a bare state_dict with --arch) to ONNX/TorchScript.
+    """Export CHECKPOINT_OR_RUN (a .pt file, a run folder, or a bare state_dict with --arch) to ONNX/TorchScript.
 
-    Every file is checked against the checkpoint on real test images and random
-    inputs before it is kept; a failed check exits with code 3 and writes nothing.
+    A run folder means its best.pt (its last.pt when it has no best.pt), and the files are named
+    after the checkpoint: RUN/best.onnx, RUN/best.torchscript. Every file is checked against the
+    checkpoint on real test images and random inputs before it is kept; a failed check exits
+    with code 3 and writes nothing. parity.json beside the files keeps one record per format.
 
-    Example: cnnx export artifacts/runs/mnist/best.pt --format all
+    Example: cnnx export artifacts/runs/mnist --format all
     """
     from cnnx.export import ExportOptions, export_checkpoint
     from cnnx.export.report import render
 
     say = None if as_json else (lambda message: click.echo(message, err=True))
     try:
-        report = export_checkpoint(Path(checkpoint), ExportOptions(**options), progress=say)
+        report = export_checkpoint(Path(checkpoint), options_of(ExportOptions, options), progress=say)
     except CnnxError as exc:
-        if as_json and getattr(exc, "report", None):
+        if as_json and exc.report is not None:
             emit_json(exc.report)  # a failed gate is a result too: its numbers on stdout, exit code 3
         raise
     emit_json(report) if as_json else click.echo(render(report))
 
 
 @main.command("inspect")
-@click.argument("file", type=click.Path(exists=True))
+@click.argument("file", metavar="FILE_OR_RUN", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print what the file holds as JSON.")
 def inspect_cmd(file: str, as_json: bool) -> None:
-    """Show what FILE (.onnx, TorchScript or .pt checkpoint) holds: spec, inputs/outputs, opset, size, parity.
+    """Show what FILE_OR_RUN (.onnx, TorchScript, a .pt checkpoint, or a run folder) holds: spec,
+    inputs/outputs, opset, size, parity.
 
-    .onnx and TorchScript files are read without torch.
+    A run folder means its best.pt (its last.pt when it has no best.pt). .onnx and TorchScript
+    files are read without torch.
 
     Example: cnnx inspect artifacts/runs/mnist/best.onnx
     """
@@ -120,13 +151,7 @@ def inspect_cmd(file: str, as_json: bool) -> None:
     show_default=True,
     help="Whole-process cold starts per format; the median is reported.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    help="Dataset folder for the test images. [default: the training folder, $CNNX_DATA_DIR, "
-    "else the sample shipped with cnnx]",
-)
-@click.option("--arch", help="Architecture of a bare state_dict (cnnx checkpoints name their own).")
+@_shared("test images")
 @click.option(
     "--plot", type=click.Path(dir_okay=False), help="Bar chart PNG. [default: bench.png beside the checkpoint]"
 )
@@ -137,8 +162,9 @@ def bench_cmd(checkpoint: str, no_plot: bool, as_json: bool, **options: Any) -> 
 
     Size, test accuracy, batch-1 latency p50/p99, throughput at batch 64 and 1024,
     load time, peak memory and whole-process cold start, each format in fresh
-    processes of its own. Missing or stale exports are made first with `cnnx export`'s
-    parity gates (a run folder means its best.pt); progress goes to stderr.
+    processes of its own. A run folder means its best.pt (its last.pt when it has no
+    best.pt). The exports beside it that its parity.json records are used as they are;
+    missing ones are made first with `cnnx export`'s parity gates. Progress goes to stderr.
 
     Example: cnnx bench artifacts/runs/mnist --data-dir ~/.cache/cnnx/data
     """
@@ -147,7 +173,7 @@ def bench_cmd(checkpoint: str, no_plot: bool, as_json: bool, **options: Any) -> 
     from cnnx.bench.report import render
     from cnnx.bench.run import BenchOptions, benchmark
 
-    opts = BenchOptions(**{**options, "plot": "" if no_plot else options["plot"]})
+    opts = options_of(BenchOptions, {**options, "plot": "" if no_plot else options["plot"]})
     result = benchmark(Path(checkpoint), opts, progress=lambda message: click.echo(message, err=True))
     result["command"] = " ".join(["cnnx", *sys.argv[1:]])
     emit_json(result) if as_json else click.echo(render(result))

@@ -36,6 +36,30 @@ RECIPES = {
 }
 
 
+class Extra:
+    """The keys of ``ModelSpec.extra``: provenance that export writes and ``cnnx inspect`` reads.
+
+    One definition of each name; files written by earlier versions use the same strings, and a
+    key a file lacks is simply absent.
+    """
+
+    FORMAT = "format"  # "onnx" or "torchscript"
+    PRECISION = "precision"  # "fp32" or "int8"
+    OPSET = "opset"  # ONNX: the default-domain opset of the graph, int
+    EXPORTER = "exporter"  # ONNX: the exporter that made the graph, "dynamo" or "legacy"
+    TORCHSCRIPT = "torchscript"  # TorchScript: "script" or "trace"
+    QUANTIZATION = "quantization"  # int8: {"format", "weights", "activations", "calibration", ...}
+    PARITY = "parity"  # the parity gate's summary for this very file (6 significant digits)
+    REJECTED = "rejected"  # [{"method", "error"}]: ways of making the file that failed before this one
+    TRAINED_WITH = "trained_with"  # versions at training, when export ran under others ({"cnnx", "torch"})
+    SPEC_FROM = "spec_from"  # "options": a spec made from --mean/--std/--size, not read from a file
+
+    # how the file was made, in the order `cnnx inspect` lists it
+    MADE_BY = (PRECISION, EXPORTER, TORCHSCRIPT, QUANTIZATION)
+    # what describes one file's own check, dropped when a spec is copied into another file
+    CHECK = (PARITY, REJECTED)
+
+
 @dataclass
 class ModelSpec:
     """What a trained model expects and where it came from."""
@@ -229,7 +253,7 @@ class SpecOptions:
                 std=std,
                 classes=classes,
                 preprocess=self.preprocess,
-                extra={"spec_from": "options"},
+                extra={Extra.SPEC_FROM: "options"},
             )
         except ModelFileError as exc:  # the same checks as a spec read from a file, reported as options
             raise ConfigError(exc.message, exc.hint) from None

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from cnnx.core.errors import ParityError
 from cnnx.core.machine import shared_threads, timed
@@ -89,20 +88,22 @@ def run_all(run: Runner, data: ParityData) -> Outputs:
     return Outputs(real=real, random={b: run(x) for b, x in data.random.items()})
 
 
-def torch_runner(model: nn.Module) -> Runner:
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(x)).numpy()
+@dataclass
+class Candidate:
+    """An export under test: what it computed on the parity data, what it declares, how large it is."""
 
-    return run
+    name: str  # a key of GATES (and of cnnx.export.formats.FORMATS)
+    outputs: Outputs  # its logits on ParityData
+    signature: dict[str, Any] | None = None  # declared inputs/outputs; None: the format declares none
+    expected: dict[str, Any] | None = None  # what a cnnx file of the format must declare; None: not checked
+    size: int | None = None  # file size in bytes; None: no size gate
 
 
-def _structure(
-    name: str, signature: dict[str, Any] | None, expected: dict[str, Any] | None, got: Outputs, want: Outputs
-) -> list[str]:
+def _structure(c: Candidate, want: Outputs) -> list[str]:
     problems = []
-    if signature is not None and expected is not None and signature != expected:
-        problems.append(f"declared inputs/outputs {signature} instead of {expected}")
+    if c.signature is not None and c.expected is not None and c.signature != c.expected:
+        problems.append(f"declared inputs/outputs {c.signature} instead of {c.expected}")
+    got = c.outputs
     pairs = [("real", got.real, want.real)] + [(f"batch {b}", got.random[b], want.random[b]) for b in want.random]
     for label, g, w in pairs:
         if g.shape != w.shape or g.dtype != np.float32:
@@ -118,35 +119,22 @@ def _diffs(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
     return {"max_abs_diff": abs_diff, "max_rel_diff": abs_diff / max(float(np.abs(want).max()), 1e-12)}
 
 
-def check(
-    name: str,
-    got: Outputs,
-    reference: Outputs,
-    data: ParityData,
-    *,
-    signature: dict[str, Any] | None = None,
-    expected: dict[str, Any] | None = None,
-    baseline: Outputs | None = None,
-    size: int | None = None,
-    baseline_size: int | None = None,
-) -> dict[str, Any]:
-    """Compare an export's outputs with the reference; return the summary or raise ParityError."""
-    gate = GATES[name]
-    problems = _structure(name, signature, expected, got, reference)
-    if problems:
-        raise ParityError(
-            f"{name} export has the wrong structure: {'; '.join(problems)}",
-            f"{gate.hint}; report this with the checkpoint",
-        )
-    base = reference if gate.baseline == "torch" else baseline
-    assert base is not None, f"{name} needs the {gate.baseline} outputs as its baseline"
-    random_all = np.concatenate([got.random[b].ravel() for b in RANDOM_BATCHES])
+def _compared(got: Outputs, reference: Outputs) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, export's logits, reference logits): real images (N, K), and every random batch flattened."""
+    random_got = np.concatenate([got.random[b].ravel() for b in RANDOM_BATCHES])
     random_ref = np.concatenate([reference.random[b].ravel() for b in RANDOM_BATCHES])
-    pred, base_pred, ref_pred = got.real.argmax(1), base.real.argmax(1), reference.real.argmax(1)
-    summary: dict[str, Any] = {
+    return [("real images", got.real, reference.real), ("random inputs", random_got, random_ref)]
+
+
+def _summary(c: Candidate, reference: Outputs, base: Outputs, data: ParityData) -> dict[str, Any]:
+    """The numbers of the gate: differences against the reference, agreement with the baseline, accuracy."""
+    gate = GATES[c.name]
+    (_, real, real_ref), (_, rand, rand_ref) = _compared(c.outputs, reference)
+    pred, base_pred, ref_pred = real.argmax(1), base.real.argmax(1), real_ref.argmax(1)
+    return {
         "images": len(data.test_y),
-        "real": _diffs(got.real, reference.real),
-        "random": _diffs(random_all, random_ref),
+        "real": _diffs(real, real_ref),
+        "random": _diffs(rand, rand_ref),
         "top1_agreement": float((pred == base_pred).mean()),
         "agreement_with": gate.baseline,
         "top1_agreement_with_torch": float((pred == ref_pred).mean()),
@@ -154,9 +142,14 @@ def check(
         "baseline_accuracy": float((base_pred == data.test_y).mean()),
         "tolerance": {k: v for k, v in vars(gate).items() if v is not None and k != "hint"},
     }
+
+
+def _failures(c: Candidate, reference: Outputs, summary: dict[str, Any], baseline_size: int | None) -> list[str]:
+    """What misses the gate: values (atol), decision (agreement, accuracy drop), size; adds the drop and ratio."""
+    gate = GATES[c.name]
     failures = []
     if gate.atol is not None:
-        for label, g, w in [("real images", got.real, reference.real), ("random inputs", random_all, random_ref)]:
+        for label, g, w in _compared(c.outputs, reference):
             try:
                 np.testing.assert_allclose(g, w, rtol=0, atol=gate.atol)
             except AssertionError:
@@ -171,17 +164,35 @@ def check(
         summary["accuracy_drop_pp"] = 100 * drop
         if drop > gate.max_accuracy_drop + 1e-12:
             failures.append(f"accuracy drops {100 * drop:.2f} pp, more than {100 * gate.max_accuracy_drop:g} pp")
-    if size is not None and baseline_size:
-        ratio, failure = _size_gate(name, size, baseline_size)
+    if c.size is not None and baseline_size:
+        ratio, failure = _size_gate(c.name, c.size, baseline_size)
         summary.update(ratio)
         failures += [failure] if failure else []
+    return failures
+
+
+def check(c: Candidate, reference: Outputs, data: ParityData, baseline: Candidate | None = None) -> dict[str, Any]:
+    """Compare an export's outputs with the reference (and ``baseline``, the format its gate names);
+    return the summary, or raise ParityError carrying it."""
+    gate = GATES[c.name]
+    problems = _structure(c, reference)
+    if problems:
+        raise ParityError(
+            f"{c.name} export has the wrong structure: {'; '.join(problems)}",
+            f"{gate.hint}; report this with the checkpoint",
+        )
+    if gate.baseline != "torch" and baseline is None:
+        raise ValueError(f"{c.name} needs the {gate.baseline} outputs as its baseline")
+    base = reference if baseline is None or gate.baseline == "torch" else baseline.outputs
+    summary = _summary(c, reference, base, data)
+    failures = _failures(c, reference, summary, baseline.size if baseline else None)
     summary["passed"] = not failures
     if failures:
-        error = ParityError(
-            f"{name} export fails its parity gate on {len(data.test_y)} test images: {'; '.join(failures)}", gate.hint
+        raise ParityError(
+            f"{c.name} export fails its parity gate on {len(data.test_y)} test images: {'; '.join(failures)}",
+            gate.hint,
+            summary=summary,  # the numbers, for the --json report
         )
-        error.summary = summary  # type: ignore[attr-defined]  # the numbers, for the --json report
-        raise error
     return summary
 
 
@@ -198,14 +209,16 @@ def _size_gate(name: str, size: int, baseline_size: int) -> tuple[dict[str, floa
     return {"size_ratio": ratio}, failure
 
 
-def check_size(name: str, size: int, baseline_size: int) -> dict[str, float]:
-    """The size gate alone, for the final file; raises ParityError when it fails."""
+def check_size(name: str, size: int, baseline_size: int, summary: dict[str, Any]) -> dict[str, Any]:
+    """The size gate alone, for the final file: ``summary`` with the ratio, or ParityError carrying both."""
     ratio, failure = _size_gate(name, size, baseline_size)
     if failure:
-        error = ParityError(f"{name} export fails its size gate: {failure}", GATES[name].hint)
-        error.summary = ratio  # type: ignore[attr-defined]
-        raise error
-    return ratio
+        raise ParityError(
+            f"{name} export fails its size gate: {failure}",
+            GATES[name].hint,
+            summary={**summary, **ratio, "passed": False},
+        )
+    return {**summary, **ratio}
 
 
 def compact(summary: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:

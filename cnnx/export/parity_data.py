@@ -38,25 +38,34 @@ class ParityData:
     source: dict[str, Any]  # what the real images are, for the report
 
 
+def _load_folder(trained: str, data_dir: Path | None, config: dict[str, Any]) -> Dataset:
+    """An image-folder model's test split, from ``data_dir`` when given, else the folder it was trained on;
+    split and resized as training did it, with the checkpoint's saved options."""
+    folder = data_dir or Path(trained)
+    if not folder.is_dir():
+        raise DataNotFoundError(
+            f"the image folder the model was trained on, {trained}, is not there",
+            "give the folder's new place with --data-dir",
+        )
+    options = {k: config[k] for k in ("image_size", "grayscale", "val_split", "seed") if k in config}
+    return load_dataset(str(folder), None, download=False, **options)
+
+
 def _load(spec: ModelSpec, data_dir: Path | None, config: dict[str, Any]) -> tuple[Dataset, bool]:
     """The dataset the model was trained on, and whether it is only the shipped sample."""
     name = config.get("dataset") or spec.dataset or get_arch(spec.arch).dataset
-    # an image folder is split and resized as training did it, from the checkpoint's saved options
-    options = (
-        {}
-        if name in REGISTRY
-        else {k: config[k] for k in ("image_size", "grayscale", "val_split", "seed") if k in config}
-    )
+    if name not in REGISTRY:  # an image folder: its name is its path
+        return _load_folder(name, data_dir, config), False
     trained = config.get("data_dir")
     folders: list[Path | None] = [Path(trained)] if trained and Path(trained).is_dir() else []
     folders = [data_dir] if data_dir else [*folders, None]  # None: $CNNX_DATA_DIR, else the cache
     for folder in folders:
         try:
-            return load_dataset(name, folder, download=False, **options), False
+            return load_dataset(name, folder, download=False), False
         except DataNotFoundError as exc:
             missing = exc
     sample = SAMPLES / name
-    if data_dir is not None or name not in REGISTRY or not sample.is_dir():
+    if data_dir is not None or not sample.is_dir():
         raise missing
     return load_dataset(name, sample, download=False), True
 

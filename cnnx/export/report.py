@@ -19,43 +19,27 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def render(report: dict[str, Any]) -> str:
-    """What ``cnnx export`` prints: the parity table, latency, and where the files went."""
-    img = report["images"]
-    where = "the sample shipped with cnnx" if img["sample"] else img["folder"]
-    lines = [
-        f"parity on {img['images']} {img['dataset']} test images ({where}) and random inputs at batch "
-        f"{', '.join(map(str, img['random_batches']))}; torch and onnxruntime on {report['threads']} threads",
-        f"reference: PyTorch, eval mode, accuracy {_pct(report['reference']['accuracy'])}",
-        "",
-    ]
-    rows = [
-        [
-            "format",
-            "file",
-            "size",
-            "made by",
-            "max|d| real",
-            "max|d| random",
-            "rel",
-            "top-1 agree",
-            "accuracy",
-            "gate",
-            "result",
-        ]
-    ]
-    onnx_size = report["formats"].get("onnx", {}).get("size_bytes")
+def _gate(tol: dict[str, Any]) -> str:
+    """A format's tolerances as the table shows them."""
+    gate = [f"|d|<={tol['atol']:g}"] if "atol" in tol else []
+    gate.append(f"agree>={_pct(tol['min_agreement'])} vs {tol['baseline']}")
+    if "max_accuracy_drop" in tol:
+        gate.append(f"drop<={100 * tol['max_accuracy_drop']:g}pp")
+    if "max_size_ratio" in tol:
+        gate.append(f"size<={100 * tol['max_size_ratio']:.0f}%")
+    return ", ".join(gate)
+
+
+def _parity_table(report: dict[str, Any]) -> str:
+    """One row per format: file, size, how it was made, its differences, agreement, accuracy, gate, result."""
+    header = ["format", "file", "size", "made by", "max|d| real", "max|d| random", "rel", "top-1 agree"]
+    rows = [[*header, "accuracy", "gate", "result"]]
+    kept = set(report.get("kept", []))
     for name, f in report["formats"].items():
-        tol = f["tolerance"]
-        gate = [f"|d|<={tol['atol']:g}"] if "atol" in tol else []
-        gate.append(f"agree>={_pct(tol['min_agreement'])} vs {tol['baseline']}")
-        if "max_accuracy_drop" in tol:
-            gate.append(f"drop<={100 * tol['max_accuracy_drop']:g}pp")
-        if "max_size_ratio" in tol:
-            gate.append(f"size<={100 * tol['max_size_ratio']:.0f}%")
         size = _size(f["size_bytes"])
-        if onnx_size and name != "onnx" and "size_ratio" in f:
+        if name != "onnx" and "size_ratio" in f:
             size += f" ({100 * f['size_ratio']:.1f}%)"
+        result = "pass" if f["passed"] else "FAIL"
         rows.append(
             [
                 name,
@@ -67,22 +51,44 @@ def render(report: dict[str, Any]) -> str:
                 f"{f['real']['max_rel_diff']:.1e}",
                 _pct(f["top1_agreement"]),
                 _pct(f["accuracy"]),
-                ", ".join(gate),
-                "pass" if f["passed"] else "FAIL",
+                _gate(f["tolerance"]),
+                f"{result} (earlier)" if name in kept else result,
             ]
         )
-    lines.append(table(rows))
-    batches = list(report["reference"]["latency_ms"])
-    lat = [
-        ["latency (median ms)", *[f"batch {b}" for b in batches]],
-        ["torch (reference)", *[f"{report['reference']['latency_ms'][b]:.3f}" for b in batches]],
+    return table(rows)
+
+
+def _latency_table(report: dict[str, Any]) -> str:
+    """Median ms per call of the reference and of the formats this export made (same threads, same run)."""
+    ref = report["reference"]["latency_ms"]
+    rows = [
+        ["latency (median ms)", *[f"batch {b}" for b in ref]],
+        ["torch (reference)", *[f"{v:.3f}" for v in ref.values()]],
     ]
-    lat += [[name, *[f"{f['latency_ms'][b]:.3f}" for b in batches]] for name, f in report["formats"].items()]
-    lines += [
+    for name in report.get("written", report["formats"]):
+        rows.append([name, *[f"{report['formats'][name]['latency_ms'][b]:.3f}" for b in ref]])
+    return table(rows)
+
+
+def render(report: dict[str, Any]) -> str:
+    """What ``cnnx export`` prints: the parity table, latency, and where the files went."""
+    img = report["images"]
+    where = "the sample shipped with cnnx" if img["sample"] else img["folder"]
+    formats = report["formats"]
+    written = [formats[n]["file"] for n in report.get("written", formats)]
+    kept = [formats[n]["file"].rsplit("/", 1)[-1] for n in report.get("kept", [])]
+    lines = [
+        f"parity on {img['images']} {img['dataset']} test images ({where}) and random inputs at batch "
+        f"{', '.join(map(str, img['random_batches']))}; torch and onnxruntime on {report['threads']} threads",
+        f"reference: PyTorch, eval mode, accuracy {_pct(report['reference']['accuracy'])}",
         "",
-        table(lat),
+        _parity_table(report),
         "",
-        f"wrote {', '.join(f['file'] for f in report['formats'].values())}",
-        f"report {report['parity_json']} ({report['wall_seconds']:.1f} s)",
+        _latency_table(report),
+        "",
+        f"wrote {', '.join(written)}",
     ]
+    if kept:
+        lines.append(f"kept {', '.join(kept)}: exported earlier from this checkpoint, unchanged (rows marked earlier)")
+    lines.append(f"report {report['parity_json']} ({report['wall_seconds']:.1f} s)")
     return "\n".join(lines)

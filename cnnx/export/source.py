@@ -10,6 +10,7 @@ saved on CUDA exports on a machine without a GPU.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,15 @@ import torch
 from torch import nn
 
 import cnnx
-from cnnx.core.errors import CheckpointError, ConfigError
-from cnnx.core.spec import ModelSpec
+from cnnx.core.errors import CheckpointError, ConfigError, ModelFileError
+from cnnx.core.onnxio import fields
+from cnnx.core.spec import Extra, ModelSpec
 from cnnx.train import checkpoint as ckpt
 from cnnx.train.checkpoint import unwrap_state_dict
 from cnnx.train.data import facts_of
 from cnnx.train.models import ARCHS, build_model, fitting_archs, get_arch
+
+_ONNX_GRAPH = 7  # ModelProto's graph field
 
 
 @dataclass
@@ -41,7 +45,7 @@ class Source:
 
 def _load_into(spec: ModelSpec, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
     arch, classes = spec.arch, spec.classes
-    model = build_model(arch, len(classes), tuple(spec.input_shape))
+    model = build_model(arch, len(classes), spec.input_shape)
 
     def which_fit() -> str:
         fits = fitting_archs(state)
@@ -74,6 +78,63 @@ def default_spec(arch_name: str) -> ModelSpec:
     return ModelSpec(arch=arch_name, input_shape=arch.input_shape, **facts.spec_fields())  # type: ignore[arg-type]
 
 
+def _exported_as(path: Path) -> str | None:
+    """ "ONNX" or "TorchScript" when ``path`` is a file export makes, not a checkpoint; None otherwise."""
+    if zipfile.is_zipfile(path):  # torch.save's archives hold data only; TorchScript's hold compiled code
+        with zipfile.ZipFile(path) as archive:
+            return "TorchScript" if any("/code/" in n for n in archive.namelist()) else None
+    with open(path, "rb") as f:
+        first = f.read(1)
+    if path.suffix.lower() != ".onnx" and first != b"\x08":  # an ONNX ModelProto opens with ir_version, field 1
+        return None
+    try:
+        return "ONNX" if any(number == _ONNX_GRAPH for number, _ in fields(path.read_bytes())) else None
+    except ModelFileError:  # not protobuf at all
+        return None
+
+
+def _read_cnnx(raw: dict[str, Any], path: Path, arch: str | None) -> tuple[ModelSpec, dict[str, Any]]:
+    """The spec of a cnnx checkpoint and what a report says about it (epoch, best accuracy, last metrics)."""
+    if not isinstance(raw.get("spec"), dict) or not isinstance(raw.get("model"), dict):
+        raise CheckpointError(
+            f"{path} says it is a cnnx checkpoint but has no model or spec", "use a checkpoint written by cnnx train"
+        )
+    spec = ModelSpec.from_dict(raw["spec"])
+    if arch is not None and arch != spec.arch:
+        raise ConfigError(
+            f"--arch {arch} disagrees with the checkpoint, which was trained as {spec.arch}",
+            "leave out --arch for cnnx checkpoints",
+        )
+    info = {
+        "epoch": raw.get("epoch"),
+        "best_accuracy": raw.get("best_accuracy"),
+        "metrics": (raw.get("metrics") or [])[-1:],
+    }
+    return spec, info
+
+
+def _read(path: Path, arch: str | None) -> tuple[ModelSpec, dict[str, torch.Tensor], str, dict[str, Any], dict | None]:
+    """(spec, state_dict, kind, info, training config) of a cnnx checkpoint or a bare state_dict."""
+    exported = _exported_as(path)
+    if exported:
+        raise CheckpointError(
+            f"{path} is already an export ({exported}); cnnx export reads the checkpoint it was made from",
+            "give that run folder or .pt file; `cnnx inspect` on this file names the checkpoint's sha256",
+        )
+    raw = ckpt.load_raw(path)  # weights_only=True, map_location="cpu"; refuses pickled whole models
+    if isinstance(raw, dict) and raw.get("format") == ckpt.FORMAT:
+        spec, info = _read_cnnx(raw, path, arch)
+        return spec, raw["model"], "cnnx-checkpoint", info, raw.get("config")
+    state = unwrap_state_dict(raw, path)
+    if arch is None:
+        fits = fitting_archs(state)
+        raise CheckpointError(
+            f"{path} is a bare state_dict: it does not say which architecture it belongs to",
+            f"give --arch NAME ({'it fits: ' + ', '.join(fits) if fits else 'choose from: ' + ', '.join(ARCHS)})",
+        )
+    return default_spec(arch), state, "state_dict", {}, None
+
+
 def load_source(
     path: Path,
     arch: str | None = None,
@@ -83,40 +144,13 @@ def load_source(
 ) -> Source:
     """Read ``path`` (a checkpoint, a run folder or a state_dict) into an eval-mode CPU model and its spec."""
     path = ckpt.resolve_checkpoint(Path(path))
-    raw = ckpt.load_raw(path)  # weights_only=True, map_location="cpu"; refuses pickled whole models
-    sha = ckpt.file_sha256(path)
-    if isinstance(raw, dict) and raw.get("format") == ckpt.FORMAT:
-        if not isinstance(raw.get("spec"), dict) or not isinstance(raw.get("model"), dict):
-            raise CheckpointError(
-                f"{path} says it is a cnnx checkpoint but has no model or spec",
-                "use a checkpoint written by cnnx train",
-            )
-        spec = ModelSpec.from_dict(raw["spec"])
-        if arch is not None and arch != spec.arch:
-            raise ConfigError(
-                f"--arch {arch} disagrees with the checkpoint, which was trained as {spec.arch}",
-                "leave out --arch for cnnx checkpoints",
-            )
-        info = {
-            "epoch": raw.get("epoch"),
-            "best_accuracy": raw.get("best_accuracy"),
-            "metrics": (raw.get("metrics") or [])[-1:],
-        }
-        state, kind, config = raw["model"], "cnnx-checkpoint", raw.get("config")
-    else:
-        state = unwrap_state_dict(raw, path)
-        if arch is None:
-            fits = fitting_archs(state)
-            raise CheckpointError(
-                f"{path} is a bare state_dict: it does not say which architecture it belongs to",
-                f"give --arch NAME ({'it fits: ' + ', '.join(fits) if fits else 'choose from: ' + ', '.join(ARCHS)})",
-            )
-        spec, info, kind, config = default_spec(arch), {}, "state_dict", None
+    spec, state, kind, info, config = _read(path, arch)
     spec = _apply_overrides(spec, mean, std, classes)
     model = _load_into(spec, state, path)
+    sha = ckpt.file_sha256(path)
     versions = {"cnnx": cnnx.__version__, "torch": str(torch.__version__)}
     extra = dict(spec.extra)
     if spec.versions and spec.versions != versions:
-        extra["trained_with"] = dict(spec.versions)  # the export's own versions replace them below
+        extra[Extra.TRAINED_WITH] = dict(spec.versions)  # the export's own versions replace them below
     spec = spec.replace(checkpoint_sha256=sha, extra=extra, versions=versions)
     return Source(model=model, spec=spec, path=path, kind=kind, sha256=sha, info=info, train_config=config)

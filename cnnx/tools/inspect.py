@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cnnx.core.contract import OUTPUT_NAME, TORCHSCRIPT_SPEC_FILE, first_line
+from cnnx.core.contract import OUTPUT_NAME, TORCHSCRIPT_SPEC_FILE, first_line, run_checkpoint
 from cnnx.core.errors import CnnxError, ModelFileError
 from cnnx.core.onnxio import fields as _fields
-from cnnx.core.spec import ModelSpec
+from cnnx.core.spec import ONNX_PREFIX, Extra, ModelSpec
+from cnnx.tools.modelfile import is_torchscript
 
 
 def onnx_header(data: bytes) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def _onnx(path: Path, data: bytes) -> dict[str, Any]:
         "inputs": describe(session.get_inputs()),
         "outputs": describe(session.get_outputs()),
         **_spec(lambda: ModelSpec.from_onnx_metadata(meta)),
-        "other_metadata": {k: v for k, v in meta.items() if not k.startswith("cnnx.")},
+        "other_metadata": {k: v for k, v in meta.items() if not k.startswith(ONNX_PREFIX)},
     }
 
 
@@ -91,7 +92,7 @@ def _checkpoint(path: Path, data: bytes) -> dict[str, Any]:
         metrics = raw.get("metrics") or []
         config = raw.get("config") or {}
         spec = ModelSpec.from_dict(raw["spec"])
-        model = build_model(spec.arch, spec.num_classes, tuple(spec.input_shape))
+        model = build_model(spec.arch, spec.num_classes, spec.input_shape)
         return {
             "kind": "cnnx-checkpoint",
             **_spec(lambda: spec),
@@ -119,15 +120,12 @@ def _spec(read: Callable[[], ModelSpec | None]) -> dict[str, Any]:
         return {"spec": None, "note": f"no usable cnnx spec: {exc}"}
     if spec is None:
         return {"spec": None, "note": "no cnnx spec: not exported by cnnx"}
-    return {"spec": spec.to_dict(), "parity": spec.extra.get("parity")}
+    return {"spec": spec.to_dict(), "parity": spec.extra.get(Extra.PARITY)}
 
 
 def _kind(path: Path, data: bytes) -> str:
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-        # TorchScript archives hold code/ and constants.pkl; torch.save archives only data.pkl + data/
-        return "torchscript" if any(n.endswith("/constants.pkl") or "/code/" in n for n in names) else "checkpoint"
+        return "torchscript" if is_torchscript(path) else "checkpoint"
     if data[:1] == b"\x80":  # a pickle protocol header: torch.save's legacy (non-zip) format
         return "checkpoint"
     if data[:4] == b"PK\x03\x04" or path.suffix.lower() in (".pt", ".pth", ".ckpt"):
@@ -143,10 +141,11 @@ READERS: dict[str, Callable[[Path, bytes], dict[str, Any]]] = {
 
 
 def inspect_file(path: Path) -> dict[str, Any]:
-    """What ``path`` holds: kind, size, sha256, spec, inputs/outputs, opset, parity summary."""
-    path = Path(path)
+    """What ``path`` holds (a run folder: its checkpoint, as export reads it): kind, size, sha256, spec,
+    inputs/outputs, opset, parity summary."""
+    path = run_checkpoint(path)
     if not path.is_file():
-        raise ModelFileError(f"no file at {path}")
+        raise ModelFileError(f"no file at {path}", "give an .onnx, TorchScript or .pt file, or a run folder")
     data = path.read_bytes()
     info = READERS[_kind(path, data)](path, data)
     return {"file": str(path), "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), **info}
@@ -156,8 +155,8 @@ def _line(key: str, value: Any) -> str:
     return f"{key + ':':<18}{value}"
 
 
-def render(info: dict[str, Any]) -> str:
-    """``cnnx inspect`` as text: the file, its spec, its inputs/outputs, its parity summary."""
+def _header_lines(info: dict[str, Any]) -> list[str]:
+    """The file, its kind and size, its opset, and the numbers a checkpoint or state_dict carries."""
     lines = [
         _line("file", info["file"]),
         _line("kind", info["kind"]),
@@ -172,54 +171,57 @@ def render(info: dict[str, Any]) -> str:
         value = info.get(key)
         if value is not None:
             lines.append(_line(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else value))
-    spec = info.get("spec")
-    if spec:
-        extra = spec.get("extra", {})
-        classes = spec["classes"]
-        shown = ", ".join(classes[:12]) + (f", ... ({len(classes)})" if len(classes) > 12 else "")
-        acc = spec.get("test_accuracy")
-        lines += [
-            _line("arch", spec["arch"]),
-            _line(
-                "input",
-                f"{'x'.join(map(str, spec['input_shape']))} {spec['color']}, mean {spec['mean']} "
-                f"std {spec['std']}, preprocess {spec['preprocess']}",
-            ),
-            _line("classes", shown),
-            _line(
-                "dataset", f"{spec.get('dataset') or '?'}, test accuracy {'?' if acc is None else f'{100 * acc:.2f}%'}"
-            ),
-            _line("versions", ", ".join(f"{k} {v}" for k, v in spec.get("versions", {}).items())),
-        ]
-        if spec.get("checkpoint_sha256"):
-            lines.append(_line("from checkpoint", f"sha256 {spec['checkpoint_sha256'][:16]}..."))
-        made = {k: extra[k] for k in ("precision", "exporter", "torchscript", "quantization") if k in extra}
-        if made:
-            lines.append(_line("made by", ", ".join(f"{k} {v}" for k, v in made.items())))
+    return lines
+
+
+def _spec_lines(spec: dict[str, Any]) -> list[str]:
+    """What the model takes and gives, what it was trained on, and how the file was made."""
+    classes, acc, extra = spec["classes"], spec.get("test_accuracy"), spec.get("extra", {})
+    shown = ", ".join(classes[:12]) + (f", ... ({len(classes)})" if len(classes) > 12 else "")
+    shape = "x".join(map(str, spec["input_shape"]))
+    lines = [
+        _line("arch", spec["arch"]),
+        _line(
+            "input", f"{shape} {spec['color']}, mean {spec['mean']} std {spec['std']}, preprocess {spec['preprocess']}"
+        ),
+        _line("classes", shown),
+        _line("dataset", f"{spec.get('dataset') or '?'}, test accuracy {'?' if acc is None else f'{100 * acc:.2f}%'}"),
+        _line("versions", ", ".join(f"{k} {v}" for k, v in spec.get("versions", {}).items())),
+    ]
+    if spec.get("checkpoint_sha256"):
+        lines.append(_line("from checkpoint", f"sha256 {spec['checkpoint_sha256'][:16]}..."))
+    made = {k: extra[k] for k in Extra.MADE_BY if k in extra}
+    if made:
+        lines.append(_line("made by", ", ".join(f"{k} {v}" for k, v in made.items())))
+    return lines
+
+
+def _parity_line(parity: dict[str, Any]) -> str:
+    """The parity summary a file carries (``Extra.PARITY``), on one line."""
+    src = parity.get("source", {})
+    return _line(
+        "parity",
+        f"{'passed' if parity.get('passed') else 'FAILED'} on {parity['images']} "
+        f"{src.get('dataset', '')} test images{' (sample)' if src.get('sample') else ''}: "
+        f"max|d| {parity['real']['max_abs_diff']:.1e} real, {parity['random']['max_abs_diff']:.1e} "
+        f"random; top-1 agreement {100 * parity['top1_agreement']:.2f}% "
+        f"vs {parity['agreement_with']}; accuracy {100 * parity['accuracy']:.2f}%",
+    )
+
+
+def render(info: dict[str, Any]) -> str:
+    """``cnnx inspect`` as text: the file, its spec, its inputs/outputs, its parity summary."""
+    lines = _header_lines(info)
+    if info.get("spec"):
+        lines += _spec_lines(info["spec"])
     for key in ("inputs", "outputs"):
-        for v in info.get(key, []):
-            lines.append(_line(key[:-1], f"{v['name']} {v['type']} {list(v['shape'])}"))
-    parity = info.get("parity")
-    if parity:
-        src = parity.get("source", {})
-        lines.append(
-            _line(
-                "parity",
-                (
-                    f"{'passed' if parity.get('passed') else 'FAILED'} on {parity['images']} "
-                    f"{src.get('dataset', '')} test images{' (sample)' if src.get('sample') else ''}: "
-                    f"max|d| {parity['real']['max_abs_diff']:.1e} real, {parity['random']['max_abs_diff']:.1e} "
-                    f"random; top-1 agreement {100 * parity['top1_agreement']:.2f}% "
-                    f"vs {parity['agreement_with']}; accuracy {100 * parity['accuracy']:.2f}%"
-                ),
-            )
-        )
+        lines += [_line(key[:-1], f"{v['name']} {v['type']} {list(v['shape'])}") for v in info.get(key, [])]
+    if info.get("parity"):
+        lines.append(_parity_line(info["parity"]))
     if info.get("last_epoch"):
-        last = info["last_epoch"]
+        last = info["last_epoch"].items()
         lines.append(
-            _line(
-                "last epoch", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())
-            )
+            _line("last epoch", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in last))
         )
     if info.get("note"):
         lines.append(_line("note", info["note"]))

@@ -8,13 +8,10 @@ Every backend has the runtime's model shape: ``spec`` and ``run(float32 (N, C, H
 from __future__ import annotations
 
 import json
-import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE, first_line
 from cnnx.core.errors import ModelFileError
@@ -24,53 +21,54 @@ from cnnx.core.spec import ModelSpec, SpecOptions
 TORCH_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".torchscript", ".ts", ".jit"})
 
 
-def _is_torchscript(path: Path) -> bool:
-    # TorchScript archives hold compiled code (".../code/..." and constants.pkl);
-    # torch.save archives hold only data.pkl and tensors
+def is_torchscript(path: Path) -> bool:
+    """Is ``path`` a whole zip archive of TorchScript (what ``torch.jit.save`` writes)?
+
+    TorchScript archives hold compiled code (".../code/..." and constants.pkl); torch.save
+    archives hold only data.pkl and tensors.
+    """
+    if not zipfile.is_zipfile(path):
+        return False
     with zipfile.ZipFile(path) as z:
         return any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist())
 
 
 class TorchModel:
-    """A torch module in eval mode behind the runtime's ``run`` interface."""
+    """A torch module behind the runtime's model shape: ``spec``, ``path`` and ``run`` (``TorchRunner``)."""
 
     def __init__(self, module: Any, spec: ModelSpec, path: Path, threads: int | None) -> None:
         import torch
 
+        from cnnx.train.runner import TorchRunner
+
         torch.set_num_threads(threads or physical_cores())
-        self.module, self.spec, self.path = module.eval(), spec, path
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).float().numpy()
+        self.spec, self.path = spec, path
+        self.run = TorchRunner(module).run
 
 
 def _load_checkpoint_model(path: Path, threads: int | None) -> TorchModel:
-    from cnnx.train.checkpoint import load_checkpoint, resolve_checkpoint
+    from cnnx.train.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
     from cnnx.train.models import build_model
 
+    path = resolve_checkpoint(path)
     state = load_checkpoint(path)
     spec = ModelSpec.from_dict(state["spec"])
-    model = build_model(spec.arch, spec.num_classes)
-    model.load_state_dict(state["model"])
-    return TorchModel(model, spec, resolve_checkpoint(path), threads)
+    # the input shape picks the first layer's channels: a --grayscale folder run takes 1, not 3
+    model = build_model(spec.arch, spec.num_classes, spec.input_shape)
+    load_weights(
+        model, state["model"], f"the weights in {path} do not fit {spec.arch}", "use a checkpoint of cnnx train"
+    )
+    return TorchModel(model, spec, path, threads)
 
 
 def _load_torchscript(path: Path, threads: int | None) -> TorchModel:
-    import torch
+    from cnnx.train.runner import load_torchscript
 
-    extra = {TORCHSCRIPT_SPEC_FILE: ""}
     try:
-        with warnings.catch_warnings():
-            # torch 2.9+ warns that TorchScript is deprecated on every load: the user asked for this file
-            warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        module, raw = load_torchscript(path, TORCHSCRIPT_SPEC_FILE)  # torch's deprecation notice kept quiet
     except Exception as exc:  # RuntimeError with a C++ backtrace: keep its first line
         first = first_line(exc)
         raise ModelFileError(f"{path} is not a loadable TorchScript file: {first[:300]}") from None
-    raw = extra[TORCHSCRIPT_SPEC_FILE]
     if not raw:
         raise ModelFileError(f"{path} carries no {TORCHSCRIPT_SPEC_FILE}", "export it with `cnnx export`")
     try:
@@ -101,7 +99,7 @@ def open_model(
     options = SpecOptions.of(mean, std, size, classes)
     if path.is_dir() or path.suffix.lower() in TORCH_SUFFIXES or zipfile.is_zipfile(path):
         options.refuse(path)
-        if path.is_file() and zipfile.is_zipfile(path) and _is_torchscript(path):
+        if path.is_file() and is_torchscript(path):
             return _load_torchscript(path, threads)
         return _load_checkpoint_model(path, threads)
     from cnnx.runtime.session import OnnxModel

@@ -189,7 +189,7 @@ def summarize_target(
             raise CheckpointError(f"{target} is a bare state_dict", "say which network it is for with --arch NAME")
         name, default_shape = arch, get_arch(arch).input_shape
         classes = num_classes or num_classes_of(state)
-    shape = parse_input_size(input_size, default_shape)  # type: ignore[arg-type]
+    shape = parse_input_size(input_size, default_shape)
     model = build_model(name, num_classes or classes, default_shape)  # weights fit the trained shape
     ckpt.load_weights(
         model,

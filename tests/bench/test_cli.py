@@ -68,16 +68,20 @@ COLD = {"seconds": float, "runs_s": list, "peak_rss_mb": float, "command": str, 
 
 
 @pytest.fixture(scope="module")
-def benched(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """`cnnx bench RUN --json` on a copy of the run's best.pt, with small timing budgets."""
+def benched(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    """`cnnx bench RUN --json` on a copy of the run's best.pt, with small timing budgets, after `cnnx export
+    RUN --format torchscript`: (run folder, result, stderr). The TorchScript file's mtime before the bench is
+    kept beside the run folder, in torchscript.mtime."""
     run = tmp_path_factory.mktemp("bench") / "run"
     run.mkdir()
     shutil.copy(trained_run / "best.pt", run / "best.pt")  # bench writes its exports beside the checkpoint
+    run_cli("export", str(run), "--format", "torchscript", "--json", check=True)
+    (run.parent / "torchscript.mtime").write_text(str((run / "best.torchscript").stat().st_mtime_ns))
     chart = run.parent / "chart.png"
     proc = run_cli(
         "bench", str(run), "--seconds", "0.2", "--cold-runs", "1", "--json", "--plot", str(chart), check=True
     )
-    return run, json.loads(proc.stdout)  # stdout is the JSON only; progress went to stderr
+    return run, json.loads(proc.stdout), proc.stderr  # stdout is the JSON only; progress went to stderr
 
 
 def _check_types(data: dict[str, Any], schema: dict[str, Any], where: str) -> None:
@@ -90,8 +94,8 @@ def _check_types(data: dict[str, Any], schema: dict[str, Any], where: str) -> No
         assert ok, f"{where}.{key}: {value!r} is not {kind}"
 
 
-def test_json_schema(benched: tuple[Path, dict[str, Any]]) -> None:
-    _, result = benched
+def test_json_schema(benched: tuple[Path, dict[str, Any], str]) -> None:
+    _, result, _ = benched
     _check_types(result, TOP, "result")
     _check_types(result["machine"], MACHINE, "machine")
     assert set(result["versions"]) >= {"cnnx", "torch", "onnxruntime", "onnx", "numpy"}
@@ -116,8 +120,8 @@ def test_json_schema(benched: tuple[Path, dict[str, Any]]) -> None:
         assert isinstance(target["met"], bool) and isinstance(target["value"], float)
 
 
-def test_every_format_has_every_column_with_sane_values(benched: tuple[Path, dict[str, Any]]) -> None:
-    run, result = benched
+def test_every_format_has_every_column_with_sane_values(benched: tuple[Path, dict[str, Any], str]) -> None:
+    run, result, _ = benched
     rows = result["formats"]
     for name in MEASURED:
         row = rows[name]
@@ -137,7 +141,10 @@ def test_every_format_has_every_column_with_sane_values(benched: tuple[Path, dic
         file = Path(rows[name]["file"])
         assert file.parent == run and rows[name]["size_bytes"] == file.stat().st_size
     assert result["source"]["size_bytes"] == (run / "best.pt").stat().st_size
-    assert {"onnx", "torchscript"} <= set(result["exports"]["exported"]) and not result["exports"]["reused"]
+    # the TorchScript file exported before is used as it is; only the formats missing are exported
+    assert result["exports"]["reused"] == ["torchscript"] and "onnx" in result["exports"]["exported"]
+    assert "torchscript" not in result["exports"]["exported"]
+    assert str((run / "best.torchscript").stat().st_mtime_ns) == (run.parent / "torchscript.mtime").read_text()
     # the cold starts classified the same image the same way; ONNX's is the real `cnnx infer`
     label = rows["eager"]["cold_start"]["output"]
     assert label in [str(i) for i in range(10)] and rows["torchscript"]["cold_start"]["output"] == label
@@ -149,10 +156,10 @@ def test_every_format_has_every_column_with_sane_values(benched: tuple[Path, dic
     assert ratio == pytest.approx(rows["onnx"]["latency_ms"]["p50_ms"] / rows["eager"]["latency_ms"]["p50_ms"])
 
 
-def test_chart_is_a_png_of_the_expected_size(benched: tuple[Path, dict[str, Any]]) -> None:
+def test_chart_is_a_png_of_the_expected_size(benched: tuple[Path, dict[str, Any], str]) -> None:
     from PIL import Image
 
-    run, result = benched
+    run, result, _ = benched
     assert result["plot"] == str(run.parent / "chart.png")
     with Image.open(result["plot"]) as img:
         assert img.format == "PNG" and img.size == (1400, 360)
@@ -160,8 +167,8 @@ def test_chart_is_a_png_of_the_expected_size(benched: tuple[Path, dict[str, Any]
 
 
 @pytest.mark.slow  # a second whole bench run: 15-20 s on two busy cores
-def test_table_reuses_gated_exports(benched: tuple[Path, dict[str, Any]]) -> None:
-    run, first = benched
+def test_table_reuses_gated_exports(benched: tuple[Path, dict[str, Any], str]) -> None:
+    run, first, _ = benched
     onnx = run / "best.onnx"
     before = onnx.stat().st_mtime_ns
     proc = run_cli("bench", str(run / "best.pt"), "--seconds", "0.05", "--cold-runs", "1", "--no-plot", check=True)
@@ -191,6 +198,12 @@ def test_table_reuses_gated_exports(benched: tuple[Path, dict[str, Any]]) -> Non
     assert any(x.startswith("ONNX Runtime fp32 batch-1024 throughput / eager: ") for x in lines)
     if not first["formats"].get("onnx-int8", {"ok": True})["ok"]:
         assert any(x.startswith("ONNX Runtime int8: not benchmarked: ") for x in lines)
+
+
+def test_progress_holds_no_torch_deprecation_warning(benched: tuple[Path, dict[str, Any], str]) -> None:
+    stderr = benched[2]
+    assert "exporting " in stderr and "missing beside it" in stderr  # progress lines are on stderr
+    assert "Warning" not in stderr and "deprecated" not in stderr, stderr
 
 
 def test_missing_checkpoint_is_one_line_error(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -12,15 +14,44 @@ from cnnx.cli import main
 from tests.support import MINI_MNIST, run_cli
 
 
+def _example(command: click.Command) -> list[str]:
+    """The arguments of the ``Example: cnnx NAME ...`` line of a command's help."""
+    line = next(x.strip() for x in (command.help or "").splitlines() if x.strip().startswith("Example: cnnx "))
+    return shlex.split(line.removeprefix("Example: cnnx "))
+
+
 def test_every_command_has_truthful_help() -> None:
     runner = CliRunner()
     top = runner.invoke(main, ["--help"])
-    assert top.exit_code == 0 and "Usage" in top.output
-    assert main.commands, "no commands registered"
-    for name in main.commands:
+    assert top.exit_code == 0 and top.output.startswith("Usage: ")
+    ctx = click.Context(main)
+    names = main.list_commands(ctx)
+    listed = top.output.split("Commands:", 1)[1]
+    assert [line.split()[0] for line in listed.strip().splitlines()] == names  # every command, in order
+    for name in names:
+        command = main.get_command(ctx, name)
+        assert command is not None, name
         result = runner.invoke(main, [name, "--help"])
         assert result.exit_code == 0, (name, result.output)
-        assert f"cnnx {name}" in result.output
+        usage = f"Usage: main {name} [OPTIONS]"
+        assert result.output.startswith(usage), (name, result.output.splitlines()[0])
+        # the example is a command line this very command parses: every option exists, every argument has a place
+        example = _example(command)
+        assert example[0] == name, example
+        values, extra, _ = command.make_parser(click.Context(command, info_name=name)).parse_args(example[1:])
+        assert extra == [], (name, extra)
+        required = [p.name for p in command.params if isinstance(p, click.Argument) and p.required]
+        assert all(values.get(r) not in (None, ()) for r in required), (name, example)
+
+
+@pytest.mark.parametrize("name", ["export", "inspect", "bench"])
+def test_commands_that_take_a_run_folder_say_which_checkpoint_it_means(name: str) -> None:
+    result = CliRunner().invoke(main, [name, "--help"])
+    text = " ".join(result.output.split())  # as one line: click wraps the text
+    assert (
+        "_OR_RUN" in text.split("\n")[0]
+        and "A run folder means its best.pt (its last.pt when it has no best.pt)" in text
+    )
 
 
 def test_version() -> None:

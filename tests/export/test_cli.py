@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,25 @@ pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """best.pt of the 2-epoch run exported as ONNX and TorchScript through the real CLI."""
+def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    """best.pt of the 2-epoch run exported as ONNX and TorchScript through the real CLI: (folder, report, stderr)."""
     out = tmp_path_factory.mktemp("export") / "models"
     proc = run_cli("export", str(trained_run / "best.pt"), "--format", "all", "--out", str(out), "--json", check=True)
-    return out, json.loads(proc.stdout)  # stdout is the JSON report only; progress went to stderr
+    return out, json.loads(proc.stdout), proc.stderr  # stdout is the JSON report only; progress went to stderr
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path) -> Path:
+    """A run folder of its own: the 2-epoch run's best.pt, and a last.pt that is another checkpoint."""
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(trained_run / "best.pt", run / "best.pt")
+    last = torch.load(trained_run / "best.pt", weights_only=True)
+    last["epoch"] += 1  # a different file, so which one was exported shows in the sha256
+    torch.save(last, run / "last.pt")
+    return run
 
 
 def _images(n: int, mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
@@ -42,8 +57,8 @@ def _torch_logits(checkpoint: Path, x: np.ndarray) -> np.ndarray:
         return load_source(checkpoint).model(torch.from_numpy(x)).numpy()
 
 
-def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, dict[str, Any]]) -> None:
-    out, report = exported
+def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, dict[str, Any], str]) -> None:
+    out, report, _ = exported
     assert sorted(p.name for p in out.iterdir()) == ["best.onnx", "best.torchscript", "parity.json"]
     assert json.loads((out / "parity.json").read_text()) == report
     assert report["images"]["images"] == 500 and report["images"]["random_batches"] == [1, 2, 7, 64]
@@ -55,9 +70,15 @@ def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, di
         assert set(r["latency_ms"]) == {"1", "64"} and all(v > 0 for v in r["latency_ms"].values())
     assert onnx_r["method"] in ("dynamo", "legacy") and ts_r["method"] in ("script", "trace")
     assert report["reference"]["accuracy"] > 0.5  # a trained model, so agreement is not trivially met
+    assert report["written"] == ["onnx", "torchscript"] and report["kept"] == [] and report["skipped"] == {}
 
 
-def test_onnx_contract_and_metadata_round_trip(exported: tuple[Path, dict[str, Any]], trained_run: Path) -> None:
+def test_export_prints_no_torch_deprecation_warning(exported: tuple[Path, dict[str, Any], str]) -> None:
+    """torch.jit's script, save and load each warn that TorchScript is deprecated; the user asked for it."""
+    assert exported[2] == ""  # --json: the report on stdout, and no progress, notice or warning on stderr
+
+
+def test_onnx_contract_and_metadata_round_trip(exported: tuple[Path, dict[str, Any], str], trained_run: Path) -> None:
     import onnx
     import onnxruntime as ort
 
@@ -86,7 +107,7 @@ def test_onnx_contract_and_metadata_round_trip(exported: tuple[Path, dict[str, A
 
 
 def test_dynamic_batch_runs_at_1_and_37_and_matches_torch(
-    exported: tuple[Path, dict[str, Any]], trained_run: Path
+    exported: tuple[Path, dict[str, Any], str], trained_run: Path
 ) -> None:
     import onnxruntime as ort
 
@@ -100,13 +121,15 @@ def test_dynamic_batch_runs_at_1_and_37_and_matches_torch(
     assert (expected.argmax(1) == y).mean() > 0.5
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load's deprecation notice
-def test_torchscript_carries_spec_and_matches_torch(exported: tuple[Path, dict[str, Any]], trained_run: Path) -> None:
+def test_torchscript_carries_spec_and_matches_torch(
+    exported: tuple[Path, dict[str, Any], str], trained_run: Path
+) -> None:
     import torch
 
-    files = {"cnnx_spec.json": ""}
-    module = torch.jit.load(str(exported[0] / "best.torchscript"), _extra_files=files)
-    spec = json.loads(files["cnnx_spec.json"])
+    from cnnx.train.runner import load_torchscript
+
+    module, text = load_torchscript(exported[0] / "best.torchscript", "cnnx_spec.json")
+    spec = json.loads(text)
     assert spec["arch"] == "mnist-bn" and spec["extra"]["parity"]["passed"]
     x, _ = _images(37, spec["mean"][0], spec["std"][0])
     with torch.inference_mode():
@@ -114,7 +137,7 @@ def test_torchscript_carries_spec_and_matches_torch(exported: tuple[Path, dict[s
     np.testing.assert_allclose(got, _torch_logits(trained_run / "best.pt", x), rtol=0, atol=1e-5)
 
 
-def test_human_report_is_a_table(exported: tuple[Path, dict[str, Any]]) -> None:
+def test_human_report_is_a_table(exported: tuple[Path, dict[str, Any], str]) -> None:
     from cnnx.export.report import render
 
     text = render(exported[1])
@@ -125,7 +148,7 @@ def test_human_report_is_a_table(exported: tuple[Path, dict[str, Any]]) -> None:
     assert "latency" in text and "parity.json" in text
 
 
-def test_inspect_onnx_needs_neither_torch_nor_onnx(exported: tuple[Path, dict[str, Any]]) -> None:
+def test_inspect_onnx_needs_neither_torch_nor_onnx(exported: tuple[Path, dict[str, Any], str]) -> None:
     code = (
         "import json, sys\n"
         "from cnnx.cli import main\n"
@@ -145,7 +168,7 @@ def test_inspect_onnx_needs_neither_torch_nor_onnx(exported: tuple[Path, dict[st
     assert info["size_bytes"] == (exported[0] / "best.onnx").stat().st_size
 
 
-def test_inspect_torchscript_and_checkpoint(exported: tuple[Path, dict[str, Any]], trained_run: Path) -> None:
+def test_inspect_torchscript_and_checkpoint(exported: tuple[Path, dict[str, Any], str], trained_run: Path) -> None:
     from click.testing import CliRunner
 
     from cnnx.cli import main
@@ -165,3 +188,72 @@ def test_inspect_rejects_a_file_that_is_no_model(tmp_path: Path) -> None:
     junk.write_text("not a model")
     proc = run_cli("inspect", str(junk))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def _sha(path: Path) -> str:
+    from cnnx.train.checkpoint import file_sha256
+
+    return file_sha256(path)
+
+
+def test_a_run_folder_exports_its_best_pt_as_best_files(run_copy: Path) -> None:
+    proc = run_cli("export", str(run_copy), "--exporter", "legacy", "--json", check=True)
+    report = json.loads(proc.stdout)
+    assert sorted(p.name for p in run_copy.iterdir()) == ["best.onnx", "best.pt", "last.pt", "parity.json"]
+    assert report["source"]["path"] == str(run_copy / "best.pt") and report["formats"]["onnx"]["file"] == str(
+        run_copy / "best.onnx"
+    )
+    assert report["source"]["sha256"] == _sha(run_copy / "best.pt") != _sha(run_copy / "last.pt")
+
+
+def test_inspect_of_a_run_folder_reads_its_best_pt(run_copy: Path) -> None:
+    proc = run_cli("inspect", str(run_copy), "--json", check=True)
+    info = json.loads(proc.stdout)
+    assert info["file"] == str(run_copy / "best.pt") and info["sha256"] == _sha(run_copy / "best.pt")
+    assert info["kind"] == "cnnx-checkpoint" and info["spec"]["arch"] == "mnist-bn"
+
+
+def test_parity_json_keeps_a_format_until_its_file_is_replaced(run_copy: Path) -> None:
+    def export(*args: str) -> dict[str, Any]:
+        proc = run_cli("export", str(run_copy), "--exporter", "legacy", "--json", *args, check=True)
+        report = json.loads(proc.stdout)
+        assert json.loads((run_copy / "parity.json").read_text()) == report  # what it prints is what it records
+        return report
+
+    first = export("--format", "torchscript")
+    torchscript = run_copy / "best.torchscript"
+    before = torchscript.stat().st_mtime_ns
+    second = export("--format", "onnx")  # a later call for another format keeps the TorchScript record
+    assert list(second["formats"]) == ["onnx", "torchscript"]
+    assert second["written"] == ["onnx"] and second["kept"] == ["torchscript"]
+    assert second["formats"]["torchscript"] == first["formats"]["torchscript"]
+    assert torchscript.stat().st_mtime_ns == before and _sha(torchscript) == first["formats"]["torchscript"]["sha256"]
+    # a file changed since it was checked is no longer vouched for; the format made again is replaced
+    torchscript.write_bytes(torchscript.read_bytes() + b"\0")
+    third = export("--format", "onnx")
+    assert list(third["formats"]) == ["onnx"] and third["kept"] == []
+    assert third["formats"]["onnx"]["sha256"] == _sha(run_copy / "best.onnx")
+
+
+def test_an_exported_file_is_refused_as_the_source_with_the_way_out(
+    exported: tuple[Path, dict[str, Any], str], tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from cnnx.cli import main
+
+    renamed = tmp_path / "model.pt"  # TorchScript under a checkpoint's name is found by its contents
+    shutil.copy(exported[0] / "best.torchscript", renamed)
+    cases = [
+        (exported[0] / "best.onnx", "ONNX"),
+        (exported[0] / "best.torchscript", "TorchScript"),
+        (renamed, "TorchScript"),
+    ]
+    for path, kind in cases:
+        result = CliRunner().invoke(main, ["export", str(path), "--out", str(tmp_path / "o")])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.stderr.startswith(
+            f"error: {path} is already an export ({kind}); cnnx export reads the checkpoint"
+        )
+        assert "give that run folder or .pt file" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "o").exists()

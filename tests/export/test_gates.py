@@ -63,23 +63,23 @@ def test_weight_changed_after_onnx_export_fails_and_leaves_nothing(
     assert _left(out_dir) == ["keep.txt"]
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation notices
 def test_weight_changed_after_torchscript_export_fails(
     trained_run: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
 
     from cnnx.export.formats import torchscript
+    from cnnx.train.runner import load_torchscript, save_torchscript
 
     real_export = torchscript.export
 
     def perturbed(model, spec, path, **options):  # noqa: ANN001, ANN202
         real_export(model, spec, path, **options)
-        files = {TORCHSCRIPT_SPEC_FILE: ""}
-        module = torch.jit.load(str(path), _extra_files=files)
+        module, spec_json = load_torchscript(path, TORCHSCRIPT_SPEC_FILE)
         with torch.no_grad():
             module.head.bias[0] += 1e-4  # below fp32 ONNX's tolerance, 10x TorchScript's
-        torch.jit.save(module, str(path), _extra_files=files)
+        with open(path, "wb") as f:
+            save_torchscript(module, f, {TORCHSCRIPT_SPEC_FILE: spec_json})
         return path
 
     monkeypatch.setattr(torchscript, "export", perturbed)

@@ -147,7 +147,6 @@ def test_seed_state_dict_exports_with_arch_and_passes_the_int8_gate(
         assert logits.shape == (n, 10)
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation notices
 def test_seed000_with_dropout_overrides_and_the_shipped_sample(
     seed000: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,7 +194,6 @@ def _save_as_if_on_cuda(obj: Any, path: Path, monkeypatch: pytest.MonkeyPatch) -
         torch.save(obj, path)
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.mark.parametrize("kind", ["cnnx-checkpoint", "state_dict"])
 def test_checkpoint_saved_on_cuda_exports_on_cpu(
     kind: str, trained_run: Path, seed000: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

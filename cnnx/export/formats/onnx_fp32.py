@@ -7,7 +7,7 @@ JSON strings (ModelSpec.to_onnx_metadata).
 
 ``torch.onnx.export``'s dynamo exporter is tried first; the TorchScript-based
 ("legacy") exporter is the fallback, and which one made the file is recorded
-in the spec (``extra.exporter``).
+in the spec (``Extra.EXPORTER``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from cnnx.core.contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME, first_line
 from cnnx.core.errors import ModelFileError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.onnxio import open_session
-from cnnx.core.spec import ONNX_PREFIX, ModelSpec
+from cnnx.core.spec import ONNX_PREFIX, Extra, ModelSpec
 
 SUFFIX = ".onnx"
 METHODS = ("dynamo", "legacy")  # tried in this order until one passes the parity gate
@@ -50,6 +50,8 @@ def _dynamo(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelPr
         optimize=True,
         verbose=False,
     )
+    if program is None:  # torch returns None only when given a file to write, which this call does not
+        raise ModelFileError("the dynamo ONNX exporter returned no program")
     return program.model_proto
 
 
@@ -58,7 +60,7 @@ def _legacy(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelPr
     torch.onnx.export(
         model,
         (example,),
-        buf,
+        buf,  # type: ignore[arg-type]  # the legacy exporter writes to any binary file object
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
         opset_version=opset,
@@ -138,21 +140,27 @@ def export(
     name_batch_axis(proto)
     spec = spec.replace(
         versions={**spec.versions, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
-        extra={**spec.extra, "format": "onnx", "precision": "fp32", "opset": opset_of(proto), "exporter": method},
+        extra={
+            **spec.extra,
+            Extra.FORMAT: "onnx",
+            Extra.PRECISION: "fp32",
+            Extra.OPSET: opset_of(proto),
+            Extra.EXPORTER: method,
+        },
     )
     return write_model(proto, spec, path)
 
 
 def expected_signature(spec: ModelSpec) -> dict[str, Any]:
-    """The inputs/outputs every cnnx ONNX file declares, as ``OnnxModel.signature`` reports them."""
+    """The inputs/outputs every cnnx ONNX file declares, as ``LoadedOnnx.signature`` reports them."""
     return {
         "inputs": [{"name": INPUT_NAME, "shape": [BATCH_AXIS, *spec.input_shape], "type": "tensor(float)"}],
         "outputs": [{"name": OUTPUT_NAME, "shape": [BATCH_AXIS, spec.num_classes], "type": "tensor(float)"}],
     }
 
 
-class OnnxModel:
-    """An exported file opened in onnxruntime, as the runtime will open it."""
+class LoadedOnnx:
+    """An exported file loaded back: opened in onnxruntime as the runtime will open it."""
 
     def __init__(self, path: Path, threads: int) -> None:
         self.path = Path(path)
@@ -180,5 +188,5 @@ class OnnxModel:
         return self.path
 
 
-def load(path: Path, threads: int) -> OnnxModel:
-    return OnnxModel(path, threads)
+def load(path: Path, threads: int) -> LoadedOnnx:
+    return LoadedOnnx(path, threads)

@@ -10,7 +10,7 @@ the gate. Dynamic quantisation is not offered: it re-measures activation ranges 
 every call and is several times slower than fp32 for small conv nets.
 
 The result is an ordinary ONNX file with the same input/output contract; its
-spec says ``extra.precision = "int8"``.
+spec's extra says precision "int8" (``Extra.PRECISION``) and how it was quantised.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from torch import nn
 
 from cnnx.core.contract import INPUT_NAME, first_line
 from cnnx.core.errors import ModelFileError
-from cnnx.core.spec import ModelSpec
+from cnnx.core.spec import Extra, ModelSpec
 from cnnx.export.formats import onnx_fp32 as onnx_format
 
 SUFFIX = ".int8.onnx"
@@ -59,6 +59,52 @@ class _Images(CalibrationDataReader):
         self._it = iter(self.batches)
 
 
+def _quantise(source: Path, calibration: np.ndarray, method: str, work: Path) -> onnx.ModelProto:
+    """The QDQ int8 graph of the fp32 file ``source``, made in the folder ``work``; ModelFileError if it cannot be."""
+    root = logging.getLogger()
+    level = root.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root.setLevel(logging.ERROR)  # the quantiser logs advice at WARNING on the root logger
+        try:
+            pre, out = work / "pre.onnx", work / "int8.onnx"
+            quant_pre_process(str(source), str(pre))
+            quantize_static(
+                str(pre),
+                str(out),
+                _Images(calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=method == "per-channel",
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            return onnx.load(str(out))
+        except Exception as exc:  # the quantiser raises assorted errors for graphs it cannot handle
+            first = first_line(exc)
+            raise ModelFileError(f"onnxruntime quantisation ({method}) failed: {first[:300]}") from None
+        finally:
+            root.setLevel(level)
+
+
+def _int8_spec(spec: ModelSpec, fp32: ModelSpec, proto: onnx.ModelProto, method: str, images: int) -> ModelSpec:
+    """``spec`` as the int8 file carries it: the fp32 file's versions and exporter, and how it was quantised."""
+    made = {
+        Extra.FORMAT: "onnx",
+        Extra.PRECISION: "int8",
+        Extra.OPSET: onnx_format.opset_of(proto),
+        Extra.QUANTIZATION: {
+            "format": "QDQ",
+            "weights": f"int8 {method}",
+            "activations": "uint8",
+            "calibration": "minmax",
+            "calibration_images": images,
+        },
+    }
+    exporter = {k: v for k, v in fp32.extra.items() if k == Extra.EXPORTER}  # what made the fp32 graph
+    return spec.replace(versions=fp32.versions, extra={**spec.extra, **exporter, **made})
+
+
 def export(
     model: nn.Module,
     spec: ModelSpec,
@@ -77,51 +123,11 @@ def export(
     if source is None or calibration is None or not len(calibration):
         raise ModelFileError("int8 quantisation needs the fp32 ONNX export and calibration images")
     path = Path(path)
-    root = logging.getLogger()
-    level = root.level
-    with tempfile.TemporaryDirectory(prefix=".cnnx-int8-", dir=path.parent) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        root.setLevel(logging.ERROR)  # the quantiser logs advice at WARNING on the root logger
-        try:
-            pre = Path(tmp) / "pre.onnx"
-            quant_pre_process(str(source), str(pre))
-            out = Path(tmp) / "int8.onnx"
-            quantize_static(
-                str(pre),
-                str(out),
-                _Images(calibration),
-                quant_format=QuantFormat.QDQ,
-                per_channel=method == "per-channel",
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-            )
-            proto = onnx.load(str(out))
-        except Exception as exc:  # the quantiser raises assorted errors for graphs it cannot handle
-            first = first_line(exc)
-            raise ModelFileError(f"onnxruntime quantisation ({method}) failed: {first[:300]}") from None
-        finally:
-            root.setLevel(level)
-    fp32_spec = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
-    spec = spec.replace(
-        versions=fp32_spec.versions,
-        extra={
-            **spec.extra,
-            **{k: v for k, v in fp32_spec.extra.items() if k in ("opset", "exporter")},
-            "format": "onnx",
-            "precision": "int8",
-            "opset": onnx_format.opset_of(proto),
-            "quantization": {
-                "format": "QDQ",
-                "weights": f"int8 {method}",
-                "activations": "uint8",
-                "calibration": "minmax",
-                "calibration_images": int(len(calibration)),
-            },
-        },
-    )
+    with tempfile.TemporaryDirectory(prefix=".cnnx-int8-", dir=path.parent) as tmp:
+        proto = _quantise(Path(source), calibration, method, Path(tmp))
+    fp32 = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
     onnx_format.name_batch_axis(proto)
-    return onnx_format.write_model(proto, spec, path)
+    return onnx_format.write_model(proto, _int8_spec(spec, fp32, proto, method, len(calibration)), path)
 
 
 load = onnx_format.load

@@ -23,7 +23,8 @@ from torch import nn
 from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE, first_line
 from cnnx.core.errors import ModelFileError
 from cnnx.core.fileio import atomic_write
-from cnnx.core.spec import ModelSpec
+from cnnx.core.spec import Extra, ModelSpec
+from cnnx.train.runner import TorchRunner, load_torchscript, save_torchscript
 
 SUFFIX = ".torchscript"
 METHODS = ("script", "trace")  # tried in this order until one passes the parity gate
@@ -39,38 +40,32 @@ def _build(model: nn.Module, spec: ModelSpec, method: str) -> torch.jit.ScriptMo
 
 def _save(module: torch.jit.ScriptModule, spec: ModelSpec, path: Path) -> Path:
     files = {TORCHSCRIPT_SPEC_FILE: json.dumps(spec.to_dict(), sort_keys=True)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.save's deprecation notice
-        return atomic_write(path, lambda f: torch.jit.save(module, f, _extra_files=files))
+    return atomic_write(path, lambda f: save_torchscript(module, f, files))
 
 
 def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "script", **_: Any) -> Path:
     """Write ``model`` (eval mode, CPU) as TorchScript to ``path``; raises ModelFileError if ``method`` cannot."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # torch.jit's deprecation notices; parity decides, not warnings
+            warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer notices; parity decides, not warnings
             module = _build(model, spec, method)
     except Exception as exc:  # scripting raises frontend errors of many types
         first = first_line(exc)
         raise ModelFileError(f"torch.jit.{method} failed: {first[:300]}") from None
-    spec = spec.replace(extra={**spec.extra, "format": "torchscript", "precision": "fp32", "torchscript": method})
-    return _save(module, spec, path)
+    extra = {Extra.FORMAT: "torchscript", Extra.PRECISION: "fp32", Extra.TORCHSCRIPT: method}
+    return _save(module, spec.replace(extra={**spec.extra, **extra}), path)
 
 
-class TorchScriptModel:
+class LoadedTorchScript:
     """An exported archive loaded back with ``torch.jit.load``, as a consumer would load it."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        files = {TORCHSCRIPT_SPEC_FILE: ""}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=files)
-        self._spec_json = files[TORCHSCRIPT_SPEC_FILE]
+        self.module, self._spec_json = load_torchscript(self.path, TORCHSCRIPT_SPEC_FILE)
+        self._runner = TorchRunner(self.module)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.module(torch.from_numpy(x)).numpy()
+        return self._runner.run(x)
 
     def signature(self) -> None:
         return None  # TorchScript declares no input/output names; outputs are checked by shape
@@ -85,5 +80,5 @@ class TorchScriptModel:
         return _save(self.module, spec, self.path)
 
 
-def load(path: Path, threads: int) -> TorchScriptModel:
-    return TorchScriptModel(path)
+def load(path: Path, threads: int) -> LoadedTorchScript:
+    return LoadedTorchScript(path)

@@ -1,0 +1,54 @@
+"""``ExportOptions``: what ``cnnx export`` is asked for, one field per option, checked on creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnx.core.errors import ConfigError
+from cnnx.export.formats import onnx_fp32
+
+# what --format NAME asks for; int8 is added by --int8 on top of onnx
+CHOICES: dict[str, tuple[str, ...]] = {
+    "onnx": ("onnx",),
+    "torchscript": ("torchscript",),
+    "all": ("onnx", "torchscript"),
+}
+EXPORTERS = ("auto", *onnx_fp32.METHODS)
+
+
+@dataclass
+class ExportOptions:
+    format: str = "onnx"  # onnx, torchscript or all (= onnx + torchscript)
+    int8: bool = False  # also write a static-QDQ int8 ONNX file, with its own gate
+    int8_optional: bool = False  # an int8 file that misses its gate is left out (reason in "skipped"), not an error
+    out: str | None = None  # folder, or a file name whose stem names the files; None = beside the checkpoint
+    opset: int = onnx_fp32.DEFAULT_OPSET  # ONNX opset of the fp32 file
+    exporter: str = "auto"  # ONNX exporter: auto (dynamo, then legacy), dynamo or legacy
+    arch: str | None = None  # architecture of a bare state_dict (cnnx checkpoints name their own)
+    mean: tuple[float, ...] | None = None  # overrides the spec's per-channel mean
+    std: tuple[float, ...] | None = None  # overrides the spec's per-channel std
+    classes: list[str] | None = None  # overrides the spec's class names
+    data_dir: str | None = None  # dataset folder for the parity images; None = $CNNX_DATA_DIR, else the sample
+    threads: int = 0  # torch and onnxruntime threads during parity; 0 = half the cores, 1 to 4
+
+    def __post_init__(self) -> None:
+        if self.format not in CHOICES:
+            raise ConfigError(f"--format must be one of {', '.join(CHOICES)}, got {self.format!r}")
+        if self.int8 and "onnx" not in CHOICES[self.format]:
+            raise ConfigError(
+                f"--int8 quantises the ONNX export, but --format is {self.format}",
+                "use --format onnx or all with --int8",
+            )
+        if not 13 <= self.opset <= 23:
+            raise ConfigError(
+                f"--opset must be between 13 and 23, got {self.opset}",
+                f"the default, {onnx_fp32.DEFAULT_OPSET}, runs on onnxruntime 1.14 and later",
+            )
+        if self.exporter not in EXPORTERS:
+            raise ConfigError(f"--exporter must be one of {', '.join(EXPORTERS)}, got {self.exporter!r}")
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be 0 (automatic) or more, got {self.threads}")
+
+    @property
+    def names(self) -> list[str]:
+        return [*CHOICES[self.format], *(["onnx-int8"] if self.int8 else [])]
