@@ -171,7 +171,7 @@ def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progre
 
 
 @main.command("eval")
-@click.argument("model", required=False, type=click.Path(exists=True))
+@click.argument("model", required=False, type=click.Path(exists=True), metavar="[MODEL_OR_RUN]")
 @click.option(
     "--data",
     "data_dir",
@@ -230,10 +230,12 @@ def eval_cmd(
     progress: bool | None,
     **options: Any,
 ) -> None:
-    """Accuracy and confusion matrix of MODEL (.onnx; .pt or TorchScript when torch is installed) on --data.
+    """Accuracy and confusion matrix of MODEL_OR_RUN (.onnx; .pt, a run folder or TorchScript when
+    torch is installed) on --data.
 
-    MODEL defaults to the MNIST model shipped with cnnx; a run folder means its best.pt. Exit
-    code 1 when an image of an image folder could not be read (it is named on stderr and left out).
+    MODEL_OR_RUN defaults to the MNIST model shipped with cnnx. A run folder means its best.pt (its
+    last.pt when it has no best.pt). Exit code 1 when an image of an image folder could not be read
+    (it is named on stderr and left out).
 
     Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png --errors errors.png
     """

@@ -113,6 +113,17 @@ def is_torch_file(path: Path) -> bool:
     return path.suffix.lower() in TORCH_SUFFIXES or zipfile.is_zipfile(path)
 
 
+def is_torchscript(path: Path) -> bool:
+    """Is ``path`` a zip archive of TorchScript (what ``torch.jit.save`` writes)? TorchScript archives
+    hold compiled code (".../code/..." and constants.pkl); torch.save archives hold data only."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist())
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message cut to its first line (third-party errors carry backtraces and advice)."""
     text = str(exc).strip()

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import cnnx
+from cnnx.core.contract import is_torchscript
 from cnnx.core.errors import CheckpointError, ConfigError, ModelFileError
 from cnnx.core.onnxio import fields
 from cnnx.core.spec import Extra, ModelSpec
@@ -81,8 +82,7 @@ def default_spec(arch_name: str) -> ModelSpec:
 def _exported_as(path: Path) -> str | None:
     """ "ONNX" or "TorchScript" when ``path`` is a file export makes, not a checkpoint; None otherwise."""
     if zipfile.is_zipfile(path):  # torch.save's archives hold data only; TorchScript's hold compiled code
-        with zipfile.ZipFile(path) as archive:
-            return "TorchScript" if any("/code/" in n for n in archive.namelist()) else None
+        return "TorchScript" if is_torchscript(path) else None
     with open(path, "rb") as f:
         first = f.read(1)
     if path.suffix.lower() != ".onnx" and first != b"\x08":  # an ONNX ModelProto opens with ir_version, field 1

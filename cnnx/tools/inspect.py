@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cnnx.core.contract import OUTPUT_NAME, TORCHSCRIPT_SPEC_FILE, first_line, run_checkpoint
+from cnnx.core.contract import OUTPUT_NAME, TORCHSCRIPT_SPEC_FILE, first_line, is_torchscript, run_checkpoint
 from cnnx.core.errors import CnnxError, ModelFileError
 from cnnx.core.onnxio import fields as _fields
 from cnnx.core.spec import ONNX_PREFIX, Extra, ModelSpec
-from cnnx.tools.modelfile import is_torchscript
 
 
 def onnx_header(data: bytes) -> dict[str, Any]:

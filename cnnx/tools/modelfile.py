@@ -8,29 +8,14 @@ Every backend has the runtime's model shape: ``spec`` and ``run(float32 (N, C, H
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE, first_line
+from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE, first_line, is_torch_file, is_torchscript
 from cnnx.core.errors import ModelFileError
 from cnnx.core.machine import physical_cores
 from cnnx.core.spec import ModelSpec, SpecOptions
-
-TORCH_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".torchscript", ".ts", ".jit"})
-
-
-def is_torchscript(path: Path) -> bool:
-    """Is ``path`` a whole zip archive of TorchScript (what ``torch.jit.save`` writes)?
-
-    TorchScript archives hold compiled code (".../code/..." and constants.pkl); torch.save
-    archives hold only data.pkl and tensors.
-    """
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist())
 
 
 class TorchModel:
@@ -97,7 +82,7 @@ def open_model(
     if not path.exists():
         raise ModelFileError(f"no model file at {path}", "give an .onnx, .pt or TorchScript file")
     options = SpecOptions.of(mean, std, size, classes)
-    if path.is_dir() or path.suffix.lower() in TORCH_SUFFIXES or zipfile.is_zipfile(path):
+    if path.is_dir() or is_torch_file(path):
         options.refuse(path)
         if path.is_file() and is_torchscript(path):
             return _load_torchscript(path, threads)

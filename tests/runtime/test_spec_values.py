@@ -39,14 +39,16 @@ def test_impossible_spec_values_are_one_line_errors(shipped_model: Path, tmp_pat
         assert len(lines) == 1 and lines[0].startswith(f"error: {model}"), proc.stderr
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:FutureWarning")  # making the file, not cnnx
 def test_a_torchscript_spec_that_is_not_an_object_names_the_file(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from cnnx.core.contract import TORCHSCRIPT_SPEC_FILE
+    from cnnx.train.runner import quiet_torchscript, save_torchscript
 
-    module = torch.jit.script(torch.nn.Linear(2, 2))
+    with quiet_torchscript():
+        module = torch.jit.script(torch.nn.Linear(2, 2))
     path = tmp_path / "list-spec.torchscript"
-    torch.jit.save(module, str(path), _extra_files={TORCHSCRIPT_SPEC_FILE: "[1, 2, 3]"})
+    with open(path, "wb") as f:
+        save_torchscript(module, f, {TORCHSCRIPT_SPEC_FILE: "[1, 2, 3]"})
     proc = run_cli("eval", str(path), "--data", str(MINI_MNIST))
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
