@@ -7,8 +7,8 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from cnnx.train.loop import Reporter
 from cnnx.train.models import ARCHS, count_parameters
+from cnnx.train.run import Reporter
 
 
 class TqdmReporter(Reporter):
