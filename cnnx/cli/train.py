@@ -129,7 +129,7 @@ def train(
         raise click.UsageError("--resume continues a run with its saved options; give no other training options")
     settings = {**PRESETS[preset], **{k: v for k, v in options.items() if v is not None}}
     cfg = TrainConfig(dataset=dataset or "mnist", **settings)
-    reporter = TqdmReporter(quiet=as_json)
+    reporter = TqdmReporter()  # progress on stderr, --json or not
     is_main = ddp.world_from_env().is_main  # ranks 1.. of a torchrun job: rank 0 reports for all
     try:
         result = loop.train(cfg, reporter, resume=Path(resume) if resume else None)
@@ -145,12 +145,29 @@ def train(
     if as_json:
         emit_json(result.summary)
     else:
-        s = result.summary
-        click.echo(
-            f"done: {s['arch']} on {s['dataset']}, {s['epochs']} epochs, test accuracy "
-            f"{100 * s['final_accuracy']:.2f}% (best {100 * s['best_accuracy']:.2f}%) "
-            f"in {s['wall_seconds']:.1f} s on {s['device']}; checkpoints in {s['run_dir']}"
+        click.echo(_finished_line(result.summary))
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
+def _finished_line(s: dict[str, Any]) -> str:
+    """The run's last line: what it reached and which checkpoints it left (metrics.json's summary)."""
+    if not s["epochs_trained"]:
+        return f"nothing to do: {s['run_dir']} finished its {_epochs(s['epochs'])}"
+    done = (
+        f"done: {s['arch']} on {s['dataset']}, {_epochs(s['epochs'])}, test accuracy "
+        f"{100 * s['final_accuracy']:.2f}% (best {100 * s['best_accuracy']:.2f}%) "
+        f"in {s['wall_seconds']:.1f} s on {s['device']}"
+    )
+    if s["best_checkpoint"] is None:
+        bar = s["config"]["save_min_acc"]
+        return (
+            f"{done}; no checkpoint reached --save-min-acc {bar:g} ({100 * bar:.2f}%): "
+            f"no best.pt, only last.pt in {s['run_dir']}"
         )
+    return f"{done}; checkpoints in {s['run_dir']}"
 
 
 def _interrupted_message(run_dir: str | None) -> str:
@@ -172,7 +189,7 @@ def _interrupted_message(run_dir: str | None) -> str:
     done, total = state["epoch"], state["config"]["epochs"]
     if done >= total:
         return (
-            f"interrupted after the last epoch; {run_dir}/last.pt holds all {total} epochs: "
+            f"interrupted after the last epoch; {run_dir}/last.pt holds {'all ' if total > 1 else ''}{_epochs(total)}: "
             f"cnnx train --resume {run_dir} writes the rest (metrics.json, plots)"
         )
     return (

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnx
-from cnnx.core.contract import LAST, METRICS, TENSORBOARD
+from cnnx.core.contract import BEST, LAST, METRICS, TENSORBOARD
 from cnnx.core.fileio import atomic_write
 from cnnx.core.spec import ModelSpec
 from cnnx.train import checkpoint as ckpt
@@ -259,8 +259,11 @@ class Run:
         summary = {
             **{k: v for k, v in self.info().items() if k not in _START_ONLY},
             "epochs": cfg.epochs,
+            "epochs_trained": max(cfg.epochs - self.epochs_done, 0),  # 0: resumed a finished run
             "final_accuracy": final,
             "best_accuracy": self.best,
+            # None when no epoch reached --save-min-acc: then last.pt is the run's only checkpoint
+            "best_checkpoint": str(self.run_dir / BEST) if (self.run_dir / BEST).is_file() else None,
             "wall_seconds": time.perf_counter() - t_start,
             "config": cfg.to_dict(),
             "epoch_metrics": self.metrics,
