@@ -12,8 +12,7 @@ from typing import Any
 import click
 
 from cnnx.cli import emit_json, main
-from cnnx.train.config import PRESETS as _PRESETS  # stdlib only: no torch while building --help
-from cnnx.train.config import TrainConfig as _Defaults
+from cnnx.train.config import DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig  # stdlib only: no torch for --help
 
 # ---------------------------------------------------------------- train
 
@@ -28,31 +27,31 @@ _TRAIN_HELP_DEFAULTS = (
 @click.argument("dataset", required=False)
 @click.option(
     "--preset",
-    type=click.Choice(list(_PRESETS)),
+    type=click.Choice(list(PRESETS)),
     default="default",
     show_default=True,
     help="Named option set, explicit options override it: "
-    + "; ".join(f"{k} = {', '.join(f'{o} {v}' for o, v in p.items()) or 'the defaults'}" for k, p in _PRESETS.items()),
+    + "; ".join(f"{k} = {', '.join(f'{o} {v}' for o, v in p.items()) or 'the defaults'}" for k, p in PRESETS.items()),
 )
 @click.option("--arch", help="Architecture name (see `cnnx train --list-archs`). [default: the dataset's]")
-@click.option("--epochs", type=int, help=f"Passes over the training data. [default: {_Defaults.epochs}]")
-@click.option("--batch-size", type=int, help=f"Images per optimiser step. [default: {_Defaults.batch_size}]")
-@click.option("--lr", type=float, help=f"Peak (one-cycle) or initial learning rate. [default: {_Defaults.lr}]")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), help=f"[default: {_Defaults.optimizer}]")
-@click.option("--momentum", type=float, help=f"SGD momentum / Adam beta1. [default: {_Defaults.momentum}]")
-@click.option("--weight-decay", type=float, help=f"[default: {_Defaults.weight_decay}]")
+@click.option("--epochs", type=int, help=f"Passes over the training data. [default: {TrainConfig.epochs}]")
+@click.option("--batch-size", type=int, help=f"Images per optimiser step. [default: {TrainConfig.batch_size}]")
+@click.option("--lr", type=float, help=f"Peak (one-cycle) or initial learning rate. [default: {TrainConfig.lr}]")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help=f"[default: {TrainConfig.optimizer}]")
+@click.option("--momentum", type=float, help=f"SGD momentum / Adam beta1. [default: {TrainConfig.momentum}]")
+@click.option("--weight-decay", type=float, help=f"[default: {TrainConfig.weight_decay}]")
 @click.option(
     "--schedule",
-    type=click.Choice(["onecycle", "cosine", "constant"]),
-    help=f"LR schedule. [default: {_Defaults.schedule}]",
+    type=click.Choice(SCHEDULES),
+    help=f"LR schedule. [default: {TrainConfig.schedule}]",
 )
 @click.option(
-    "--warmup", type=float, help=f"Fraction of steps spent warming up (one-cycle). [default: {_Defaults.warmup}]"
+    "--warmup", type=float, help=f"Fraction of steps spent warming up (one-cycle). [default: {TrainConfig.warmup}]"
 )
-@click.option("--label-smoothing", type=float, help=f"[default: {_Defaults.label_smoothing}]")
-@click.option("--shift", type=int, help=f"Random-shift augmentation in pixels, 0 = off. [default: {_Defaults.shift}]")
-@click.option("--seed", type=int, help=f"Seeds init, data order, augmentation, dropout. [default: {_Defaults.seed}]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[default: auto = CUDA when present]")
+@click.option("--label-smoothing", type=float, help=f"[default: {TrainConfig.label_smoothing}]")
+@click.option("--shift", type=int, help=f"Random-shift augmentation in pixels, 0 = off. [default: {TrainConfig.shift}]")
+@click.option("--seed", type=int, help=f"Seeds init, data order, augmentation, dropout. [default: {TrainConfig.seed}]")
+@click.option("--device", type=click.Choice(DEVICES), help="[default: auto = CUDA when present]")
 @click.option("--threads", type=int, help="torch CPU threads, 0 = torch's default. [default: 0]")
 @click.option(
     "--workers",
@@ -119,7 +118,6 @@ def train(
     """
     from cnnx.train import distributed as ddp
     from cnnx.train import loop
-    from cnnx.train.config import PRESETS, TrainConfig
     from cnnx.train.progress import TqdmReporter, archs_table
 
     if list_archs:
@@ -131,7 +129,7 @@ def train(
         raise click.UsageError("--resume continues a run with its saved options; give no other training options")
     settings = {**PRESETS[preset], **{k: v for k, v in options.items() if v is not None}}
     cfg = TrainConfig(dataset=dataset or "mnist", **settings)
-    reporter = TqdmReporter(quiet=as_json)
+    reporter = TqdmReporter()  # progress on stderr, --json or not
     is_main = ddp.world_from_env().is_main  # ranks 1.. of a torchrun job: rank 0 reports for all
     try:
         result = loop.train(cfg, reporter, resume=Path(resume) if resume else None)
@@ -147,12 +145,29 @@ def train(
     if as_json:
         emit_json(result.summary)
     else:
-        s = result.summary
-        click.echo(
-            f"done: {s['arch']} on {s['dataset']}, {s['epochs']} epochs, test accuracy "
-            f"{100 * s['final_accuracy']:.2f}% (best {100 * s['best_accuracy']:.2f}%) "
-            f"in {s['wall_seconds']:.1f} s on {s['device']}; checkpoints in {s['run_dir']}"
+        click.echo(_finished_line(result.summary))
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' if n != 1 else ''}"
+
+
+def _finished_line(s: dict[str, Any]) -> str:
+    """The run's last line: what it reached and which checkpoints it left (metrics.json's summary)."""
+    if not s["epochs_trained"]:
+        return f"nothing to do: {s['run_dir']} finished its {_epochs(s['epochs'])}"
+    done = (
+        f"done: {s['arch']} on {s['dataset']}, {_epochs(s['epochs'])}, test accuracy "
+        f"{100 * s['final_accuracy']:.2f}% (best {100 * s['best_accuracy']:.2f}%) "
+        f"in {s['wall_seconds']:.1f} s on {s['device']}"
+    )
+    if s["best_checkpoint"] is None:
+        bar = s["config"]["save_min_acc"]
+        return (
+            f"{done}; no checkpoint reached --save-min-acc {bar:g} ({100 * bar:.2f}%): "
+            f"no best.pt, only last.pt in {s['run_dir']}"
         )
+    return f"{done}; checkpoints in {s['run_dir']}"
 
 
 def _interrupted_message(run_dir: str | None) -> str:
@@ -174,7 +189,7 @@ def _interrupted_message(run_dir: str | None) -> str:
     done, total = state["epoch"], state["config"]["epochs"]
     if done >= total:
         return (
-            f"interrupted after the last epoch; {run_dir}/last.pt holds all {total} epochs: "
+            f"interrupted after the last epoch; {run_dir}/last.pt holds {'all ' if total > 1 else ''}{_epochs(total)}: "
             f"cnnx train --resume {run_dir} writes the rest (metrics.json, plots)"
         )
     return (

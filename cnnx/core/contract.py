@@ -22,6 +22,8 @@ PARITY_FILE = "parity.json"
 TORCH_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".torchscript", ".ts", ".jit"})
 # A run folder's checkpoints: the newest epoch (what --resume continues) and the best one.
 LAST, BEST = "last.pt", "best.pt"
+# What a run folder holds beside them: the run's summary, its pictures, its TensorBoard events.
+METRICS, CURVES, CONFUSION, TENSORBOARD = "metrics.json", "curves.png", "confusion.png", "tensorboard"
 
 # Image files a folder is searched for (lower-case suffixes), for training, eval and infer alike;
 # a file named explicitly is always tried, whatever its name.

@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 
-from cnnx.core.contract import LAST, run_checkpoint
+from cnnx.core.contract import BEST, LAST, run_checkpoint
 from cnnx.core.errors import CheckpointError
 from cnnx.core.fileio import atomic_write
+from cnnx.train.config import TrainConfig
 
 FORMAT = "cnnx-checkpoint"
 FORMAT_VERSION = 1
@@ -73,6 +74,22 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
         raise CheckpointError(
             f"could not write {path}: {reason}; nothing was half-written and {kept}", f"free some space, then {then}"
         ) from None
+
+
+def snapshot_name(epoch: int) -> str:
+    """The file ``--save-every`` keeps an epoch in (the seeds save ``model_{epoch}.pth`` each epoch)."""
+    return f"epoch-{epoch:03d}.pt"
+
+
+def keep_files(cfg: TrainConfig, epoch: int, accuracy: float, is_best: bool) -> list[str]:
+    """Names of the files beside last.pt that this epoch's checkpoint is also written to: best.pt and
+    the ``--save-every`` snapshots, only from ``--save-min-acc`` up (seed 000 saves only at 97% or more)."""
+    if accuracy < cfg.save_min_acc:
+        return []
+    names = [BEST] if is_best else []
+    if cfg.save_every and epoch % cfg.save_every == 0:
+        names.append(snapshot_name(epoch))
+    return names
 
 
 def resolve_checkpoint(path: Path, resume: bool = False) -> Path:
@@ -206,6 +223,8 @@ def _check_model_fits(data: dict[str, Any], path: Path) -> None:
     if not isinstance(spec, dict) or not isinstance(state, dict):
         return
     arch, classes = spec.get("arch"), spec.get("classes") or []
+    if not isinstance(arch, str):
+        raise CheckpointError(f"{path} names no architecture in its spec", "use a checkpoint written by cnnx train")
     shape = tuple(spec["input_shape"]) if spec.get("input_shape") else None
     config_arch = (data.get("config") or {}).get("arch")
     if config_arch and config_arch != arch:

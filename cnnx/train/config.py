@@ -1,8 +1,13 @@
-"""Training configuration: one dataclass, one field per CLI option, saved in every checkpoint."""
+"""Training configuration: one dataclass, one field per CLI option, saved in every checkpoint.
+
+Standard library only: the CLI builds its --help (choices, defaults, presets) from this module
+without importing torch.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,21 +51,54 @@ class TrainConfig:
     amp: bool = False  # bfloat16 autocast of the training forward pass; weights, optimiser and checkpoints stay float32
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
-            (self.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
-            (self.device in DEVICES, f"--device must be one of {DEVICES}, got {self.device!r}"),
-            (0 <= self.warmup < 1, f"--warmup must be in [0, 1), got {self.warmup}"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.shift >= 0, f"--shift must be 0 or more, got {self.shift}"),
-            (self.threads >= 0 and self.workers >= 0, "--threads and --workers must be 0 or more"),
-        ]
-        for ok, message in checks:
+        """Every field checked here, once, before any data is loaded: the CLI, resumed checkpoints and
+        library callers all build a TrainConfig, so none of them needs checks of its own."""
+        for ok, message, hint in self._checks():
             if not ok:
-                raise ConfigError(message)
+                raise ConfigError(message, hint)
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError(
+                "--tensorboard needs the tensorboard package, which is not installed",
+                "pip install tensorboard, or train without --tensorboard",
+            )
+
+    def _checks(self) -> list[tuple[bool, str, str | None]]:
+        """(holds?, message naming the bad value, the way out or None), one per rule."""
+        return [
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}", None),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}", None),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, got {self.eval_batch_size}", None),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}", None),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}", None),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}, got {self.schedule!r}", None),
+            (self.device in DEVICES, f"--device must be one of {DEVICES}, got {self.device!r}", None),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}", None),
+            (self.weight_decay >= 0, f"--weight-decay must be 0 or more, got {self.weight_decay}", None),
+            (0 <= self.warmup < 1, f"--warmup must be in [0, 1), got {self.warmup}", None),
+            (
+                0 <= self.label_smoothing < 1,
+                f"--label-smoothing must be in [0, 1), got {self.label_smoothing}",
+                None,
+            ),
+            (self.shift >= 0, f"--shift must be 0 or more, got {self.shift}", None),
+            (self.threads >= 0 and self.workers >= 0, "--threads and --workers must be 0 or more", None),
+            (
+                self.image_size is None or self.image_size >= 8,
+                f"--image-size must be at least 8 pixels, got {self.image_size}",
+                None,
+            ),
+            (0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}", None),
+            (
+                self.save_every >= 0,
+                f"--save-every must be 0 (off) or a number of epochs, got {self.save_every}",
+                None,
+            ),
+            (
+                0 <= self.save_min_acc <= 1,
+                f"--save-min-acc is a fraction of the test images, got {self.save_min_acc}",
+                "e.g. --save-min-acc 0.97 for 97%",
+            ),
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -87,7 +87,7 @@ def init(world: World, device: torch.device) -> torch.device:
     if not dist.is_initialized():
         # a rank that dies leaves the others waiting at a collective: fail them after 30 minutes, not torch's hours
         dist.init_process_group(
-            "nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30), **({"device_id": device} if use_cuda else {})
+            "nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30), device_id=device if use_cuda else None
         )
     return device
 

@@ -7,20 +7,20 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from cnnx.train.loop import Reporter
 from cnnx.train.models import ARCHS, count_parameters
+from cnnx.train.run import Reporter
 
 
 class TqdmReporter(Reporter):
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet  # --json: keep stderr to the bars (they vanish off a terminal)
+    """Everything on stderr, with --json too: stdout is the result's alone."""
+
+    def __init__(self) -> None:
         self.run_dir: str | None = None
         self.bar: tqdm | None = None
         self.loss: float | None = None
 
     def _say(self, text: str) -> None:
-        if not self.quiet:
-            click.echo(text, err=True)
+        click.echo(text, err=True)
 
     def start(self, info: dict[str, Any]) -> None:
         self.run_dir = info["run_dir"]
@@ -31,10 +31,10 @@ class TqdmReporter(Reporter):
             f"device {info['device']}{resumed}; run folder {info['run_dir']}"
         )
         skipped = info.get("skipped_images") or []
-        if skipped:  # always said, --json or not: the run goes on without these files
-            click.echo(f"warning: {len(skipped)} unreadable image(s) left out of the dataset:", err=True)
+        if skipped:  # the run goes on without these files
+            self._say(f"warning: {len(skipped)} unreadable image(s) left out of the dataset:")
             for why in skipped:
-                click.echo(f"warning: {why}", err=True)
+                self._say(f"warning: {why}")
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         # disable=None: no bar when stderr is not a terminal (CI logs, pipes)

@@ -1,6 +1,5 @@
-"""What one training step and one evaluation are made of: schedule, optimiser, input
-normalisation, augmentation, and the test-set pass (shared out over the ranks of a
-distributed run).
+"""What one training step is made of: schedule, optimiser, input normalisation, augmentation.
+(The test-set pass is ``cnnx.train.evaluation``.)
 
 Augmentations take ``part`` and ``drawn``: ``x`` is the ``part`` of a batch of
 ``drawn`` images, and random numbers are drawn for the whole batch, so every process
@@ -16,9 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnx.core.contract import normalise_constants
-from cnnx.train import distributed as ddp
 from cnnx.train.config import TrainConfig
-from cnnx.train.data import Split
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
@@ -74,51 +71,6 @@ def random_shift(
     b = torch.arange(n, device=x.device)[:, None, None, None]
     ch = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[b, ch, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def evaluate_shared(
-    model: nn.Module,
-    split: Split,
-    norm: Normalizer,
-    batch_size: int,
-    device: torch.device,
-    memory_format: torch.memory_format,
-    world: ddp.World,
-) -> tuple[float, float, torch.Tensor]:
-    """``evaluate`` with the test images shared out over the ranks; every rank gets the whole answer."""
-    if not world.enabled:
-        return evaluate(model, split, norm, batch_size, device, memory_format)
-    ddp.sync_buffers(world, model)
-    part = world.part(len(split))
-    shard = Split(split.x[part], split.y[part])
-    loss, pred = 0.0, torch.empty(0, dtype=torch.int64)  # a shard may be empty: fewer test images than ranks
-    if len(shard):
-        loss, _, pred = evaluate(model, shard, norm, batch_size, device, memory_format)
-    loss_sum = ddp.total(world, torch.tensor(loss * len(shard), device=device, dtype=torch.float64))
-    pred = ddp.interleave(world, pred.to(device), len(split)).cpu()
-    return loss_sum.item() / len(split), (pred == split.y).float().mean().item(), pred
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    split: Split,
-    norm: Normalizer,
-    batch_size: int,
-    device: torch.device,
-    memory_format: torch.memory_format,
-) -> tuple[float, float, torch.Tensor]:
-    """Mean loss, accuracy in [0, 1] and predicted class per image, in eval mode."""
-    model.eval()
-    loss_sum, preds = 0.0, []
-    for i in range(0, len(split), batch_size):
-        x = norm(split.x[i : i + batch_size].to(device)).contiguous(memory_format=memory_format)
-        y = split.y[i : i + batch_size].to(device)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        preds.append(logits.argmax(1).cpu())
-    pred = torch.cat(preds)
-    return loss_sum / len(split), (pred == split.y).float().mean().item(), pred
 
 
 def random_flip(

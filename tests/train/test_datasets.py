@@ -85,10 +85,55 @@ def test_download_path_fetches_into_data_dir(tmp_path: Path, mirror: str) -> Non
     assert torch.equal(again.train.x, data.train.x)
 
 
-def test_unreachable_mirror_gives_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def empty_mirror(tmp_path: Path):
+    """A local HTTP server that answers every file with 404 Not Found."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = lambda *a, **kw: _Quiet(*a, directory=str(served), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def _train_mnist(data_dir: Path, out: Path) -> tuple[int, list[str]]:
+    """`cnnx train mnist --data-dir DATA_DIR` in-process: the exit code and the lines it printed."""
+    from click.testing import CliRunner
+
+    from cnnx.cli import main
+
+    result = CliRunner().invoke(main, ["train", "mnist", "--data-dir", str(data_dir), "--out", str(out)])
+    return result.exit_code, result.output.strip().splitlines()
+
+
+@pytest.mark.parametrize("server", ["http-404", "nothing-listening"])
+def test_failed_download_says_why_and_creates_nothing(
+    server: str, tmp_path: Path, empty_mirror: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from torchvision.datasets import MNIST
 
-    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # discard port: nothing listens
-    with pytest.raises(DataNotFoundError) as err:
-        load_mnist(tmp_path, download=True)
-    assert "download failed" in str(err.value) and "\n" not in str(err.value)
+    url = empty_mirror if server == "http-404" else "http://127.0.0.1:9/"  # the discard port: nothing listens
+    monkeypatch.setattr(MNIST, "mirrors", [url])
+    target = tmp_path / "nonexistent" / "data"
+    code, lines = _train_mnist(target, tmp_path / "run")
+    why = "HTTP Error 404: File not found" if server == "http-404" else "Connection refused"
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"error: MNIST not found in {target} (download failed: train-images-idx3-ubyte.gz from {url}: {why}) (put "
+    ), lines[0]
+    assert not (tmp_path / "nonexistent").exists() and not (tmp_path / "run").exists()
+
+
+def test_failed_download_into_an_existing_folder_leaves_it_as_it_was(
+    tmp_path: Path, empty_mirror: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "mirrors", [empty_mirror])
+    cache = tmp_path / "cache"
+    (cache / "cifar-10-batches-py").mkdir(parents=True)
+    (cache / "notes.txt").write_text("mine")
+    code, lines = _train_mnist(cache, tmp_path / "run")
+    assert code == 2 and "download failed: train-images-idx3-ubyte.gz" in lines[0]
+    assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-batches-py", "notes.txt"]  # no MNIST/raw left

@@ -63,7 +63,6 @@ def test_training_pixels_are_what_the_runtime_makes_from_the_spec(tmp_path: Path
 
     from cnnx.core.spec import ModelSpec
     from cnnx.runtime.image import preprocess
-    from cnnx.train.config import TrainConfig
     from cnnx.train.loop import make_spec
 
     root = write_image_folder(tmp_path / "imgs", ["a", "b"], per_class=3, size=(90, 70), fmt="JPEG")
@@ -71,7 +70,7 @@ def test_training_pixels_are_what_the_runtime_makes_from_the_spec(tmp_path: Path
     rgba.paste((10, 200, 10, 255), (10, 10, 40, 40))
     rgba.save(root / "a" / "zz_alpha.png")
     data = load_folder(root, image_size=24, val_split=0.0001 + 1 / 3, seed=0)
-    spec = ModelSpec.from_dict(make_spec(TrainConfig(), "cifar-bn", data).to_dict())
+    spec = ModelSpec.from_dict(make_spec("cifar-bn", data).to_dict())
     files = sorted((root / "a").iterdir()) + sorted((root / "b").iterdir())
     pixels = {bytes(preprocess(f, spec)): f.name for f in files}
     for split in (data.train, data.test):

@@ -100,19 +100,78 @@ def test_random_shift_moves_pixels_without_changing_mass() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "words"),
     [
-        dict(epochs=0),
-        dict(lr=-1.0),
-        dict(optimizer="rmsprop"),
-        dict(schedule="step"),
-        dict(device="tpu"),
-        dict(warmup=1.5),
+        (dict(epochs=0), "--epochs must be at least 1, got 0"),
+        (dict(lr=-1.0), "--lr must be positive, got -1.0"),
+        (dict(optimizer="rmsprop"), "--optimizer must be one of"),
+        (dict(schedule="step"), "--schedule must be one of"),
+        (dict(device="tpu"), "--device must be one of"),
+        (dict(warmup=1.5), "--warmup must be in [0, 1), got 1.5"),
+        (dict(momentum=1.5), "--momentum must be in [0, 1), got 1.5"),
+        (dict(weight_decay=-0.1), "--weight-decay must be 0 or more, got -0.1"),
+        (dict(eval_batch_size=0), "eval_batch_size must be at least 1, got 0"),
+        (dict(image_size=4), "--image-size must be at least 8 pixels, got 4"),
+        (dict(val_split=1.0), "--val-split must be in [0, 1), got 1.0"),
+        (dict(save_every=-1), "--save-every must be 0 (off) or a number of epochs, got -1"),
+        (
+            dict(save_min_acc=97.0),
+            "--save-min-acc is a fraction of the test images, got 97.0 (e.g. --save-min-acc 0.97",
+        ),
     ],
 )
-def test_bad_config_is_refused(bad: dict) -> None:
-    with pytest.raises(ConfigError):
+def test_bad_config_is_refused(bad: dict, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
         TrainConfig(**bad)
+    assert words in str(err.value)
+
+
+def test_tensorboard_option_needs_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    TrainConfig()  # not asked for: not needed
+    with pytest.raises(ConfigError, match="--tensorboard needs the tensorboard package"):
+        TrainConfig(tensorboard=True)
+
+
+def test_a_resumed_config_is_checked_as_a_new_one_is() -> None:
+    saved = TrainConfig(save_min_acc=0.9).to_dict()
+    with pytest.raises(ConfigError, match="--save-min-acc is a fraction"):
+        TrainConfig.from_dict({**saved, "save_min_acc": 90})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--image-size", "4", "--image-size must be at least 8 pixels, got 4"),
+        ("--val-split", "1", "--val-split must be in [0, 1), got 1.0"),
+        ("--save-every", "-2", "--save-every must be 0 (off) or a number of epochs, got -2"),
+    ],
+)
+def test_folder_options_are_refused_before_any_image_is_read(
+    option: str, value: str, words: str, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from cnnx.cli import main
+
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    (tmp_path / "photos" / "a" / "x.png").write_bytes(b"not an image: reading it would warn")
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "photos"), option, value, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"error: {words}"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_checkpoint_files_follow_save_every_and_save_min_acc() -> None:
+    cfg = TrainConfig(save_every=2, save_min_acc=0.9)
+    assert ckpt.keep_files(cfg, 1, 0.95, is_best=True) == ["best.pt"]
+    assert ckpt.keep_files(cfg, 2, 0.95, is_best=False) == ["epoch-002.pt"]
+    assert ckpt.keep_files(cfg, 4, 0.95, is_best=True) == ["best.pt", "epoch-004.pt"]
+    assert ckpt.keep_files(cfg, 4, 0.85, is_best=True) == []  # below the threshold: only last.pt
+    assert ckpt.keep_files(TrainConfig(), 3, 0.1, is_best=True) == ["best.pt"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -8,6 +8,8 @@ time on the training device, is many times faster and fits easily (MNIST: 47 MB)
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,15 +111,66 @@ def locate_or_download(
 ) -> T:
     """``locate(root)``; when it finds nothing and ``download`` is given, download into ``root`` and look again.
 
-    ``missing(root, why)`` makes the error: "download disabled" or "download failed: REASON".
+    ``missing(root, why)`` makes the error: "download disabled" or "download failed: REASON". A failed
+    (or interrupted) download leaves nothing behind: the folders and files it made are removed.
     """
     found = locate(root)
     if found is None and download is not None:
+        undo = _undoer(root)
         try:
             download(root)
-        except Exception as exc:  # URLError, RuntimeError from md5 checks, OSError, tarfile errors ...
-            raise missing(root, f"download failed: {first_line(exc)}") from None
+        except BaseException as exc:
+            undo()
+            if not isinstance(exc, Exception):  # Ctrl-C: cleaned up, and still an interruption
+                raise
+            raise missing(root, f"download failed: {download_reason(exc)}") from None
         found = locate(root)
     if found is None:
         raise missing(root, "download disabled" if download is None else "the download left no files")
     return found
+
+
+def _undoer(root: Path) -> Callable[[], None]:
+    """A function that removes what was created under ``root`` from now on: the outermost of ``root``
+    and its parents that does not exist yet, or else the entries the folder ``root`` does not hold yet."""
+    if not root.exists():
+        top = root
+        while not top.parent.exists():
+            top = top.parent
+        return lambda: shutil.rmtree(top, ignore_errors=True)
+    before = set(os.listdir(root)) if root.is_dir() else set()
+
+    def undo() -> None:
+        for name in set(os.listdir(root)) - before if root.is_dir() else ():
+            path = root / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    return undo
+
+
+def download_reason(exc: BaseException) -> str:
+    """Why a torchvision download failed, on one line. Its MNIST report spans lines, one error per mirror:
+    "Error downloading F:\nTried URL, got:\n<urlopen error [Errno 111] Connection refused>\n..." ->
+    "F from URL: Connection refused"; an error of its own (CIFAR-10) is cut to its first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    head = re.fullmatch(r"Error downloading (.+?):?", lines[0]) if lines else None
+    tried = [
+        f"from {m.group(1)}: {_plain(lines[i + 1])}"
+        for i, line in enumerate(lines[:-1])
+        if (m := re.fullmatch(r"Tried (\S+), got:", line))
+    ]
+    if head is None or not tried:
+        return _plain(first_line(exc))
+    return f"{head.group(1)} " + "; ".join(tried)
+
+
+def _plain(error: str) -> str:
+    """urllib's "<urlopen error [Errno -3] Temporary failure in name resolution>" as the words inside it."""
+    error = re.sub(r"^<urlopen error (.*)>$", r"\1", error.strip())
+    error = re.sub(r"^\[Errno -?\d+\] ", "", error)
+    if "name resolution" in error or "Name or service not known" in error:
+        error += " (no network, or no DNS)"
+    return error

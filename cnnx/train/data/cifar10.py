@@ -104,7 +104,6 @@ def _download(root: Path) -> None:
     """torchvision's download: the tar.gz, its md5, extraction to root/cifar-10-batches-py, every file's md5."""
     from torchvision.datasets import CIFAR10
 
-    root.mkdir(parents=True, exist_ok=True)
     CIFAR10(str(root), train=False, download=True)
 
 

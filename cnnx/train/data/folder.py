@@ -134,10 +134,6 @@ def load_folder(
     if not root.is_dir():
         raise DataNotFoundError(f"no folder {root}", "give a folder holding one sub-folder of images per class")
     size = DEFAULT_SIZE if image_size is None else image_size
-    if size < 8:
-        raise ConfigError(f"--image-size must be at least 8 pixels, got {size}")
-    if not 0 <= val_split < 1:
-        raise ConfigError(f"--val-split must be in [0, 1), got {val_split}")
     test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None)
     if (root / "train").is_dir() and test_dir is not None:
         classes, train_paths, train_labels = _scan(root / "train")

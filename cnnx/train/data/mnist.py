@@ -32,7 +32,6 @@ def _download(root: Path) -> None:
     """torchvision's own download (mirrors, md5 checks) into root/MNIST/raw."""
     from torchvision.datasets import MNIST
 
-    root.mkdir(parents=True, exist_ok=True)
     MNIST(str(root), train=False, download=True)  # fetches all four files, verifies their md5
 
 

@@ -1,0 +1,304 @@
+"""A training run as an object: set up (or restored), then its epoch loop, top to bottom.
+
+``Run.fit`` is the whole story of an epoch: ``train_epoch`` (shuffled global batches,
+each shifted, flipped and normalised on the device by ``cnnx.train.steps``),
+``evaluate`` (``cnnx.train.evaluation``), ``save`` (best.pt and snapshots as the
+options say, then last.pt) and ``log``; ``finish`` draws the pictures and writes
+metrics.json. All randomness comes from ``torch``'s global generator (init, dropout)
+and the run's data generator (order, augmentation), both saved in every checkpoint,
+so a run resumed at an epoch boundary ends with the same weights as one that never
+stopped. Every rank of a distributed run holds a ``Run``; rank 0 alone writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import cnnx
+from cnnx.core.contract import BEST, LAST, METRICS, TENSORBOARD
+from cnnx.core.fileio import atomic_write
+from cnnx.core.spec import ModelSpec
+from cnnx.train import checkpoint as ckpt
+from cnnx.train import distributed as ddp
+from cnnx.train import rng
+from cnnx.train.config import TrainConfig
+from cnnx.train.data import Dataset, load_dataset
+from cnnx.train.evaluation import evaluate_shared
+from cnnx.train.models import build_model, check_input, count_parameters
+from cnnx.train.pictures import draw_pictures
+from cnnx.train.steps import Normalizer, lr_factor, make_optimizer, random_flip, random_shift
+
+# ~2x faster convolutions on the CPU, native on CUDA; checkpoints hold the same state_dict either way
+MEMORY_FORMAT = torch.channels_last
+
+
+class Reporter:
+    """Receives progress; the CLI draws bars from it. Core code never prints."""
+
+    def start(self, info: dict[str, Any]) -> None: ...
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, images: int, loss: float | None) -> None: ...
+    def epoch_end(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_accuracy: float
+    final_accuracy: float
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def make_spec(arch: str, data: Dataset) -> ModelSpec:
+    """The model spec a run writes into every checkpoint (its test accuracy is filled in per epoch)."""
+    return ModelSpec(
+        arch=arch,
+        input_shape=data.input_shape,
+        color=data.color,
+        mean=data.mean,
+        std=data.std,
+        classes=data.classes,
+        preprocess=data.preprocess,
+        dataset=data.name,
+        versions={"cnnx": cnnx.__version__, "torch": str(torch.__version__)},
+    )
+
+
+class Run:
+    """One training run: its data on the device, model, optimiser, schedule and random state.
+
+    Every rank of a distributed run holds one; rank 0 alone writes the run folder.
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, arch: str, world: ddp.World, device: torch.device, reporter: Reporter, run_dir: Path
+    ) -> None:
+        self.cfg, self.arch, self.world, self.device = cfg, arch, world, device
+        self.reporter, self.run_dir = reporter, run_dir
+        torch.manual_seed(cfg.seed)  # model init, dropout
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # data order, augmentation
+        self.data = self._load_data()
+        self.flip = self.data.hflip if cfg.flip is None else cfg.flip
+        self.train_x, self.train_y = self.data.train.x.to(device), self.data.train.y.to(device)  # uint8, int64
+        self.norm = Normalizer(self.data.mean, self.data.std, device)
+        self.model = build_model(arch, len(self.data.classes), self.data.input_shape).to(device)
+        check_input(self.model, arch, self.data.input_shape)
+        self.model = self.model.to(memory_format=MEMORY_FORMAT)
+        if world.enabled:
+            torch.manual_seed(cfg.seed + 1000 * world.rank)  # same initial weights, but each rank its own dropout
+        # DDP averages gradients; `model` is what is saved
+        self.net = ddp.wrap(self.model, device) if world.enabled else self.model
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
+        total = cfg.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(cfg.schedule, s, total, cfg.warmup)
+        )
+        self.spec = make_spec(arch, self.data)
+        self.epochs_done, self.best = 0, -1.0
+        self.metrics: list[dict[str, Any]] = []  # one record per epoch done, resumed ones included
+        self.pred: torch.Tensor | None = None  # the latest epoch's (N,) test predictions, for confusion.png
+        self.tb: Any = None  # a TensorBoardLog with --tensorboard, on rank 0
+
+    def _load_data(self) -> Dataset:
+        cfg, world = self.cfg, self.world
+        if not world.is_main:
+            ddp.barrier(world)  # rank 0 downloads the dataset first, alone
+        data = load_dataset(
+            cfg.dataset,
+            Path(cfg.data_dir) if cfg.data_dir else None,
+            download=cfg.download,
+            image_size=cfg.image_size,
+            grayscale=cfg.grayscale,
+            val_split=cfg.val_split,
+            seed=cfg.seed,
+            workers=cfg.workers,
+        )
+        if world.is_main:
+            ddp.barrier(world)
+        return data
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: weights, optimiser, schedule, every generator, the epochs done."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng.restore(state["rng"], self.gen, self.device, self.world)
+        self.epochs_done, self.metrics, self.best = state["epoch"], list(state["metrics"]), state["best_accuracy"]
+
+    def fit(self, t_start: float) -> TrainResult:
+        """The epochs not yet done, each trained, evaluated, saved and logged; then the run's summary."""
+        self.reporter.start(self.info())
+        self.tb = self._tensorboard()
+        for epoch in range(self.epochs_done + 1, self.cfg.epochs + 1):
+            t0 = time.perf_counter()
+            self.reporter.epoch_start(epoch, self.cfg.epochs, self.steps_per_epoch)
+            trained = self.train_epoch(epoch)
+            test_loss, test_accuracy = self.evaluate()
+            record = {
+                "epoch": epoch,
+                "train_loss": trained["loss"],
+                "train_accuracy": trained["accuracy"],  # in train mode, on augmented images
+                "test_loss": test_loss,
+                "test_accuracy": test_accuracy,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_seconds": trained["seconds"],
+                "epoch_seconds": time.perf_counter() - t0,
+                "images_per_second": len(self.train_y) / trained["seconds"],
+            }
+            self.save(record)
+            self.log(record)
+        return self.finish(t_start)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training split in shuffled global batches: mean loss, accuracy, seconds."""
+        cfg, world = self.cfg, self.world
+        t0 = time.perf_counter()
+        self.model.train()
+        order = torch.randperm(len(self.train_y), generator=self.gen).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)  # stays on the device: no sync per step
+        for i in range(self.steps_per_epoch):
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]  # the global batch, the same on every rank
+            loss, hits = self.step(idx)
+            loss_sum += loss.detach() * len(idx) / world.size
+            correct += hits
+            # a .item() forces a device sync: only every 20 steps, and only where progress is drawn
+            self.reporter.step(len(idx), loss.item() if i % 20 == 0 and world.is_main else None)
+        seconds = time.perf_counter() - t0
+        ddp.total(world, loss_sum)
+        ddp.total(world, correct)
+        ddp.check_in_step(world, self.model, epoch)
+        n = len(self.train_y)
+        return {"loss": loss_sum.item() / n, "accuracy": correct.item() / n, "seconds": seconds}
+
+    def step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on the global batch ``idx``, of which this rank trains on its share:
+        this rank's loss and its number of correct predictions (tensors, on the device)."""
+        cfg, world = self.cfg, self.world
+        part = world.part(len(idx))  # this rank's share of the batch
+        x = self.train_x[idx[part]]  # (n, C, H, W) uint8
+        if cfg.shift:
+            x = random_shift(x, cfg.shift, self.gen, part, len(idx))
+        if self.flip:
+            x = random_flip(x, self.gen, part, len(idx))
+        x = self.norm(x).contiguous(memory_format=MEMORY_FORMAT)  # float32, normalised
+        y = self.train_y[idx[part]]
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.amp):  # bf16: no loss scaling needed
+            logits = self.net(x)
+            if world.enabled:  # this rank's share of the global mean; DDP's gradient average undoes the
+                # factor. A sum, not a mean: a rank whose share is empty (a last batch smaller than
+                # the world) adds 0, where a mean would be NaN and spread to every rank
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing, reduction="sum")
+                loss = loss * (world.size / len(idx))
+            else:
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss, (logits.detach().argmax(1) == y).sum()
+
+    def evaluate(self) -> tuple[float, float]:
+        """Test loss and accuracy of the model as it is now; keeps the predictions for confusion.png."""
+        loss, accuracy, self.pred = evaluate_shared(
+            self.model, self.data.test, self.norm, self.cfg.eval_batch_size, self.device, MEMORY_FORMAT, self.world
+        )
+        return loss, accuracy
+
+    def save(self, record: dict[str, Any]) -> None:
+        """Checkpoint the epoch: best.pt and epoch-NNN.pt as --save-min-acc and --save-every say, then last.pt."""
+        self.metrics.append(record)
+        accuracy = record["test_accuracy"]
+        is_best = accuracy > self.best
+        self.best = max(self.best, accuracy)
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng.capture(self.gen, self.device, self.world),  # every rank takes part: it gathers
+            "epoch": record["epoch"],
+            "config": self.cfg.to_dict(),
+            "metrics": self.metrics,
+            "best_accuracy": self.best,
+            "spec": self.spec.replace(test_accuracy=accuracy).to_dict(),
+        }
+        if self.world.is_main:
+            # last.pt last: a resume starts from it, so a crash between the writes must not leave
+            # a last.pt that counts this epoch as the best while best.pt still holds an older one
+            for name in ckpt.keep_files(self.cfg, record["epoch"], accuracy, is_best):
+                ckpt.save_checkpoint(payload, self.run_dir / name)
+            ckpt.save_checkpoint(payload, self.run_dir / LAST)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.tb is not None:
+            self.tb.epoch(record)
+        self.reporter.epoch_end(record)
+
+    def finish(self, t_start: float) -> TrainResult:
+        """The pictures and metrics.json (rank 0), and the result every rank returns."""
+        cfg, world = self.cfg, self.world
+        if self.tb is not None:
+            self.tb.close()
+        plots: dict[str, str] = {}
+        if cfg.plots and self.pred is None:  # resumed with no epoch left to train: predict once for the matrix
+            self.evaluate()
+        if cfg.plots and world.is_main and self.pred is not None:
+            title = f"{self.arch} on {self.data.name}"
+            plots = draw_pictures(self.run_dir, self.metrics, self.data.test.y, self.pred, self.data.classes, title)
+        final = self.metrics[-1]["test_accuracy"]
+        summary = {
+            **{k: v for k, v in self.info().items() if k not in _START_ONLY},
+            "epochs": cfg.epochs,
+            "epochs_trained": max(cfg.epochs - self.epochs_done, 0),  # 0: resumed a finished run
+            "final_accuracy": final,
+            "best_accuracy": self.best,
+            # None when no epoch reached --save-min-acc: then last.pt is the run's only checkpoint
+            "best_checkpoint": str(self.run_dir / BEST) if (self.run_dir / BEST).is_file() else None,
+            "wall_seconds": time.perf_counter() - t_start,
+            "config": cfg.to_dict(),
+            "epoch_metrics": self.metrics,
+            "versions": self.spec.versions,
+            "plots": plots,
+        }
+        if world.is_main:
+            atomic_write(self.run_dir / METRICS, lambda f: f.write(json.dumps(summary, indent=2).encode()), sweep=True)
+        return TrainResult(self.run_dir, self.best, final, self.metrics, summary)
+
+    def info(self) -> dict[str, Any]:
+        """What the run is, for the reporter's first line and the summary."""
+        return {
+            "run_dir": str(self.run_dir),
+            "dataset": self.data.name,
+            "arch": self.arch,
+            "device": str(self.device),
+            "parameters": count_parameters(self.model),
+            "train_images": len(self.data.train),
+            "test_images": len(self.data.test),
+            "resumed_from_epoch": self.epochs_done,
+            "processes": self.world.size,
+            "skipped_images": self.data.skipped,
+        }
+
+    def _tensorboard(self) -> Any:
+        if not (self.cfg.tensorboard and self.world.is_main):
+            return None
+        from cnnx.train.tblog import TensorBoardLog
+
+        tb = TensorBoardLog(self.run_dir / TENSORBOARD, self.epochs_done)
+        if not self.epochs_done:
+            x, y = self.data.train.x[:32], self.data.train.y[:32]
+            tb.images(x, [self.data.classes[i] for i in y.tolist()])
+        return tb
+
+
+_START_ONLY = ("train_images", "test_images", "resumed_from_epoch")  # in the first line, not in metrics.json
