@@ -113,6 +113,7 @@ def _short_reason(exc: BaseException) -> str:
 
 
 _DAMAGED_HINT = "copy the file again, or use another checkpoint of the run (last.pt, best.pt, epoch-NNN.pt)"
+_NOT_TORCH = "{path} is not a torch checkpoint (it begins as neither of torch.save's formats)"
 _FOREIGN_HINT = "give a checkpoint written by cnnx train, or weights saved with torch.save(model.state_dict(), PATH)"
 
 
@@ -159,6 +160,8 @@ def load_raw(path: Path) -> Any:
                 "if it is a whole model saved with torch.save(model), re-save it in the code that made it "
                 "with torch.save(model.state_dict(), PATH) and export that with --arch NAME",
             ) from None
+        if not _torch_header(path):  # the unpickler's words ("Unsupported operand 35") say nothing here
+            raise CheckpointError(_NOT_TORCH.format(path=path), _FOREIGN_HINT) from None
         found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(exc))
         reason = found.group(1).strip() if found else _short_reason(exc)
         raise CheckpointError(
@@ -170,9 +173,7 @@ def load_raw(path: Path) -> Any:
                 f"{path} is a zip archive but not a torch checkpoint (it has no data.pkl)", _FOREIGN_HINT
             ) from None
         if not _torch_header(path):
-            raise CheckpointError(
-                f"{path} is not a torch checkpoint (unreadable data: {_short_reason(exc)[:120]})", _FOREIGN_HINT
-            ) from None
+            raise CheckpointError(_NOT_TORCH.format(path=path), _FOREIGN_HINT) from None
         raise CheckpointError(f"{path} is corrupt or truncated: {_short_reason(exc)}", _DAMAGED_HINT) from None
 
 

@@ -241,3 +241,15 @@ def test_nested_and_dataparallel_state_dicts_unwrap() -> None:
     assert fitting_archs(state) == ["seed000-net"]
     with pytest.raises(CheckpointError, match="neither a cnnx checkpoint nor a state_dict"):
         unwrap_state_dict({"epoch": 3}, Path("x.pth"))
+
+
+@pytest.mark.parametrize("content", [b"hello, not a checkpoint #\x01\x02", bytes(range(256)) * 8])
+def test_a_file_that_is_no_checkpoint_is_named_so_without_the_unpicklers_words(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    proc = run_cli("export", str(path))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {path} is not a torch checkpoint (it begins as neither of torch.save's formats) (give a "
+        "checkpoint written by cnnx train, or weights saved with torch.save(model.state_dict(), PATH))"
+    ]
