@@ -16,8 +16,8 @@ from click.testing import CliRunner  # noqa: E402
 from cnnx.cli import main  # noqa: E402
 from cnnx.core import plots  # noqa: E402
 from cnnx.core.errors import ConfigError  # noqa: E402
+from cnnx.train.checkpoint import keep_files  # noqa: E402
 from cnnx.train.config import TrainConfig  # noqa: E402
-from cnnx.train.runfiles import keep_files  # noqa: E402
 from tests.support import MINI_MNIST, run_cli  # noqa: E402
 
 
