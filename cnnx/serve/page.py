@@ -1,0 +1,3 @@
+"""The page at ``/`` (filled in below)."""
+
+PAGE = "<!doctype html><title>cnnx</title>"
