@@ -14,9 +14,14 @@ STACK = ("starlette", "uvicorn", "prometheus_client", "python_multipart")
 
 
 def _check_stack() -> None:
-    import importlib.util
+    import importlib
 
-    missing = [name for name in STACK if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in STACK:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise ConfigError(
             f"cnnx serve needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",

@@ -25,11 +25,16 @@ def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+# a refusal before the body was read whole: the connection cannot carry another request
+CLOSE = {"Connection": "close"}
+
+
 def _too_large(size: int | str, limit: int) -> RequestError:
     return RequestError(
         413,
         f"the body is {size} bytes; this server takes at most {limit:,}",
         "send fewer or smaller images, or start the server with a larger --max-body-mb",
+        headers=CLOSE,
     )
 
 

@@ -8,6 +8,7 @@ half-way; ``HeadTimeout`` closes such a connection with a 408 after ``request_ti
 from __future__ import annotations
 
 import json
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -119,7 +120,12 @@ def serve(config: ServeConfig, started: Callable[[str], None] | None = None) -> 
             timeout_graceful_shutdown=int(config.shutdown_timeout) or None,
         )
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the handler
+    # that was in place before it ran: a no-op one, so a clean shutdown ends with exit code 0
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
