@@ -47,6 +47,13 @@ def _check_stack() -> None:
     help="onnxruntime threads per model; 0 = physical cores.",
 )
 @click.option(
+    "--preprocess",
+    type=click.Choice(["auto", "plain"]),
+    default="auto",
+    show_default=True,
+    help="auto = the recipe each model's spec names (e.g. mnist-digit); plain = resize only.",
+)
+@click.option(
     "--max-batch", type=int, default=64, show_default=True, help="Images run through the model together, at most."
 )
 @click.option(
@@ -101,6 +108,7 @@ def serve(**options: object) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's BLAS: one thread, as for cnnx infer
     from cnnx.serve.config import ServeConfig
 
+    options["preprocess"] = None if options["preprocess"] == "auto" else options["preprocess"]
     config = ServeConfig(**options)  # type: ignore[arg-type]
     _check_stack()
     from cnnx.serve.server import serve as run

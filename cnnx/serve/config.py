@@ -17,6 +17,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # address to bind: loopback unless told otherwise
     port: int = 8000  # TCP port; 0 = any free port (the one chosen is printed)
     threads: int = 1  # onnxruntime intra-op threads per model; 0 = the physical cores
+    preprocess: str | None = None  # None = the recipe each model's spec names; "plain" = resize only
     max_batch: int = 64  # images run through the model together, at most (a larger request runs alone)
     max_delay_ms: float = 2.0  # how long a batch waits for requests still being read, at most, in ms
     max_queue: int = 256  # requests waiting for the model; beyond this: 503 with Retry-After
@@ -42,6 +43,8 @@ class ServeConfig:
             ("--shutdown-timeout", self.shutdown_timeout, self.shutdown_timeout >= 0, "0 or more"),
             ("--top-k", self.top_k, self.top_k >= 1, "at least 1"),
         ]
+        if self.preprocess not in (None, "plain"):
+            raise ConfigError(f"--preprocess {self.preprocess!r} is not auto or plain")
         for option, value, ok, want in checks:
             if not ok:
                 raise ConfigError(f"{option} {value} is out of range", f"give {want}")

@@ -59,11 +59,13 @@ def check_name(name: str) -> str:
     return name
 
 
-def load(path: Path, threads: int) -> tuple[Classifier, float]:
+def load(path: Path, threads: int, preprocess: str | None = None) -> tuple[Classifier, float]:
     """(a verified classifier for ``path``, seconds it took). Verified: the model runs on one
     all-zero input and gives one finite row of as many scores as the spec has classes."""
     start = time.perf_counter()
-    clf = Classifier(path, threads=threads, workers=1)  # uploads are in-memory files: decode in-process
+    clf = Classifier(
+        path, threads=threads, preprocess=preprocess, workers=1
+    )  # uploads are in-memory files: decode in-process
     x = np.zeros((1, *clf.spec.input_shape), np.float32)  # (1, C, H, W)
     logits = clf.model.run(x)
     if logits.shape != (1, clf.spec.num_classes) or not np.isfinite(logits).all():
@@ -94,7 +96,7 @@ class Repository:
         self._reloading = threading.Lock()  # one reload at a time
 
     def _new(self, name: str, path: Path, loaded: tuple[Classifier, float] | None = None) -> Model:
-        clf, seconds = loaded or load(path, self.config.threads)
+        clf, seconds = loaded or load(path, self.config.threads, self.config.preprocess)
         c = self.config
         batcher = Batcher(
             clf, c.max_batch, c.max_delay_ms / 1000, c.max_queue, lambda n: self.observe(name, n), name=name
@@ -132,7 +134,7 @@ class Repository:
         path = self.path_of(name)
         with self._reloading:
             try:
-                clf, seconds = load(path, self.config.threads)
+                clf, seconds = load(path, self.config.threads, self.config.preprocess)
             except CnnxError as exc:
                 raise self._kept(name, exc.message) from None
             except Exception as exc:  # anything else a broken file provokes

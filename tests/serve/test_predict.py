@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cnnx.core.contract import normalise
 from cnnx.runtime import Classifier
 from cnnx.runtime.session import softmax
 from tests.serve.client import Load, Server
-from tests.support import infer_json
+from tests.support import infer_json, run_cli
 
 
 def _as_served(rows: list[dict]) -> list[dict]:
@@ -120,5 +121,20 @@ def test_a_folder_of_models_is_served_by_name(shipped_model, tmp_path, sample_fi
         assert srv.post_image(seven, "/predict?model=spare").json["model"] == "spare"
         assert srv.post_image(seven).json["model"] == "digits"  # the first by name is the default
         assert srv.get("/v2/models/notes").status == 404
+    finally:
+        assert srv.stop() == 0
+
+
+def test_preprocess_plain_answers_as_cnnx_infer_preprocess_plain(shipped_model, sample_files):
+    proc = run_cli(
+        "infer", *map(str, sample_files), "-m", str(shipped_model), "--json", "-k", "2", "--preprocess", "plain"
+    )
+    expected = _as_served([json.loads(line) for line in proc.stdout.splitlines()])
+    srv = Server("--model", str(shipped_model), "--preprocess", "plain")
+    try:
+        reply = srv.post_files([(p.name, p.read_bytes()) for p in sample_files], "/predict?top_k=2")
+        assert reply.json["predictions"] == expected
+        default = _as_served(infer_json(shipped_model, *sample_files))
+        assert [r["top_k"] for r in expected] != [r["top_k"][:2] for r in default]  # the recipe made a difference
     finally:
         assert srv.stop() == 0
