@@ -140,7 +140,7 @@ async def server_metadata(request: Request) -> Response:
 
 
 async def repository_index(request: Request) -> Response:
-    models = _service(request).repo.models.values()
+    models = list(_service(request).repo.models.values())  # a copy: a reload may add one meanwhile
     return JSONResponse([{"name": m.name, "version": str(m.version), "state": "READY"} for m in models])
 
 

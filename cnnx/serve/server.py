@@ -17,9 +17,13 @@ from cnnx.core.errors import ConfigError
 from cnnx.serve.config import ServeConfig
 
 
-def _protocol(timeout: float) -> type:
-    """uvicorn's httptools protocol with a deadline from a request's first byte to its last header."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+def _protocol(timeout: float) -> type | str:
+    """uvicorn's httptools protocol with a deadline from a request's first byte to its last header
+    ("auto", uvicorn's pure-Python parser without that deadline, where httptools is not installed)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "auto"
 
     body = json.dumps({"error": f"the request head did not arrive within {timeout:g} s"}).encode()
     late = (
