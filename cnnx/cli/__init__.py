@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("cnnx.cli.export", "bench_cmd"),
     "infer": ("cnnx.cli.edge", "infer"),
     "eval": ("cnnx.cli.edge", "eval_cmd"),
+    "serve": ("cnnx.cli.serve", "serve"),
 }
 
 

@@ -1,0 +1,298 @@
+"""`cnnx serve` under load, side by side with what a user would otherwise write, on this machine.
+
+    python bench/serve_load.py [--model cnnx/models/mnist.onnx] [--seconds 10] [--soak 100000]
+
+Servers, each its own process on loopback, one event loop, onnxruntime with one thread:
+  cnnx   `cnnx serve` (micro-batching; the runtime's full mnist-digit preprocessing)
+  cnnx-resize  `cnnx serve --preprocess plain`: resize only, the same work per image as plain
+  plain  a FastAPI endpoint on the same uvicorn, one onnxruntime call per request (Pillow: grey,
+         resize to the input size, normalise: less work per image than cnnx's recipe)
+BentoML is not measured: it is not installed here (the numbers would need its own environment).
+
+Load generator: wrk (Debian's `wrk`), one thread, a Lua script that posts the same 28x28 PNG
+(cnnx/samples/digits/mnist-7.png) as image/png and reports the latency percentiles and errors.
+wrk runs on the same 2 cores as the server, as every client on an edge box would.
+
+Measured: requests/s, p50/p99 latency and errors at concurrency 1, 8 and 32 for each server;
+one request carrying 256 images (cnnx, multipart); resident memory before and after --soak
+requests (concurrency 8) for each server; --seconds of load at concurrency 8 while the model
+is reloaded through the route every 0.25 s. The bad-request matrix is tests/serve/test_bad_requests.py.
+
+Prints a table and writes bench/results/serve_load.json; the exit code is 1 when a target is missed.
+"""
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO))  # the cnnx package of this checkout
+
+from cnnx.core.machine import machine_info  # noqa: E402
+
+DIGIT = REPO / "cnnx" / "samples" / "digits" / "mnist-7.png"
+CONCURRENCY = (1, 8, 32)
+# `cnnx serve` options per row: as shipped, and with resize-only preprocessing (the plain endpoint's work)
+SERVERS: dict[str, list[str]] = {"cnnx": [], "cnnx-resize": ["--preprocess", "plain"], "plain": []}
+LUA = r"""
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = os.getenv("BODY_TYPE")
+function done(s, latency, requests)
+  io.write(string.format('RESULT {"requests": %d, "seconds": %.6f, "p50_ms": %.4f, "p99_ms": %.4f, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}}\n',
+    s.requests, s.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
+    s.errors.connect, s.errors.read, s.errors.write, s.errors.status, s.errors.timeout))
+end
+"""
+
+
+def plain_app(model: str, mean: float, std: float, size: int) -> Any:
+    """The endpoint a user would write: decode, resize, normalise, one onnxruntime call, softmax."""
+    import io
+
+    import numpy as np
+    import onnxruntime as ort
+    from fastapi import FastAPI, Request
+    from PIL import Image
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict:  # (a real annotation: FastAPI reads it to pass the request)
+        image = Image.open(io.BytesIO(await request.body())).convert("L").resize((size, size))
+        x = (np.asarray(image, np.float32) / 255 - mean) / std
+        logits = session.run(None, {"input": x[None, None]})[0][0]
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        k = int(p.argmax())
+        return {"label": str(k), "probability": float(p[k])}
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(name: str, model: Path) -> tuple[subprocess.Popen, str]:
+    """(process, URL) of a server, once it answers a digit."""
+    if name.startswith("cnnx"):
+        cmd = [sys.executable, "-m", "cnnx", "serve", "--port", "0", "--model", str(model), *SERVERS[name]]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        found = re.search(r"listening on (http://\S+) ", line)
+        if not found:
+            raise SystemExit(f"cnnx serve did not start: {line}{proc.stderr.read()}")
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        url = found.group(1)
+    else:
+        port = free_port()
+        cmd = [sys.executable, __file__, "--plain", str(port), "--model", str(model)]
+        proc = subprocess.Popen(cmd, cwd=REPO)
+        url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            req = urllib.request.Request(url + "/predict", DIGIT.read_bytes(), {"Content-Type": "image/png"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise SystemExit(f"{name} server did not answer a digit: {sys.exc_info()[1]}") from None
+            time.sleep(0.2)
+
+
+def wrk(url: str, connections: int, seconds: float, body: Path, kind: str) -> dict[str, Any]:
+    """One wrk run of ``seconds`` at ``connections`` concurrent connections."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(LUA)
+    env = {**os.environ, "BODY_FILE": str(body), "BODY_TYPE": kind}
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", f.name, url + "/predict"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    os.unlink(f.name)
+    result = json.loads(out.split("RESULT ", 1)[1])
+    result["rps"] = result["requests"] / result["seconds"]
+    result["failed"] = sum(result["errors"].values())
+    return result
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def multipart_body(n: int, folder: Path) -> tuple[Path, str]:
+    boundary = "cnnxbench"
+    part = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="7.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + DIGIT.read_bytes()
+        + b"\r\n"
+    )
+    path = folder / "many.bin"
+    path.write_bytes(part * n + f"--{boundary}--\r\n".encode())
+    return path, f"multipart/form-data; boundary={boundary}"
+
+
+def measure(model: Path, seconds: float, soak: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"servers": {}, "soak": {}}
+    folder = Path(tempfile.mkdtemp(prefix="cnnx-serve-load-"))
+    for name in SERVERS:
+        proc, url = start(name, model)
+        try:
+            wrk(url, 8, 3, DIGIT, "image/png")  # warm-up
+            result["servers"][name] = {c: wrk(url, c, seconds, DIGIT, "image/png") for c in CONCURRENCY}
+            if name != "cnnx-resize":
+                result["soak"][name] = soak_run(proc.pid, url, soak)
+            if name == "cnnx":
+                body, kind = multipart_body(256, folder)
+                big = wrk(url, 1, seconds, body, kind)
+                result["big_request"] = {**big, "images_per_s": big["rps"] * 256}
+                result["reload"] = reload_under_load(url, seconds)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    return result
+
+
+def soak_run(pid: int, url: str, requests: int) -> dict[str, Any]:
+    """Resident memory before and after at least ``requests`` requests (10 s wrk runs at concurrency 8)."""
+    before, done, failed = rss_mb(pid), 0, 0
+    while done < requests:
+        run = wrk(url, 8, 10, DIGIT, "image/png")
+        done, failed = done + run["requests"], failed + run["failed"]
+    return {"requests": done, "failed": failed, "rss_before_mb": before, "rss_after_mb": rss_mb(pid)}
+
+
+def reload_under_load(url: str, seconds: float) -> dict[str, Any]:
+    done, reloads = threading.Event(), []
+
+    def reload() -> None:
+        while not done.wait(0.25):
+            req = urllib.request.Request(url + "/v2/repository/models/mnist/load", b"", method="POST")
+            with urllib.request.urlopen(req, timeout=30) as r:
+                reloads.append(r.status)
+
+    thread = threading.Thread(target=reload)
+    thread.start()
+    run = wrk(url, 8, seconds, DIGIT, "image/png")
+    done.set()
+    thread.join()
+    return {**run, "reloads": len(reloads), "reloads_ok": reloads.count(200)}
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    c1, c32, plain = r["servers"]["cnnx"][1], r["servers"]["cnnx"][32], r["servers"]["plain"][32]
+    same = r["servers"]["cnnx-resize"][32]  # the same work per image as the plain endpoint
+    grow = r["soak"]["cnnx"]["rss_after_mb"] - r["soak"]["cnnx"]["rss_before_mb"]
+    return [
+        (
+            "concurrency 1: p50 <= 2 ms, p99 <= 5 ms",
+            c1["p50_ms"] <= 2 and c1["p99_ms"] <= 5,
+            f"p50 {c1['p50_ms']:.2f} ms, p99 {c1['p99_ms']:.2f} ms",
+        ),
+        (
+            "concurrency 32: >= 2,000 requests/s, p99 <= 50 ms",
+            c32["rps"] >= 2000 and c32["p99_ms"] <= 50,
+            f"{c32['rps']:,.0f} requests/s, p99 {c32['p99_ms']:.1f} ms",
+        ),
+        (
+            "concurrency 32: >= 1.5x plain FastAPI's throughput, p99 no worse",
+            c32["rps"] >= 1.5 * plain["rps"] and c32["p99_ms"] <= plain["p99_ms"],
+            f"{c32['rps'] / plain['rps']:.2f}x, p99 {c32['p99_ms']:.1f} vs {plain['p99_ms']:.1f} ms",
+        ),
+        (
+            "concurrency 32, the same work per image (--preprocess plain): >= 1.5x plain FastAPI's, p99 no worse",
+            same["rps"] >= 1.5 * plain["rps"] and same["p99_ms"] <= plain["p99_ms"],
+            f"{same['rps'] / plain['rps']:.2f}x, p99 {same['p99_ms']:.1f} vs {plain['p99_ms']:.1f} ms",
+        ),
+        (
+            "one request of 256 images: >= 10,000 images/s",
+            r["big_request"]["images_per_s"] >= 10_000,
+            f"{r['big_request']['images_per_s']:,.0f} images/s",
+        ),
+        (
+            f"resident memory flat within 10 MB over {r['soak']['cnnx']['requests']:,} requests",
+            abs(grow) <= 10,
+            f"{r['soak']['cnnx']['rss_before_mb']:.1f} -> {r['soak']['cnnx']['rss_after_mb']:.1f} MB",
+        ),
+        (
+            "zero failed requests during reloads under load",
+            r["reload"]["failed"] == 0 and r["reload"]["reloads_ok"] > 0,
+            f"{r['reload']['failed']} failed of {r['reload']['requests']:,}; {r['reload']['reloads_ok']} reloads",
+        ),
+    ]
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"{'server':<8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, rows in r["servers"].items():
+        for c, row in rows.items():
+            print(
+                f"{name:<8} {c:>4} {row['rps']:>9,.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['failed']:>7}"
+            )
+    for name, s in r["soak"].items():
+        print(
+            f"{name}: RSS {s['rss_before_mb']:.1f} MB -> {s['rss_after_mb']:.1f} MB over {s['requests']:,} requests"
+            f" ({s['failed']} failed)"
+        )
+    b = r["big_request"]
+    print(f"cnnx: one request of 256 images: {b['images_per_s']:,.0f} images/s (p50 {b['p50_ms']:.1f} ms)")
+    for what, ok, figure in r["targets"]:
+        print(f"{'met   ' if ok else 'MISSED'} {what}: {figure}")
+    print(f"load average before {r['load_before']}, after {r['load_after']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, default=REPO / "cnnx" / "models" / "mnist.onnx")
+    ap.add_argument("--seconds", type=float, default=10, help="each measured run")
+    ap.add_argument("--soak", type=int, default=100_000, help="requests between the two memory readings")
+    ap.add_argument("--plain", type=int, metavar="PORT", help=argparse.SUPPRESS)  # run the plain server
+    args = ap.parse_args()
+    if args.plain:
+        import uvicorn
+
+        from cnnx.runtime import Classifier
+
+        spec = Classifier(args.model).spec  # the model's own mean, std and size, as its user would copy them
+        app = plain_app(str(args.model), spec.mean[0], spec.std[0], spec.input_shape[1])
+        uvicorn.run(app, host="127.0.0.1", port=args.plain, log_level="warning", access_log=False)
+        return
+    r: dict[str, Any] = {"machine": machine_info(), "model": str(args.model), "load_before": os.getloadavg()}
+    r["command"] = " ".join(["python", "bench/serve_load.py", *sys.argv[1:]])
+    r.update(measure(args.model, args.seconds, args.soak))
+    r["load_after"] = os.getloadavg()
+    r["targets"] = targets(r)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve_load.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
+    report(r)
+    sys.exit(0 if all(ok for _, ok, _ in r["targets"]) else 1)
+
+
+if __name__ == "__main__":
+    main()

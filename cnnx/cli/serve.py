@@ -1,0 +1,119 @@
+"""``cnnx serve``: the HTTP server for exported models (edge runtime: no torch on this path)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from cnnx.cli import main
+from cnnx.core.errors import ConfigError
+
+# the packages of the `serve` extra, by import name (python-multipart is imported by Starlette's form parser)
+STACK = ("starlette", "uvicorn", "prometheus_client", "python_multipart")
+
+
+def _check_stack() -> None:
+    import importlib
+
+    missing = []
+    for name in STACK:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ConfigError(
+            f"cnnx serve needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",
+            'install the server: pip install "cnnx[serve]"',
+        )
+
+
+@main.command()
+@click.option(
+    "--model",
+    "-m",
+    type=click.Path(),
+    help="An .onnx file from `cnnx export`, or a folder of them (each served under its file name "
+    "without .onnx). [default: the MNIST model shipped with cnnx]",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=int, default=8000, show_default=True, help="TCP port; 0 = any free port (printed).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="onnxruntime threads per model; 0 = physical cores.",
+)
+@click.option(
+    "--preprocess",
+    type=click.Choice(["auto", "plain"]),
+    default="auto",
+    show_default=True,
+    help="auto = the recipe each model's spec names (e.g. mnist-digit); plain = resize only.",
+)
+@click.option(
+    "--max-batch", type=int, default=64, show_default=True, help="Images run through the model together, at most."
+)
+@click.option(
+    "--max-delay-ms",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="How long a batch waits for requests still arriving.",
+)
+@click.option(
+    "--max-queue",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Requests waiting for the model; more get 503 + Retry-After.",
+)
+@click.option(
+    "--max-body-mb", type=float, default=16.0, show_default=True, help="Largest request body, MiB; larger: 413."
+)
+@click.option("--max-images", type=int, default=256, show_default=True, help="Images in one request, at most.")
+@click.option(
+    "--max-pixels", type=int, default=40_000_000, show_default=True, help="Largest image (width x height) decoded."
+)
+@click.option(
+    "--request-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to receive a request and to answer it.",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds in-flight requests get after SIGTERM.",
+)
+@click.option(
+    "--top-k", type=int, default=1, show_default=True, help="Classes per image when a request does not say (?top_k=N)."
+)
+@click.option("--access-log/--no-access-log", default=False, show_default=True, help="One line per request on stderr.")
+def serve(**options: object) -> None:
+    """Serve a model over HTTP: POST /predict (images), the v2 inference protocol (/v2/...),
+    /metrics, and a page at / to draw or photograph a digit. No torch needed.
+
+    SIGTERM (or Ctrl-C) stops it after the requests in flight finish; SIGHUP, or
+    POST /v2/repository/models/NAME/load, reloads a model from its file, and keeps the old
+    one serving if the new file does not load.
+
+    Example: cnnx serve --model artifacts/runs/mnist/best.onnx --port 8000
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's BLAS: one thread, as for cnnx infer
+    from cnnx.serve.config import ServeConfig
+
+    options["preprocess"] = None if options["preprocess"] == "auto" else options["preprocess"]
+    config = ServeConfig(**options)  # type: ignore[arg-type]
+    _check_stack()
+    from cnnx.serve.server import serve as run
+
+    def started(url: str) -> None:
+        click.echo(f"cnnx serve: listening on {url} (the page: {url}/; stop: Ctrl-C or SIGTERM)", err=True)
+
+    run(config, started)

@@ -1,0 +1,163 @@
+"""The models a server holds: loaded from one .onnx file or a folder of them, named by file stem,
+reloaded in place (load, verify, swap; the old model keeps serving when the new one fails).
+
+A name from a request is only ever a key: it must look like a file stem, and a reload opens
+``FOLDER/NAME.onnx`` only after checking that the resolved path (symbolic links followed)
+lies inside the model folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnx.core.contract import first_line
+from cnnx.core.errors import CnnxError, ConfigError, ModelFileError
+from cnnx.runtime.predict import Classifier, resolve_model
+from cnnx.serve.batcher import Batcher
+from cnnx.serve.config import ServeConfig
+from cnnx.serve.errors import RequestError
+
+SUFFIX = ".onnx"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a file stem: no separators, no leading dot
+
+
+@dataclass
+class Model:
+    """One served model: its name, file, batcher (which holds the classifier) and load record."""
+
+    name: str
+    path: Path
+    batcher: Batcher
+    load_seconds: float = 0.0  # how long the last successful load and verification took
+
+    @property
+    def classifier(self) -> Classifier:
+        return self.batcher.current[0]
+
+    @property
+    def version(self) -> int:
+        """1 for the first load, one more for each successful reload."""
+        return self.batcher.current[1]
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can be a model's name; else a 400 naming it."""
+    if not NAME.fullmatch(name) or ".." in name:
+        raise RequestError(
+            400,
+            f"model name {name[:100]!r} is not a model name",
+            "a model's name is its file name without .onnx: letters, digits, '.', '_' and '-'",
+        )
+    return name
+
+
+def load(path: Path, threads: int, preprocess: str | None = None) -> tuple[Classifier, float]:
+    """(a verified classifier for ``path``, seconds it took). Verified: the model runs on one
+    all-zero input and gives one finite row of as many scores as the spec has classes."""
+    start = time.perf_counter()
+    clf = Classifier(
+        path, threads=threads, preprocess=preprocess, workers=1
+    )  # uploads are in-memory files: decode in-process
+    x = np.zeros((1, *clf.spec.input_shape), np.float32)  # (1, C, H, W)
+    logits = clf.model.run(x)
+    if logits.shape != (1, clf.spec.num_classes) or not np.isfinite(logits).all():
+        raise ModelFileError(
+            f"{path} failed its check: an all-zero input gave {logits.shape} "
+            f"{'non-finite ' if not np.isfinite(logits).all() else ''}scores, "
+            f"expected (1, {clf.spec.num_classes}) finite ones"
+        )
+    return clf, time.perf_counter() - start
+
+
+class Repository:
+    """``models``: name -> Model. ``folder``: where reloads look; ``default``: what /predict uses."""
+
+    def __init__(self, config: ServeConfig, observe: Callable[[str, int], None]) -> None:
+        source = resolve_model(config.model)
+        self.config, self.observe = config, observe
+        self.scan = source.is_dir()  # a folder: every .onnx in it is a model, and new ones can be loaded
+        self.folder = Path(os.path.realpath(source if self.scan else source.parent))
+        files = sorted(source.glob("*" + SUFFIX)) if self.scan else [source]
+        if not files:
+            raise ConfigError(f"{source} holds no {SUFFIX} files", "give an .onnx file or a folder of them")
+        self.models: dict[str, Model] = {}
+        for path in files:
+            name = path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
+            self.models[name] = self._new(name, path)
+        self.default = next(iter(self.models))
+        self._reloading = threading.Lock()  # one reload at a time
+
+    def _new(self, name: str, path: Path, loaded: tuple[Classifier, float] | None = None) -> Model:
+        clf, seconds = loaded or load(path, self.config.threads, self.config.preprocess)
+        c = self.config
+        batcher = Batcher(
+            clf, c.max_batch, c.max_delay_ms / 1000, c.max_queue, lambda n: self.observe(name, n), name=name
+        )
+        return Model(name, path, batcher, load_seconds=seconds)
+
+    def get(self, name: str | None) -> Model:
+        """The model a request names (None = the default); 400 for a name that cannot be one, 404 for no such model."""
+        if name is None:
+            return self.models[self.default]
+        model = self.models.get(check_name(name))
+        if model is None:
+            raise RequestError(404, f"no model named {name!r}", f"this server has: {', '.join(self.models)}")
+        return model
+
+    def path_of(self, name: str) -> Path:
+        """The file a reload of ``name`` reads, checked to lie inside the model folder."""
+        if name in self.models and not self.scan:
+            return self.models[name].path
+        if not self.scan:
+            raise RequestError(404, f"no model named {name!r}", f"this server serves only {self.default!r}")
+        path = self.folder / (check_name(name) + SUFFIX)
+        real = os.path.realpath(path)
+        if os.path.commonpath([str(self.folder), real]) != str(self.folder):
+            raise RequestError(403, f"model {name!r} points outside the model folder ({real})", "cnnx does not load it")
+        if not os.path.isfile(real):
+            raise RequestError(404, f"no model named {name!r}", f"no file {path.name} in the model folder")
+        return path
+
+    def reload(self, name: str) -> Model:
+        """Load ``name`` again from its file (or for the first time, from the model folder) and swap it in.
+
+        Blocking: run it off the event loop. Raises RequestError (422) and keeps the model that
+        was serving when the new file does not load or verify."""
+        path = self.path_of(name)
+        with self._reloading:
+            try:
+                clf, seconds = load(path, self.config.threads, self.config.preprocess)
+            except CnnxError as exc:
+                raise self._kept(name, exc.message) from None
+            except Exception as exc:  # anything else a broken file provokes
+                raise self._kept(name, first_line(exc)) from None
+            model = self.models.get(name)
+            if model is None:
+                model = self._new(name, path, (clf, seconds))
+                model.batcher.start()
+                self.models[name] = model
+            else:
+                model.batcher.current = (clf, model.version + 1)  # the swap: one reference, read once per batch
+            model.load_seconds = seconds
+            return model
+
+    def _kept(self, name: str, why: str) -> RequestError:
+        model = self.models.get(name)
+        kept = f"; still serving version {model.version}" if model else ""
+        return RequestError(422, f"model {name!r} did not reload: {why}{kept}", "fix the file and reload again")
+
+    def start(self) -> None:
+        for model in self.models.values():
+            model.batcher.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        for model in self.models.values():
+            model.batcher.close(timeout)

@@ -1,0 +1,135 @@
+"""Running the app: uvicorn on a socket bound here (so ``--port 0`` can say which port it got),
+with a deadline for each request's head, graceful shutdown on SIGTERM, and Pillow's pixel limit set.
+
+uvicorn times out idle keep-alive connections but not a request head that stops arriving
+half-way; ``HeadTimeout`` closes such a connection with a 408 after ``request_timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from cnnx.core.errors import ConfigError
+from cnnx.serve.config import ServeConfig
+
+
+def _protocol(timeout: float) -> type | str:
+    """uvicorn's httptools protocol with a deadline from a request's first byte to its last header
+    ("auto", uvicorn's pure-Python parser without that deadline, where httptools is not installed)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "auto"
+
+    body = json.dumps({"error": f"the request head did not arrive within {timeout:g} s"}).encode()
+    late = (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        + body
+    )
+
+    class HeadTimeout(HttpToolsProtocol):
+        _head_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()  # a connection that sends nothing at all is late too
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(timeout, self._late)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _late(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+                self.transport.write(late)
+                self.transport.close()
+
+    return HeadTimeout
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (IPv6 when the host is one); ConfigError when it cannot."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", "pick another --host or --port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(config: ServeConfig, started: Callable[[str], None] | None = None) -> None:
+    """Load the models, bind, call ``started(url)``, and serve until SIGTERM or SIGINT (in-flight
+    requests finish, up to ``shutdown_timeout`` seconds). Raises CnnxError before binding for a
+    model that cannot serve."""
+    import uvicorn
+    from PIL import Image
+
+    from cnnx.serve.app import build_app
+
+    # the runtime refuses images over Pillow's limit before decoding them: the server's is its own
+    Image.MAX_IMAGE_PIXELS = config.max_pixels
+    app = build_app(config)
+    sock = bind(config.host, config.port)
+    url = url_of(sock)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and started is not None:  # the models are loaded and the batchers run
+                started(url)
+
+    server = Server(
+        uvicorn.Config(
+            app,
+            http=_protocol(config.request_timeout),
+            lifespan="on",
+            log_level="warning",
+            access_log=config.access_log,
+            server_header=False,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=int(config.shutdown_timeout) or None,
+        )
+    )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the handler
+    # that was in place before it ran: a no-op one, so a clean shutdown ends with exit code 0
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,208 @@
+"""The server's life: metrics, reloads (route and SIGHUP; a bad file keeps the old model; none fails
+a request under load), the bounded queue, graceful shutdown on SIGTERM, the command's own errors."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnx.runtime import Classifier
+from cnnx.serve.batcher import Batcher, Job
+from cnnx.serve.errors import RequestError
+from cnnx.serve.uploads import Upload
+from tests.serve.client import Load, Server, multipart
+from tests.serve.conftest import DIGITS
+from tests.support import run_cli
+
+SEVEN = (DIGITS / "mnist-7.png").read_bytes()
+
+
+@pytest.fixture
+def model_dir(shipped_model: Path, tmp_path: Path) -> Path:
+    shutil.copy(shipped_model, tmp_path / "mnist.onnx")
+    return tmp_path
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text ``text``."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            key, _, value = line.rpartition(" ")
+            got = key[len(name) :].strip("{}")
+            if ",".join(sorted(got.split(","))) == want or (not labels and not got):
+                return float(value)
+    raise AssertionError(f"no {name}{{{want}}} in /metrics")
+
+
+def test_metrics_count_requests_batches_and_the_model(server):
+    body, kind = multipart([(f"{i}.png", SEVEN) for i in range(5)])
+    assert server.request("POST", "/predict", body, {"Content-Type": kind}).status == 200
+    assert server.get("/nowhere").status == 404
+    text = server.get("/metrics").body.decode()
+    assert _metric(text, "cnnx_requests_total", route="/predict", method="POST", status="200") >= 1
+    assert _metric(text, "cnnx_requests_total", route="unmatched", method="GET", status="404") >= 1
+    assert _metric(text, "cnnx_request_seconds_count", route="/predict") >= 1
+    assert _metric(text, "cnnx_batch_images_bucket", model="mnist", le="4.0") < _metric(
+        text, "cnnx_batch_images_bucket", model="mnist", le="8.0"
+    )  # the 5-image request ran as one batch
+    assert _metric(text, "cnnx_queue_depth", model="mnist") == 0
+    assert 0 < _metric(text, "cnnx_model_load_seconds", model="mnist") < 60
+    assert _metric(text, "cnnx_model_version", model="mnist") >= 1
+
+
+def test_reload_swaps_the_model_and_a_bad_file_keeps_the_old_one(model_dir):
+    srv = Server("--model", str(model_dir))
+    try:
+        good = (model_dir / "mnist.onnx").read_bytes()
+        reply = srv.request("POST", "/v2/repository/models/mnist/load")
+        assert reply.status == 200 and reply.json["version"] == 2
+        assert srv.post_image(SEVEN).json["version"] == 2
+
+        (model_dir / "mnist.onnx").write_bytes(good[: len(good) // 2])  # a copy cut short
+        reply = srv.request("POST", "/v2/repository/models/mnist/load")
+        assert reply.status == 422 and "still serving version 2" in reply.json["error"]
+        after = srv.post_image(SEVEN)
+        assert after.status == 200 and after.json["version"] == 2 and after.json["predictions"][0]["label"] == "7"
+
+        (model_dir / "mnist.onnx").write_bytes(good)
+        srv.proc.send_signal(signal.SIGHUP)  # what `systemctl reload` sends
+        deadline = time.monotonic() + 60
+        while srv.post_image(SEVEN).json["version"] != 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.post_image(SEVEN).json["version"] == 3
+
+        shutil.copy(model_dir / "mnist.onnx", model_dir / "late.onnx")  # a new file in the folder: loaded by name
+        assert srv.request("POST", "/v2/repository/models/late/load").status == 200
+        assert srv.post_image(SEVEN, "/predict?model=late").json["model"] == "late"
+        text = srv.get("/metrics").body.decode()
+        assert _metric(text, "cnnx_model_reloads_total", model="mnist", result="failed") == 1
+        assert _metric(text, "cnnx_model_reloads_total", model="mnist", result="ok") == 2
+    finally:
+        assert srv.stop() == 0
+
+
+def test_a_link_out_of_the_model_folder_is_not_loaded(model_dir, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere") / "secret.onnx"
+    shutil.copy(model_dir / "mnist.onnx", outside)
+    srv = Server("--model", str(model_dir))
+    try:
+        (model_dir / "escape.onnx").symlink_to(outside)
+        reply = srv.request("POST", "/v2/repository/models/escape/load")
+        assert reply.status == 403 and "outside the model folder" in reply.json["error"]
+        assert srv.get("/v2/models/escape").status == 404
+    finally:
+        assert srv.stop() == 0
+
+
+def test_no_request_fails_while_the_model_is_reloaded_under_load(model_dir):
+    srv = Server("--model", str(model_dir))
+    try:
+        reloads: list[int] = []
+        done = threading.Event()
+
+        def reload_loop() -> None:
+            while not done.is_set() and len(reloads) < 20:
+                reloads.append(srv.request("POST", "/v2/repository/models/mnist/load").status)
+
+        reloader = threading.Thread(target=reload_loop)
+        reloader.start()
+        replies = Load(threads=8, count=40).run(lambda k, i: srv.post_image(SEVEN))
+        done.set()
+        reloader.join()
+        answers = [r for rs in replies.values() for r in rs]
+        assert len(answers) == 320
+        failed = [
+            r if isinstance(r, Exception) else (r.status, r.body[:200])
+            for r in answers
+            if isinstance(r, Exception) or r.status != 200
+        ]
+        assert failed == []
+        assert all(r.json["predictions"][0]["label"] == "7" for r in answers)
+        assert reloads and set(reloads) == {200}
+        assert len({r.json["version"] for r in answers}) > 1  # the answers came from more than one load
+    finally:
+        assert srv.stop() == 0
+
+
+def test_a_full_queue_answers_503_with_retry_after(shipped_model):
+    """The batcher's thread is not started, so nothing leaves the queue: the third job is refused."""
+    batcher = Batcher(Classifier(shipped_model, threads=1), max_batch=8, max_delay=0.0, max_queue=2)
+    for _ in range(2):
+        batcher.submit(Job(uploads=[Upload("seven.png", SEVEN)]))
+    with pytest.raises(RequestError) as refused:
+        batcher.submit(Job(uploads=[Upload("seven.png", SEVEN)]))
+    assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
+    first = batcher.queue.queue[0].future
+    batcher.start()  # the queued jobs now run, and are answered
+    version, predictions = first.result(60)
+    assert version == 1 and predictions[0].label == "7"
+    batcher.close(30)
+
+
+def test_over_http_a_busy_server_answers_200_or_503_and_never_fails(shipped_model):
+    srv = Server("--model", str(shipped_model), "--max-queue", "1", "--max-batch", "8")
+    try:
+        body, kind = multipart([(f"{i}.png", SEVEN) for i in range(64)])  # each a batch of its own
+        replies = Load(threads=12, count=4).run(
+            lambda k, i: srv.request("POST", "/predict", body, {"Content-Type": kind})
+        )
+        answers = [r for rs in replies.values() for r in rs]
+        assert not [r for r in answers if isinstance(r, Exception)]
+        assert {r.status for r in answers} <= {200, 503}
+        busy = [r for r in answers if r.status == 503]
+        assert all(r.headers.get("retry-after") == "1" and "busy" in r.json["error"] for r in busy)
+        assert any(r.status == 200 for r in answers)
+    finally:
+        assert srv.stop() == 0
+
+
+def test_sigterm_lets_the_request_in_flight_finish(shipped_model):
+    srv = Server("--model", str(shipped_model))
+    body, kind = multipart([(f"{i}.png", SEVEN) for i in range(16)])
+    head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n"
+    with srv.raw() as sock:
+        sock.sendall(head.encode() + body[:100])  # the request is in flight: its body half sent
+        time.sleep(0.2)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.refuses_connections(), "the server still accepts new connections after SIGTERM"
+        sock.sendall(body[100:])
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
+    assert reply.count(b'"index":7') == 16  # every image answered
+    assert srv.proc.wait(60) == 0
+
+
+def test_the_command_reports_bad_options_and_models_in_one_line(tmp_path):
+    for args, words in [
+        (["--max-batch", "0"], "--max-batch 0 is out of range"),
+        (["--model", str(tmp_path / "missing.onnx")], "no model file at"),
+        (["--model", str(tmp_path)], "holds no .onnx files"),
+    ]:
+        proc = run_cli("serve", "--port", "0", *args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and words in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    proc = run_cli("serve", "--port", "0", "--model", str(tmp_path / "bad.onnx"))
+    assert proc.returncode == 2 and "is not a usable ONNX model" in proc.stderr
+
+
+def test_a_port_in_use_is_named(server):
+    proc = run_cli("serve", "--port", str(server.port))
+    assert proc.returncode == 2 and f"cannot listen on 127.0.0.1:{server.port}" in proc.stderr
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install():
+    import subprocess
+    import sys
+
+    hide = "import sys; sys.modules['starlette'] = None; from cnnx.cli import main; main(['serve'])"
+    proc = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and 'pip install "cnnx[serve]"' in proc.stderr and "starlette" in proc.stderr
