@@ -16,17 +16,18 @@ import click
 import cnnx
 from cnnx.core.errors import CnnxError
 
-# command name -> (module, function); the order is the order `cnnx --help` lists them in
-COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("cnnx.cli.train", "train"),
-    "summary": ("cnnx.cli.train", "summary"),
-    "samples": ("cnnx.cli.train", "samples"),
-    "export": ("cnnx.cli.export", "export_cmd"),
-    "inspect": ("cnnx.cli.export", "inspect_cmd"),
-    "bench": ("cnnx.cli.export", "bench_cmd"),
-    "infer": ("cnnx.cli.edge", "infer"),
-    "eval": ("cnnx.cli.edge", "eval_cmd"),
-    "serve": ("cnnx.cli.serve", "serve"),
+# command name -> (module, function, the extra that installs what it needs beyond the base install);
+# the order is the order `cnnx --help` lists them in
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("cnnx.cli.train", "train", "train"),
+    "summary": ("cnnx.cli.train", "summary", "train"),
+    "samples": ("cnnx.cli.train", "samples", "train"),
+    "export": ("cnnx.cli.export", "export_cmd", "train"),
+    "inspect": ("cnnx.cli.export", "inspect_cmd", "train"),
+    "bench": ("cnnx.cli.export", "bench_cmd", "train"),
+    "infer": ("cnnx.cli.edge", "infer", "train"),
+    "eval": ("cnnx.cli.edge", "eval_cmd", "train"),
+    "serve": ("cnnx.cli.serve", "serve", "serve"),
 }
 
 
@@ -40,7 +41,7 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module, attr = COMMANDS[name]
+        module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -51,9 +52,11 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         except ImportError as exc:
             missing = getattr(exc, "name", None) or str(exc)
+            extra = COMMANDS.get(ctx.invoked_subcommand or "", ("", "", "train"))[2]
+            side = {"train": "the training side", "serve": "the server"}[extra]
             click.echo(
                 f"error: this command needs {missing}, which is not installed "
-                '(install the training side: pip install "cnnx[train]")',
+                f'(install {side}: pip install "cnnx[{extra}]")',
                 err=True,
             )
             sys.exit(2)

@@ -27,7 +27,3 @@ def server(shipped_model: Path) -> Iterator[Server]:
 def sample_files() -> list[Path]:
     """The digits shipped in cnnx/samples/digits: MNIST PNGs, a canvas drawing, phone photos (JPEG)."""
     return sorted(p for p in DIGITS.iterdir() if p.suffix in (".png", ".jpg"))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives the page in Debian's headless chromium (skipped without it)")
