@@ -102,10 +102,11 @@ def test_train_human_output_and_resume(tmp_path: Path) -> None:
         check=True,
     )
     assert "epoch 1: train loss" in first.stderr and "test accuracy" in first.stderr
-    assert first.stdout.startswith("done: mnist-bn on mnist, 1 epochs")
+    assert first.stdout.startswith("done: mnist-bn on mnist, 1 epoch, test accuracy ")
     again = run_cli("train", "--resume", str(out))
     assert again.returncode == 0, again.stderr
     assert "epoch 2" not in again.stderr  # the run was complete: nothing left to do
+    assert again.stdout.strip() == f"nothing to do: {out} finished its 1 epoch"
 
 
 def test_missing_data_is_one_line_no_traceback(tmp_path: Path) -> None:
