@@ -12,7 +12,19 @@ from typing import Any
 import click
 
 from cnnx.cli import emit_json, main
-from cnnx.train.config import DEVICES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig  # stdlib only: no torch for --help
+from cnnx.train.config import (  # stdlib only: no torch for --help
+    BATCH,
+    DEVICES,
+    LR,
+    MAX_SIZE,
+    MIN_BATCH,
+    MIN_SIZE,
+    MIN_STEPS,
+    OPTIMIZERS,
+    PRESETS,
+    SCHEDULES,
+    TrainConfig,
+)
 
 # ---------------------------------------------------------------- train
 
@@ -33,10 +45,23 @@ _TRAIN_HELP_DEFAULTS = (
     help="Named option set, explicit options override it: "
     + "; ".join(f"{k} = {', '.join(f'{o} {v}' for o, v in p.items()) or 'the defaults'}" for k, p in PRESETS.items()),
 )
-@click.option("--arch", help="Architecture name (see `cnnx train --list-archs`). [default: the dataset's]")
+@click.option(
+    "--arch",
+    help="Architecture name (see `cnnx train --list-archs`). [default: the dataset's; "
+    "image folders: mnist-bn for grey 28x28 images, else cifar-bn]",
+)
 @click.option("--epochs", type=int, help=f"Passes over the training data. [default: {TrainConfig.epochs}]")
-@click.option("--batch-size", type=int, help=f"Images per optimiser step. [default: {TrainConfig.batch_size}]")
-@click.option("--lr", type=float, help=f"Peak (one-cycle) or initial learning rate. [default: {TrainConfig.lr}]")
+@click.option(
+    "--batch-size",
+    type=int,
+    help=f"Images per optimiser step. [default: {BATCH}; image folders: halved (to {MIN_BATCH} at least) until an "
+    f"epoch has {MIN_STEPS} steps]",
+)
+@click.option(
+    "--lr",
+    type=float,
+    help=f"Peak (one-cycle) or initial learning rate. [default: {LR}; image folders: {LR} x batch size / {BATCH}]",
+)
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), help=f"[default: {TrainConfig.optimizer}]")
 @click.option("--momentum", type=float, help=f"SGD momentum / Adam beta1. [default: {TrainConfig.momentum}]")
 @click.option("--weight-decay", type=float, help=f"[default: {TrainConfig.weight_decay}]")
@@ -65,9 +90,16 @@ _TRAIN_HELP_DEFAULTS = (
     help="Dataset folder (MNIST: the four IDX files, gzipped or not; CIFAR-10: the "
     "cifar-10-batches-py folder or its parent). [default: $CNNX_DATA_DIR or ~/.cache/cnnx/data]",
 )
-@click.option("--image-size", type=int, help="Image folders: resize images to this many pixels square. [default: 32]")
 @click.option(
-    "--grayscale/--rgb", default=None, help="Image folders: train on grey (L) or colour images. [default: rgb]"
+    "--image-size",
+    type=int,
+    help="Image folders: resize images to this many pixels square. [default: the images' median "
+    f"shorter side, {MIN_SIZE} to {MAX_SIZE}]",
+)
+@click.option(
+    "--grayscale/--rgb",
+    default=None,
+    help="Image folders: train on grey (L) or colour images. [default: grey when the images hold no colour]",
 )
 @click.option(
     "--val-split",
@@ -78,7 +110,8 @@ _TRAIN_HELP_DEFAULTS = (
 @click.option(
     "--flip/--no-flip",
     default=None,
-    help="Random horizontal flips. [default: on for CIFAR-10 and folders, off for digits]",
+    help="Random horizontal flips. [default: on for CIFAR-10; off for digits and image folders, where a "
+    "mirror image may be another class]",
 )
 @click.option("--save-every", type=int, help="Also keep epoch-NNN.pt every N epochs. [default: 0 = off]")
 @click.option(
@@ -236,7 +269,12 @@ def summary(
 @click.option("--first", is_flag=True, help="Take the first images instead of a random pick.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="As for `cnnx train`.")
 @click.option("--download/--no-download", default=True, help="Download the dataset when missing. [default: on]")
-@click.option("--image-size", type=int, help="Image folders: resize to this many pixels square. [default: 32]")
+@click.option(
+    "--image-size",
+    type=int,
+    help=f"Image folders: resize to this many pixels square. [default: as cnnx train: the images' own, "
+    f"{MIN_SIZE} to {MAX_SIZE}]",
+)
 @click.option("--grayscale", is_flag=True, help="Image folders: show grey (L) images, as --grayscale trains.")
 @click.option("--val-split", type=float, default=0.2, show_default=True, help="Image folders: as for `cnnx train`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -17,14 +17,38 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 
+# What a field left at None becomes once the data is loaded (cnnx.train.data.settled).
+BATCH, LR = 256, 0.02  # images per step, peak learning rate: the MNIST recipe (bench/train_speed.py)
+# An image folder's batch is halved until an epoch has MIN_STEPS steps, and its learning rate scaled
+# with it (LR * batch / BATCH, the linear scaling rule). A few large steps an epoch leave BatchNorm's
+# running statistics behind the weights: 1,918 digits at 256 a step were at 33% after epoch 1, at 32
+# a step 88%, and 93.6% with the scaled rate (test loss 0.25; bench/folder_defaults.py)
+MIN_STEPS, MIN_BATCH = 50, 32  # smaller batches cost a CPU more time per image
+# An image folder trains at its images' median shorter side within these bounds: the networks need 8
+# pixels, and on 40-160 pixel photos 64 instead of 32 took 7x longer for 73.5% instead of 97.5%
+MIN_SIZE, MAX_SIZE = 8, 32
+
+
+def folder_lr(batch: int) -> float:
+    """An image folder's learning rate for ``batch`` images a step: LR * batch / BATCH."""
+    return LR * batch / BATCH
+
+
+def folder_batch(train_images: int) -> int:
+    """The largest power of two up to BATCH that makes at least MIN_STEPS steps of an epoch (MIN_BATCH at least)."""
+    batch = BATCH
+    while batch > MIN_BATCH and train_images < MIN_STEPS * batch:
+        batch //= 2
+    return batch
+
 
 @dataclass
 class TrainConfig:
     dataset: str = "mnist"  # dataset name (cnnx.train.data.REGISTRY) or a folder of class sub-folders
-    arch: str | None = None  # registry name; None = the dataset's default architecture
+    arch: str | None = None  # registry name; None = the dataset's default (a folder: by its images' shape)
     epochs: int = 3  # passes over the training split
-    batch_size: int = 256  # images per optimiser step
-    lr: float = 0.02  # peak learning rate (one-cycle) or initial learning rate (cosine, constant)
+    batch_size: int | None = None  # images per optimiser step; None = BATCH, less for a small image folder
+    lr: float | None = None  # peak (one-cycle) or initial (cosine, constant) learning rate; None = LR, see folder_lr
     optimizer: str = "adamw"  # sgd (Nesterov momentum), adam or adamw
     momentum: float = 0.9  # SGD momentum, Adam beta1
     weight_decay: float = 5e-4  # decoupled for AdamW, L2 for SGD and Adam
@@ -40,10 +64,10 @@ class TrainConfig:
     download: bool = True  # download the dataset when it is not in data_dir
     out: str | None = None  # run folder; None = artifacts/runs/<dataset>-<arch>-<time>
     eval_batch_size: int = 1000  # images per forward pass when evaluating
-    image_size: int | None = None  # image folders: side in pixels images are resized to; None = 32
-    grayscale: bool = False  # image folders: train on 1-channel (L) images instead of RGB
+    image_size: int | None = None  # image folders: side in pixels images are resized to; None = the images' own
+    grayscale: bool | None = None  # image folders: 1-channel (L) or RGB images; None = L when they hold no colour
     val_split: float = 0.2  # image folders without train/ and test/: fraction of each class held out for testing
-    flip: bool | None = None  # random horizontal flips; None = the dataset's choice (photos yes, digits no)
+    flip: bool | None = None  # random horizontal flips; None = the dataset's (CIFAR-10 yes; digits, folders no)
     save_every: int = 0  # also keep epoch-NNN.pt every N epochs (0 = only last.pt and best.pt)
     save_min_acc: float = 0.0  # write best.pt and epoch-NNN.pt only at this test accuracy (fraction) or above
     tensorboard: bool = False  # write TensorBoard scalars and sample images to <run folder>/tensorboard
@@ -66,9 +90,13 @@ class TrainConfig:
         """(holds?, message naming the bad value, the way out or None), one per rule."""
         return [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}", None),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}", None),
+            (
+                self.batch_size is None or self.batch_size >= 1,
+                f"--batch-size must be at least 1, got {self.batch_size}",
+                None,
+            ),
             (self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, got {self.eval_batch_size}", None),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}", None),
+            (self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}", None),
             (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}", None),
             (self.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}, got {self.schedule!r}", None),
             (self.device in DEVICES, f"--device must be one of {DEVICES}, got {self.device!r}", None),
@@ -83,8 +111,8 @@ class TrainConfig:
             (self.shift >= 0, f"--shift must be 0 or more, got {self.shift}", None),
             (self.threads >= 0 and self.workers >= 0, "--threads and --workers must be 0 or more", None),
             (
-                self.image_size is None or self.image_size >= 8,
-                f"--image-size must be at least 8 pixels, got {self.image_size}",
+                self.image_size is None or self.image_size >= MIN_SIZE,
+                f"--image-size must be at least {MIN_SIZE} pixels, got {self.image_size}",
                 None,
             ),
             (0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}", None),

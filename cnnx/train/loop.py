@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from cnnx.core.contract import LAST
 from cnnx.core.errors import ConfigError
 from cnnx.train import checkpoint as ckpt
 from cnnx.train import distributed as ddp
 from cnnx.train.config import TrainConfig
-from cnnx.train.data import dataset_kind, default_arch
+from cnnx.train.data import dataset_kind
 from cnnx.train.models import get_arch
-from cnnx.train.run import Reporter, Run, TrainResult, make_spec
+from cnnx.train.run import Reporter, Run, TrainResult, new_run_dir
 
-__all__ = ["Reporter", "TrainResult", "make_spec", "resolve_device", "train"]
+__all__ = ["Reporter", "TrainResult", "resolve_device", "train"]
 
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | None = None) -> TrainResult:
@@ -35,11 +34,11 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
     if resume is not None:
         resume = ckpt.resolve_checkpoint(resume, resume=True)  # a run folder: its last.pt
         state = ckpt.load_checkpoint(resume)
-        cfg, run_dir = TrainConfig.from_dict(state["config"]), resume.parent
+        cfg, run_dir = _as_trained(TrainConfig.from_dict(state["config"]), state["spec"]), resume.parent
     if dataset_kind(cfg.dataset) == "folder":  # an absolute path, so --resume works from anywhere
         cfg = dataclasses.replace(cfg, dataset=str(Path(cfg.dataset).resolve()))
-    arch = cfg.arch or default_arch(cfg.dataset)
-    get_arch(arch)
+    if cfg.arch is not None:
+        get_arch(cfg.arch)  # an unknown name is refused before any data is read
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -47,7 +46,9 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         device = ddp.init(world, device)  # on CUDA: this rank's own GPU
     finished = False
     try:
-        run = Run(cfg, arch, world, device, reporter, run_dir or _new_run_dir(cfg, arch, world))
+        if run_dir is None and cfg.out:
+            run_dir = new_run_dir(cfg, world)  # an --out that holds a run is refused before any data is read
+        run = Run(cfg, world, device, reporter, run_dir)
         if state is not None:
             run.restore(state)
         result = run.fit(t_start)
@@ -55,18 +56,6 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         return result
     finally:
         ddp.close(world, finished)
-
-
-def _new_run_dir(cfg: TrainConfig, arch: str, world: ddp.World) -> Path:
-    """Rank 0 names the run folder (its clock picks the time stamp) and every rank uses that name."""
-    decided = None
-    if world.is_main:
-        run_dir = _run_dir(cfg, arch)
-        decided = (run_dir, (run_dir / LAST).exists())
-    run_dir, taken = ddp.share(world, decided)
-    if taken:
-        raise ConfigError(f"{run_dir} already holds a run", f"resume it with --resume {run_dir}, or pick another --out")
-    return run_dir
 
 
 def resolve_device(name: str) -> torch.device:
@@ -77,8 +66,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _run_dir(cfg: TrainConfig, arch: str) -> Path:
-    if cfg.out:
-        return Path(cfg.out)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("artifacts") / "runs" / f"{Path(cfg.dataset).name}-{arch}-{stamp}"
+def _as_trained(cfg: TrainConfig, spec: dict[str, Any]) -> TrainConfig:
+    """A checkpoint's config with the fields older cnnx versions left at None set as they trained:
+    the spec's architecture, and for an image folder the spec's size and colour, and flips."""
+    filled: dict[str, Any] = {"arch": spec["arch"]}
+    if dataset_kind(cfg.dataset) == "folder":
+        filled.update(image_size=spec["input_shape"][1], grayscale=spec["color"] == "L", flip=True)
+    return dataclasses.replace(cfg, **{k: v for k, v in filled.items() if getattr(cfg, k) is None})

@@ -16,21 +16,21 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-import cnnx
 from cnnx.core.contract import BEST, LAST, METRICS, TENSORBOARD
+from cnnx.core.errors import ConfigError
 from cnnx.core.fileio import atomic_write
-from cnnx.core.spec import ModelSpec
 from cnnx.train import checkpoint as ckpt
 from cnnx.train import distributed as ddp
 from cnnx.train import rng
 from cnnx.train.config import TrainConfig
-from cnnx.train.data import Dataset, load_dataset
+from cnnx.train.data import Dataset, load_dataset, settled
 from cnnx.train.evaluation import evaluate_shared
 from cnnx.train.models import build_model, check_input, count_parameters
 from cnnx.train.pictures import draw_pictures
@@ -58,19 +58,20 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def make_spec(arch: str, data: Dataset) -> ModelSpec:
-    """The model spec a run writes into every checkpoint (its test accuracy is filled in per epoch)."""
-    return ModelSpec(
-        arch=arch,
-        input_shape=data.input_shape,
-        color=data.color,
-        mean=data.mean,
-        std=data.std,
-        classes=data.classes,
-        preprocess=data.preprocess,
-        dataset=data.name,
-        versions={"cnnx": cnnx.__version__, "torch": str(torch.__version__)},
-    )
+def new_run_dir(cfg: TrainConfig, world: ddp.World) -> Path:
+    """``--out``, or artifacts/runs/<dataset>-<arch>-<time>; rank 0 names it (its clock picks the time)
+    and every rank uses that name. Refused when it already holds a run."""
+    decided = None
+    if world.is_main:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = (
+            Path(cfg.out) if cfg.out else Path("artifacts", "runs", f"{Path(cfg.dataset).name}-{cfg.arch}-{stamp}")
+        )
+        decided = (run_dir, (run_dir / LAST).exists())
+    run_dir, taken = ddp.share(world, decided)
+    if taken:
+        raise ConfigError(f"{run_dir} already holds a run", f"resume it with --resume {run_dir}, or pick another --out")
+    return run_dir
 
 
 class Run:
@@ -80,30 +81,34 @@ class Run:
     """
 
     def __init__(
-        self, cfg: TrainConfig, arch: str, world: ddp.World, device: torch.device, reporter: Reporter, run_dir: Path
+        self, cfg: TrainConfig, world: ddp.World, device: torch.device, reporter: Reporter, run_dir: Path | None
     ) -> None:
-        self.cfg, self.arch, self.world, self.device = cfg, arch, world, device
-        self.reporter, self.run_dir = reporter, run_dir
+        """Set up the run; ``run_dir`` None: a new time-stamped folder named once the data settled the arch."""
+        self.cfg, self.world, self.device, self.reporter = cfg, world, device, reporter
         torch.manual_seed(cfg.seed)  # model init, dropout
         self.gen = torch.Generator().manual_seed(cfg.seed)  # data order, augmentation
         self.data = self._load_data()
-        self.flip = self.data.hflip if cfg.flip is None else cfg.flip
+        self.cfg = cfg = settled(cfg, self.data)  # arch, batch size, flips, folder size and colour
+        assert cfg.arch is not None and cfg.batch_size is not None and cfg.lr is not None and cfg.flip is not None
+        self.arch, self.flip = cfg.arch, cfg.flip
+        self.run_dir = run_dir or new_run_dir(cfg, world)
         self.train_x, self.train_y = self.data.train.x.to(device), self.data.train.y.to(device)  # uint8, int64
         self.norm = Normalizer(self.data.mean, self.data.std, device)
-        self.model = build_model(arch, len(self.data.classes), self.data.input_shape).to(device)
-        check_input(self.model, arch, self.data.input_shape)
+        self.model = build_model(cfg.arch, len(self.data.classes), self.data.input_shape).to(device)
+        check_input(self.model, cfg.arch, self.data.input_shape)
         self.model = self.model.to(memory_format=MEMORY_FORMAT)
         if world.enabled:
             torch.manual_seed(cfg.seed + 1000 * world.rank)  # same initial weights, but each rank its own dropout
         # DDP averages gradients; `model` is what is saved
         self.net = ddp.wrap(self.model, device) if world.enabled else self.model
-        self.optimizer = make_optimizer(self.model, cfg)
-        self.steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
+        self.optimizer = make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+        self.batch = cfg.batch_size
+        self.steps_per_epoch = math.ceil(len(self.data.train) / self.batch)
         total = cfg.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(cfg.schedule, s, total, cfg.warmup)
         )
-        self.spec = make_spec(arch, self.data)
+        self.spec = self.data.model_spec(cfg.arch)
         self.epochs_done, self.best = 0, -1.0
         self.metrics: list[dict[str, Any]] = []  # one record per epoch done, resumed ones included
         self.pred: torch.Tensor | None = None  # the latest epoch's (N,) test predictions, for confusion.png
@@ -138,7 +143,10 @@ class Run:
     def fit(self, t_start: float) -> TrainResult:
         """The epochs not yet done, each trained, evaluated, saved and logged; then the run's summary."""
         self.reporter.start(self.info())
-        self.tb = self._tensorboard()
+        if self.cfg.tensorboard and self.world.is_main:
+            from cnnx.train.tblog import TensorBoardLog
+
+            self.tb = TensorBoardLog.for_run(self.run_dir / TENSORBOARD, self.epochs_done, self.data)
         for epoch in range(self.epochs_done + 1, self.cfg.epochs + 1):
             t0 = time.perf_counter()
             self.reporter.epoch_start(epoch, self.cfg.epochs, self.steps_per_epoch)
@@ -161,14 +169,14 @@ class Run:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split in shuffled global batches: mean loss, accuracy, seconds."""
-        cfg, world = self.cfg, self.world
+        batch, world = self.batch, self.world
         t0 = time.perf_counter()
         self.model.train()
         order = torch.randperm(len(self.train_y), generator=self.gen).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)  # stays on the device: no sync per step
         for i in range(self.steps_per_epoch):
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]  # the global batch, the same on every rank
+            idx = order[i * batch : (i + 1) * batch]  # the global batch, the same on every rank
             loss, hits = self.step(idx)
             loss_sum += loss.detach() * len(idx) / world.size
             correct += hits
@@ -288,17 +296,6 @@ class Run:
             "processes": self.world.size,
             "skipped_images": self.data.skipped,
         }
-
-    def _tensorboard(self) -> Any:
-        if not (self.cfg.tensorboard and self.world.is_main):
-            return None
-        from cnnx.train.tblog import TensorBoardLog
-
-        tb = TensorBoardLog(self.run_dir / TENSORBOARD, self.epochs_done)
-        if not self.epochs_done:
-            x, y = self.data.train.x[:32], self.data.train.y[:32]
-            tb.images(x, [self.data.classes[i] for i in y.tolist()])
-        return tb
 
 
 _START_ONLY = ("train_images", "test_images", "resumed_from_epoch")  # in the first line, not in metrics.json

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnx.core.contract import normalise_constants
-from cnnx.train.config import TrainConfig
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
@@ -33,13 +32,16 @@ def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
     return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * u))
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """``name`` (config.OPTIMIZERS) over the model's parameters; ``momentum`` is SGD's, or Adam's beta1."""
     params = model.parameters()
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
 
 
 class Normalizer:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from cnnx.core.errors import ConfigError
+from cnnx.train.data import Dataset
 
 SCALARS = {  # tag -> key of the loop's per-epoch record
     "loss/train": "train_loss",
@@ -39,6 +40,15 @@ class TensorBoardLog:
         self.log_dir = Path(log_dir)
         # purge_step: a run resumed after epoch k rewrites epochs k+1.. cleanly
         self.writer = SummaryWriter(str(self.log_dir), purge_step=start_epoch + 1 if start_epoch else None)
+
+    @classmethod
+    def for_run(cls, log_dir: Path, epochs_done: int, data: Dataset) -> TensorBoardLog:
+        """The log of a run that has ``epochs_done`` epochs behind it; a new run's starts with 32 of its images."""
+        log = cls(log_dir, epochs_done)
+        if not epochs_done:
+            x, y = data.train.x[:32], data.train.y[:32]
+            log.images(x, [data.classes[i] for i in y.tolist()])
+        return log
 
     def images(self, x: torch.Tensor, labels: list[str], tag: str = "train images") -> None:
         """uint8 (N, C, H, W) images as one grid, with their labels as text beside it."""

@@ -63,14 +63,13 @@ def test_training_pixels_are_what_the_runtime_makes_from_the_spec(tmp_path: Path
 
     from cnnx.core.spec import ModelSpec
     from cnnx.runtime.image import preprocess
-    from cnnx.train.loop import make_spec
 
     root = write_image_folder(tmp_path / "imgs", ["a", "b"], per_class=3, size=(90, 70), fmt="JPEG")
     rgba = Image.new("RGBA", (50, 50), (200, 10, 10, 0))
     rgba.paste((10, 200, 10, 255), (10, 10, 40, 40))
     rgba.save(root / "a" / "zz_alpha.png")
     data = load_folder(root, image_size=24, val_split=0.0001 + 1 / 3, seed=0)
-    spec = ModelSpec.from_dict(make_spec("cifar-bn", data).to_dict())
+    spec = ModelSpec.from_dict(data.model_spec("cifar-bn").to_dict())
     files = sorted((root / "a").iterdir()) + sorted((root / "b").iterdir())
     pixels = {bytes(preprocess(f, spec)): f.name for f in files}
     for split in (data.train, data.test):
@@ -136,7 +135,7 @@ def test_cli_trains_on_without_unreadable_images_and_names_them(flat: Path, tmp_
 
 @pytest.fixture(scope="module")
 def folder_run(flat: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """`cnnx train FOLDER` through the CLI with the default network, grey 16x16 images."""
+    """`cnnx train FOLDER` through the CLI with the default network, grey 16x16 images, flipped."""
     out = tmp_path_factory.mktemp("folder-run") / "run"
     proc = run_cli(
         "train",
@@ -144,6 +143,7 @@ def folder_run(flat: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
         "--image-size",
         "16",
         "--grayscale",
+        "--flip",
         "--epochs",
         "2",
         "--batch-size",

@@ -9,13 +9,17 @@ loader, added to ``REGISTRY``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cnnx.core.errors import ConfigError, DataNotFoundError
+from cnnx.train.config import BATCH, LR, TrainConfig, folder_batch, folder_lr
 from cnnx.train.data import cifar10, folder, mnist
 from cnnx.train.data.base import ENV_DATA_DIR, Dataset, DatasetFacts, Split, default_data_dir
+from cnnx.train.models import get_arch
 
 __all__ = [
     "ENV_DATA_DIR",
@@ -29,7 +33,7 @@ __all__ = [
     "load_dataset",
 ]
 
-FOLDER_ARCH = "cifar-bn"  # what `cnnx train FOLDER` trains without --arch
+FOLDER_ARCH = "cifar-bn"  # what `cnnx train FOLDER` trains without --arch, unless its images fit another default
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,32 @@ def facts_of(name: str) -> DatasetFacts | None:
     return entry.facts if entry else None
 
 
-def default_arch(name: str) -> str:
-    """The architecture ``cnnx train NAME`` trains without --arch."""
+def default_arch(name: str, input_shape: tuple[int, int, int] | None = None) -> str:
+    """The architecture ``cnnx train NAME`` trains without --arch. A folder whose images (``input_shape``)
+    are those of a registered dataset trains that dataset's default (grey 28x28: mnist-bn)."""
     facts = facts_of(name)
-    return facts.default_arch if facts else FOLDER_ARCH
+    if facts:
+        return facts.default_arch
+    for entry in REGISTRY.values():
+        if get_arch(entry.facts.default_arch).input_shape == input_shape:
+            return entry.facts.default_arch
+    return FOLDER_ARCH
+
+
+def settled(cfg: TrainConfig, data: Dataset) -> TrainConfig:
+    """``cfg`` with what its options left open (None) filled in from ``data``, so that checkpoints and
+    metrics.json record what the run really did and a resumed run does it again."""
+    folder = dataset_kind(cfg.dataset) == "folder"
+    batch = cfg.batch_size or (folder_batch(len(data.train)) if folder else BATCH)
+    found: dict[str, Any] = {
+        "arch": default_arch(cfg.dataset, data.input_shape),
+        "batch_size": batch,
+        "lr": folder_lr(batch) if folder else LR,
+        "flip": data.hflip,
+    }
+    if folder:
+        found.update(image_size=data.input_shape[1], grayscale=data.color == "L")
+    return dataclasses.replace(cfg, **{k: v for k, v in found.items() if getattr(cfg, k) is None})
 
 
 def load_dataset(
@@ -68,7 +94,7 @@ def load_dataset(
     data_dir: Path | None = None,
     download: bool = True,
     image_size: int | None = None,
-    grayscale: bool = False,
+    grayscale: bool | None = None,
     val_split: float = 0.2,
     seed: int = 0,
     workers: int = 0,

@@ -17,8 +17,10 @@ from typing import TypeVar
 
 import torch
 
+import cnnx
 from cnnx.core.contract import first_line
 from cnnx.core.errors import DataNotFoundError
+from cnnx.core.spec import ModelSpec
 
 ENV_DATA_DIR = "CNNX_DATA_DIR"
 T = TypeVar("T")
@@ -90,6 +92,20 @@ class Dataset:
             preprocess=facts.preprocess,
             source=source,
             hflip=facts.hflip,
+        )
+
+    def model_spec(self, arch: str) -> ModelSpec:
+        """The spec of an ``arch`` network trained on this data (its test accuracy is filled in per epoch)."""
+        return ModelSpec(
+            arch=arch,
+            input_shape=self.input_shape,
+            color=self.color,
+            mean=self.mean,
+            std=self.std,
+            classes=self.classes,
+            preprocess=self.preprocess,
+            dataset=self.name,
+            versions={"cnnx": cnnx.__version__, "torch": str(torch.__version__)},
         )
 
     @property

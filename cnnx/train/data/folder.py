@@ -3,7 +3,9 @@
     root/cat/001.jpg  root/dog/xyz.png ...                 -> split by --val-split, per class, seeded
     root/train/cat/...  root/test/cat/... (or val/)        -> those two splits as they are
 
-Every image is decoded, converted and resized once, with the runtime's own
+Size and colour mode are the options', or else the images' own (``survey``: a
+folder of grey 28x28 digits trains grey at 28 pixels). Every image is decoded,
+converted and resized once, with the runtime's own
 ``resize`` recipe (``cnnx.runtime.image.preprocess``), into one uint8 tensor per
 split, so the training loop is the same as for MNIST and CIFAR-10, and an image
 given to ``cnnx infer`` later is prepared exactly as the training images were.
@@ -18,14 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from cnnx.core.contract import IMAGE_SUFFIXES, images_in
 from cnnx.core.errors import ConfigError, DataNotFoundError
 from cnnx.core.spec import ModelSpec
+from cnnx.train.config import MAX_SIZE, MIN_SIZE
 from cnnx.train.data.base import Dataset, Split
 
-DEFAULT_SIZE = 32  # pixels per side when --image-size is not given: CIFAR-10's, cheap on a CPU
 TEST_NAMES = ("test", "val")
+SURVEY = 256  # images looked at to settle size and colour; spread over the whole folder
+GREY_SPREAD = 8  # an RGB image whose channels differ by at most this (of 255) everywhere is grey (JPEG noise)
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -122,18 +127,45 @@ def _mean_std(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(round(float(v), 4) for v in mean), tuple(round(max(float(v), 1e-3), 4) for v in std)
 
 
+def survey(paths: list[Path]) -> tuple[int, bool]:
+    """(side in pixels, grey?) the images at ``paths`` suggest, from up to SURVEY of them: the median of
+    their shorter sides within [MIN_SIZE, MAX_SIZE], and grey when none of them holds colour.
+    Unreadable files are passed over here; decoding names them."""
+    sample = paths[:: max(1, len(paths) // SURVEY)][:SURVEY]
+    sides, grey = [], True
+    for path in sample:
+        try:
+            with Image.open(path) as im:  # the header: size and mode, no pixels yet
+                sides.append(min(im.size))
+                grey = grey and _is_grey(im)
+        except Exception:  # noqa: BLE001 - any unreadable file: _decode reports it with its reason
+            continue
+    side = int(np.median(sides)) if sides else MAX_SIZE
+    return min(max(side, MIN_SIZE), MAX_SIZE), grey and bool(sides)
+
+
+def _is_grey(im: Image.Image) -> bool:
+    """No colour: a grey mode, or colour channels that agree in a small copy (palette, RGB, CMYK ...)."""
+    if set(im.getbands()) <= {"L", "1", "I", "F", "A"}:
+        return True
+    im.draft("RGB", (64, 64))  # JPEG: decode at a fraction of the size
+    small = np.asarray(im.convert("RGB").resize((32, 32), Image.Resampling.BOX), dtype=np.int16)  # (32, 32, 3)
+    return int((small.max(axis=2) - small.min(axis=2)).max()) <= GREY_SPREAD
+
+
 def load_folder(
     path: Path,
     image_size: int | None = None,
-    grayscale: bool = False,
+    grayscale: bool | None = None,
     val_split: float = 0.2,
     seed: int = 0,
     workers: int = 0,
 ) -> Dataset:
+    """The folder's images as a Dataset: ``image_size`` pixels square (None: the images' own size, see
+    ``survey``), grey (L) or RGB as ``grayscale`` says (None: grey when the images hold no colour)."""
     root = Path(path)
     if not root.is_dir():
         raise DataNotFoundError(f"no folder {root}", "give a folder holding one sub-folder of images per class")
-    size = DEFAULT_SIZE if image_size is None else image_size
     test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None)
     if (root / "train").is_dir() and test_dir is not None:
         classes, train_paths, train_labels = _scan(root / "train")
@@ -148,8 +180,12 @@ def load_folder(
             )
         train_paths, train_labels = [paths[i] for i in tr], [labels[i] for i in tr]
         test_paths, test_labels = [paths[i] for i in te], [labels[i] for i in te]
-    color = "L" if grayscale else "RGB"
-    shape = (1 if grayscale else 3, size, size)
+    # what the options leave open, the images settle
+    seen = survey(train_paths) if image_size is None or grayscale is None else (MAX_SIZE, False)
+    size = seen[0] if image_size is None else image_size
+    grey = seen[1] if grayscale is None else grayscale
+    color = "L" if grey else "RGB"
+    shape = (1 if grey else 3, size, size)
     skipped: list[str] = []
     train_x, train_labels = _decode(train_paths, train_labels, shape, color, workers, skipped)
     test_x, test_labels = _decode(test_paths, test_labels, shape, color, workers, skipped)
@@ -170,6 +206,6 @@ def load_folder(
         std=std,
         preprocess="resize",
         source=str(root.resolve()),
-        hflip=True,
+        hflip=False,  # whether a mirrored image keeps its class, the files cannot say: --flip says so
         skipped=skipped,
     )
