@@ -25,6 +25,7 @@ import colorsys
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -196,6 +197,7 @@ def main() -> None:
             indent=2,
         )
     )
+    shutil.rmtree(work, ignore_errors=True)  # the folders and the runs: about 100 MB
     print(f"\nwrote {args.out}")
     if failed:
         raise SystemExit("target missed: " + "; ".join(failed))

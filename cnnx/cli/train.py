@@ -299,6 +299,7 @@ def samples(
     """
     from cnnx.tools.samples import save_samples
 
+    TrainConfig(image_size=image_size, val_split=val_split)  # checked as cnnx train checks them, before any image
     result = save_samples(
         dataset,
         Path(out),

@@ -212,3 +212,18 @@ def test_samples_grid_of_a_folder(flat: Path, tmp_path: Path) -> None:
     assert (rows, cols) == (2, 6)
     # 2-pixel (scaled) padding, a 16-pixel caption strip per row and a 24-pixel title strip
     assert png_size(out) == (cols * (24 * up + 2 * up) + 2 * up, 24 + rows * (24 * up + 2 * up + 16) + 2 * up)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--image-size", "4", "--image-size must be at least 8 pixels, got 4"),
+        ("--val-split", "1.5", "--val-split must be in [0, 1), got 1.5"),
+    ],
+)
+def test_samples_checks_folder_options_as_train_does(
+    flat: Path, tmp_path: Path, option: str, value: str, words: str
+) -> None:
+    code, _, both = _invoke("samples", str(flat), option, value, "--out", str(tmp_path / "grid.png"))
+    assert code == 2 and both.strip().splitlines() == [f"error: {words}"]
+    assert not (tmp_path / "grid.png").exists()
