@@ -20,8 +20,8 @@ from cnnx.core.errors import CnnxError
 # the order is the order `cnnx --help` lists them in
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("cnnx.cli.train", "train", "train"),
-    "summary": ("cnnx.cli.train", "summary", "train"),
-    "samples": ("cnnx.cli.train", "samples", "train"),
+    "summary": ("cnnx.cli.tools", "summary", "train"),
+    "samples": ("cnnx.cli.tools", "samples", "train"),
     "export": ("cnnx.cli.export", "export_cmd", "train"),
     "inspect": ("cnnx.cli.export", "inspect_cmd", "train"),
     "bench": ("cnnx.cli.export", "bench_cmd", "train"),

@@ -44,7 +44,7 @@ def test_every_command_has_truthful_help() -> None:
         assert all(values.get(r) not in (None, ()) for r in required), (name, example)
 
 
-@pytest.mark.parametrize("name", ["export", "inspect", "bench", "eval"])
+@pytest.mark.parametrize("name", ["export", "inspect", "bench", "eval", "summary"])
 def test_commands_that_take_a_run_folder_say_which_checkpoint_it_means(name: str) -> None:
     result = CliRunner().invoke(main, [name, "--help"])
     text = " ".join(result.output.split())  # as one line: click wraps the text
