@@ -44,6 +44,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return reference_run(tmp_path_factory.mktemp("reference"), EPOCHS, SEED)
 
 
+@pytest.mark.slow  # ten SIGKILLs and resumes: about 45 s on two cores
 def test_sigkill_at_random_points_then_resume_gives_identical_weights(tmp_path: Path, uninterrupted: Path) -> None:
     result = kill_resume(tmp_path, kills=10, seed=SEED, rng_seed=1, epochs=EPOCHS, reference=uninterrupted, log=print)
     print(result.summary())

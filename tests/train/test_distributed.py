@@ -69,6 +69,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
         assert d["test_loss"] == pytest.approx(s["test_loss"], rel=1e-4)
 
 
+@pytest.mark.slow  # three torchrun launches: about 20 s on two cores
 def test_distributed_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
     # seed000-net has dropout: each rank draws its own masks, so resume must restore every rank's RNG
     args = [*COMMON, *BATCH_64, "--arch", "seed000-net", "--epochs", "2", "--save-every", "1"]
