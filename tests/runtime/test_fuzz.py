@@ -32,16 +32,9 @@ from PIL import Image
 from cnnx.core.errors import CnnxError
 from cnnx.core.spec import ModelSpec
 from cnnx.runtime.image import preprocess, preprocess_batch
+from tests.support import DIGIT_SPEC
 
-DIGIT = ModelSpec(
-    arch="t",
-    input_shape=(1, 28, 28),
-    color="L",
-    mean=(0.1307,),
-    std=(0.3081,),
-    classes=[str(i) for i in range(10)],
-    preprocess="mnist-digit",
-)
+DIGIT = DIGIT_SPEC
 RGB = DIGIT.replace(input_shape=(3, 32, 32), color="RGB", mean=(0.5,) * 3, std=(0.25,) * 3, preprocess="resize")
 SPECS = (DIGIT, RGB)
 HANG_SECONDS = 20  # far above the slowest legitimate example (a large JPEG within Pillow's limit: ~1 s)

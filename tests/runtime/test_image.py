@@ -9,20 +9,12 @@ from PIL import Image
 from cnnx.core.contract import normalise
 from cnnx.core.errors import ImageError
 from cnnx.core.idx import read_idx
-from cnnx.core.spec import ModelSpec
 from cnnx.runtime.digit import mnist_digit, mnist_digits
 from cnnx.runtime.image import open_image, preprocess, preprocess_batch, save_preprocessed
 from cnnx.testing.photolike import marker_like, photo_like
+from tests.support import DIGIT_SPEC
 
-SPEC = ModelSpec(
-    arch="t",
-    input_shape=(1, 28, 28),
-    color="L",
-    mean=(0.1307,),
-    std=(0.3081,),
-    classes=[str(i) for i in range(10)],
-    preprocess="mnist-digit",
-)
+SPEC = DIGIT_SPEC
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,21 @@ import numpy as np
 from PIL import Image
 
 from cnnx.core.contract import normalise
+from cnnx.core.spec import ModelSpec
 
 REPO = Path(__file__).resolve().parent.parent.parent
 # 1,000 training and 500 test digits of the real MNIST, shipped in the package (cnnx/samples/mnist)
 MINI_MNIST = REPO / "cnnx" / "samples" / "mnist"
+# what an MNIST model's spec says, for tests of the runtime's recipes without a model file
+DIGIT_SPEC = ModelSpec(
+    arch="t",
+    input_shape=(1, 28, 28),
+    color="L",
+    mean=(0.1307,),
+    std=(0.3081,),
+    classes=[str(i) for i in range(10)],
+    preprocess="mnist-digit",
+)
 
 
 def run_cli(
