@@ -5,18 +5,20 @@ its probabilities are calibrated.
         [--sets tune|report|all] [--n N] [--reliability PNG] [--work DIR] [--data DIR] [--reject on|off]
 
 The sets of cnnx/testing/openset.py (printed and handwritten letters, scribbles, shapes, rings,
-photo crops, scikit-learn's foreign handwritten digits) and three made from MNIST (the test
-digits as PNG files, the photo-like and marker-like digits of cnnx/testing/photolike.py) are
-written as image files into a temporary folder (or --work, kept and reused), and each model
-classifies them through the real ``cnnx.runtime.Classifier``, as a user's files would be.
+blank pages, photo crops, scikit-learn's foreign handwritten digits) and those made from MNIST
+(the test digits as PNG files, the photo-like and marker-like digits of
+cnnx/testing/photolike.py, pairs of test digits photographed side by side) are written as image
+files into a temporary folder (or --work, kept and reused), and each model classifies them
+through the real ``cnnx.runtime.Classifier``, as a user's files would be.
 
 Every set has a role. "tune" sets may be used to choose things (a threshold, a recipe);
 "report" sets are only measured: they are the figures the README quotes. Rings (0 look-alikes)
-are shown but not counted against the target.
+and pairs of MNIST test digits (a number, not a digit) are shown, not counted in the pooled
+"non-digits" rows.
 
 Prints one table, per set and model: images, role, accepted as a class %, refused %, unread %
-(the runtime's error for an image it cannot read as one: "no digit found"), accepted
-with probability >= 0.9 %, accuracy where the set has labels (a refused digit counts as wrong),
+(the runtime's error for an image it cannot read: "no digit found"), accepted with probability
+>= 0.9 %, accuracy where the set has labels (a refused digit counts as wrong),
 and on the MNIST test digits the expected calibration error (15 bins) and the negative
 log-likelihood. --json writes the same numbers with the machine and the command. A model
 whose runtime cannot refuse accepts everything (refused 0 %).
@@ -133,7 +135,19 @@ def _mnist_sets(root: Path) -> list[BenchSet]:
         rng = np.random.default_rng(3)
         return _write_images([photolike.marker_like(d, rng) for d in test[0][:n]], list(map(int, test[1][:n])), folder)
 
+    def pairs(folder: Path, n: int) -> Written:
+        rng, images = np.random.default_rng(5), []
+        for i in range(n):
+            two = np.concatenate([test[0][(2 * i) % len(test[0])], test[0][(2 * i + 1) % len(test[0])]], 1)
+            side = int(28 * rng.uniform(2.0, 5.0))  # (28, 56) -> (side, 2 side) ink in [0, 1]
+            ink = Image.fromarray(two.astype(np.float32) / 255.0, "F").resize(
+                (2 * side, side), Image.Resampling.BICUBIC
+            )
+            images.append(openset.on_paper(np.clip(np.asarray(ink), 0.0, 1.0), rng))
+        return _write_images(images, [None] * n, folder)
+
     return [
+        BenchSet("mnist-pairs-report", "report", "two MNIST test digits side by side", 300, pairs, counted=False),
         BenchSet("mnist-test", "report", f"MNIST test digits ({root})", len(test[1]), plain, True, calibration=True),
         BenchSet("mnist-photo-report", "report", "photo-like MNIST test digits", 1000, photos(test, 0), True),
         BenchSet("mnist-marker-report", "report", "marker-drawn MNIST test digits", 500, marker, True),
@@ -245,7 +259,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = f"{'set':<22} {'role':<7} {'model':<16} " + " ".join(f"{h:>{w}}" for h, w, _, _ in COLUMNS)
     lines = [head, "-" * len(head)]
     for r in rows:
-        role = r["role"] if r.get("counted", True) else "(alike)"
+        role = r["role"] + ("" if r.get("counted", True) else "*")
         cells = [f"{'-' if r.get(k) is None else format(r[k], fmt):>{w}}" for _, w, k, fmt in COLUMNS]
         lines.append(f"{r['set']:<22} {role:<7} {r['model'][:16]:<16} " + " ".join(cells))
     return "\n".join(lines)
@@ -295,6 +309,7 @@ def main() -> None:
         rows += [p for name in models for p in pooled(rows, name)]
     print(f"# {'full MNIST' if full else 'the mini MNIST sample'} from {root}; sets: {args.sets}")
     print(table(rows))
+    print("* shown apart: not counted in the non-digits rows (0 look-alikes, two-digit numbers)")
     if args.reliability:
         print(reliability(rows, Path(args.reliability)))
     if args.json:

@@ -2,7 +2,8 @@
 
 Each generator is deterministic for its seed and returns RGB Pillow images as a phone or a
 scanner gives them: dark ink on light, unevenly lit paper, at varied size and position, turned
-by up to 12 degrees, sometimes blurred, always with sensor noise, half of them through JPEG.
+by up to 12 degrees, sometimes blurred, always with sensor noise, half of them through JPEG
+(photo crops are pieces of photos instead, turned, resized, half through JPEG).
 
 Every set has a **role**. "tune" sets may be used to choose anything (a threshold, a recipe);
 "report" sets are only measured, never tuned on, and are the figures the README quotes. The two
@@ -19,6 +20,7 @@ different random streams (the role is part of the seed) and different stroke par
 - ``scribbles`` and ``shapes``: random pen curves and zig-zags; triangles, squares, diamonds,
   stars, crosses, arrows, hearts (outlined or filled). ``rings``: circles and ellipses, kept
   apart as a look-alike row (a ring is a fair 0).
+- ``blank_pages``: paper with nothing on it.
 - ``photo_crops``: random crops of photos that scikit-image and matplotlib ship (no download):
   ``TUNE_PHOTOS`` / ``REPORT_PHOTOS``.
 - ``foreign_digits``: scikit-learn's ``load_digits`` (the UCI "optical recognition of handwritten
@@ -291,6 +293,12 @@ def rings(n: int, role: str = "report", seed: int = 0) -> list[Image.Image]:
     return out
 
 
+def blank_pages(n: int, role: str = "report", seed: int = 0) -> list[Image.Image]:
+    """``n`` photos of paper with nothing on it: light, tint, noise, blur and JPEG only."""
+    rng = _rng("blank", role, seed)
+    return [on_paper(np.zeros((int(rng.integers(40, 200)),) * 2, np.float32), rng) for _ in range(n)]
+
+
 def photo_path(name: str) -> Path:
     """A photo shipped inside scikit-image (skimage/data) or matplotlib (sample_data)."""
     if name == "grace_hopper.jpg":
@@ -370,6 +378,7 @@ def _sets() -> tuple[OpenSet, ...]:
             OpenSet(f"scribbles-{role}", role, "random pen curves and zig-zags", scribbles, 300),
             OpenSet(f"shapes-{role}", role, "outlined/filled " + "/".join(SHAPES), shapes, 350),
             OpenSet(f"photos-{role}", role, f"photo crops of {photos[role]}", photo_crops, 300),
+            OpenSet(f"blank-{role}", role, "photos of empty paper", blank_pages, 100),
             OpenSet(
                 f"foreign-digits-{role}", role, "sklearn load_digits, upscaled on paper", foreign_digits, 899, True
             ),

@@ -27,6 +27,7 @@ GENERATORS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "scribbles": (openset.scribbles, ()),
     "shapes": (openset.shapes, ()),
     "rings": (openset.rings, ()),
+    "blank_pages": (openset.blank_pages, ()),
     "photo_crops": (openset.photo_crops, ("skimage", "matplotlib")),
     "foreign_digits": (openset.foreign_digits, ("sklearn",)),
 }
@@ -58,8 +59,9 @@ def test_each_generator_gives_n_rgb_pictures_of_a_photo_size(name: str) -> None:
     for im in images:
         assert im.mode == "RGB"
         assert min(im.size) >= 40 and max(im.size) <= 1200, im.size
-        grey = np.asarray(im.convert("L"), np.float32)
-        assert grey.std() > 3, "a blank picture"  # something stands out: ink, or a photo's content
+        if name != "blank_pages":
+            grey = np.asarray(im.convert("L"), np.float32)
+            assert grey.std() > 3, "a blank picture"  # something stands out: ink, or a photo's content
 
 
 @pytest.mark.parametrize("name", ["printed_letters", "handwritten_letters", "scribbles", "shapes", "rings"])
@@ -70,7 +72,9 @@ def test_drawn_sets_are_dark_ink_on_light_paper(name: str) -> None:
         assert np.percentile(grey, 1) < np.median(grey) - 40, "the ink is darker than the paper"
 
 
-@pytest.mark.parametrize("name", ["printed_letters", "handwritten_letters", "scribbles", "shapes", "photo_crops"])
+@pytest.mark.parametrize(
+    "name", ["printed_letters", "handwritten_letters", "scribbles", "shapes", "photo_crops", "blank_pages"]
+)
 def test_tune_and_report_differ_for_the_same_seed(name: str) -> None:
     assert not set(_bytes(_make(name, 4, "tune"))) & set(_bytes(_make(name, 4, "report")))
 
@@ -111,6 +115,12 @@ def test_foreign_digits_split_by_index_parity() -> None:
     tune = openset.foreign_digits(7, "tune")[1]
     report = openset.foreign_digits(7, "report")[1]
     assert tune == list(target[0::2][:7]) and report == list(target[1::2][:7])
+
+
+def test_blank_pages_hold_no_ink() -> None:
+    for im in openset.blank_pages(5):
+        grey = np.asarray(im.convert("L"), np.float32)
+        assert np.percentile(grey, 1) > np.median(grey) - 40, "nothing darker than the paper's light and noise"
 
 
 def test_every_set_says_its_role() -> None:
@@ -202,6 +212,7 @@ def test_bench_honest_runs_on_the_shipped_model_and_writes_its_json(tmp_path: Pa
         "mnist-photo-report",
         "mnist-marker-report",
         "mnist-photo-tune",
+        "mnist-pairs-report",
     }
     rows = {r["set"]: r for r in result["results"] if r["model"] == "mnist"}
     assert all(rows[name]["images"] == 3 for name in names)
