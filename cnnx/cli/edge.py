@@ -96,6 +96,12 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
 )
 @_spec_options
 @click.option(
+    "--reject/--no-reject",
+    default=None,
+    help="Refuse images that are none of the model's classes (label 'refused'; JSON: label null and "
+    "'refused' saying why), by the threshold the model file carries. [default: when the file carries one]",
+)
+@click.option(
     "--save-preprocessed",
     type=click.Path(file_okay=False),
     help="Write exactly what the model saw, one PNG per image, into this folder.",
@@ -115,7 +121,11 @@ def infer(
 ) -> None:
     """Classify images: files, folders (searched recursively) and glob patterns, without torch.
 
-    Exit code 0 when every image was classified; 1 when any input could not be (a file
+    Probabilities are calibrated: the model file's temperature, fitted on held-out training
+    images, is applied. An image refused as none of the classes (e.g. a letter given to a digit
+    model) is listed as refused, with its best guess; a refusal does not change the exit code.
+
+    Exit code 0 when every image was classified or refused; 1 when any input could not be (a file
     that cannot be read, a folder with no images, a pattern that matches nothing: each
     named on stderr, the others still classified); 2 for a bad model or option.
 
