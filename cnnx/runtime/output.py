@@ -50,7 +50,7 @@ class Formatter:
             return self._csv(cells + [pred.refused or "", ""])
         if not pred.ok:
             return None  # the table lists what was classified; errors go to stderr
-        label = REFUSED if pred.refused else pred.label
+        label = REFUSED if pred.refused else str(pred.label)
         line = f"{pred.path:<{self.width}}  {label!s:<8} {pred.probability:>6.3f}"
         if self.k > 1:
             line += "  " + "  ".join(f"{label} {p:.3f}" for label, p in pred.top_k)

@@ -21,7 +21,7 @@ from cnnx.core import calibration as cal
 from cnnx.core.contract import normalise
 from cnnx.core.errors import ConfigError, ImageError, ModelFileError
 from cnnx.core.machine import physical_cores
-from cnnx.core.spec import ModelSpec, SpecOptions
+from cnnx.core.spec import SpecOptions
 from cnnx.runtime.image import RECIPE_NAMES, ImageSource, preprocess, save_preprocessed, source_name
 from cnnx.runtime.parallel import auto_workers, decode
 from cnnx.runtime.session import OnnxModel
@@ -141,7 +141,8 @@ class Classifier:
         self.openset = self.spec.openset if reject is not False else None
         if reject and self.openset is None:
             raise ConfigError(
-                f"{self.model.path} carries no refusal threshold, so it cannot refuse what is not a {cal.noun(self.spec)}",
+                f"{self.model.path} carries no refusal threshold, "
+                f"so it cannot refuse what is not a {cal.noun(self.spec)}",
                 "train and export it with this cnnx (held-out images fit the threshold), or leave out --reject",
             )
         self.recipe = preprocess

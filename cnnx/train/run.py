@@ -221,7 +221,7 @@ class Run:
                 loss = loss * (world.size / len(idx))
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            if len(others):
+            if len(others) and cfg.outliers:
                 loss = loss + cfg.outliers * uniform_loss(others)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

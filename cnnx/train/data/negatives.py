@@ -150,12 +150,11 @@ def draw_negative(rng: np.random.Generator, fonts: list[object]) -> np.ndarray:
     kind = rng.choice(4, p=[0.4, 0.25, 0.2, 0.15])
     if kind == 3:
         return _blob(rng)
-    img = Image.new("L", (CANVAS, CANVAS), int(rng.integers(190, 256)))
+    paper = int(rng.integers(190, 256))
+    img = Image.new("L", (CANVAS, CANVAS), paper)
     draw = ImageDraw.Draw(img)
     (_letter(draw, rng, fonts) if kind == 0 else _scribble(draw, rng) if kind == 1 else _shape(draw, rng))
-    img = img.rotate(
-        float(rng.uniform(-20, 20)), resample=Image.Resampling.BILINEAR, fillcolor=int(img.getpixel((0, 0)))
-    )
+    img = img.rotate(float(rng.uniform(-20, 20)), resample=Image.Resampling.BILINEAR, fillcolor=paper)
     if rng.random() < 0.5:
         img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
     return np.asarray(img)
