@@ -173,7 +173,7 @@ def _check_honesty(calibration: Any, openset: Any) -> None:
     """A spec's calibration and openset, as a (possibly hostile) file gives them."""
     if calibration is not None:
         t = calibration.get("temperature") if isinstance(calibration, dict) else None
-        if not (_number(t) and t > 0):
+        if not (_number(t) and float(t or 0) > 0):
             raise ModelFileError(f"model spec has calibration {calibration!r}", "its temperature must be a number > 0")
     if openset is not None:
         method = openset.get("method") if isinstance(openset, dict) else None
