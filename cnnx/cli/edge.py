@@ -213,6 +213,12 @@ def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progre
     "labels into this PNG, most confident mistakes first.",
 )
 @click.option(
+    "--reliability",
+    type=click.Path(dir_okay=False),
+    help="Also draw the reliability diagram (accuracy against confidence, 15 bins) before and after "
+    "the model's calibration into this PNG.",
+)
+@click.option(
     "--errors-max",
     type=click.IntRange(min=1),
     default=100,
@@ -250,11 +256,11 @@ def eval_cmd(
     Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png --errors errors.png
     """
     _edge_env()
-    from cnnx.runtime.evaluate import confusion_table, evaluate, load_labelled
+    from cnnx.runtime.evaluate import confusion_table, evaluate, honesty_lines, load_labelled
     from cnnx.runtime.predict import resolve_model
     from cnnx.tools.modelfile import open_model
 
-    pictures = {k: options.pop(k) for k in ("confusion", "errors", "errors_max")}
+    pictures = {k: options.pop(k) for k in ("confusion", "errors", "errors_max", "reliability")}
     path = resolve_model(model)
     net = open_model(path, **options)  # threads, and --mean/--std/--size/--classes for a file without a spec
     data = load_labelled(data_dir, net.spec, split)
@@ -266,7 +272,14 @@ def eval_cmd(
         click.echo(f"error: {line}", err=True)
     if as_json:
         errors_png = pictures["errors"] if result.mistakes else None
-        emit_json({**result.to_dict(), "confusion_png": pictures["confusion"], "errors_png": errors_png})
+        emit_json(
+            {
+                **result.to_dict(),
+                "confusion_png": pictures["confusion"],
+                "errors_png": errors_png,
+                "reliability_png": pictures["reliability"],
+            }
+        )
     else:
         kind = f"MNIST IDX, {split} split" if data.kind == "mnist-idx" else "image folders"
         click.echo(
@@ -274,6 +287,8 @@ def eval_cmd(
             f"({result.correct}/{result.total}) in {result.seconds:.2f} s"
         )
         click.echo(confusion_table(result))
+        for line in honesty_lines(result.honesty):
+            click.echo(line)
         for line in drawn.values():
             click.echo(line)
     if result.failed:
@@ -281,11 +296,17 @@ def eval_cmd(
         sys.exit(1)
 
 
-def _draw(result: Any, title: str, confusion: str | None, errors: str | None, errors_max: int) -> dict[str, str]:
+def _draw(
+    result: Any, title: str, confusion: str | None, errors: str | None, errors_max: int, reliability: str | None
+) -> dict[str, str]:
     """Draw the PNGs asked for; returns {what: the line saying where it went}."""
-    from cnnx.core.plots import draw_confusion, draw_errors
+    from cnnx.core.plots import draw_confusion, draw_errors, draw_reliability
 
     said = {}
+    if reliability and result.honesty:
+        t = result.honesty["temperature"]
+        draw_reliability(result.honesty["reliability"], reliability, f"{title}: temperature {t:.3f}")
+        said["reliability"] = f"reliability diagram drawn in {reliability}"
     title += f": accuracy {100 * result.accuracy:.2f}%"
     if confusion:
         draw_confusion(result.confusion, result.classes, confusion, title)

@@ -131,3 +131,27 @@ def temperature_of(spec_calibration: dict[str, Any] | None) -> float:
     if not spec_calibration:
         return 1.0
     return float(spec_calibration.get("temperature", 1.0))
+
+
+def summary(logits: np.ndarray, labels: np.ndarray, spec: ModelSpec, bins: int = BINS) -> dict[str, Any]:
+    """How honest ``spec``'s model is on labelled (N, K) ``logits``: NLL and ECE before and after its
+    calibration, and with its refusal threshold the share of these real images refused and the
+    accuracy on the ones it answers. ``reliability`` holds the diagram's bins, before and after."""
+    t = temperature_of(spec.calibration)
+    before, after = softmax(logits, 1.0), softmax(logits, t)
+    out: dict[str, Any] = {
+        "temperature": t,
+        "nll_before": nll(before, labels),
+        "nll_after": nll(after, labels),
+        "ece_before": ece(before, labels, bins),
+        "ece_after": ece(after, labels, bins),
+        "reliability": {"before": reliability(before, labels, bins), "after": reliability(after, labels, bins)},
+    }
+    if spec.openset:
+        answered = scores(after, spec.openset["method"]) >= float(spec.openset["threshold"])
+        right = after.argmax(axis=1) == np.asarray(labels)
+        out["threshold"] = float(spec.openset["threshold"])
+        out["refused"] = int((~answered).sum())
+        out["refused_share"] = float((~answered).mean()) if len(labels) else 0.0
+        out["answered_accuracy"] = float(right[answered].mean()) if answered.any() else 0.0
+    return out

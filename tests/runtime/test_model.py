@@ -15,7 +15,8 @@ from cnnx.core.machine import physical_cores
 from cnnx.core.plots import draw_confusion
 from cnnx.runtime import Classifier
 from cnnx.runtime.evaluate import evaluate, load_labelled
-from cnnx.runtime.session import OnnxModel, softmax
+from cnnx.core.calibration import softmax
+from cnnx.runtime.session import OnnxModel
 from tests.support import write_pngs
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from cnnx.core.contract import normalise
 from cnnx.runtime import Classifier
-from cnnx.runtime.session import softmax
+from cnnx.core.calibration import softmax
 from tests.serve.client import Load, Server
 from tests.support import infer_json, run_cli
 
