@@ -221,7 +221,10 @@ def evaluate(
         if progress is not None:
             progress(hi - lo)
     seconds = time.perf_counter() - start
-    honesty = cal.summary(*(np.concatenate(parts) for parts in zip(*seen, strict=True)), spec) if seen else {}
+    honesty = {}
+    if seen:
+        logits_all, labels_all = (np.concatenate(parts) for parts in zip(*seen, strict=True))
+        honesty = cal.summary(logits_all, labels_all, spec)
     return EvalResult(
         model_name, data.source, data.kind, list(spec.classes), confusion, failed, seconds, mistakes, honesty
     )

@@ -121,4 +121,3 @@ class OnnxModel:
             first = first_line(exc)
             raise ModelFileError(f"{self.path} failed on a batch of shape {x.shape}: {first[:300]}") from None
         return np.asarray(logits, dtype=np.float32)
-

@@ -3,8 +3,8 @@
 A request carries one input, the model's own: FP32, shape [n, C, H, W] with (C, H, W) the
 spec's input shape, already normalised (``cnnx.core.contract.normalise``), ``data`` flat
 in row-major order (nested lists are accepted too). The answer has two outputs, ``logits``
-and ``probabilities`` (softmax of the logits over the spec's calibration temperature), each FP32 [n, num_classes]; ``outputs`` in the request
-picks among them.
+and ``probabilities`` (softmax of the logits over the spec's calibration temperature), each
+FP32 [n, num_classes]; ``outputs`` in the request picks among them.
 """
 
 from __future__ import annotations
