@@ -256,7 +256,8 @@ def eval_cmd(
     Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png --errors errors.png
     """
     _edge_env()
-    from cnnx.runtime.evaluate import confusion_table, evaluate, honesty_lines, load_labelled
+    from cnnx.core.calibration import describe
+    from cnnx.runtime.evaluate import confusion_table, evaluate, load_labelled
     from cnnx.runtime.predict import resolve_model
     from cnnx.tools.modelfile import open_model
 
@@ -287,7 +288,7 @@ def eval_cmd(
             f"({result.correct}/{result.total}) in {result.seconds:.2f} s"
         )
         click.echo(confusion_table(result))
-        for line in honesty_lines(result.honesty):
+        for line in describe(result.honesty):
             click.echo(line)
         for line in drawn.values():
             click.echo(line)

@@ -155,3 +155,22 @@ def summary(logits: np.ndarray, labels: np.ndarray, spec: ModelSpec, bins: int =
         out["refused_share"] = float((~answered).mean()) if len(labels) else 0.0
         out["answered_accuracy"] = float(right[answered].mean()) if answered.any() else 0.0
     return out
+
+
+def describe(found: dict[str, Any] | None) -> list[str]:
+    """A ``summary`` as the lines ``cnnx eval`` and ``cnnx export`` print: calibration, then refusal."""
+    if not found:
+        return []
+    h = found
+    lines = [
+        f"calibration: temperature {h['temperature']:.3f}; NLL {h['nll_before']:.4f} -> {h['nll_after']:.4f}, "
+        f"ECE ({BINS} bins) {100 * h['ece_before']:.2f}% -> {100 * h['ece_after']:.2f}%"
+    ]
+    if "threshold" in h:
+        lines.append(
+            f"refusal: threshold {h['threshold']:.3f} refuses {100 * h['refused_share']:.2f}% ({h['refused']}) "
+            f"of these images; accuracy on the rest {100 * h['answered_accuracy']:.2f}%"
+        )
+    else:
+        lines.append("refusal: the model carries no threshold, so it answers every image")
+    return lines

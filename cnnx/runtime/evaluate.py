@@ -239,22 +239,3 @@ def confusion_table(result: EvalResult) -> str:
     for name, row in zip(names, result.confusion, strict=False):
         lines.append(name.rjust(width) + "  " + " ".join(str(int(v)).rjust(width) for v in row))
     return "\n".join(lines)
-
-
-def honesty_lines(honesty: dict[str, Any]) -> list[str]:
-    """``EvalResult.honesty`` as the lines ``cnnx eval`` prints: calibration, then refusal."""
-    if not honesty:
-        return []
-    h = honesty
-    lines = [
-        f"calibration: temperature {h['temperature']:.3f}; NLL {h['nll_before']:.4f} -> {h['nll_after']:.4f}, "
-        f"ECE (15 bins) {100 * h['ece_before']:.2f}% -> {100 * h['ece_after']:.2f}%"
-    ]
-    if "threshold" in h:
-        lines.append(
-            f"refusal: threshold {h['threshold']:.3f} refuses {100 * h['refused_share']:.2f}% ({h['refused']}) "
-            f"of these images; accuracy on the rest {100 * h['answered_accuracy']:.2f}%"
-        )
-    else:
-        lines.append("refusal: the model carries no threshold, so it answers every image")
-    return lines
