@@ -96,6 +96,12 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
 )
 @_spec_options
 @click.option(
+    "--reject/--no-reject",
+    default=None,
+    help="Refuse images that are none of the model's classes (label 'refused'; JSON: label null and "
+    "'refused' saying why), by the threshold the model file carries. [default: when the file carries one]",
+)
+@click.option(
     "--save-preprocessed",
     type=click.Path(file_okay=False),
     help="Write exactly what the model saw, one PNG per image, into this folder.",
@@ -115,7 +121,11 @@ def infer(
 ) -> None:
     """Classify images: files, folders (searched recursively) and glob patterns, without torch.
 
-    Exit code 0 when every image was classified; 1 when any input could not be (a file
+    Probabilities are calibrated: the model file's temperature, fitted on held-out training
+    images, is applied. An image refused as none of the classes (e.g. a letter given to a digit
+    model) is listed as refused, with its best guess; a refusal does not change the exit code.
+
+    Exit code 0 when every image was classified or refused; 1 when any input could not be (a file
     that cannot be read, a folder with no images, a pattern that matches nothing: each
     named on stderr, the others still classified); 2 for a bad model or option.
 
@@ -203,6 +213,12 @@ def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progre
     "labels into this PNG, most confident mistakes first.",
 )
 @click.option(
+    "--reliability",
+    type=click.Path(dir_okay=False),
+    help="Also draw the reliability diagram (accuracy against confidence, 15 bins) before and after "
+    "the model's calibration into this PNG.",
+)
+@click.option(
     "--errors-max",
     type=click.IntRange(min=1),
     default=100,
@@ -240,11 +256,12 @@ def eval_cmd(
     Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png --errors errors.png
     """
     _edge_env()
+    from cnnx.core.calibration import describe
     from cnnx.runtime.evaluate import confusion_table, evaluate, load_labelled
     from cnnx.runtime.predict import resolve_model
     from cnnx.tools.modelfile import open_model
 
-    pictures = {k: options.pop(k) for k in ("confusion", "errors", "errors_max")}
+    pictures = {k: options.pop(k) for k in ("confusion", "errors", "errors_max", "reliability")}
     path = resolve_model(model)
     net = open_model(path, **options)  # threads, and --mean/--std/--size/--classes for a file without a spec
     data = load_labelled(data_dir, net.spec, split)
@@ -256,7 +273,14 @@ def eval_cmd(
         click.echo(f"error: {line}", err=True)
     if as_json:
         errors_png = pictures["errors"] if result.mistakes else None
-        emit_json({**result.to_dict(), "confusion_png": pictures["confusion"], "errors_png": errors_png})
+        emit_json(
+            {
+                **result.to_dict(),
+                "confusion_png": pictures["confusion"],
+                "errors_png": errors_png,
+                "reliability_png": pictures["reliability"],
+            }
+        )
     else:
         kind = f"MNIST IDX, {split} split" if data.kind == "mnist-idx" else "image folders"
         click.echo(
@@ -264,6 +288,8 @@ def eval_cmd(
             f"({result.correct}/{result.total}) in {result.seconds:.2f} s"
         )
         click.echo(confusion_table(result))
+        for line in describe(result.honesty):
+            click.echo(line)
         for line in drawn.values():
             click.echo(line)
     if result.failed:
@@ -271,11 +297,17 @@ def eval_cmd(
         sys.exit(1)
 
 
-def _draw(result: Any, title: str, confusion: str | None, errors: str | None, errors_max: int) -> dict[str, str]:
+def _draw(
+    result: Any, title: str, confusion: str | None, errors: str | None, errors_max: int, reliability: str | None
+) -> dict[str, str]:
     """Draw the PNGs asked for; returns {what: the line saying where it went}."""
-    from cnnx.core.plots import draw_confusion, draw_errors
+    from cnnx.core.plots import draw_confusion, draw_errors, draw_reliability
 
     said = {}
+    if reliability and result.honesty:
+        t = result.honesty["temperature"]
+        draw_reliability(result.honesty["reliability"], reliability, f"{title}: temperature {t:.3f}")
+        said["reliability"] = f"reliability diagram drawn in {reliability}"
     title += f": accuracy {100 * result.accuracy:.2f}%"
     if confusion:
         draw_confusion(result.confusion, result.classes, confusion, title)

@@ -240,3 +240,44 @@ def draw_errors(
         return atomic_write(path, lambda f: img.save(f, format="PNG"))
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc}", "choose a writable --errors path") from None
+
+
+def draw_reliability(
+    curves: dict[str, Sequence[dict[str, float]]], path: str | Path, title: str = "", side: int = 360
+) -> Path:
+    """Write a reliability diagram PNG: per confidence bin, accuracy (bar) against confidence.
+
+    ``curves``: name -> ``cnnx.core.calibration.reliability`` rows, e.g. {"before": ..., "after": ...},
+    drawn side by side; a calibrated model's bars end on the diagonal. Pillow alone.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    path = Path(path)
+    pad, head = 40, 26 if title else 6
+    img = Image.new("RGB", (len(curves) * (side + pad) + pad, head + side + 2 * pad), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    if title:
+        draw.text((pad, 6), title[:120], fill="black", font=font)
+    for n, (name, rows) in enumerate(curves.items()):
+        x0, y0 = pad + n * (side + pad), head + pad  # top-left of the plot square
+        total = sum(r["count"] for r in rows) or 1
+        gap = sum(r["count"] * abs(r["accuracy"] - r["confidence"]) for r in rows) / total
+        draw.text((x0, y0 - 16), f"{name}: ECE {100 * gap:.2f}%", fill="black", font=font)
+        for r in rows:
+            if not r["count"]:
+                continue
+            left, right = x0 + r["lo"] * side, x0 + r["hi"] * side
+            draw.rectangle(
+                (left, y0 + (1 - r["accuracy"]) * side, right, y0 + side), fill=(30, 70, 160), outline="white"
+            )
+            y = y0 + (1 - r["confidence"]) * side  # the bin's mean confidence, where a calibrated bar would end
+            draw.line((left, y, right, y), fill=(200, 0, 0), width=2)
+        draw.rectangle((x0, y0, x0 + side, y0 + side), outline="black")
+        draw.line((x0, y0 + side, x0 + side, y0), fill=(150, 150, 150))  # the diagonal: accuracy = confidence
+        draw.text((x0, y0 + side + 4), "confidence 0 .. 1 (red: bin mean)", fill="black", font=font)
+        draw.text((x0 - 34, y0), "acc", fill="black", font=font)
+    try:
+        return atomic_write(path, lambda f: img.save(f, format="PNG"))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}", "choose a writable --reliability path") from None

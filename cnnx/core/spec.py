@@ -34,6 +34,8 @@ RECIPES = {
     "fit into 20x20 keeping aspect, centre by mass in 28x28",
     "resize": "convert to the colour mode and resize to the input size",
 }
+# How a spec's ``openset`` may score an input (cnnx.core.calibration implements them).
+OPENSET_METHODS = ("msp",)
 
 
 class Extra:
@@ -76,6 +78,10 @@ class ModelSpec:
     versions: dict[str, str] = field(default_factory=dict)  # cnnx / torch / onnx versions
     checkpoint_sha256: str | None = None  # of the checkpoint an export was made from
     extra: dict[str, Any] = field(default_factory=dict)  # opset, parity results, ...
+    # {"temperature": T, "fitted_on", "nll"/"ece" before and after}: probabilities are softmax(logits / T)
+    calibration: dict[str, Any] | None = None
+    # {"method": "msp", "threshold": t, "false_refusal", "fitted_on"}: refuse inputs scoring below t
+    openset: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(v) for v in self.input_shape)  # type: ignore[assignment]
@@ -91,6 +97,7 @@ class ModelSpec:
             raise ModelFileError(f"mean {self.mean} and std {self.std} must be finite numbers")
         if any(s <= 0 for s in self.std):
             raise ModelFileError(f"std must be positive, got {self.std}")
+        _check_honesty(self.calibration, self.openset)
         if self.preprocess not in RECIPES:
             raise ModelFileError(
                 f"unknown preprocessing recipe {self.preprocess!r}",
@@ -156,6 +163,25 @@ class ModelSpec:
                 "`cnnx infer` runs it given --mean, --std and --size; or export it with `cnnx export`",
             )
         return cls.from_dict(data)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_honesty(calibration: Any, openset: Any) -> None:
+    """A spec's calibration and openset, as a (possibly hostile) file gives them."""
+    if calibration is not None:
+        t = calibration.get("temperature") if isinstance(calibration, dict) else None
+        if not (_number(t) and float(t or 0) > 0):
+            raise ModelFileError(f"model spec has calibration {calibration!r}", "its temperature must be a number > 0")
+    if openset is not None:
+        method = openset.get("method") if isinstance(openset, dict) else None
+        if method not in OPENSET_METHODS or not _number(openset.get("threshold")):
+            raise ModelFileError(
+                f"model spec has openset {openset!r}",
+                f"it needs a method ({', '.join(OPENSET_METHODS)}) and a finite threshold",
+            )
 
 
 def parse_floats(text: str, what: str) -> tuple[float, ...]:

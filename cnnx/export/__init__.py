@@ -248,6 +248,14 @@ def export_checkpoint(
     return report
 
 
+def _honesty(job: _Job) -> dict[str, Any]:
+    """The checkpoint's calibration and refusal on the parity test images (the numbers, not the bins)."""
+    from cnnx.core.calibration import summary
+
+    found = summary(job.reference.real, job.data.test_y, job.src.spec)
+    return {k: v for k, v in found.items() if k != "reliability"}
+
+
 def _report(job: _Job, latency: dict[str, dict[str, float]], ref_accuracy: float, folder: Path) -> dict[str, Any]:
     src = job.src
     formats = {
@@ -269,7 +277,7 @@ def _report(job: _Job, latency: dict[str, dict[str, float]], ref_accuracy: float
         "spec": src.spec.to_dict(),
         "images": job.data.source,
         "threads": job.threads,
-        "reference": {"accuracy": ref_accuracy, "latency_ms": latency["torch"]},
+        "reference": {"accuracy": ref_accuracy, "latency_ms": latency["torch"], "honesty": _honesty(job)},
         "formats": formats,
         "options": asdict(job.opts),
         "out_dir": str(folder),

@@ -1,8 +1,10 @@
-"""The export report as text: one parity row per format, then latency. Stdlib only."""
+"""The export report as text: one parity row per format, then latency."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from cnnx.core.calibration import describe
 
 
 def table(rows: list[list[str]]) -> str:
@@ -81,6 +83,7 @@ def render(report: dict[str, Any]) -> str:
         f"parity on {img['images']} {img['dataset']} test images ({where}) and random inputs at batch "
         f"{', '.join(map(str, img['random_batches']))}; torch and onnxruntime on {report['threads']} threads",
         f"reference: PyTorch, eval mode, accuracy {_pct(report['reference']['accuracy'])}",
+        *describe(report["reference"].get("honesty")),
         "",
         _parity_table(report),
         "",

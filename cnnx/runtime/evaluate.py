@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cnnx.core import calibration as cal
 from cnnx.core.contract import images_in, normalise
 from cnnx.core.errors import DataNotFoundError, ImageError
 from cnnx.core.idx import MNIST_FILES, locate_mnist, read_idx
@@ -105,7 +106,7 @@ class Mistake:
     source: str  # path, or IDX file[index]
     true: str  # class names
     predicted: str
-    probability: float  # softmax probability of the (wrong) predicted class
+    probability: float  # calibrated probability of the (wrong) predicted class
     pixels: np.ndarray  # (C, H, W) uint8: the model's input before normalisation
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +128,7 @@ class EvalResult:
     failed: list[str]  # one line per image that could not be read
     seconds: float  # wall time of decoding + model
     mistakes: list[Mistake] = field(default_factory=list)  # in data order
+    honesty: dict[str, Any] = field(default_factory=dict)  # cnnx.core.calibration.summary of the images read
 
     def worst(self, n: int) -> list[Mistake]:
         """The ``n`` most confident mistakes: the ones worth looking at first."""
@@ -163,6 +165,7 @@ class EvalResult:
             "misclassified": [m.to_dict() for m in self.mistakes],
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.total / self.seconds, 1) if self.seconds > 0 else None,
+            **{k: v for k, v in self.honesty.items() if k != "reliability"},
         }
 
 
@@ -180,6 +183,8 @@ def evaluate(
     confusion = np.zeros((k, k), dtype=np.int64)
     failed: list[str] = []
     mistakes: list[Mistake] = []
+    seen: list[tuple[np.ndarray, np.ndarray]] = []  # (logits, labels) of every batch, for calibration
+    temperature = cal.temperature_of(spec.calibration)
     start = time.perf_counter()
     for lo in range(0, len(data), batch_size):
         hi = min(lo + batch_size, len(data))
@@ -201,8 +206,8 @@ def evaluate(
             logits = model.run(normalise(px, spec.mean, spec.std))  # (n, K)
             pred = logits.argmax(axis=1)
             confusion += confusion_matrix(labels, pred, k)
-            # probability of the predicted class: softmax at the row max, 1 / sum(exp(z - max))
-            top = 1.0 / np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1)
+            seen.append((logits, labels))
+            top = cal.softmax(logits, temperature).max(axis=1)  # calibrated probability of the predicted class
             for j in np.flatnonzero(pred != labels):
                 mistakes.append(
                     Mistake(
@@ -215,8 +220,13 @@ def evaluate(
                 )
         if progress is not None:
             progress(hi - lo)
+    seconds = time.perf_counter() - start
+    honesty = {}
+    if seen:
+        logits_all, labels_all = (np.concatenate(parts) for parts in zip(*seen, strict=True))
+        honesty = cal.summary(logits_all, labels_all, spec)
     return EvalResult(
-        model_name, data.source, data.kind, list(spec.classes), confusion, failed, time.perf_counter() - start, mistakes
+        model_name, data.source, data.kind, list(spec.classes), confusion, failed, seconds, mistakes, honesty
     )
 
 

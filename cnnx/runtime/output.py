@@ -11,6 +11,7 @@ import json
 from cnnx.runtime.predict import Prediction
 
 FORMATS = ("table", "json", "csv")
+REFUSED = "refused"  # the table's word for an image that is none of the classes
 MAX_PATH_WIDTH = 60  # a longer path still prints whole; it only stops aligning the columns
 
 
@@ -31,7 +32,7 @@ class Formatter:
             cols = ["path", "label", "probability"]
             for i in range(2, self.k + 1):
                 cols += [f"label_{i}", f"probability_{i}"]
-            return self._csv(cols + ["error"])
+            return self._csv(cols + ["refused", "error"])
         return None
 
     def row(self, pred: Prediction) -> str | None:
@@ -39,15 +40,18 @@ class Formatter:
             return json.dumps(pred.to_dict())
         if self.fmt == "csv":
             if not pred.ok:
-                return self._csv([pred.path, "", ""] + ["", ""] * (self.k - 1) + [pred.error or ""])
+                return self._csv([pred.path, "", ""] + ["", ""] * (self.k - 1) + ["", pred.error or ""])
             cells = [pred.path]
             for label, p in pred.top_k[: self.k]:
                 cells += [label, f"{p:.6f}"]
             cells += ["", ""] * (self.k - len(pred.top_k))
-            return self._csv(cells + [""])
+            if pred.refused:  # the first label cell stays empty: no answer; the guesses follow
+                cells[1] = ""
+            return self._csv(cells + [pred.refused or "", ""])
         if not pred.ok:
             return None  # the table lists what was classified; errors go to stderr
-        line = f"{pred.path:<{self.width}}  {pred.label!s:<8} {pred.probability:>6.3f}"
+        label = REFUSED if pred.refused else str(pred.label)
+        line = f"{pred.path:<{self.width}}  {label!s:<8} {pred.probability:>6.3f}"
         if self.k > 1:
             line += "  " + "  ".join(f"{label} {p:.3f}" for label, p in pred.top_k)
         return line

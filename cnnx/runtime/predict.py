@@ -2,7 +2,9 @@
 
 Images are decoded and preprocessed one at a time (what the spec's recipe says),
 then run through the model a batch at a time; probabilities are the softmax of
-the model's logits.
+the model's logits divided by the spec's calibration temperature, and an image
+whose largest probability is below the spec's refusal threshold is refused: it
+is not one of the model's classes (``Prediction.label`` None, ``refused`` says why).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from typing import Any, cast
 
 import numpy as np
 
+from cnnx.core import calibration as cal
 from cnnx.core.contract import normalise
 from cnnx.core.errors import ConfigError, ImageError, ModelFileError
 from cnnx.core.machine import physical_cores
 from cnnx.core.spec import SpecOptions
 from cnnx.runtime.image import RECIPE_NAMES, ImageSource, preprocess, save_preprocessed, source_name
 from cnnx.runtime.parallel import auto_workers, decode
-from cnnx.runtime.session import OnnxModel, softmax
+from cnnx.runtime.session import OnnxModel
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
 DEFAULT_BATCH = 256  # images per model call: large enough to amortise the call, small enough to stream
@@ -44,12 +47,13 @@ class Prediction:
     """The result for one image; ``error`` is set (and the rest empty) when it could not be classified."""
 
     path: str  # the file as given, or "<Image>" / "<ndarray>" for in-memory images
-    label: str | None = None  # top-1 class name
-    probability: float | None = None  # its softmax probability
+    label: str | None = None  # top-1 class name; None when refused or failed
+    probability: float | None = None  # its calibrated probability
     index: int | None = None  # its class index
     top_k: list[tuple[str, float]] = field(default_factory=list)  # (class, probability), best first
     error: str | None = None  # why it failed, one line
     preprocessed: str | None = None  # where --save-preprocessed wrote what the model saw
+    refused: str | None = None  # why the image is not one of the classes, one line; None = answered
 
     @property
     def ok(self) -> bool:
@@ -58,7 +62,10 @@ class Prediction:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["top_k"] = [{"label": c, "probability": p} for c, p in self.top_k]
-        return {k: v for k, v in d.items() if v is not None and not (k == "top_k" and not v and self.error)}
+        keep = {"label"} if self.refused else set()  # a refusal says "label": null outright
+        return {
+            k: v for k, v in d.items() if (v is not None or k in keep) and not (k == "top_k" and not v and self.error)
+        }
 
 
 class _Namer:
@@ -97,6 +104,8 @@ class Classifier:
     ``preprocess``: None = the recipe the model's spec names, or "plain" (resize only).
     ``workers``: processes decoding images, None/0 = the physical cores for 2,048 or more
     files on Linux, else none (1 = decode in this process).
+    ``reject``: refuse images that are not one of the classes (label None, ``refused`` set);
+    None = when the spec carries a refusal threshold, True = insist on one, False = never.
     ``mean``, ``std``, ``size`` ((H, W) or one side), ``classes``: for an ONNX file that carries
     no cnnx spec, what its images need (one mean/std value serves every channel); the colour
     mode follows the model's channel count, and ``preprocess`` names the recipe ("resize" default).
@@ -117,6 +126,7 @@ class Classifier:
         std: Sequence[float] | None = None,
         size: int | tuple[int, int] | None = None,
         classes: Sequence[str] | None = None,
+        reject: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -127,6 +137,14 @@ class Classifier:
         options = SpecOptions.of(mean, std, size, classes, preprocess if preprocess in RECIPE_NAMES else "resize")
         self.model = OnnxModel(resolve_model(model_path), threads=threads, options=options)
         self.spec = self.model.spec
+        self.temperature = cal.temperature_of(self.spec.calibration)
+        self.openset = self.spec.openset if reject is not False else None
+        if reject and self.openset is None:
+            raise ConfigError(
+                f"{self.model.path} carries no refusal threshold, "
+                f"so it cannot refuse what is not a {cal.noun(self.spec)}",
+                "train and export it with this cnnx (held-out images fit the threshold), or leave out --reject",
+            )
         self.recipe = preprocess
         self.batch_size = batch_size
         self.workers = workers or None
@@ -140,9 +158,12 @@ class Classifier:
         return preprocess(source, self.spec, self.recipe)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 (N, C, H, W) preprocessed pixels -> float32 (N, num_classes) probabilities."""
+        """uint8 (N, C, H, W) preprocessed pixels -> float32 (N, num_classes) calibrated probabilities."""
+        spec = self.spec
         out = [
-            softmax(self.model.run(normalise(pixels[i : i + self.batch_size], self.spec.mean, self.spec.std)))
+            cal.softmax(
+                self.model.run(normalise(pixels[i : i + self.batch_size], spec.mean, spec.std)), self.temperature
+            )
             for i in range(0, len(pixels), self.batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
@@ -207,10 +228,27 @@ class Classifier:
             order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (n, k) best first
             best = np.take_along_axis(probs, order, axis=1)  # (n, k) their probabilities
             classes = self.spec.classes
-            for pred, idx, ps in zip(good, order.tolist(), best.tolist(), strict=False):
+            refused = self._refusals(probs)
+            for pred, idx, ps, why in zip(good, order.tolist(), best.tolist(), refused, strict=False):
                 pred.top_k = [(classes[j], p) for j, p in zip(idx, ps, strict=False)]
-                pred.index, pred.label, pred.probability = idx[0], classes[idx[0]], ps[0]
+                pred.probability = ps[0]
+                if why:
+                    pred.refused = why
+                else:
+                    pred.index, pred.label = idx[0], classes[idx[0]]
         return preds
+
+    def _refusals(self, probs: np.ndarray) -> list[str | None]:
+        """Per row of (n, K) calibrated probabilities: why it is refused, or None when it is answered."""
+        if self.openset is None:
+            return [None] * len(probs)
+        threshold = float(self.openset["threshold"])
+        score = cal.scores(probs, self.openset["method"])  # (n,)
+        noun = cal.noun(self.spec)
+        return [
+            None if s >= threshold else f"not a {noun}: score {s:.3f} is below the model's threshold {threshold:.3f}"
+            for s in score.tolist()
+        ]
 
     def predict(
         self,

@@ -121,10 +121,3 @@ class OnnxModel:
             first = first_line(exc)
             raise ModelFileError(f"{self.path} failed on a batch of shape {x.shape}: {first[:300]}") from None
         return np.asarray(logits, dtype=np.float32)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """(N, K) logits -> (N, K) probabilities; shifted by the row max so large logits do not overflow."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

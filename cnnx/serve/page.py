@@ -110,7 +110,8 @@ async function classify(blob) {
   }
 }
 function show(p) {
-  $("label").textContent = p && p.label !== undefined ? p.label : "";
+  // a refusal ("not a digit: score ...") shows its first words where the label would be
+  $("label").textContent = p && p.refused ? p.refused.split(":")[0] : (p && p.label !== undefined ? p.label : "");
   $("error").textContent = p && p.error ? p.error : "";
   const bars = $("bars"); bars.textContent = "";
   for (const t of (p && p.top_k) || []) {

@@ -3,8 +3,8 @@
 A request carries one input, the model's own: FP32, shape [n, C, H, W] with (C, H, W) the
 spec's input shape, already normalised (``cnnx.core.contract.normalise``), ``data`` flat
 in row-major order (nested lists are accepted too). The answer has two outputs, ``logits``
-and ``probabilities`` (softmax), each FP32 [n, num_classes]; ``outputs`` in the request
-picks among them.
+and ``probabilities`` (softmax of the logits over the spec's calibration temperature), each
+FP32 [n, num_classes]; ``outputs`` in the request picks among them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import cnnx
-from cnnx.runtime.session import softmax
+from cnnx.core.calibration import softmax
 from cnnx.serve.errors import RequestError, bad
 from cnnx.serve.models import Model
 
@@ -99,7 +99,9 @@ def _tensor(spec: dict, name: str, shape: tuple[int, int, int], max_images: int)
 
 def infer_response(model: Model, logits: np.ndarray, names: list[str], rid: str | None) -> dict[str, Any]:
     """The v2 answer for (n, K) logits."""
-    arrays = {"logits": logits, "probabilities": softmax(logits) if "probabilities" in names else None}
+    # probabilities as /predict gives them: calibrated by the model file's temperature
+    probs = softmax(logits, model.classifier.temperature) if "probabilities" in names else None
+    arrays = {"logits": logits, "probabilities": probs}
     answer: dict[str, Any] = {"model_name": model.name, "model_version": str(model.version)}
     if rid is not None:
         answer["id"] = rid

@@ -72,6 +72,9 @@ class TrainConfig:
     save_min_acc: float = 0.0  # write best.pt and epoch-NNN.pt only at this test accuracy (fraction) or above
     tensorboard: bool = False  # write TensorBoard scalars and sample images to <run folder>/tensorboard
     plots: bool = True  # draw curves.png and confusion.png into the run folder at the end
+    holdout: float = 0.08  # fraction of the training split held out to fit calibration and refusal (0 = neither)
+    outliers: float | None = None  # weight of the loss on generated non-digits; None = 0.5 for digits, 0 otherwise
+    refuse: float = 0.005  # fraction of held-out real images the refusal threshold may refuse (0 = never refuse)
     amp: bool = False  # bfloat16 autocast of the training forward pass; weights, optimiser and checkpoints stay float32
 
     def __post_init__(self) -> None:
@@ -116,6 +119,13 @@ class TrainConfig:
                 None,
             ),
             (0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}", None),
+            (0 <= self.holdout < 0.5, f"--holdout must be in [0, 0.5), got {self.holdout}", None),
+            (
+                self.outliers is None or self.outliers >= 0,
+                f"--outliers must be 0 (off) or a positive weight, got {self.outliers}",
+                None,
+            ),
+            (0 <= self.refuse < 0.5, f"--refuse must be in [0, 0.5), got {self.refuse}", "e.g. 0.005 for 0.5%"),
             (
                 self.save_every >= 0,
                 f"--save-every must be 0 (off) or a number of epochs, got {self.save_every}",
@@ -134,6 +144,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
+        if "holdout" not in data:  # a run from before held-out images and outliers: resumed as it began
+            data = {**data, "holdout": 0.0, "outliers": 0.0, "refuse": 0.0}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 

@@ -30,8 +30,9 @@ from cnnx.train import checkpoint as ckpt
 from cnnx.train import distributed as ddp
 from cnnx.train import rng
 from cnnx.train.config import TrainConfig
-from cnnx.train.data import Dataset, load_dataset, settled
+from cnnx.train.data import Dataset, default_data_dir, load_dataset, settled
 from cnnx.train.evaluation import evaluate_shared
+from cnnx.train.honesty import Outliers, fit_honesty, held_out_logits, hold_out, uniform_loss
 from cnnx.train.models import build_model, check_input, count_parameters
 from cnnx.train.pictures import draw_pictures
 from cnnx.train.steps import Normalizer, lr_factor, make_optimizer, random_flip, random_shift
@@ -92,7 +93,8 @@ class Run:
         assert cfg.arch is not None and cfg.batch_size is not None and cfg.lr is not None and cfg.flip is not None
         self.arch, self.flip = cfg.arch, cfg.flip
         self.run_dir = run_dir or new_run_dir(cfg, world)
-        self.train_x, self.train_y = self.data.train.x.to(device), self.data.train.y.to(device)  # uint8, int64
+        trains, self.held = hold_out(self.data.train, cfg.holdout, cfg.seed)  # held: calibration and refusal
+        self.train_x, self.train_y = trains.x.to(device), trains.y.to(device)  # uint8, int64
         self.norm = Normalizer(self.data.mean, self.data.std, device)
         self.model = build_model(cfg.arch, len(self.data.classes), self.data.input_shape).to(device)
         check_input(self.model, cfg.arch, self.data.input_shape)
@@ -103,16 +105,21 @@ class Run:
         self.net = ddp.wrap(self.model, device) if world.enabled else self.model
         self.optimizer = make_optimizer(self.model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
         self.batch = cfg.batch_size
-        self.steps_per_epoch = math.ceil(len(self.data.train) / self.batch)
+        self.steps_per_epoch = math.ceil(len(self.train_y) / self.batch)
         total = cfg.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(cfg.schedule, s, total, cfg.warmup)
         )
         self.spec = self.data.model_spec(cfg.arch)
+        self.outliers = None
+        if cfg.outliers:
+            cache = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
+            self.outliers = Outliers(self.spec, cache, device)
         self.epochs_done, self.best = 0, -1.0
         self.metrics: list[dict[str, Any]] = []  # one record per epoch done, resumed ones included
         self.pred: torch.Tensor | None = None  # the latest epoch's (N,) test predictions, for confusion.png
         self.tb: Any = None  # a TensorBoardLog with --tensorboard, on rank 0
+        self.honesty: dict[str, Any] = {}  # the spec's calibration and openset as of the latest epoch
 
     def _load_data(self) -> Dataset:
         cfg, world = self.cfg, self.world
@@ -152,6 +159,7 @@ class Run:
             self.reporter.epoch_start(epoch, self.cfg.epochs, self.steps_per_epoch)
             trained = self.train_epoch(epoch)
             test_loss, test_accuracy = self.evaluate()
+            self.honesty = self.fit_honesty()
             record = {
                 "epoch": epoch,
                 "train_loss": trained["loss"],
@@ -199,10 +207,13 @@ class Run:
             x = random_shift(x, cfg.shift, self.gen, part, len(idx))
         if self.flip:
             x = random_flip(x, self.gen, part, len(idx))
-        x = self.norm(x).contiguous(memory_format=MEMORY_FORMAT)  # float32, normalised
         y = self.train_y[idx[part]]
+        n = len(y)
+        if self.outliers is not None:  # half as many non-digits again, through the same forward pass
+            x = torch.cat([x, self.outliers.draw(self.gen, world.part(len(idx) // 2), len(idx) // 2)])
+        x = self.norm(x).contiguous(memory_format=MEMORY_FORMAT)  # float32, normalised
         with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.amp):  # bf16: no loss scaling needed
-            logits = self.net(x)
+            logits, others = self.net(x).split([n, len(x) - n])
             if world.enabled:  # this rank's share of the global mean; DDP's gradient average undoes the
                 # factor. A sum, not a mean: a rank whose share is empty (a last batch smaller than
                 # the world) adds 0, where a mean would be NaN and spread to every rank
@@ -210,6 +221,8 @@ class Run:
                 loss = loss * (world.size / len(idx))
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if len(others) and cfg.outliers:
+                loss = loss + cfg.outliers * uniform_loss(others)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -222,6 +235,14 @@ class Run:
             self.model, self.data.test, self.norm, self.cfg.eval_batch_size, self.device, MEMORY_FORMAT, self.world
         )
         return loss, accuracy
+
+    def fit_honesty(self) -> dict[str, Any]:
+        """The spec's calibration and refusal threshold, fitted on the held-out images (none held out: neither)."""
+        if self.held is None:
+            return {}
+        logits = held_out_logits(self.model, self.held, self.norm, self.cfg.eval_batch_size, MEMORY_FORMAT)
+        what = f"{len(self.held):,} {self.data.name} training images held out of training"
+        return fit_honesty(logits, self.held.y.numpy(), self.cfg.refuse, what)
 
     def save(self, record: dict[str, Any]) -> None:
         """Checkpoint the epoch: best.pt and epoch-NNN.pt as --save-min-acc and --save-every say, then last.pt."""
@@ -238,7 +259,7 @@ class Run:
             "config": self.cfg.to_dict(),
             "metrics": self.metrics,
             "best_accuracy": self.best,
-            "spec": self.spec.replace(test_accuracy=accuracy).to_dict(),
+            "spec": self.spec.replace(test_accuracy=accuracy, **self.honesty).to_dict(),
         }
         if self.world.is_main:
             # last.pt last: a resume starts from it, so a crash between the writes must not leave
@@ -290,7 +311,8 @@ class Run:
             "arch": self.arch,
             "device": str(self.device),
             "parameters": count_parameters(self.model),
-            "train_images": len(self.data.train),
+            "train_images": len(self.train_y),
+            "held_out_images": len(self.held) if self.held is not None else 0,
             "test_images": len(self.data.test),
             "resumed_from_epoch": self.epochs_done,
             "processes": self.world.size,
@@ -298,4 +320,9 @@ class Run:
         }
 
 
-_START_ONLY = ("train_images", "test_images", "resumed_from_epoch")  # in the first line, not in metrics.json
+_START_ONLY = (
+    "train_images",
+    "held_out_images",
+    "test_images",
+    "resumed_from_epoch",
+)  # in the first line, not in metrics.json

@@ -9,13 +9,14 @@ import pytest
 from PIL import Image
 
 import cnnx.runtime.predict as predict_module
+from cnnx.core.calibration import softmax
 from cnnx.core.contract import normalise
 from cnnx.core.errors import ConfigError, DataNotFoundError, ImageError, ModelFileError
 from cnnx.core.machine import physical_cores
 from cnnx.core.plots import draw_confusion
 from cnnx.runtime import Classifier
 from cnnx.runtime.evaluate import evaluate, load_labelled
-from cnnx.runtime.session import OnnxModel, softmax
+from cnnx.runtime.session import OnnxModel
 from tests.support import write_pngs
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cnnx.core.calibration import softmax
 from cnnx.core.contract import normalise
 from cnnx.runtime import Classifier
-from cnnx.runtime.session import softmax
 from tests.serve.client import Load, Server
 from tests.support import infer_json, run_cli
 

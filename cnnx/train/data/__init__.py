@@ -73,6 +73,9 @@ def default_arch(name: str, input_shape: tuple[int, int, int] | None = None) -> 
     return FOLDER_ARCH
 
 
+OUTLIER_WEIGHT = 0.5  # Hendrycks et al.'s weight of the outlier loss against the class loss
+
+
 def settled(cfg: TrainConfig, data: Dataset) -> TrainConfig:
     """``cfg`` with what its options left open (None) filled in from ``data``, so that checkpoints and
     metrics.json record what the run really did and a resumed run does it again."""
@@ -83,6 +86,9 @@ def settled(cfg: TrainConfig, data: Dataset) -> TrainConfig:
         "batch_size": batch,
         "lr": folder_lr(batch) if folder else LR,
         "flip": data.hflip,
+        # outlier exposure needs non-images of the kind users mistake for the classes: cnnx draws
+        # them for digits (cnnx.train.data.negatives), through the digit recipe
+        "outliers": OUTLIER_WEIGHT if data.preprocess == "mnist-digit" else 0.0,
     }
     if folder:
         found.update(image_size=data.input_shape[1], grayscale=data.color == "L")

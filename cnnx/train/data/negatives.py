@@ -1,0 +1,205 @@
+"""Generated non-digits for outlier exposure: what users point a digit reader at that is not a digit.
+
+A digit model trained on digits alone answers "8, 97%" for a letter B: nothing in
+training told it what not-a-digit looks like. Outlier exposure (Hendrycks et al., 2019)
+adds a second loss that pushes the model's output towards uniform on images that belong
+to no class; a threshold on the largest probability then refuses them. These images are
+drawn here, dark ink on light paper as a camera would see them, and put through the
+runtime's own ``mnist-digit`` recipe, so they reach the network exactly as a user's
+photo of them would:
+
+- printed letters in the DejaVu fonts matplotlib ships (the digit look-alikes left out),
+- random pen scribbles (smooth curves through 3-7 points) and zig-zags,
+- polygons, stars, crosses and arrows (circles left out: a 0),
+- smoothed-noise blobs (texture and photo-like clutter).
+
+The evaluation sets that report how well refusing works are made elsewhere
+(``cnnx.testing.openset``) from other fonts, other photos and other seeds.
+
+Pillow and numpy; the bank is made once (a few seconds) and cached as an ``.npy`` file.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cnnx.core.errors import ImageError
+from cnnx.core.fileio import atomic_write
+from cnnx.core.spec import ModelSpec
+
+VERSION = 1  # part of the cache file name: bump when the drawing changes
+CANVAS = 96  # pixels per side of the "photo" a negative is drawn on
+# letters that a person may write as a digit, or that the digit recipe makes one of: O/o/Q/D as 0,
+# I/l/i/j/J as 1, S/s as 5, Z/z as 2, B as 8, b/G as 6, g/q as 9
+LOOKALIKES = set("OoQDIlijJSsZzBbGgq")
+LETTERS = "".join(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in LOOKALIKES)
+FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+)
+
+
+def _font_dir() -> Path | None:
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    return Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
+
+
+def _letter(draw: object, rng: np.random.Generator, fonts: list[object]) -> None:
+    from PIL import ImageFont
+
+    if not fonts:  # no matplotlib: Pillow's own scalable default font
+        fonts.append(ImageFont.load_default(size=60))
+    font = fonts[int(rng.integers(len(fonts)))]
+    text = LETTERS[int(rng.integers(len(LETTERS)))]
+    xy = (CANVAS / 2 + rng.uniform(-8, 8), CANVAS / 2 + rng.uniform(-8, 8))
+    draw.text(xy, text, fill=int(rng.integers(0, 70)), font=font, anchor="mm")  # type: ignore[attr-defined]
+
+
+def _points(rng: np.random.Generator, n: int) -> list[tuple[float, float]]:
+    return [(float(rng.uniform(15, CANVAS - 15)), float(rng.uniform(15, CANVAS - 15))) for _ in range(n)]
+
+
+def _scribble(draw: object, rng: np.random.Generator) -> None:
+    """A smooth curve (Catmull-Rom through 3-7 random points) or a zig-zag, one pen width."""
+    pts = _points(rng, int(rng.integers(3, 8)))
+    if rng.random() < 0.7:
+        curve = []
+        ext = [pts[0], *pts, pts[-1]]
+        for i in range(1, len(ext) - 2):
+            p0, p1, p2, p3 = (np.array(p) for p in ext[i - 1 : i + 3])
+            for t in np.linspace(0, 1, 12):
+                curve.append(
+                    tuple(
+                        0.5
+                        * (
+                            2 * p1
+                            + (p2 - p0) * t
+                            + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t * t
+                            + (3 * p1 - p0 - 3 * p2 + p3) * t**3
+                        )
+                    )
+                )
+        pts = curve
+    draw.line(pts, fill=int(rng.integers(0, 70)), width=int(rng.integers(3, 10)), joint="curve")  # type: ignore[attr-defined]
+
+
+def _shape(draw: object, rng: np.random.Generator) -> None:
+    """A filled or outlined polygon, star, cross or arrow."""
+    cx, cy, r = CANVAS / 2 + rng.uniform(-6, 6), CANVAS / 2 + rng.uniform(-6, 6), rng.uniform(18, 38)
+    kind = int(rng.integers(4))
+    turn = rng.uniform(0, 2 * math.pi)
+    if kind == 0:  # regular polygon, 3-6 sides
+        n = int(rng.integers(3, 7))
+        pts = [
+            (cx + r * math.cos(turn + 2 * math.pi * i / n), cy + r * math.sin(turn + 2 * math.pi * i / n))
+            for i in range(n)
+        ]
+    elif kind == 1:  # star, 4-7 points
+        n = int(rng.integers(4, 8))
+        pts = [
+            (cx + (r if i % 2 == 0 else r * 0.45) * math.cos(turn + math.pi * i / n),
+             cy + (r if i % 2 == 0 else r * 0.45) * math.sin(turn + math.pi * i / n))
+            for i in range(2 * n)
+        ]  # fmt: skip
+    else:  # cross (kind 2) or arrow (kind 3): strokes
+        ends = [(cx - r, cy), (cx + r, cy)] if kind == 3 else [(cx - r, cy - r), (cx + r, cy + r)]
+        width = int(rng.integers(3, 10))
+        draw.line(ends, fill=0, width=width)  # type: ignore[attr-defined]
+        other = (
+            [(cx + r - 14, cy - 12), (cx + r, cy), (cx + r - 14, cy + 12)]
+            if kind == 3
+            else [(cx - r, cy + r), (cx + r, cy - r)]
+        )
+        draw.line(other, fill=0, width=width)  # type: ignore[attr-defined]
+        return
+    if rng.random() < 0.5:
+        draw.polygon(pts, fill=int(rng.integers(0, 70)))  # type: ignore[attr-defined]
+    else:
+        draw.polygon(pts, outline=0, width=int(rng.integers(3, 8)))  # type: ignore[attr-defined]
+
+
+def _blob(rng: np.random.Generator) -> np.ndarray:
+    """(CANVAS, CANVAS) uint8 clutter: smoothed noise at a random scale, thresholded into dark patches."""
+    from PIL import Image, ImageFilter
+
+    cells = int(rng.integers(3, 12))
+    noise = Image.fromarray((rng.random((cells, cells)) * 255).astype(np.uint8)).resize(
+        (CANVAS, CANVAS), Image.Resampling.BICUBIC
+    )
+    a = np.asarray(noise.filter(ImageFilter.GaussianBlur(2)), np.float32)
+    cut = np.quantile(a, rng.uniform(0.55, 0.9))
+    return np.where(a > cut, rng.uniform(0, 70), rng.uniform(190, 255)).astype(np.uint8)
+
+
+def draw_negative(rng: np.random.Generator, fonts: list[object]) -> np.ndarray:
+    """One (CANVAS, CANVAS) uint8 greyscale "photo" of a non-digit, dark on light."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    kind = rng.choice(4, p=[0.4, 0.25, 0.2, 0.15])
+    if kind == 3:
+        return _blob(rng)
+    paper = int(rng.integers(190, 256))
+    img = Image.new("L", (CANVAS, CANVAS), paper)
+    draw = ImageDraw.Draw(img)
+    (_letter(draw, rng, fonts) if kind == 0 else _scribble(draw, rng) if kind == 1 else _shape(draw, rng))
+    img = img.rotate(float(rng.uniform(-20, 20)), resample=Image.Resampling.BILINEAR, fillcolor=paper)
+    if rng.random() < 0.5:
+        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
+    return np.asarray(img)
+
+
+def _load_fonts() -> list[object]:
+    from PIL import ImageFont
+
+    folder = _font_dir()
+    found = [folder / f for f in FONTS] if folder else []
+    return [ImageFont.truetype(str(p), size=size) for p in found if p.is_file() for size in (56, 72)]
+
+
+def make_bank(spec: ModelSpec, count: int, seed: int = 0) -> np.ndarray:
+    """(count, 1, 28, 28) uint8 negatives as the model sees them (the spec's recipe applied)."""
+    from cnnx.runtime.image import preprocess
+
+    rng = np.random.default_rng(seed)
+    fonts = _load_fonts()
+    out = np.zeros((count, *spec.input_shape), np.uint8)
+    made = 0
+    while made < count:
+        try:
+            out[made] = preprocess(draw_negative(rng, fonts), spec)
+        except ImageError:  # drawn too faint to find ink in: draw another
+            continue
+        made += 1
+    return out
+
+
+def cached_bank(spec: ModelSpec, count: int, cache_dir: Path, seed: int = 0) -> np.ndarray:
+    """``make_bank``, kept in ``cache_dir`` so later runs load it in milliseconds."""
+    c, h, w = spec.input_shape
+    path = Path(cache_dir) / f"negatives-v{VERSION}-{spec.preprocess}-{c}x{h}x{w}-{count}-{seed}.npy"
+    if path.is_file():
+        try:
+            bank = np.load(path)
+            if bank.shape == (count, c, h, w) and bank.dtype == np.uint8:
+                return bank
+        except (OSError, ValueError):
+            pass  # a damaged cache file: make it again
+    bank = make_bank(spec, count, seed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: np.save(f, bank))
+    except OSError:
+        pass  # a read-only data folder: the bank still serves this run
+    return bank

@@ -1,0 +1,106 @@
+"""Honest answers from training: held-out images, outlier exposure, calibration and the refusal threshold.
+
+- ``hold_out``: a seeded share of the training split is kept out of training. Calibration
+  and the refusal threshold are fitted on it, never on the test split, so the test
+  figures stay a result.
+- ``Outliers``: generated non-digits (``cnnx.train.data.negatives``) join every training
+  batch; their loss is the cross-entropy to the uniform distribution (outlier exposure), so
+  the model learns to answer "none of these" with a flat output.
+- ``fit_honesty``: the temperature minimising the held-out NLL, and the threshold on the
+  largest calibrated probability that refuses ``refuse`` of the held-out real images. Both go
+  into the model spec, which export copies into every file and the runtime applies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnx.core import calibration as cal
+from cnnx.core.spec import ModelSpec
+from cnnx.train.data import Split
+from cnnx.train.steps import Normalizer, random_shift
+
+BANK = 6000  # generated negatives kept on the device; shifted and mirrored afresh each time drawn
+
+
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
+    """(what trains, what is held out): ``fraction`` of ``split`` by a seeded shuffle of its own,
+    so the same seed always holds out the same images and the run's generators are untouched."""
+    k = int(round(len(split) * fraction))
+    if k == 0:
+        return split, None
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(split)))
+    kept, held = order[k:].sort().values, order[:k].sort().values
+    return Split(split.x[kept], split.y[kept]), Split(split.x[held], split.y[held])
+
+
+def uniform_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of (N, K) logits to the uniform distribution: 0 would be log K above a flat output."""
+    return -F.log_softmax(logits.float(), dim=1).mean(dim=1).mean()
+
+
+class Outliers:
+    """The bank of generated non-digits on the training device, drawn a batch at a time."""
+
+    def __init__(self, spec: ModelSpec, cache_dir: Path, device: torch.device, seed: int = 0) -> None:
+        from cnnx.train.data.negatives import cached_bank
+
+        self.x = torch.from_numpy(cached_bank(spec, BANK, cache_dir, seed)).to(device)  # (BANK, C, H, W) uint8
+
+    def draw(self, gen: torch.Generator, part: slice, drawn: int) -> torch.Tensor:
+        """``part`` of ``drawn`` random negatives (uint8), each shifted and, half of them, mirrored or
+        turned upside down: a mirrored letter is still no digit. Draws for all ``drawn``, as the
+        augmentations do, so every rank of a distributed run consumes the same random numbers."""
+        idx = torch.randint(0, len(self.x), (drawn,), generator=gen)[part].to(self.x.device)
+        x = random_shift(self.x[idx], 3, gen, part, drawn)
+        how = torch.randint(0, 4, (drawn,), generator=gen)[part].to(x.device)[:, None, None, None]
+        x = torch.where(how == 1, x.flip(3), x)
+        return torch.where(how == 2, x.flip(2), x)
+
+
+@torch.no_grad()
+def held_out_logits(
+    model: nn.Module, split: Split, norm: Normalizer, batch: int, memory_format: torch.memory_format
+) -> np.ndarray:
+    """(N, K) float32 logits of the held-out images, in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [
+        model(norm(split.x[i : i + batch].to(device)).contiguous(memory_format=memory_format)).float().cpu()
+        for i in range(0, len(split), batch)
+    ]
+    return torch.cat(out).numpy()
+
+
+def fit_honesty(logits: np.ndarray, labels: np.ndarray, refuse: float, what: str) -> dict[str, Any]:
+    """The spec fields ``calibration`` and ``openset`` fitted on held-out ``logits``; ``what`` says
+    which images they are, e.g. "4,800 mnist training images held out of training".
+
+    ``refuse``: the share of those real images the threshold may refuse; 0 = no refusal.
+    """
+    t = cal.fit_temperature(logits, labels)
+    before, after = cal.softmax(logits), cal.softmax(logits, t)
+    calibration = {
+        "temperature": round(t, 6),
+        "fitted_on": what,
+        "nll_before": round(cal.nll(before, labels), 6),
+        "nll_after": round(cal.nll(after, labels), 6),
+        "ece_before": round(cal.ece(before, labels), 6),
+        "ece_after": round(cal.ece(after, labels), 6),
+    }
+    fields: dict[str, Any] = {"calibration": calibration, "openset": None}
+    if refuse > 0:
+        score = cal.scores(after, "msp")
+        fields["openset"] = {
+            "method": "msp",
+            "threshold": round(cal.threshold_for(score, refuse), 6),
+            "false_refusal": refuse,
+            "fitted_on": what,
+        }
+    return fields
