@@ -30,7 +30,6 @@ else the 1,000 + 500 digits shipped in cnnx/samples/mnist (said in the table's t
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import shlex
@@ -49,25 +48,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the cnnx package of this checkout
 
+from cnnx.core import calibration as cal
+from cnnx.core import plots
 from cnnx.core.errors import CnnxError
 from cnnx.core.idx import locate_mnist, read_idx
 from cnnx.core.machine import machine_info
 from cnnx.testing import openset, photolike
-
-try:
-    from cnnx.core.calibration import ece, nll
-except ImportError:  # cnnx.core.calibration is not on this branch yet: the same two measures, here
-
-    def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-        conf, right = probs.max(1), probs.argmax(1) == labels
-        edges = np.linspace(0, 1, bins + 1)
-        which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
-        bins_used = [which == b for b in range(bins) if (which == b).any()]
-        return float(sum(abs(right[m].mean() - conf[m].mean()) * m.mean() for m in bins_used))
-
-    def nll(probs: np.ndarray, labels: np.ndarray) -> float:
-        return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
-
 
 HIGH = 0.9  # "accepted with confidence": the probability a user reads as sure
 Written = tuple[list[Path], list["int | None"]]
@@ -171,11 +157,7 @@ def materialise(s: BenchSet, work: Path, n: int | None) -> Written:
 def open_model(path: Path, reject: bool | None) -> Any:
     from cnnx.runtime import Classifier
 
-    if "reject" in inspect.signature(Classifier).parameters:
-        return Classifier(path, reject=reject)
-    if reject:
-        raise SystemExit(f"error: this cnnx runtime cannot refuse inputs; --reject on needs it ({path})")
-    return Classifier(path)
+    return Classifier(path, reject=reject)
 
 
 def measure(clf: Any, s: BenchSet, paths: list[Path], labels: list[int | None]) -> dict[str, Any]:
@@ -184,7 +166,8 @@ def measure(clf: Any, s: BenchSet, paths: list[Path], labels: list[int | None]) 
     preds = clf.predict(paths, top_k=len(clf.classes), errors="keep")
     seconds = time.perf_counter() - t0
     n = len(preds)
-    reasons = Counter(str(getattr(p, "refused", None)) for p in preds if getattr(p, "refused", None))
+    # "not a digit: score 0.41 is below ...": counted by the reason before its numbers
+    reasons = Counter(str(p.refused).split(":")[0] for p in preds if getattr(p, "refused", None))
     accepted = [(p, y) for p, y in zip(preds, labels, strict=True) if p.error is None and p.label is not None]
     row: dict[str, Any] = {
         "set": s.name,
@@ -213,7 +196,7 @@ def measure(clf: Any, s: BenchSet, paths: list[Path], labels: list[int | None]) 
             for c, v in p.top_k:
                 probs[i, index[c]] = v
         y = np.array([v for _, v in full], np.int64)
-        row.update(ece=ece(probs, y, bins=15), nll=nll(probs, y), calibration_images=len(full))
+        row.update(ece=cal.ece(probs, y, bins=15), nll=cal.nll(probs, y), calibration_images=len(full))
         row["_probs"], row["_labels"] = probs, y  # for the reliability diagram; not written to JSON
     return row
 
@@ -266,14 +249,12 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def reliability(rows: list[dict[str, Any]], path: Path) -> str:
-    from cnnx.core import plots
-
-    draw = getattr(plots, "draw_reliability", None)
-    if draw is None:
-        return f"no reliability diagram: cnnx.core.plots has no draw_reliability yet ({path} not written)"
-    row = next(r for r in rows if "_probs" in r)
-    draw(row["_probs"], row["_labels"], path, title=f"{row['model']} on {row['set']}")
-    return f"reliability diagram: {path}"
+    """Each model's reliability diagram on the set with calibration (the MNIST test digits), side by side."""
+    curves = {r["model"]: cal.reliability(r["_probs"], r["_labels"], bins=15) for r in rows if "_probs" in r}
+    if not curves:
+        return f"no reliability diagram: no set with calibration was measured ({path} not written)"
+    name = next(r["set"] for r in rows if "_probs" in r)
+    return f"reliability diagram: {plots.draw_reliability(curves, path, title=f'{name}, 15 bins')}"
 
 
 def main() -> None:
@@ -290,7 +271,9 @@ def main() -> None:
     args = ap.parse_args()
     from cnnx.runtime.predict import DEFAULT_MODEL
 
-    models = {Path(m).stem: Path(m) for m in args.model or [DEFAULT_MODEL]}
+    models: dict[str, Path] = {}
+    for m in args.model or [DEFAULT_MODEL]:
+        models[Path(m).stem if Path(m).stem not in models else str(m)] = Path(m)  # the stem, unless taken
     if args.vs:
         models[f"vs:{Path(args.vs).stem}"] = Path(args.vs)
     root, full = _mnist_root(args.data)
@@ -298,14 +281,13 @@ def main() -> None:
     sets = [s for s in sets if args.sets in ("all", s.role)]
     reject = None if args.reject is None else args.reject == "on"
     t0 = time.perf_counter()
+    classifiers = {name: open_model(path, reject) for name, path in models.items()}  # a bad model fails first
     with tempfile.TemporaryDirectory(prefix="cnnx-honest-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         files = {s.name: materialise(s, work, args.n) for s in sets}
-        rows = []
-        for name, path in models.items():
-            clf = open_model(path, reject)
-            rows += [{"model": name, **measure(clf, s, *files[s.name])} for s in sets]
+        rows = [{"model": name, **measure(clf, s, *files[s.name])} for name, clf in classifiers.items() for s in sets]
+        rows.sort(key=lambda r: [s.name for s in sets].index(r["set"]))  # a set's models side by side
         rows += [p for name in models for p in pooled(rows, name)]
     print(f"# {'full MNIST' if full else 'the mini MNIST sample'} from {root}; sets: {args.sets}")
     print(table(rows))
@@ -313,30 +295,43 @@ def main() -> None:
     if args.reliability:
         print(reliability(rows, Path(args.reliability)))
     if args.json:
-        result = {
-            "command": shlex.join(["python", "bench/honest.py", *sys.argv[1:]]),
-            "machine": machine_info(),
-            "seconds": time.perf_counter() - t0,
-            "models": {k: str(v) for k, v in models.items()},
-            "mnist": {"folder": str(root), "full": full},
-            "sets": [
-                {
-                    "name": s.name,
-                    "role": s.role,
-                    "source": s.source,
-                    "images": len(files[s.name][0]),
-                    "labelled": s.labelled,
-                    "counted": s.counted,
-                }
-                for s in sets
-            ],
-            "results": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
-        }
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(as_json(models, root, full, sets, files, rows, t0), indent=2) + "\n")
+
+
+def as_json(
+    models: dict[str, Path],
+    root: Path,
+    full: bool,
+    sets: list[BenchSet],
+    files: dict[str, Written],
+    rows: list[dict[str, Any]],
+    t0: float,
+) -> dict[str, Any]:
+    """What --json writes: the command, the machine, the models, the sets and every row of the table."""
+    return {
+        "command": shlex.join(["python", "bench/honest.py", *sys.argv[1:]]),
+        "machine": machine_info(),
+        "seconds": time.perf_counter() - t0,
+        "models": {k: str(v) for k, v in models.items()},
+        "mnist": {"folder": str(root), "full": full},
+        "sets": [
+            {
+                "name": s.name,
+                "role": s.role,
+                "source": s.source,
+                "images": len(files[s.name][0]),
+                "labelled": s.labelled,
+            }
+            | {"counted": s.counted}
+            for s in sets
+        ],
+        "results": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+    }
 
 
 if __name__ == "__main__":
     try:
         main()
     except CnnxError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

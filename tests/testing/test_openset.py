@@ -194,6 +194,28 @@ def test_the_bench_counts_refusals_accuracy_and_calibration_as_the_runtime_repor
     assert row["nll"] == pytest.approx(expected_nll)
 
 
+def test_the_bench_counts_what_the_real_runtime_refuses(tmp_path: Path, shipped_model: Path) -> None:
+    """The shipped model given a refusal threshold (0.999 on the largest probability): the runtime's own
+    refusals reach the table, and on its own spec (no threshold) it refuses nothing."""
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(str(shipped_model))
+    refusing = [p for p in proto.metadata_props if p.key != "cnnx.openset"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(refusing)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "cnnx.openset", json.dumps({"method": "msp", "threshold": 0.999})
+    onnx.save(proto, str(tmp_path / "refusing.onnx"))
+    s = honest._openset(next(x for x in openset.SETS if x.name == "scribbles-report"))
+    paths, labels = honest.materialise(s, tmp_path / "sets", 12)
+    strict = honest.measure(honest.open_model(tmp_path / "refusing.onnx", None), s, paths, labels)
+    plain = honest.measure(honest.open_model(shipped_model, None), s, paths, labels)
+    assert strict["refused_pct"] > 0 and strict["refusal_reasons"] == {
+        "not a digit": round(strict["refused_pct"] * 12 / 100)
+    }
+    assert strict["accepted_pct"] + strict["refused_pct"] + strict["unread_pct"] == pytest.approx(100)
+    assert plain["refused_pct"] == 0 and plain["accepted_pct"] + plain["unread_pct"] == pytest.approx(100)
+
+
 @pytest.mark.slow
 def test_bench_honest_runs_on_the_shipped_model_and_writes_its_json(tmp_path: Path, shipped_model: Path) -> None:
     for module in ("matplotlib", "cv2", "skimage", "sklearn"):
