@@ -368,26 +368,24 @@ class OpenSet:
         return made, [None] * len(made)
 
 
-def _sets() -> tuple[OpenSet, ...]:
-    fonts = {role: ", ".join(f.removesuffix(".ttf") for f in FONTS[role]) for role in ROLES}
-    photos = {"tune": ", ".join(TUNE_PHOTOS), "report": ", ".join(REPORT_PHOTOS)}
-    out: list[OpenSet] = []
-    for role in ROLES:
-        out += [
-            OpenSet(f"letters-printed-{role}", role, f"printed letters, fonts {fonts[role]}", printed_letters, 390),
-            OpenSet(f"scribbles-{role}", role, "random pen curves and zig-zags", scribbles, 300),
-            OpenSet(f"shapes-{role}", role, "outlined/filled " + "/".join(SHAPES), shapes, 350),
-            OpenSet(f"photos-{role}", role, f"photo crops of {photos[role]}", photo_crops, 300),
-            OpenSet(f"blank-{role}", role, "photos of empty paper", blank_pages, 100),
-            OpenSet(
-                f"foreign-digits-{role}", role, "sklearn load_digits, upscaled on paper", foreign_digits, 899, True
-            ),
-        ]
-    out.insert(
-        5, OpenSet("letters-hand-report", "report", "Hershey stroke-font letters, warped", handwritten_letters, 390)
-    )
-    out.append(OpenSet("rings-report", "report", "circles and ellipses (0 look-alikes)", rings, 100, counted=False))
-    return tuple(out)
+def _sets(role: str) -> list[OpenSet]:
+    fonts = ", ".join(f.removesuffix(".ttf") for f in FONTS[role])
+    photos = ", ".join(TUNE_PHOTOS if role == "tune" else REPORT_PHOTOS)
+    hand = [OpenSet("letters-hand-report", role, "Hershey letters, warped", handwritten_letters, 390)]
+    return [
+        OpenSet(f"letters-printed-{role}", role, f"printed letters, fonts {fonts}", printed_letters, 390),
+        *(hand if role == "report" else []),  # report only: no tune set of it
+        OpenSet(f"scribbles-{role}", role, "random pen curves and zig-zags", scribbles, 300),
+        OpenSet(f"shapes-{role}", role, "outlined/filled " + "/".join(SHAPES), shapes, 350),
+        OpenSet(f"photos-{role}", role, f"photo crops of {photos}", photo_crops, 300),
+        OpenSet(f"blank-{role}", role, "photos of empty paper", blank_pages, 100),
+        OpenSet(f"foreign-digits-{role}", role, "sklearn load_digits, upscaled on paper", foreign_digits, 899, True),
+    ]
 
 
-SETS = _sets()
+# every set, tune first; rings are a look-alike row, shown apart
+SETS = (
+    *_sets("tune"),
+    *_sets("report"),
+    OpenSet("rings-report", "report", "circles and ellipses (0 look-alikes)", rings, 100, counted=False),
+)
