@@ -12,9 +12,9 @@ files into a temporary folder (or --work, kept and reused), and each model class
 through the real ``cnnx.runtime.Classifier``, as a user's files would be.
 
 Every set has a role. "tune" sets may be used to choose things (a threshold, a recipe);
-"report" sets are only measured: they are the figures the README quotes. Rings (0 look-alikes)
-and pairs of MNIST test digits (a number, not a digit) are shown, not counted in the pooled
-"non-digits" rows.
+"report" sets are only measured: they are the figures the README quotes. Rings (0 look-alikes),
+pairs of MNIST test digits (a number, not a digit) and blank pages (which the runtime's "no
+digit found" answers before any model runs) are shown apart, not pooled in the "non-digits" rows.
 
 Prints one table, per set and model: images, role, accepted as a class %, refused %, unread %
 (the runtime's error for an image it cannot read: "no digit found"), accepted with probability
@@ -69,7 +69,7 @@ class BenchSet:
     size: int  # images at most (--n lowers it)
     write: Callable[[Path, int], Written]  # (folder, n) -> (files, labels or None each)
     labelled: bool = False
-    counted: bool = True  # False: a look-alike row, not counted against the target
+    counted: bool = True  # False: a row shown apart, not pooled with the non-digits
     calibration: bool = False  # ECE and NLL are measured on it
 
 
@@ -291,7 +291,7 @@ def main() -> None:
         rows += [p for name in models for p in pooled(rows, name)]
     print(f"# {'full MNIST' if full else 'the mini MNIST sample'} from {root}; sets: {args.sets}")
     print(table(rows))
-    print("* shown apart: not counted in the non-digits rows (0 look-alikes, two-digit numbers)")
+    print("* shown apart, not pooled in the non-digits rows: 0 look-alikes, two-digit numbers, blank pages")
     if args.reliability:
         print(reliability(rows, Path(args.reliability)))
     if args.json:
