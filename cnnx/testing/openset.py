@@ -24,10 +24,11 @@ different random streams (the role is part of the seed) and different stroke par
   model runs, so pooling them would flatter the model).
 - ``photo_crops``: random crops of photos that scikit-image and matplotlib ship (no download):
   ``TUNE_PHOTOS`` / ``REPORT_PHOTOS``.
-- ``foreign_digits``: scikit-learn's ``load_digits`` (the UCI "optical recognition of handwritten
-  digits" test split: 1,797 8x8 digits by 13 writers of NIST forms, not MNIST's), enlarged smoothly
-  to a photo of ink on paper; even indices "tune", odd "report". Not writer-disjoint: the dataset
-  gives no writer ids.
+- ``foreign_digits``: scikit-learn's ``load_digits``, the test split of UCI's "optical recognition
+  of handwritten digits" (its description: 43 people filled in NIST's forms, 30 for the training
+  split and 13 others for these 1,797 digits, counted into 8x8 blocks of 0-16; none known to be
+  among MNIST's writers), enlarged smoothly to a photo of ink on paper; even indices "tune", odd
+  "report". Not writer-disjoint: the dataset gives no writer ids, so one person's digits fall in both.
 
 Photo-like MNIST digits come from ``cnnx.testing.photolike``. Pillow and numpy only at import;
 scikit-image, scikit-learn, OpenCV and matplotlib's files are looked for when a set needs them
