@@ -333,9 +333,4 @@ class Run:
         }
 
 
-_START_ONLY = (
-    "train_images",
-    "held_out_images",
-    "test_images",
-    "resumed_from_epoch",
-)  # in the first line, not in metrics.json
+_START_ONLY = ("train_images", "test_images", "resumed_from_epoch")  # in the first line, not in metrics.json
