@@ -8,42 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from cnnx.core.calibration import softmax
 from cnnx.core.contract import normalise
 from cnnx.runtime import Classifier
-from tests.support import MINI_MNIST, REPO, run_cli
+from tests.support import MINI_MNIST, REPO, run_cli, scribble_png, with_spec
 
-onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnx")
 DIGIT = REPO / "cnnx" / "samples" / "digits" / "mnist-7.png"
-
-
-def _with_spec(shipped: Path, folder: Path, **fields: object) -> Path:
-    """The shipped model with ``fields`` set in its spec (``cnnx.<field>`` metadata, JSON values)."""
-    proto = onnx.load(str(shipped))
-    for key, value in fields.items():
-        entries = [p for p in proto.metadata_props if p.key == "cnnx." + key]
-        entry = entries[0] if entries else proto.metadata_props.add(key="cnnx." + key)
-        entry.value = json.dumps(value)
-    path = folder / "honest.onnx"
-    onnx.save(proto, str(path))
-    return path
 
 
 @pytest.fixture()
 def scribble(tmp_path: Path) -> Path:
-    """Ink that is no digit: a thick zig-zag on paper."""
-    img = Image.new("L", (90, 90), 230)
-    from PIL import ImageDraw
-
-    ImageDraw.Draw(img).line([(10, 20), (80, 25), (15, 70), (85, 75)], fill=20, width=6)
-    img.save(tmp_path / "scribble.png")
-    return tmp_path / "scribble.png"
+    return scribble_png(tmp_path)
 
 
 def test_probabilities_are_softmax_of_the_logits_over_the_temperature(shipped_model: Path, tmp_path: Path) -> None:
-    model = _with_spec(shipped_model, tmp_path, calibration={"temperature": 3.0})
+    model = with_spec(shipped_model, tmp_path, calibration={"temperature": 3.0})
     hot, plain = Classifier(model), Classifier(shipped_model)
     pixels = hot.pixels(str(DIGIT))[None]
     logits = plain.model.run(normalise(pixels, plain.spec.mean, plain.spec.std))
@@ -54,7 +35,7 @@ def test_probabilities_are_softmax_of_the_logits_over_the_temperature(shipped_mo
 def test_an_image_below_the_threshold_is_refused_everywhere_it_is_reported(
     shipped_model: Path, tmp_path: Path, scribble: Path
 ) -> None:
-    model = _with_spec(shipped_model, tmp_path, openset={"method": "msp", "threshold": 0.999999})
+    model = with_spec(shipped_model, tmp_path, openset={"method": "msp", "threshold": 0.999999})
     pred = Classifier(model).predict(str(scribble))[0]
     assert pred.label is None and pred.index is None and pred.refused.startswith("not a digit: score")
     assert pred.probability is not None and pred.top_k  # the best guess is still shown
@@ -72,7 +53,7 @@ def test_an_image_below_the_threshold_is_refused_everywhere_it_is_reported(
 
 
 def test_a_digit_above_the_threshold_is_answered(shipped_model: Path, tmp_path: Path) -> None:
-    model = _with_spec(shipped_model, tmp_path, openset={"method": "msp", "threshold": 0.5})
+    model = with_spec(shipped_model, tmp_path, openset={"method": "msp", "threshold": 0.5})
     pred = Classifier(model).predict(str(DIGIT))[0]
     assert pred.label == "7" and pred.refused is None
 
@@ -87,7 +68,7 @@ def test_reject_on_a_model_without_a_threshold_is_a_one_line_error(shipped_model
 def test_eval_reports_calibration_refusal_and_draws_the_reliability_diagram(
     shipped_model: Path, tmp_path: Path
 ) -> None:
-    model = _with_spec(
+    model = with_spec(
         shipped_model, tmp_path, calibration={"temperature": 1.5}, openset={"method": "msp", "threshold": 0.9}
     )
     png = tmp_path / "reliability.png"

@@ -10,7 +10,7 @@ photo of them would:
 
 - printed letters in the DejaVu fonts matplotlib ships (the digit look-alikes left out),
 - random pen scribbles (smooth curves through 3-7 points) and zig-zags,
-- polygons, stars, crosses and arrows (circles left out: a 0),
+- polygons, stars, hearts, crosses and arrows, filled or outlined (circles left out: a 0),
 - smoothed-noise blobs (texture and photo-like clutter).
 
 The evaluation sets that report how well refusing works are made elsewhere
@@ -30,7 +30,7 @@ from cnnx.core.errors import ImageError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.spec import ModelSpec
 
-VERSION = 2  # part of the cache file name: bump when the drawing changes
+VERSION = 3  # part of the cache file name: bump when the drawing changes
 CANVAS = 96  # pixels per side of the "photo" a negative is drawn on
 # letters that a person may write as a digit, or that the digit recipe makes one of: O/o/Q/D as 0,
 # I/l/i/j/J as 1, S/s as 5, Z/z as 2, B as 8, b/G as 6, g/q as 9
@@ -72,8 +72,8 @@ def _points(rng: np.random.Generator, n: int) -> list[tuple[float, float]]:
 
 
 def _scribble(draw: object, rng: np.random.Generator) -> None:
-    """A smooth curve (Catmull-Rom through 3-7 random points) or a zig-zag, one pen width."""
-    pts = _points(rng, int(rng.integers(3, 8)))
+    """A smooth curve (Catmull-Rom through 5-8 random points) or a zig-zag, one pen width."""
+    pts = _points(rng, int(rng.integers(5, 9)))  # fewer points draw strokes a digit is made of: a 1, a 7
     if rng.random() < 0.7:
         curve = []
         ext = [pts[0], *pts, pts[-1]]
@@ -98,9 +98,32 @@ def _scribble(draw: object, rng: np.random.Generator) -> None:
 def _shape(draw: object, rng: np.random.Generator) -> None:
     """A filled or outlined polygon, star, cross or arrow."""
     cx, cy, r = CANVAS / 2 + rng.uniform(-6, 6), CANVAS / 2 + rng.uniform(-6, 6), rng.uniform(18, 38)
-    kind = int(rng.integers(4))
+    kind = int(rng.integers(6))
     turn = rng.uniform(0, 2 * math.pi)
-    if kind == 0:  # regular polygon, 3-6 sides
+    if kind == 4:  # heart: two lobes and a point, squashed or stretched
+        a = np.linspace(0, 2 * math.pi, 48)
+        hx, hy = 16 * np.sin(a) ** 3, -(13 * np.cos(a) - 5 * np.cos(2 * a) - 2 * np.cos(3 * a) - np.cos(4 * a))
+        stretch = rng.uniform(0.7, 1.3)
+        pts = [(cx + r / 17 * x * stretch, cy + r / 17 * y) for x, y in zip(hx, hy, strict=True)]
+    elif kind == 5:  # plus sign as an outline (a filled one is a cross of strokes)
+        w = r * rng.uniform(0.25, 0.4)
+        corners = [
+            (w, r),
+            (w, w),
+            (r, w),
+            (r, -w),
+            (w, -w),
+            (w, -r),
+            (-w, -r),
+            (-w, -w),
+            (-r, -w),
+            (-r, w),
+            (-w, w),
+            (-w, r),
+        ]
+        c, s_ = math.cos(turn), math.sin(turn)
+        pts = [(cx + x * c - y * s_, cy + x * s_ + y * c) for x, y in corners]
+    elif kind == 0:  # regular polygon, 3-6 sides
         n = int(rng.integers(3, 7))
         pts = [
             (cx + r * math.cos(turn + 2 * math.pi * i / n), cy + r * math.sin(turn + 2 * math.pi * i / n))
@@ -175,11 +198,20 @@ def draw_negative(rng: np.random.Generator, fonts: list[object]) -> np.ndarray:
 
 
 def draw_digit(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(CANVAS, CANVAS) uint8 ink of a (28, 28) MNIST digit, enlarged 2-3x, placed off-centre."""
-    from PIL import Image
+    """(CANVAS, CANVAS) uint8 ink of a (28, 28) MNIST digit, enlarged 2-3x, placed off-centre; a third
+    of them first drawn with a thicker pen, a third seen at low resolution (a small digit in a
+    photo, or a scan at 8-14 pixels: blocky strokes)."""
+    from PIL import Image, ImageFilter
 
     side = int(28 * rng.uniform(2.0, 3.2))
-    big = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
+    ink = Image.fromarray(digit)
+    look = rng.random()
+    if look < 1 / 3:
+        ink = ink.filter(ImageFilter.MaxFilter(3))
+    elif look < 2 / 3:
+        low = int(rng.integers(8, 15))
+        ink = ink.resize((low, low), Image.Resampling.BOX)
+    big = np.asarray(ink.resize((side, side), Image.Resampling.BICUBIC))
     out = np.zeros((CANVAS, CANVAS), np.uint8)
     top, left = (int(rng.integers(0, CANVAS - side + 1)) for _ in range(2))
     out[top : top + side, left : left + side] = big
