@@ -30,7 +30,7 @@ from cnnx.core.errors import ImageError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.spec import ModelSpec
 
-VERSION = 3  # part of the cache file name: bump when the drawing changes
+VERSION = 4  # part of the cache file name: bump when the drawing changes
 CANVAS = 96  # pixels per side of the "photo" a negative is drawn on
 # letters that a person may write as a digit, or that the digit recipe makes one of: O/o/Q/D as 0,
 # I/l/i/j/J as 1, S/s as 5, Z/z as 2, B as 8, b/G as 6, g/q as 9
@@ -168,7 +168,8 @@ def _blob(rng: np.random.Generator) -> np.ndarray:
 
 def photograph(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(H, W) uint8 ink coverage (255 = ink) -> the same drawing as a greyscale photo of paper:
-    dark ink on light paper at random levels, turned a little, sometimes blurred, with sensor noise.
+    dark ink on light paper at random levels, lit unevenly (a linear fall-off of up to 45% across the
+    page and a vignette), turned a little, sometimes blurred, with sensor noise.
 
     Digits and non-digits are both photographed here before the recipe sees them, so nothing but
     their shapes tells them apart: a model must not learn "came through the recipe" as "no digit".
@@ -178,8 +179,13 @@ def photograph(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     cover = Image.fromarray(ink).rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
     if rng.random() < 0.5:
         cover = cover.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
+    h, w = ink.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32) / np.float32(h) - 0.5  # page coordinates in [-0.5, 0.5]
+    turn = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(turn) * u + np.sin(turn) * v + 0.5  # uneven light: 0..1 across the page
+    light = (1 - rng.uniform(0, 0.45) * ramp) * (1 - rng.uniform(0, 0.5) * (u * u + v * v))  # and a vignette
     paper, dark = rng.uniform(170, 250), rng.uniform(0, 80)
-    grey = paper - (paper - dark) * np.asarray(cover, np.float32) / 255
+    grey = light * (paper - (paper - dark) * np.asarray(cover, np.float32) / 255)
     grey += rng.normal(0, rng.uniform(0, 6), grey.shape)
     return np.clip(grey, 0, 255).astype(np.uint8)
 
@@ -198,23 +204,25 @@ def draw_negative(rng: np.random.Generator, fonts: list[object]) -> np.ndarray:
 
 
 def draw_digit(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(CANVAS, CANVAS) uint8 ink of a (28, 28) MNIST digit, enlarged 2-3x, placed off-centre; a third
-    of them first drawn with a thicker pen, a third seen at low resolution (a small digit in a
-    photo, or a scan at 8-14 pixels: blocky strokes)."""
+    """(CANVAS, CANVAS) uint8 ink of a (28, 28) MNIST digit, enlarged 1.6-3.2x, placed off-centre. A
+    quarter each drawn with a thicker pen, with a finer pen, or seen at low resolution (a small digit
+    in a photo, a scan at 8-14 pixels: blocky strokes); the rest as MNIST drew them."""
     from PIL import Image, ImageFilter
 
-    side = int(28 * rng.uniform(2.0, 3.2))
+    side = int(28 * rng.uniform(1.6, 3.2))
     ink = Image.fromarray(digit)
     look = rng.random()
-    if look < 1 / 3:
+    if look < 0.25:
         ink = ink.filter(ImageFilter.MaxFilter(3))
-    elif look < 2 / 3:
+    elif look < 0.5:
         low = int(rng.integers(8, 15))
         ink = ink.resize((low, low), Image.Resampling.BOX)
-    big = np.asarray(ink.resize((side, side), Image.Resampling.BICUBIC))
+    ink = ink.resize((side, side), Image.Resampling.BICUBIC)
+    if 0.5 <= look < 0.75:  # a fine pen: strokes a pixel or two thinner at this size
+        ink = ink.filter(ImageFilter.MinFilter(3))
     out = np.zeros((CANVAS, CANVAS), np.uint8)
     top, left = (int(rng.integers(0, CANVAS - side + 1)) for _ in range(2))
-    out[top : top + side, left : left + side] = big
+    out[top : top + side, left : left + side] = np.asarray(ink)
     return out
 
 
