@@ -78,3 +78,15 @@ def test_eval_reports_calibration_refusal_and_draws_the_reliability_diagram(
     result = json.loads(run_cli("eval", str(model), "--data", str(MINI_MNIST), "--json", check=True).stdout)
     assert result["temperature"] == 1.5 and result["nll_after"] != result["nll_before"]
     assert 0 <= result["refused_share"] < 0.2 and result["answered_accuracy"] >= result["accuracy"]
+
+
+def test_inspect_shows_the_calibration_and_the_refusal(shipped_model: Path, tmp_path: Path) -> None:
+    model = with_spec(
+        shipped_model,
+        tmp_path,
+        calibration={"temperature": 1.25, "fitted_on": "4,800 held-out images"},
+        openset={"method": "msp", "threshold": 0.75, "false_refusal": 0.005},
+    )
+    out = run_cli("inspect", str(model), check=True).stdout
+    assert "temperature 1.25, fitted on 4,800 held-out images" in out
+    assert "msp below 0.75 (0.5% of held-out real images)" in out
