@@ -85,7 +85,8 @@ _TRAIN_HELP_DEFAULTS = (
     "--holdout",
     type=float,
     help="Fraction of the training images held out of training, to fit the calibration temperature "
-    f"and the refusal threshold (never the test images); 0 = neither. [default: {TrainConfig.holdout}]",
+    "and the refusal threshold (never the test images); 0, or fewer than 50 images, = neither. "
+    f"[default: {TrainConfig.holdout}]",
 )
 @click.option(
     "--outliers",

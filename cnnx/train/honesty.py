@@ -27,14 +27,16 @@ from cnnx.core.spec import ModelSpec
 from cnnx.train.data import Split
 from cnnx.train.steps import Normalizer, random_shift
 
+MIN_HELD = 50  # held-out images needed to fit a temperature and a threshold worth keeping
 BANK = 6000  # images per bank kept on the device; shifted (and non-digits mirrored) afresh each time drawn
 
 
 def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
     """(what trains, what is held out): ``fraction`` of ``split`` by a seeded shuffle of its own,
-    so the same seed always holds out the same images and the run's generators are untouched."""
+    so the same seed always holds out the same images and the run's generators are untouched.
+    Fewer than MIN_HELD images would fit a temperature and a threshold to noise: then none are held out."""
     k = int(round(len(split) * fraction))
-    if k == 0:
+    if k < MIN_HELD:
         return split, None
     order = torch.from_numpy(np.random.default_rng(seed).permutation(len(split)))
     kept, held = order[k:].sort().values, order[:k].sort().values

@@ -45,12 +45,12 @@ def test_without_held_out_images_there_is_neither(tmp_path: Path) -> None:
 
 
 def test_hold_out_is_seeded_and_disjoint() -> None:
-    split = Split(torch.arange(100, dtype=torch.uint8)[:, None, None, None], torch.arange(100))
+    split = Split(torch.arange(1000)[:, None, None, None].to(torch.uint8), torch.arange(1000))
     trains, held = hold_out(split, 0.1, seed=3)
     again, held_again = hold_out(split, 0.1, seed=3)
-    assert held is not None and held_again is not None and len(held) == 10 and len(trains) == 90
+    assert held is not None and held_again is not None and len(held) == 100 and len(trains) == 900
     assert torch.equal(held.y, held_again.y) and not set(held.y.tolist()) & set(trains.y.tolist())
-    assert hold_out(split, 0.0, seed=3)[1] is None
+    assert hold_out(split, 0.0, seed=3)[1] is None and hold_out(split, 0.04, seed=3)[1] is None  # 40 < MIN_HELD
 
 
 def test_a_run_from_before_holdout_resumes_as_it_began() -> None:
