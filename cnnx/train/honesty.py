@@ -28,6 +28,8 @@ from cnnx.train.data import Split
 from cnnx.train.steps import Normalizer, random_shift
 
 MIN_HELD = 50  # held-out images needed to fit a temperature and a threshold worth keeping
+# per training image in a batch: photographed digits and non-digits added (bench/honest.py, tune sets)
+DIGIT_SHARE, OTHER_SHARE = 0.5, 0.25
 BANK = 6000  # images per bank kept on the device; shifted (and non-digits mirrored) afresh each time drawn
 
 
@@ -65,6 +67,10 @@ class Photographed:
         self.digit_y = train.y[pick].to(device)
         self.digit_x = torch.from_numpy(cached_bank(spec, count, cache_dir, seed, digits[:, 0].numpy())).to(device)
         self.other_x = torch.from_numpy(cached_bank(spec, count, cache_dir, seed)).to(device)  # (count, C, H, W)
+
+    def counts(self, batch: int) -> tuple[int, int]:
+        """(photographed digits, non-digits) that join a global batch of ``batch`` training images."""
+        return int(batch * DIGIT_SHARE), int(batch * OTHER_SHARE)
 
     def others(self, gen: torch.Generator, part: slice, drawn: int) -> torch.Tensor:
         """``part`` of ``drawn`` random non-digits (uint8), each shifted and, half of them, mirrored or

@@ -200,7 +200,7 @@ class Run:
     def assemble(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """This rank's share of the global batch ``idx``, augmented and normalised: (x, labels of the
         first ``len(labels)`` rows, how many of those are training images). With outlier exposure
-        a quarter as many photographed digits and as many photographed non-digits again follow."""
+        photographed digits and photographed non-digits follow (``Photographed.counts``)."""
         cfg, world = self.cfg, self.world
         part = world.part(len(idx))  # this rank's share of the batch
         x = self.train_x[idx[part]]  # (n, C, H, W) uint8
@@ -213,10 +213,10 @@ class Run:
         y = self.train_y[idx[part]]
         own = len(y)
         if self.photos is not None:
-            q = len(idx) // 4
-            digits, labels = self.photos.digits(self.gen, world.part(q), q)
+            d, o = self.photos.counts(len(idx))
+            digits, labels = self.photos.digits(self.gen, world.part(d), d)
             x, y = torch.cat([x, digits]), torch.cat([y, labels])
-            x = torch.cat([x, self.photos.others(self.gen, world.part(q), q)])
+            x = torch.cat([x, self.photos.others(self.gen, world.part(o), o)])
         return self.norm(x).contiguous(memory_format=MEMORY_FORMAT), y, own
 
     def step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,7 +224,7 @@ class Run:
         this rank's loss and its number of correct predictions on training images (tensors, on the device)."""
         cfg, world = self.cfg, self.world
         x, y, own = self.assemble(idx)
-        labelled = len(idx) + (len(idx) // 4 if self.photos is not None else 0)  # global labelled rows
+        labelled = len(idx) + (self.photos.counts(len(idx))[0] if self.photos is not None else 0)  # global rows
         with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.amp):  # bf16: no loss scaling needed
             logits, others = self.net(x).split([len(y), len(x) - len(y)])
             if world.enabled:  # this rank's share of the global mean; DDP's gradient average undoes the
