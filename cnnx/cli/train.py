@@ -75,6 +75,31 @@ _TRAIN_HELP_DEFAULTS = (
 )
 @click.option("--label-smoothing", type=float, help=f"[default: {TrainConfig.label_smoothing}]")
 @click.option("--shift", type=int, help=f"Random-shift augmentation in pixels, 0 = off. [default: {TrainConfig.shift}]")
+@click.option(
+    "--distort",
+    type=float,
+    help="Strength of the handwriting augmentation: rotation, scale, aspect, shear, elastic warp, "
+    f"thicker strokes, blur; 0 = off, 1 = the measured recipe. [default: {TrainConfig.distort}]",
+)
+@click.option(
+    "--holdout",
+    type=float,
+    help="Fraction of the training images held out of training, to fit the calibration temperature "
+    "and the refusal threshold (never the test images); 0, or fewer than 50 images, = neither. "
+    f"[default: {TrainConfig.holdout}]",
+)
+@click.option(
+    "--outliers",
+    type=float,
+    help="Weight of the loss that teaches the model to answer generated non-digits (letters, scribbles, "
+    "shapes, clutter) with a flat output; 0 = off. [default: 0.5 for digits, 0 otherwise]",
+)
+@click.option(
+    "--refuse",
+    type=float,
+    help="Fraction of the held-out real images the refusal threshold may refuse (e.g. 0.005 = 0.5%); "
+    f"0 = never refuse. [default: {TrainConfig.refuse}]",
+)
 @click.option("--seed", type=int, help=f"Seeds init, data order, augmentation, dropout. [default: {TrainConfig.seed}]")
 @click.option("--device", type=click.Choice(DEVICES), help="[default: auto = CUDA when present]")
 @click.option("--threads", type=int, help="torch CPU threads, 0 = torch's default. [default: 0]")

@@ -187,6 +187,20 @@ def _spec_lines(spec: dict[str, Any]) -> list[str]:
         _line("dataset", f"{spec.get('dataset') or '?'}, test accuracy {'?' if acc is None else f'{100 * acc:.2f}%'}"),
         _line("versions", ", ".join(f"{k} {v}" for k, v in spec.get("versions", {}).items())),
     ]
+    cal, openset = spec.get("calibration"), spec.get("openset")
+    if cal:
+        lines.append(
+            _line("calibration", f"temperature {cal['temperature']:.4g}, fitted on {cal.get('fitted_on', '?')}")
+        )
+    if openset:
+        share = openset.get("false_refusal")
+        lines.append(
+            _line(
+                "refuses",
+                f"{openset['method']} below {openset['threshold']:.4g}"
+                + (f" ({100 * share:g}% of held-out real images)" if share is not None else ""),
+            )
+        )
     if spec.get("checkpoint_sha256"):
         lines.append(_line("from checkpoint", f"sha256 {spec['checkpoint_sha256'][:16]}..."))
     made = {k: extra[k] for k in Extra.MADE_BY if k in extra}

@@ -56,6 +56,7 @@ class TrainConfig:
     warmup: float = 0.2  # fraction of all steps spent warming up (one-cycle)
     label_smoothing: float = 0.0  # CrossEntropyLoss label smoothing
     shift: int = 2  # random translation augmentation, in pixels each way (0 = off)
+    distort: float = 0.0  # strength of the handwriting augmentation (affine, elastic, stroke, blur); 0 = off
     seed: int = 0  # seeds model init, data order, augmentation and dropout
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     threads: int = 0  # torch intra-op CPU threads; 0 = torch's default
@@ -112,6 +113,7 @@ class TrainConfig:
                 None,
             ),
             (self.shift >= 0, f"--shift must be 0 or more, got {self.shift}", None),
+            (0 <= self.distort <= 2, f"--distort must be in [0, 2], got {self.distort}", "1 is the measured recipe"),
             (self.threads >= 0 and self.workers >= 0, "--threads and --workers must be 0 or more", None),
             (
                 self.image_size is None or self.image_size >= MIN_SIZE,

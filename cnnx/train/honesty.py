@@ -3,9 +3,10 @@
 - ``hold_out``: a seeded share of the training split is kept out of training. Calibration
   and the refusal threshold are fitted on it, never on the test split, so the test
   figures stay a result.
-- ``Outliers``: generated non-digits (``cnnx.train.data.negatives``) join every training
+- ``Photographed``: generated non-digits (``cnnx.train.data.negatives``) join every training
   batch; their loss is the cross-entropy to the uniform distribution (outlier exposure), so
-  the model learns to answer "none of these" with a flat output.
+  the model learns to answer "none of these" with a flat output. Training digits photographed
+  the same way join the batch too, with their labels.
 - ``fit_honesty``: the temperature minimising the held-out NLL, and the threshold on the
   largest calibrated probability that refuses ``refuse`` of the held-out real images. Both go
   into the model spec, which export copies into every file and the runtime applies.
@@ -26,14 +27,18 @@ from cnnx.core.spec import ModelSpec
 from cnnx.train.data import Split
 from cnnx.train.steps import Normalizer, random_shift
 
-BANK = 6000  # generated negatives kept on the device; shifted and mirrored afresh each time drawn
+MIN_HELD = 50  # held-out images needed to fit a temperature and a threshold worth keeping
+# per training image in a batch: photographed digits and non-digits added (bench/honest.py, tune sets)
+DIGIT_SHARE, OTHER_SHARE = 0.5, 0.25
+BANK = 6000  # images per bank kept on the device; shifted (and non-digits mirrored) afresh each time drawn
 
 
 def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
     """(what trains, what is held out): ``fraction`` of ``split`` by a seeded shuffle of its own,
-    so the same seed always holds out the same images and the run's generators are untouched."""
+    so the same seed always holds out the same images and the run's generators are untouched.
+    Fewer than MIN_HELD images would fit a temperature and a threshold to noise: then none are held out."""
     k = int(round(len(split) * fraction))
-    if k == 0:
+    if k < MIN_HELD:
         return split, None
     order = torch.from_numpy(np.random.default_rng(seed).permutation(len(split)))
     kept, held = order[k:].sort().values, order[:k].sort().values
@@ -45,23 +50,42 @@ def uniform_loss(logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(logits.float(), dim=1).mean(dim=1).mean()
 
 
-class Outliers:
-    """The bank of generated non-digits on the training device, drawn a batch at a time."""
+class Photographed:
+    """Banks of images on the training device that went through a camera and the recipe, drawn a batch
+    at a time: generated non-digits (``others``), and training digits with their labels (``digits``).
 
-    def __init__(self, spec: ModelSpec, cache_dir: Path, device: torch.device, seed: int = 0) -> None:
+    The digits matter as much as the non-digits: with only non-digits photographed, a model learns
+    that anything the recipe made is no digit, and refuses real photos of digits.
+    """
+
+    def __init__(self, spec: ModelSpec, train: Split, cache_dir: Path, device: torch.device, seed: int) -> None:
         from cnnx.train.data.negatives import cached_bank
 
-        self.x = torch.from_numpy(cached_bank(spec, BANK, cache_dir, seed)).to(device)  # (BANK, C, H, W) uint8
+        count = min(BANK, len(train))
+        pick = torch.from_numpy(np.random.default_rng(seed + 1).choice(len(train), count, replace=False))
+        digits = train.x[pick]  # (count, 1, 28, 28) uint8, of the images that train
+        self.digit_y = train.y[pick].to(device)
+        self.digit_x = torch.from_numpy(cached_bank(spec, count, cache_dir, seed, digits[:, 0].numpy())).to(device)
+        self.other_x = torch.from_numpy(cached_bank(spec, count, cache_dir, seed)).to(device)  # (count, C, H, W)
 
-    def draw(self, gen: torch.Generator, part: slice, drawn: int) -> torch.Tensor:
-        """``part`` of ``drawn`` random negatives (uint8), each shifted and, half of them, mirrored or
+    def counts(self, batch: int) -> tuple[int, int]:
+        """(photographed digits, non-digits) that join a global batch of ``batch`` training images."""
+        return int(batch * DIGIT_SHARE), int(batch * OTHER_SHARE)
+
+    def others(self, gen: torch.Generator, part: slice, drawn: int) -> torch.Tensor:
+        """``part`` of ``drawn`` random non-digits (uint8), each shifted and, half of them, mirrored or
         turned upside down: a mirrored letter is still no digit. Draws for all ``drawn``, as the
         augmentations do, so every rank of a distributed run consumes the same random numbers."""
-        idx = torch.randint(0, len(self.x), (drawn,), generator=gen)[part].to(self.x.device)
-        x = random_shift(self.x[idx], 3, gen, part, drawn)
+        idx = torch.randint(0, len(self.other_x), (drawn,), generator=gen)[part].to(self.other_x.device)
+        x = random_shift(self.other_x[idx], 2, gen, part, drawn)
         how = torch.randint(0, 4, (drawn,), generator=gen)[part].to(x.device)[:, None, None, None]
         x = torch.where(how == 1, x.flip(3), x)
         return torch.where(how == 2, x.flip(2), x)
+
+    def digits(self, gen: torch.Generator, part: slice, drawn: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``part`` of ``drawn`` random photographed digits (uint8, shifted) and their labels."""
+        idx = torch.randint(0, len(self.digit_x), (drawn,), generator=gen)[part].to(self.digit_x.device)
+        return random_shift(self.digit_x[idx], 2, gen, part, drawn), self.digit_y[idx]
 
 
 @torch.no_grad()

@@ -27,7 +27,8 @@ class TqdmReporter(Reporter):
         resumed = f", resuming after epoch {info['resumed_from_epoch']}" if info["resumed_from_epoch"] else ""
         self._say(
             f"training {info['arch']} ({info['parameters']:,} parameters) on {info['dataset']} "
-            f"({info['train_images']:,} train / {info['test_images']:,} test images), "
+            f"({info['train_images']:,} train / {info['held_out_images']:,} held out / "
+            f"{info['test_images']:,} test images), "
             f"device {info['device']}{resumed}; run folder {info['run_dir']}"
         )
         skipped = info.get("skipped_images") or []

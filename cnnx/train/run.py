@@ -32,10 +32,10 @@ from cnnx.train import rng
 from cnnx.train.config import TrainConfig
 from cnnx.train.data import Dataset, default_data_dir, load_dataset, settled
 from cnnx.train.evaluation import evaluate_shared
-from cnnx.train.honesty import Outliers, fit_honesty, held_out_logits, hold_out, uniform_loss
+from cnnx.train.honesty import Photographed, fit_honesty, held_out_logits, hold_out, uniform_loss
 from cnnx.train.models import build_model, check_input, count_parameters
 from cnnx.train.pictures import draw_pictures
-from cnnx.train.steps import Normalizer, lr_factor, make_optimizer, random_flip, random_shift
+from cnnx.train.steps import Normalizer, lr_factor, make_optimizer, random_distort, random_flip, random_shift
 
 # ~2x faster convolutions on the CPU, native on CUDA; checkpoints hold the same state_dict either way
 MEMORY_FORMAT = torch.channels_last
@@ -111,10 +111,10 @@ class Run:
             self.optimizer, lambda s: lr_factor(cfg.schedule, s, total, cfg.warmup)
         )
         self.spec = self.data.model_spec(cfg.arch)
-        self.outliers = None
+        self.photos = None  # photographed digits and non-digits, for --outliers
         if cfg.outliers:
-            cache = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
-            self.outliers = Outliers(self.spec, cache, device)
+            # made once and kept with the downloaded datasets (never in a --data-dir, which may be read-only)
+            self.photos = Photographed(self.spec, trains, default_data_dir() / "cnnx-banks", device, cfg.seed)
         self.epochs_done, self.best = 0, -1.0
         self.metrics: list[dict[str, Any]] = []  # one record per epoch done, resumed ones included
         self.pred: torch.Tensor | None = None  # the latest epoch's (N,) test predictions, for confusion.png
@@ -197,9 +197,10 @@ class Run:
         n = len(self.train_y)
         return {"loss": loss_sum.item() / n, "accuracy": correct.item() / n, "seconds": seconds}
 
-    def step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step on the global batch ``idx``, of which this rank trains on its share:
-        this rank's loss and its number of correct predictions (tensors, on the device)."""
+    def assemble(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """This rank's share of the global batch ``idx``, augmented and normalised: (x, labels of the
+        first ``len(labels)`` rows, how many of those are training images). With outlier exposure
+        photographed digits and photographed non-digits follow (``Photographed.counts``)."""
         cfg, world = self.cfg, self.world
         part = world.part(len(idx))  # this rank's share of the batch
         x = self.train_x[idx[part]]  # (n, C, H, W) uint8
@@ -207,27 +208,39 @@ class Run:
             x = random_shift(x, cfg.shift, self.gen, part, len(idx))
         if self.flip:
             x = random_flip(x, self.gen, part, len(idx))
+        if cfg.distort:
+            x = random_distort(x, cfg.distort, self.gen, part, len(idx))
         y = self.train_y[idx[part]]
-        n = len(y)
-        if self.outliers is not None:  # half as many non-digits again, through the same forward pass
-            x = torch.cat([x, self.outliers.draw(self.gen, world.part(len(idx) // 2), len(idx) // 2)])
-        x = self.norm(x).contiguous(memory_format=MEMORY_FORMAT)  # float32, normalised
+        own = len(y)
+        if self.photos is not None:
+            d, o = self.photos.counts(len(idx))
+            digits, labels = self.photos.digits(self.gen, world.part(d), d)
+            x, y = torch.cat([x, digits]), torch.cat([y, labels])
+            x = torch.cat([x, self.photos.others(self.gen, world.part(o), o)])
+        return self.norm(x).contiguous(memory_format=MEMORY_FORMAT), y, own
+
+    def step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on the global batch ``idx``, of which this rank trains on its share:
+        this rank's loss and its number of correct predictions on training images (tensors, on the device)."""
+        cfg, world = self.cfg, self.world
+        x, y, own = self.assemble(idx)
+        labelled = len(idx) + (self.photos.counts(len(idx))[0] if self.photos is not None else 0)  # global rows
         with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.amp):  # bf16: no loss scaling needed
-            logits, others = self.net(x).split([n, len(x) - n])
+            logits, others = self.net(x).split([len(y), len(x) - len(y)])
             if world.enabled:  # this rank's share of the global mean; DDP's gradient average undoes the
                 # factor. A sum, not a mean: a rank whose share is empty (a last batch smaller than
                 # the world) adds 0, where a mean would be NaN and spread to every rank
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing, reduction="sum")
-                loss = loss * (world.size / len(idx))
+                loss = loss * (world.size / labelled)
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            if len(others) and cfg.outliers:
+            if len(others) and cfg.outliers:  # outlier exposure: a flat answer for what is no class
                 loss = loss + cfg.outliers * uniform_loss(others)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return loss, (logits.detach().argmax(1) == y).sum()
+        return loss, (logits[:own].detach().argmax(1) == y[:own]).sum()
 
     def evaluate(self) -> tuple[float, float]:
         """Test loss and accuracy of the model as it is now; keeps the predictions for confusion.png."""
@@ -320,9 +333,4 @@ class Run:
         }
 
 
-_START_ONLY = (
-    "train_images",
-    "held_out_images",
-    "test_images",
-    "resumed_from_epoch",
-)  # in the first line, not in metrics.json
+_START_ONLY = ("train_images", "test_images", "resumed_from_epoch")  # in the first line, not in metrics.json

@@ -74,3 +74,29 @@ def write_pngs(images: np.ndarray, labels: np.ndarray, folder: Path) -> list[Pat
         paths.append(folder / f"{i:04d}_{int(label)}.png")
         Image.fromarray(image).save(paths[-1])
     return paths
+
+
+def with_spec(model: Path, folder: Path, **fields: Any) -> Path:
+    """A copy of the ONNX ``model`` in ``folder`` with ``fields`` set in its cnnx spec (the
+    ``cnnx.<field>`` metadata, JSON values), e.g. a calibration or a refusal threshold."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    for key, value in fields.items():
+        entries = [p for p in proto.metadata_props if p.key == "cnnx." + key]
+        entry = entries[0] if entries else proto.metadata_props.add(key="cnnx." + key)
+        entry.value = json.dumps(value)
+    path = Path(folder) / "honest.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+def scribble_png(folder: Path) -> Path:
+    """Ink that is no digit, as a user would photograph it: a thick zig-zag, dark on light paper."""
+    from PIL import ImageDraw
+
+    img = Image.new("L", (90, 90), 230)
+    ImageDraw.Draw(img).line([(10, 20), (80, 25), (15, 70), (85, 75)], fill=20, width=6)
+    path = Path(folder) / "scribble.png"
+    img.save(path)
+    return path

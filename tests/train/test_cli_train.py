@@ -24,7 +24,9 @@ def test_json_result_on_stdout_progress_on_stderr(tmp_path: Path) -> None:
     summary = json.loads(proc.stdout)  # stdout holds the result and nothing else
     assert summary["epochs"] == 2 and summary["run_dir"] == str(run)
     lines = proc.stderr.splitlines()
-    assert lines[0].startswith("training seed000-net (21,840 parameters) on mnist (1,000 train / 500 test images)")
+    assert lines[0].startswith(
+        "training seed000-net (21,840 parameters) on mnist (920 train / 80 held out / 500 test images)"
+    )
     assert [line.split(":")[0] for line in lines[1:]] == ["epoch 1", "epoch 2"]
     assert f"test accuracy {100 * summary['final_accuracy']:.2f}%" in lines[-1]
 

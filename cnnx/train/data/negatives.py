@@ -10,7 +10,7 @@ photo of them would:
 
 - printed letters in the DejaVu fonts matplotlib ships (the digit look-alikes left out),
 - random pen scribbles (smooth curves through 3-7 points) and zig-zags,
-- polygons, stars, crosses and arrows (circles left out: a 0),
+- polygons, stars, hearts, crosses and arrows, filled or outlined (circles left out: a 0),
 - smoothed-noise blobs (texture and photo-like clutter).
 
 The evaluation sets that report how well refusing works are made elsewhere
@@ -30,7 +30,7 @@ from cnnx.core.errors import ImageError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.spec import ModelSpec
 
-VERSION = 1  # part of the cache file name: bump when the drawing changes
+VERSION = 4  # part of the cache file name: bump when the drawing changes
 CANVAS = 96  # pixels per side of the "photo" a negative is drawn on
 # letters that a person may write as a digit, or that the digit recipe makes one of: O/o/Q/D as 0,
 # I/l/i/j/J as 1, S/s as 5, Z/z as 2, B as 8, b/G as 6, g/q as 9
@@ -64,7 +64,7 @@ def _letter(draw: object, rng: np.random.Generator, fonts: list[object]) -> None
     font = fonts[int(rng.integers(len(fonts)))]
     text = LETTERS[int(rng.integers(len(LETTERS)))]
     xy = (CANVAS / 2 + rng.uniform(-8, 8), CANVAS / 2 + rng.uniform(-8, 8))
-    draw.text(xy, text, fill=int(rng.integers(0, 70)), font=font, anchor="mm")  # type: ignore[attr-defined]
+    draw.text(xy, text, fill=255, font=font, anchor="mm")  # type: ignore[attr-defined]
 
 
 def _points(rng: np.random.Generator, n: int) -> list[tuple[float, float]]:
@@ -72,8 +72,8 @@ def _points(rng: np.random.Generator, n: int) -> list[tuple[float, float]]:
 
 
 def _scribble(draw: object, rng: np.random.Generator) -> None:
-    """A smooth curve (Catmull-Rom through 3-7 random points) or a zig-zag, one pen width."""
-    pts = _points(rng, int(rng.integers(3, 8)))
+    """A smooth curve (Catmull-Rom through 5-8 random points) or a zig-zag, one pen width."""
+    pts = _points(rng, int(rng.integers(5, 9)))  # fewer points draw strokes a digit is made of: a 1, a 7
     if rng.random() < 0.7:
         curve = []
         ext = [pts[0], *pts, pts[-1]]
@@ -92,15 +92,38 @@ def _scribble(draw: object, rng: np.random.Generator) -> None:
                     )
                 )
         pts = curve
-    draw.line(pts, fill=int(rng.integers(0, 70)), width=int(rng.integers(3, 10)), joint="curve")  # type: ignore[attr-defined]
+    draw.line(pts, fill=255, width=int(rng.integers(3, 10)), joint="curve")  # type: ignore[attr-defined]
 
 
 def _shape(draw: object, rng: np.random.Generator) -> None:
     """A filled or outlined polygon, star, cross or arrow."""
     cx, cy, r = CANVAS / 2 + rng.uniform(-6, 6), CANVAS / 2 + rng.uniform(-6, 6), rng.uniform(18, 38)
-    kind = int(rng.integers(4))
+    kind = int(rng.integers(6))
     turn = rng.uniform(0, 2 * math.pi)
-    if kind == 0:  # regular polygon, 3-6 sides
+    if kind == 4:  # heart: two lobes and a point, squashed or stretched
+        a = np.linspace(0, 2 * math.pi, 48)
+        hx, hy = 16 * np.sin(a) ** 3, -(13 * np.cos(a) - 5 * np.cos(2 * a) - 2 * np.cos(3 * a) - np.cos(4 * a))
+        stretch = rng.uniform(0.7, 1.3)
+        pts = [(cx + r / 17 * x * stretch, cy + r / 17 * y) for x, y in zip(hx, hy, strict=True)]
+    elif kind == 5:  # plus sign as an outline (a filled one is a cross of strokes)
+        w = r * rng.uniform(0.25, 0.4)
+        corners = [
+            (w, r),
+            (w, w),
+            (r, w),
+            (r, -w),
+            (w, -w),
+            (w, -r),
+            (-w, -r),
+            (-w, -w),
+            (-r, -w),
+            (-r, w),
+            (-w, w),
+            (-w, r),
+        ]
+        c, s_ = math.cos(turn), math.sin(turn)
+        pts = [(cx + x * c - y * s_, cy + x * s_ + y * c) for x, y in corners]
+    elif kind == 0:  # regular polygon, 3-6 sides
         n = int(rng.integers(3, 7))
         pts = [
             (cx + r * math.cos(turn + 2 * math.pi * i / n), cy + r * math.sin(turn + 2 * math.pi * i / n))
@@ -116,22 +139,22 @@ def _shape(draw: object, rng: np.random.Generator) -> None:
     else:  # cross (kind 2) or arrow (kind 3): strokes
         ends = [(cx - r, cy), (cx + r, cy)] if kind == 3 else [(cx - r, cy - r), (cx + r, cy + r)]
         width = int(rng.integers(3, 10))
-        draw.line(ends, fill=0, width=width)  # type: ignore[attr-defined]
+        draw.line(ends, fill=255, width=width)  # type: ignore[attr-defined]
         other = (
             [(cx + r - 14, cy - 12), (cx + r, cy), (cx + r - 14, cy + 12)]
             if kind == 3
             else [(cx - r, cy + r), (cx + r, cy - r)]
         )
-        draw.line(other, fill=0, width=width)  # type: ignore[attr-defined]
+        draw.line(other, fill=255, width=width)  # type: ignore[attr-defined]
         return
     if rng.random() < 0.5:
-        draw.polygon(pts, fill=int(rng.integers(0, 70)))  # type: ignore[attr-defined]
+        draw.polygon(pts, fill=255)  # type: ignore[attr-defined]
     else:
-        draw.polygon(pts, outline=0, width=int(rng.integers(3, 8)))  # type: ignore[attr-defined]
+        draw.polygon(pts, outline=255, width=int(rng.integers(3, 8)))  # type: ignore[attr-defined]
 
 
 def _blob(rng: np.random.Generator) -> np.ndarray:
-    """(CANVAS, CANVAS) uint8 clutter: smoothed noise at a random scale, thresholded into dark patches."""
+    """(CANVAS, CANVAS) uint8 ink of clutter: smoothed noise at a random scale, thresholded into patches."""
     from PIL import Image, ImageFilter
 
     cells = int(rng.integers(3, 12))
@@ -140,24 +163,67 @@ def _blob(rng: np.random.Generator) -> np.ndarray:
     )
     a = np.asarray(noise.filter(ImageFilter.GaussianBlur(2)), np.float32)
     cut = np.quantile(a, rng.uniform(0.55, 0.9))
-    return np.where(a > cut, rng.uniform(0, 70), rng.uniform(190, 255)).astype(np.uint8)
+    return np.where(a > cut, 255, 0).astype(np.uint8)
+
+
+def photograph(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) uint8 ink coverage (255 = ink) -> the same drawing as a greyscale photo of paper:
+    dark ink on light paper at random levels, lit unevenly (a linear fall-off of up to 45% across the
+    page and a vignette), turned a little, sometimes blurred, with sensor noise.
+
+    Digits and non-digits are both photographed here before the recipe sees them, so nothing but
+    their shapes tells them apart: a model must not learn "came through the recipe" as "no digit".
+    """
+    from PIL import Image, ImageFilter
+
+    cover = Image.fromarray(ink).rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
+    if rng.random() < 0.5:
+        cover = cover.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
+    h, w = ink.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32) / np.float32(h) - 0.5  # page coordinates in [-0.5, 0.5]
+    turn = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(turn) * u + np.sin(turn) * v + 0.5  # uneven light: 0..1 across the page
+    light = (1 - rng.uniform(0, 0.45) * ramp) * (1 - rng.uniform(0, 0.5) * (u * u + v * v))  # and a vignette
+    paper, dark = rng.uniform(170, 250), rng.uniform(0, 80)
+    grey = light * (paper - (paper - dark) * np.asarray(cover, np.float32) / 255)
+    grey += rng.normal(0, rng.uniform(0, 6), grey.shape)
+    return np.clip(grey, 0, 255).astype(np.uint8)
 
 
 def draw_negative(rng: np.random.Generator, fonts: list[object]) -> np.ndarray:
-    """One (CANVAS, CANVAS) uint8 greyscale "photo" of a non-digit, dark on light."""
-    from PIL import Image, ImageDraw, ImageFilter
+    """(CANVAS, CANVAS) uint8 ink of one non-digit (255 = ink)."""
+    from PIL import Image, ImageDraw
 
     kind = rng.choice(4, p=[0.4, 0.25, 0.2, 0.15])
     if kind == 3:
         return _blob(rng)
-    paper = int(rng.integers(190, 256))
-    img = Image.new("L", (CANVAS, CANVAS), paper)
+    img = Image.new("L", (CANVAS, CANVAS), 0)
     draw = ImageDraw.Draw(img)
     (_letter(draw, rng, fonts) if kind == 0 else _scribble(draw, rng) if kind == 1 else _shape(draw, rng))
-    img = img.rotate(float(rng.uniform(-20, 20)), resample=Image.Resampling.BILINEAR, fillcolor=paper)
-    if rng.random() < 0.5:
-        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
     return np.asarray(img)
+
+
+def draw_digit(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(CANVAS, CANVAS) uint8 ink of a (28, 28) MNIST digit, enlarged 1.6-3.2x, placed off-centre. A
+    quarter each drawn with a thicker pen, with a finer pen, or seen at low resolution (a small digit
+    in a photo, a scan at 8-14 pixels: blocky strokes); the rest as MNIST drew them."""
+    from PIL import Image, ImageFilter
+
+    side = int(28 * rng.uniform(1.6, 3.2))
+    ink = Image.fromarray(digit)
+    look = rng.random()
+    if look < 0.25:
+        ink = ink.filter(ImageFilter.MaxFilter(3))
+    elif look < 0.5:
+        low = int(rng.integers(8, 15))
+        ink = ink.resize((low, low), Image.Resampling.BOX)
+    ink = ink.resize((side, side), Image.Resampling.BICUBIC)
+    if 0.5 <= look < 0.75:  # a fine pen: strokes a pixel or two thinner at this size
+        ink = ink.filter(ImageFilter.MinFilter(3))
+    out = np.zeros((CANVAS, CANVAS), np.uint8)
+    top, left = (int(rng.integers(0, CANVAS - side + 1)) for _ in range(2))
+    out[top : top + side, left : left + side] = np.asarray(ink)
+    return out
 
 
 def _load_fonts() -> list[object]:
@@ -168,8 +234,11 @@ def _load_fonts() -> list[object]:
     return [ImageFont.truetype(str(p), size=size) for p in found if p.is_file() for size in (56, 72)]
 
 
-def make_bank(spec: ModelSpec, count: int, seed: int = 0) -> np.ndarray:
-    """(count, 1, 28, 28) uint8 negatives as the model sees them (the spec's recipe applied)."""
+def make_bank(spec: ModelSpec, count: int, seed: int = 0, digits: np.ndarray | None = None) -> np.ndarray:
+    """(count, 1, 28, 28) uint8 images as the model sees them: photographed, then the spec's recipe.
+
+    ``digits`` None: non-digits. ``digits`` (count, 28, 28) uint8: those digits, photographed alike.
+    """
     from cnnx.runtime.image import preprocess
 
     rng = np.random.default_rng(seed)
@@ -177,18 +246,25 @@ def make_bank(spec: ModelSpec, count: int, seed: int = 0) -> np.ndarray:
     out = np.zeros((count, *spec.input_shape), np.uint8)
     made = 0
     while made < count:
+        ink = draw_negative(rng, fonts) if digits is None else draw_digit(digits[made], rng)
         try:
-            out[made] = preprocess(draw_negative(rng, fonts), spec)
-        except ImageError:  # drawn too faint to find ink in: draw another
+            out[made] = preprocess(photograph(ink, rng), spec)
+        except ImageError:  # too faint to find ink in: draw again
             continue
         made += 1
     return out
 
 
-def cached_bank(spec: ModelSpec, count: int, cache_dir: Path, seed: int = 0) -> np.ndarray:
-    """``make_bank``, kept in ``cache_dir`` so later runs load it in milliseconds."""
+def cached_bank(
+    spec: ModelSpec, count: int, cache_dir: Path, seed: int = 0, digits: np.ndarray | None = None
+) -> np.ndarray:
+    """``make_bank``, kept in ``cache_dir`` (named by what it was made from) so later runs load it in
+    milliseconds."""
+    import hashlib
+
     c, h, w = spec.input_shape
-    path = Path(cache_dir) / f"negatives-v{VERSION}-{spec.preprocess}-{c}x{h}x{w}-{count}-{seed}.npy"
+    kind = "negatives" if digits is None else "digits-" + hashlib.sha256(digits.tobytes()).hexdigest()[:12]
+    path = Path(cache_dir) / f"cnnx-{kind}-v{VERSION}-{spec.preprocess}-{c}x{h}x{w}-{count}-{seed}.npy"
     if path.is_file():
         try:
             bank = np.load(path)
@@ -196,7 +272,7 @@ def cached_bank(spec: ModelSpec, count: int, cache_dir: Path, seed: int = 0) -> 
                 return bank
         except (OSError, ValueError):
             pass  # a damaged cache file: make it again
-    bank = make_bank(spec, count, seed)
+    bank = make_bank(spec, count, seed, digits)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: np.save(f, bank))

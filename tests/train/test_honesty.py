@@ -1,0 +1,89 @@
+"""Training for honest answers: images held out of training, photographed digits and non-digits
+(outlier exposure), and the calibration and refusal threshold fitted per epoch into the spec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cnnx.core.spec import ModelSpec  # noqa: E402
+from cnnx.train.config import TrainConfig  # noqa: E402
+from cnnx.train.data import Split  # noqa: E402
+from cnnx.train.data import negatives as ng  # noqa: E402
+from cnnx.train.data.mnist import FACTS  # noqa: E402
+from cnnx.train.honesty import hold_out, uniform_loss  # noqa: E402
+from cnnx.train.loop import train  # noqa: E402
+from cnnx.train.steps import random_distort  # noqa: E402
+from tests.support import MINI_MNIST  # noqa: E402
+
+SPEC = ModelSpec(arch="mnist-bn", input_shape=(1, 28, 28), **FACTS.spec_fields())  # type: ignore[arg-type]
+
+
+def test_the_run_holds_images_out_and_writes_calibration_and_refusal_into_the_spec(trained_run: Path) -> None:
+    state = torch.load(trained_run / "last.pt", weights_only=True)
+    spec = ModelSpec.from_dict(state["spec"])
+    assert spec.calibration is not None and spec.calibration["temperature"] > 0
+    assert "80 mnist training images held out" in spec.calibration["fitted_on"]
+    assert spec.openset is not None and spec.openset["method"] == "msp" and 0 < spec.openset["threshold"] < 1
+    assert state["config"]["holdout"] == 0.08 and state["config"]["outliers"] == 0.5  # settled for digits
+    assert json.loads((trained_run / "metrics.json").read_text())["held_out_images"] == 80
+
+
+def test_without_held_out_images_there_is_neither(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        epochs=1, batch_size=64, data_dir=str(MINI_MNIST), download=False, out=str(tmp_path / "r"), device="cpu"
+    )
+    cfg.holdout, cfg.outliers, cfg.plots = 0.0, 0.0, False
+    train(cfg)
+    spec = ModelSpec.from_dict(torch.load(tmp_path / "r" / "last.pt", weights_only=True)["spec"])
+    assert spec.calibration is None and spec.openset is None
+
+
+def test_hold_out_is_seeded_and_disjoint() -> None:
+    split = Split(torch.arange(1000)[:, None, None, None].to(torch.uint8), torch.arange(1000))
+    trains, held = hold_out(split, 0.1, seed=3)
+    again, held_again = hold_out(split, 0.1, seed=3)
+    assert held is not None and held_again is not None and len(held) == 100 and len(trains) == 900
+    assert torch.equal(held.y, held_again.y) and not set(held.y.tolist()) & set(trains.y.tolist())
+    assert hold_out(split, 0.0, seed=3)[1] is None and hold_out(split, 0.04, seed=3)[1] is None  # 40 < MIN_HELD
+
+
+def test_a_run_from_before_holdout_resumes_as_it_began() -> None:
+    old = TrainConfig().to_dict()
+    for key in ("holdout", "outliers", "refuse"):
+        del old[key]
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.holdout, cfg.outliers, cfg.refuse) == (0.0, 0.0, 0.0)
+
+
+def test_the_uniform_loss_is_least_for_a_flat_output() -> None:
+    flat, sure = torch.zeros(4, 10), torch.eye(10)[:4] * 10
+    assert uniform_loss(flat).item() == pytest.approx(np.log(10), rel=1e-5)
+    assert uniform_loss(sure).item() > uniform_loss(flat).item()
+
+
+def test_banks_are_deterministic_cached_and_what_the_recipe_makes(tmp_path: Path) -> None:
+    others = ng.cached_bank(SPEC, 24, tmp_path, seed=1)
+    assert others.shape == (24, 1, 28, 28) and others.dtype == np.uint8
+    assert np.array_equal(others, ng.make_bank(SPEC, 24, seed=1))
+    assert len(list(tmp_path.glob("cnnx-negatives-*.npy"))) == 1
+    assert np.array_equal(ng.cached_bank(SPEC, 24, tmp_path, seed=1), others)  # read back, not redrawn
+    digits = np.zeros((8, 28, 28), np.uint8)
+    digits[:, 6:22, 12:16] = 255  # eight 1s
+    photographed = ng.cached_bank(SPEC, 8, tmp_path, seed=1, digits=digits)
+    assert photographed.shape == (8, 1, 28, 28) and photographed.max() > 200  # the recipe found the ink
+    assert not any(letter in ng.LETTERS for letter in "OoIlSZB")
+
+
+def test_distort_keeps_the_batch_shape_and_is_seeded() -> None:
+    x = torch.zeros(16, 1, 28, 28, dtype=torch.uint8)
+    x[:, :, 6:22, 12:16] = 255
+    a = random_distort(x, 1.0, torch.Generator().manual_seed(0))
+    b = random_distort(x, 1.0, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert a.min() >= -1e-3 and a.max() <= 255 + 1e-3 and not torch.equal(a, x.float())
