@@ -18,8 +18,10 @@ different random streams (the role is part of the seed) and different stroke par
   script faces and three print faces, some slanted), drawn with a pen of random width and
   warped by a smooth random displacement field, so no two are alike.
 - ``scribbles`` and ``shapes``: random pen curves and zig-zags; triangles, squares, diamonds,
-  stars, crosses, arrows, hearts (outlined or filled). ``rings``: circles and ellipses, kept
-  apart as a look-alike row (a ring is a fair 0).
+  stars, crosses, arrows, hearts (outlined or filled). These are the kinds training draws too
+  (drawn here by other code, pens, sizes and random streams), so a model may do better on them
+  than on the letters and photos. ``rings``: circles and ellipses, kept apart as a look-alike
+  row (a ring is a fair 0).
 - ``blank_pages``: paper with nothing on it (shown apart: the runtime finds no digit before any
   model runs, so pooling them would flatter the model).
 - ``photo_crops``: random crops of photos that scikit-image and matplotlib ship (no download):
