@@ -24,7 +24,9 @@ ALLOWED: dict[str, set[str]] = {
 }
 # The one arrow from the torch side into the edge runtime: an image-folder dataset is decoded
 # with the runtime's own preprocessing recipe, so training and inference prepare a file alike.
-EXCEPTIONS = {("cnnx.train.data.folder", "cnnx.runtime.image")}
+# Generated non-digits and photographed digits for outlier exposure go through that same recipe, so
+# the network sees them exactly as it will see a user's photo.
+EXCEPTIONS = {("cnnx.train.data.folder", "cnnx.runtime.image"), ("cnnx.train.data.negatives", "cnnx.runtime.image")}
 HEAVY = ("torch", "torchvision", "onnx")  # never imported, even lazily, where a device runs
 TORCH_FREE = ("core", "runtime", "serve")
 

@@ -74,18 +74,19 @@ def test_infer_and_eval_never_import_torch(onnx_model, digit_pngs, mini_mnist, t
 
 def test_infer_prints_a_table_json_lines_or_csv(onnx_model, digit_pngs):
     paths = [str(p) for p in sorted(digit_pngs.glob("*.png"))[:3]]
-    code, out, err = _cli("infer", *paths, "--model", str(onnx_model))
+    code, out, err = _cli("infer", *paths, "--model", str(onnx_model), "--no-reject")  # a label for each
     lines = out.splitlines()
     assert code == 0 and err == "" and lines[0].split() == ["image", "label", "prob"] and len(lines) == 4
     assert lines[1].startswith(paths[0]) and lines[1].split()[1] in "0123456789"
-    code, out, _ = _cli("infer", *paths, "--model", str(onnx_model), "--json", "--top-k", "3")
+    code, out, _ = _cli("infer", *paths, "--model", str(onnx_model), "--json", "--top-k", "3", "--no-reject")
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["path"] for r in records] == paths
     assert len(records[0]["top_k"]) == 3 and records[0]["top_k"][0]["label"] == records[0]["label"]
     assert abs(sum(t["probability"] for t in records[0]["top_k"]) - 1) < 0.05
     code, out, _ = _cli("infer", *paths, "--model", str(onnx_model), "--csv", "--top-k", "2")
     rows = list(csv.reader(io.StringIO(out)))
-    assert rows[0] == ["path", "label", "probability", "label_2", "probability_2", "error"] and len(rows) == 4
+    assert rows[0] == ["path", "label", "probability", "label_2", "probability_2", "refused", "error"]
+    assert len(rows) == 4
 
 
 def _bad_file(kind: str, folder: Path, good: Path) -> Path:
@@ -180,7 +181,8 @@ def test_a_checkpoint_given_as_model_says_to_export_it(trained_run, digit_pngs):
 
 
 def test_infer_on_png_digits_scores_what_eval_scores_on_the_idx_files(onnx_model, digit_pngs, mini_mnist):
-    proc = run_cli("infer", str(digit_pngs), "--model", str(onnx_model), "--csv", "--batch-size", "128")
+    # --no-reject: eval's accuracy counts every image's best class, refused or not
+    proc = run_cli("infer", str(digit_pngs), "--model", str(onnx_model), "--csv", "--batch-size", "128", "--no-reject")
     assert proc.returncode == 0, proc.stderr
     infer_acc = _accuracy_from_csv(proc.stdout)
     proc = run_cli("eval", str(onnx_model), "--data", str(mini_mnist), "--json")

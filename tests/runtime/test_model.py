@@ -47,10 +47,12 @@ def test_classifier_gives_the_same_answer_for_paths_images_and_arrays(onnx_model
         assert p.top_k[0][1] >= p.top_k[1][1] >= p.top_k[2][1]
 
 
-def test_probabilities_are_the_softmax_of_the_logits(onnx_model, test_digits):
+def test_probabilities_are_the_softmax_of_the_logits_over_the_temperature(onnx_model, test_digits):
     images, _ = test_digits
     clf = Classifier(onnx_model)
-    logits = clf.model.run(normalise(images[:50, None], clf.spec.mean, clf.spec.std))  # (50, 10)
+    t = clf.spec.calibration["temperature"]  # fitted on the run's held-out images
+    assert clf.temperature == t != 1.0
+    logits = clf.model.run(normalise(images[:50, None], clf.spec.mean, clf.spec.std)) / t  # (50, 10)
     probs = clf.probabilities(images[:50, None])
     expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
