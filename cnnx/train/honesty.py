@@ -45,9 +45,11 @@ def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split | N
     return Split(split.x[kept], split.y[kept]), Split(split.x[held], split.y[held])
 
 
-def uniform_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of (N, K) logits to the uniform distribution: 0 would be log K above a flat output."""
-    return -F.log_softmax(logits.float(), dim=1).mean(dim=1).mean()
+def uniform_loss(logits: torch.Tensor, total: float | None = None) -> torch.Tensor:
+    """Cross-entropy of (N, K) logits to the uniform distribution (log K for a flat output): the mean
+    over the rows, or their sum divided by ``total`` (a distributed rank's share of a global mean)."""
+    rows = -F.log_softmax(logits.float(), dim=1).mean(dim=1)  # (N,)
+    return rows.mean() if total is None else rows.sum() / total
 
 
 class Photographed:

@@ -235,7 +235,8 @@ class Run:
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             if len(others) and cfg.outliers:  # outlier exposure: a flat answer for what is no class
-                loss = loss + cfg.outliers * uniform_loss(others)
+                total = self.photos.counts(len(idx))[1] / world.size if world.enabled and self.photos else None
+                loss = loss + cfg.outliers * uniform_loss(others, total)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
