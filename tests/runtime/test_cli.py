@@ -310,10 +310,14 @@ def test_the_shipped_model_answers_out_of_the_box(mini_mnist):
     if not predict_module.DEFAULT_MODEL.is_file():
         pytest.skip("no default model in cnnx/models")
     digits = REPO / "cnnx" / "samples" / "digits"  # the label is the last character of each name
-    code, out, err = _cli("infer", str(digits), "--csv")
+    code, out, err = _cli("infer", str(digits), "--csv", "--no-reject")  # every best guess is right
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) >= 10, err
     assert all(r["label"] == Path(r["path"]).stem[-1] for r in rows), out
+    code, out, err = _cli("infer", str(digits), "--csv")  # and what the model answers is right: a sloppy
+    rows = list(csv.DictReader(io.StringIO(out)))  # digit may be refused, never misread
+    assert code == 0 and all(r["label"] in ("", Path(r["path"]).stem[-1]) for r in rows), out
+    assert sum(r["refused"] != "" for r in rows) <= 1, out
     code, out, _ = _cli("eval", "--data", str(mini_mnist), "--json")
     assert code == 0 and json.loads(out)["accuracy"] >= 0.98
 

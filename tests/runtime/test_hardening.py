@@ -33,7 +33,7 @@ from cnnx.testing.bad_inputs import (
     run_case,
     run_infer,
 )
-from tests.support import run_cli
+from tests.support import run_cli, with_spec
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -119,12 +119,13 @@ def test_the_external_data_walk_reaches_subgraphs(tmp_path):
 
 def test_options_describe_a_file_without_a_spec_exactly_as_its_own_spec_does(shipped_model, tmp_path):
     onnx = pytest.importorskip("onnx")
+    own = with_spec(shipped_model, tmp_path, calibration=None, openset=None)  # options carry neither
     proto = onnx.load(str(shipped_model))
     del proto.metadata_props[:]
     plain = tmp_path / "plain.onnx"
     onnx.save(proto, str(plain))
     images = [digit(i) for i in range(8)]
-    want = Classifier(shipped_model).predict(images)
+    want = Classifier(own).predict(images)
     got = Classifier(plain, preprocess="mnist-digit", mean=[0.1307], std=[0.3081], size=28).predict(images)
     assert [p.label for p in got] == [p.label for p in want]
     assert np.array_equal([p.probability for p in got], [p.probability for p in want])

@@ -58,8 +58,9 @@ def test_a_digit_above_the_threshold_is_answered(shipped_model: Path, tmp_path: 
     assert pred.label == "7" and pred.refused is None
 
 
-def test_reject_on_a_model_without_a_threshold_is_a_one_line_error(shipped_model: Path) -> None:
-    proc = run_cli("infer", str(DIGIT), "--model", str(shipped_model), "--reject")
+def test_reject_on_a_model_without_a_threshold_is_a_one_line_error(shipped_model: Path, tmp_path: Path) -> None:
+    model = with_spec(shipped_model, tmp_path, openset=None)  # as a file from before refusal reads
+    proc = run_cli("infer", str(DIGIT), "--model", str(model), "--reject")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "carries no refusal threshold" in proc.stderr

@@ -34,7 +34,8 @@ def test_answers_equal_cnnx_infer_for_the_same_files(server, shipped_model, samp
         one = server.post_image(path.read_bytes(), "/predict?top_k=3", kind)
         assert one.status == 200 and one.json["predictions"] == [{**row, "path": "body"}]
     labels = {Path(r["path"]).stem: r["label"] for r in expected}
-    assert all(labels[stem] == stem[-1] for stem in labels), labels  # the shipped digits are named by label
+    # the shipped digits are named by label: answered right, or (a sloppy one) refused
+    assert all(labels[stem] in (stem[-1], None) for stem in labels), labels
 
 
 def test_16_concurrent_clients_get_the_serial_answers(server, digit_pngs, sample_files):
@@ -104,7 +105,8 @@ def test_the_v2_protocol_health_metadata_and_tensors(server, shipped_model, samp
     assert reply.json["id"] == "r-1" and reply.json["model_name"] == "mnist"
     logits = np.array(out["logits"]["data"], np.float32).reshape(out["logits"]["shape"])
     np.testing.assert_array_equal(logits, clf.model.run(x))
-    np.testing.assert_allclose(np.array(out["probabilities"]["data"]).reshape(5, 10), softmax(logits), rtol=1e-6)
+    probs = softmax(logits, clf.temperature)  # calibrated, as /predict's
+    np.testing.assert_allclose(np.array(out["probabilities"]["data"]).reshape(5, 10), probs, rtol=1e-6)
     only = server.post_json("/v2/models/mnist/infer", {**request, "outputs": [{"name": "probabilities"}]})
     assert [o["name"] for o in only.json["outputs"]] == ["probabilities"]
 
