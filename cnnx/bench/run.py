@@ -49,7 +49,10 @@ LABELS: dict[str, str] = {
     "torchscript": "TorchScript",
     "onnx": "ONNX Runtime fp32",
     "onnx-int8": "ONNX Runtime int8",
+    "onnx-fp16": "ONNX Runtime fp16",
+    "ort": "ONNX Runtime, .ort",
 }
+EDGE = ("onnx", "onnx-int8", "onnx-fp16", "ort")  # the files `cnnx infer` runs: their cold start is infer itself
 BATCHES = (64, 1024)  # throughput batch sizes, images per call
 TARGETS = {"onnx_latency_vs_eager": ("<=", 1 / 3), "onnx_throughput_1024_vs_eager": (">=", 3.0)}
 WORKER = [sys.executable, "-m", "cnnx.bench.worker"]  # a fresh process that loads one format only
@@ -118,7 +121,7 @@ def _infer_command(file: Path, image: Path, threads: int) -> list[str]:
 
 
 def _cold_command(name: str, job: Path, file: Path, image: Path, threads: int) -> list[str]:
-    if name.startswith("onnx"):
+    if name in EDGE:
         return _infer_command(file, image, threads)
     return [*WORKER, "cold", str(job)]
 

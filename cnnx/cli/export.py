@@ -13,6 +13,9 @@ from cnnx.cli import emit_json, floats_option, main, names_option
 from cnnx.core.errors import CnnxError
 
 T = TypeVar("T")
+# --format's values: cnnx.export.options.CHOICES (tests/export check they agree); spelled out here so
+# `cnnx --help` does not import the export side
+FORMAT_CHOICES = ["onnx", "torchscript", "onnx-fp16", "ort", "all"]
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -51,10 +54,11 @@ def _shared(what: str) -> Decorator:
 @click.option(
     "--format",
     "format",
-    type=click.Choice(["onnx", "torchscript", "all"]),
+    type=click.Choice(FORMAT_CHOICES),
     default="onnx",
     show_default=True,
-    help="all = onnx and torchscript.",
+    help="onnx-fp16 and ort are made from the fp32 ONNX file, which comes with them; all = every format "
+    "whose tools are installed (int8 only with --int8); the others are named as left out, with why.",
 )
 @click.option("--int8", is_flag=True, help="Also write a static int8 (QDQ) ONNX file, with its own gate.")
 @click.option(
