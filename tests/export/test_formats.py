@@ -70,6 +70,13 @@ def test_all_writes_fp16_and_ort_beside_onnx_each_through_its_gate(exported: Pat
     assert ort_r["tolerance"]["atol"] == 1e-4 and fp16["tolerance"]["min_agreement"] == 0.999
 
 
+def test_onnx_files_are_written_at_the_lowest_ir_version_their_opsets_allow(exported: Path) -> None:
+    """torch writes IR 10, which onnxruntime before 1.18 refuses; opset 18 needs no more than IR 8."""
+    for name in ("mnist.onnx", "mnist.fp16.onnx"):
+        proto = onnx.load(str(exported / name))
+        assert proto.ir_version == onnx.helper.find_min_ir_version_for(proto.opset_import, True) == 8, name
+
+
 def test_fp16_keeps_float32_input_and_output_and_float16_weights(exported: Path) -> None:
     from cnnx.core.spec import ModelSpec
 

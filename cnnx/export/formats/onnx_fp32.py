@@ -37,6 +37,9 @@ SELFCHECK = True  # the file carries a self-check (cnnx.core.selfcheck) for `cnn
 # 18: the opset torch's dynamo exporter implements natively (no version conversion) and
 # onnxruntime has run since 1.14, so older edge installs load the file too.
 DEFAULT_OPSET = 18
+# onnxruntime 1.17, the oldest cnnx's base install allows, reads IR version 9 at most; torch writes
+# 10 whatever the opset. Files are written at the lowest IR version their opsets allow (8 for
+# opset 18), so every onnxruntime that runs the opset loads them (.ci/old_runtime checks 1.17).
 _MAX_PROTO = 2**31 - 1  # protobuf's limit; larger models would need external data
 
 
@@ -103,10 +106,17 @@ def strip_debug_info(proto: onnx.ModelProto) -> None:
     del proto.graph.metadata_props[:]
 
 
+def lowest_ir_version(proto: onnx.ModelProto) -> int:
+    """The lowest ONNX IR version that holds ``proto``'s opsets (domains onnx does not know are left out)."""
+    return int(onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True))
+
+
 def write_model(proto: onnx.ModelProto, spec: ModelSpec, path: Path, props: dict[str, str] | None = None) -> Path:
     """Put ``spec`` (and ``props``, other metadata entries, replacing those of the same key) into
-    ``metadata_props``, check the model fully, write it atomically as one file."""
+    ``metadata_props``, lower the IR version as far as the opsets allow (older runtimes load it; the
+    full check below proves the graph needs no more), check the model fully, write it atomically."""
     strip_debug_info(proto)
+    proto.ir_version = min(proto.ir_version, lowest_ir_version(proto))
     added = {**spec.to_onnx_metadata(), **(props or {})}
     keep = [p for p in proto.metadata_props if not p.key.startswith(ONNX_PREFIX) and p.key not in added]
     del proto.metadata_props[:]
