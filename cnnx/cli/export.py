@@ -15,7 +15,7 @@ from cnnx.core.errors import CnnxError
 T = TypeVar("T")
 # --format's values: cnnx.export.options.CHOICES (tests/export check they agree); spelled out here so
 # `cnnx --help` does not import the export side
-FORMAT_CHOICES = ["onnx", "torchscript", "onnx-fp16", "ort", "all"]
+FORMAT_CHOICES = ["onnx", "torchscript", "onnx-fp16", "ort", "openvino", "all"]
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -57,7 +57,7 @@ def _shared(what: str) -> Decorator:
     type=click.Choice(FORMAT_CHOICES),
     default="onnx",
     show_default=True,
-    help="onnx-fp16 and ort are made from the fp32 ONNX file, which comes with them; all = every format "
+    help="onnx-fp16, ort and openvino are made from the fp32 ONNX file, which comes with them; all = every format "
     "whose tools are installed (int8 only with --int8); the others are named as left out, with why.",
 )
 @click.option("--int8", is_flag=True, help="Also write a static int8 (QDQ) ONNX file, with its own gate.")

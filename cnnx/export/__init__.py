@@ -264,7 +264,7 @@ def _report(job: _Job, latency: dict[str, dict[str, float]], ref_accuracy: float
     formats = {
         name: {
             "file": str(folder / d.path.name),
-            "size_bytes": d.path.stat().st_size,
+            "size_bytes": sum(f.stat().st_size for f in files_of(name, d.path)),  # .xml + .bin for OpenVINO
             "sha256": file_sha256(d.path),
             "method": d.method,
             "rejected": d.attempts,

@@ -71,6 +71,8 @@ GATES: dict[str, Gate] = {
     "onnx-fp16": Gate(atol=None, min_agreement=0.999, max_accuracy_drop=0.0005, verify_atol=0.02),
     # the fp32 graph in onnxruntime's own format, optimised at conversion: same numbers as ONNX
     "ort": Gate(atol=1e-4, min_agreement=1.0),
+    # OpenVINO IR from the fp32 ONNX file, run by OpenVINO's CPU plugin in f32
+    "openvino": Gate(atol=1e-4, min_agreement=1.0),
 }
 
 

@@ -3,7 +3,8 @@
 ``open_model(path)`` returns an object with ``spec``, ``path``, ``threads`` and ``run(x) -> (N, K)
 float32 logits``; ``.onnx`` and ``.ort`` files (and anything else, so a wrongly named ONNX file
 keeps working, and a PyTorch file gets its own message) open in onnxruntime through
-``cnnx.runtime.session.OnnxModel``. Another runtime adds one entry to ``LOADERS``, with its
+``cnnx.runtime.session.OnnxModel``, ``.xml`` files in OpenVINO through
+``cnnx.runtime.openvino_model.OpenVinoModel``. Another runtime adds one entry to ``LOADERS``, with its
 package imported inside its loader, so a missing optional package costs nothing until its file
 is opened.
 """
@@ -17,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from cnnx.core.spec import ModelSpec, SpecOptions
+from cnnx.runtime.openvino_model import OpenVinoModel
 from cnnx.runtime.session import OnnxModel
 
 
@@ -25,6 +27,7 @@ class Model(Protocol):
 
     path: Path
     threads: int  # intra-op threads the runtime was given
+    input_name: str  # the graph's input tensor (what the server's v2 protocol names)
     spec: ModelSpec  # read from the file (or made from --mean/--std/--size for a foreign ONNX file)
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -37,6 +40,7 @@ Loader = Callable[[Path, int | None, SpecOptions | None], Model]
 LOADERS: dict[str, Loader] = {
     ".onnx": OnnxModel,
     ".ort": OnnxModel,  # onnxruntime's own format, from `cnnx export --format ort`
+    ".xml": OpenVinoModel,  # OpenVINO IR, from `cnnx export --format openvino` (needs cnnx[openvino])
 }
 
 

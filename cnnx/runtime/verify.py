@@ -27,7 +27,7 @@ def _runtime(model: Any) -> str:
     """The runtime that ran the check, with its version and where it ran."""
     session = getattr(model, "session", None)
     if session is None:
-        return type(model).__name__
+        return str(getattr(model, "runtime", type(model).__name__))
     import onnxruntime
 
     return f"onnxruntime {onnxruntime.__version__} ({', '.join(session.get_providers())})"

@@ -24,6 +24,7 @@ LABELS = {
     "onnx-int8": "ONNX Runtime int8",
     "onnx-fp16": "ONNX Runtime fp16",
     "ort": "ONNX Runtime, .ort",
+    "openvino": "OpenVINO fp32",  # with the openvino extra (CI installs it)
 }
 # the result's schema: key -> type(s)
 TOP = {
