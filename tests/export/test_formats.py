@@ -198,3 +198,19 @@ def test_format_choices_of_the_cli_are_the_export_choices() -> None:
     from cnnx.export.options import CHOICES
 
     assert list(CHOICES) == FORMAT_CHOICES
+
+
+def test_opset_imports_no_node_uses_are_dropped_so_older_runtimes_load_the_file() -> None:
+    """onnxruntime's quantisation pre-processing imports ai.onnx.ml 5 (and more), which onnxruntime 1.17
+    refuses although no node uses it; written files keep only the domains their nodes use."""
+    from onnx import TensorProto, helper
+
+    from cnnx.export.formats.onnx_fp32 import drop_unused_opsets, lowest_ir_version
+
+    x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in "xy")
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    imports = [helper.make_opsetid(d, v) for d, v in (("", 18), ("ai.onnx.ml", 5), ("com.microsoft", 1))]
+    proto = helper.make_model(graph, opset_imports=imports)
+    drop_unused_opsets(proto)
+    assert [(o.domain, o.version) for o in proto.opset_import] == [("", 18)]
+    assert lowest_ir_version(proto) == 8

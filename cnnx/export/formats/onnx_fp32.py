@@ -106,6 +106,19 @@ def strip_debug_info(proto: onnx.ModelProto) -> None:
     del proto.graph.metadata_props[:]
 
 
+def drop_unused_opsets(proto: onnx.ModelProto) -> None:
+    """Remove opset imports of domains no node uses (the default domain stays).
+
+    onnxruntime's quantisation pre-processing imports every domain it knows, ``ai.onnx.ml`` 5
+    among them, which onnxruntime before 1.18 refuses to load although no node uses it.
+    """
+    used = {n.domain or "" for n in proto.graph.node}
+    used |= {n.domain or "" for f in proto.functions for n in f.node} | {f.domain for f in proto.functions}
+    keep = [o for o in proto.opset_import if (o.domain or "") in used | {"", "ai.onnx"}]
+    del proto.opset_import[:]
+    proto.opset_import.extend(keep)
+
+
 def lowest_ir_version(proto: onnx.ModelProto) -> int:
     """The lowest ONNX IR version that holds ``proto``'s opsets (domains onnx does not know are left out)."""
     return int(onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True))
@@ -116,6 +129,7 @@ def write_model(proto: onnx.ModelProto, spec: ModelSpec, path: Path, props: dict
     ``metadata_props``, lower the IR version as far as the opsets allow (older runtimes load it; the
     full check below proves the graph needs no more), check the model fully, write it atomically."""
     strip_debug_info(proto)
+    drop_unused_opsets(proto)
     proto.ir_version = min(proto.ir_version, lowest_ir_version(proto))
     added = {**spec.to_onnx_metadata(), **(props or {})}
     keep = [p for p in proto.metadata_props if not p.key.startswith(ONNX_PREFIX) and p.key not in added]
