@@ -87,10 +87,11 @@ def _shared(what: str) -> Decorator:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
 def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
-    """Export CHECKPOINT_OR_RUN (a .pt file, a run folder, or a bare state_dict with --arch) to ONNX/TorchScript.
+    """Export CHECKPOINT_OR_RUN (a .pt file, a run folder, or a bare state_dict with --arch) to ONNX and more.
 
     A run folder means its best.pt (its last.pt when it has no best.pt), and the files are named
-    after the checkpoint: RUN/best.onnx, RUN/best.torchscript. Every file is checked against the
+    after the checkpoint: RUN/best.onnx, RUN/best.torchscript, RUN/best.fp16.onnx, RUN/best.ort,
+    RUN/best.xml. ONNX-family files carry a few test images for `cnnx verify`. Every file is checked against the
     checkpoint on real test images and random inputs before it is kept; a failed check exits
     with code 3 and writes nothing. parity.json beside the files keeps one record per format.
 

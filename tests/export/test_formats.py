@@ -214,3 +214,23 @@ def test_opset_imports_no_node_uses_are_dropped_so_older_runtimes_load_the_file(
     drop_unused_opsets(proto)
     assert [(o.domain, o.version) for o in proto.opset_import] == [("", 18)]
     assert lowest_ir_version(proto) == 8
+
+
+def test_all_leaves_out_an_fp16_file_that_misses_its_gate_but_named_it_fails(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose logits nearly tie (an untrained one) can miss fp16's 99.9%: --format all still ships
+    the exact formats and says why fp16 is not there; --format onnx-fp16 is a failed gate (exit 3)."""
+    import dataclasses
+
+    from cnnx.export import parity
+
+    monkeypatch.setitem(parity.GATES, "onnx-fp16", dataclasses.replace(parity.GATES["onnx-fp16"], min_agreement=1.01))
+    args = ("--exporter", "legacy", "--out")
+    result = _export(str(trained_run / "best.pt"), "--format", "all", *args, str(tmp_path / "all"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "all" / "parity.json").read_text())
+    assert "top-1 agreement" in report["skipped"]["onnx-fp16"] and "onnx-fp16" not in report["formats"]
+    assert not (tmp_path / "all" / "best.fp16.onnx").exists() and (tmp_path / "all" / "best.ort").is_file()
+    named = _export(str(trained_run / "best.pt"), "--format", "onnx-fp16", *args, str(tmp_path / "one"))
+    assert named.exit_code == 3 and not (tmp_path / "one").exists()
