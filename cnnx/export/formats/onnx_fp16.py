@@ -4,9 +4,8 @@ Made with onnxruntime's own converter (``onnxruntime.transformers.float16``), wh
 ships with onnxruntime: no new dependency. ``keep_io_types`` keeps the contract of every
 cnnx ONNX file: input ``input`` float32 (N, C, H, W) normalised, output ``logits``
 float32 (N, K); a Cast at each end moves to and from float16 inside the graph. The file
-is half the size of the fp32 one. On a CPU without native fp16 arithmetic onnxruntime
-runs many fp16 kernels through float32 conversions, so the file is for size and for
-fp16-capable devices, not for speed on a desktop CPU (``cnnx bench`` measures it).
+is half the size of the fp32 one; on an x86 CPU it runs about as fast as fp32 (export's
+latency table, ``cnnx bench``), so it is for size and for fp16-capable devices.
 
 Logits move by about 1e-3 of their range, so its gate is on decisions: top-1 agreement
 with the checkpoint and accuracy (``cnnx.export.parity.GATES["onnx-fp16"]``).
