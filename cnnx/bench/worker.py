@@ -106,11 +106,7 @@ def _load_onnx(path: str, threads: int) -> tuple[Run, None]:
 def _load_openvino(path: str, threads: int) -> tuple[Run, None]:
     from cnnx.core.openvinoio import open_openvino  # stdlib until called: this process holds openvino only
 
-    _, compiled = open_openvino(path, threads)  # the edge runtime's own settings
-
-    def run(x: Any) -> Any:
-        return compiled(x)[0]
-
+    _, run = open_openvino(path, threads)  # the edge runtime's own settings
     return run, None
 
 

@@ -34,7 +34,7 @@ class OpenVinoModel:
         if not self.path.is_file():
             raise ModelFileError(f"no model file at {self.path}", "give the path of an exported .xml file")
         self.threads = physical_cores() if not threads else int(threads)
-        self.model, self.compiled = open_openvino(self.path, self.threads)
+        self.model, self._run = open_openvino(self.path, self.threads)
         import openvino  # loaded by open_openvino
 
         self.runtime = f"openvino {openvino.__version__.split('-')[0]} (CPU, f32)"  # what `cnnx verify` names
@@ -58,7 +58,7 @@ class OpenVinoModel:
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, C, H, W) normalised -> float32 (N, num_classes) logits."""
         try:
-            logits = self.compiled(np.ascontiguousarray(x, np.float32))[0]
+            logits = self._run(np.ascontiguousarray(x, np.float32))
         except Exception as exc:  # openvino raises RuntimeError subclasses of its own
             raise ModelFileError(f"{self.path} failed on a batch of shape {x.shape}: {str(exc)[:300]}") from None
         return np.asarray(logits, dtype=np.float32)

@@ -102,3 +102,29 @@ def test_infer_eval_and_verify_run_the_xml_file(exported: Path, digit_pngs: Path
     shutil.copy(exported / "mnist.xml", lone)
     proc = run_cli("infer", "--model", str(lone), str(files[0]))
     assert proc.returncode == 2 and "has no weights file lone.bin beside it" in proc.stderr
+
+
+def test_a_signal_after_an_openvino_export_reaches_python(trained_run: Path, tmp_path: Path) -> None:
+    """OpenVINO's CPU plugin gives the compiling thread an alternate signal stack and frees it with the
+    model; before cnnx.core.openvinoio kept the thread's own, the next SIGALRM (or Ctrl-C) after an
+    export in the same process jumped onto freed memory: SIGSEGV instead of the Python handler."""
+    import subprocess
+    import sys
+
+    from tests.support import MINI_MNIST, REPO
+
+    code = (
+        "import signal, sys, time\n"
+        "from click.testing import CliRunner\n"
+        "from cnnx.cli import main\n"
+        f"args = ['export', {str(trained_run / 'best.pt')!r}, '--format', 'openvino', '--exporter', 'legacy',\n"
+        f"        '--data-dir', {str(MINI_MNIST)!r}, '--out', {str(tmp_path / 'm')!r}]\n"
+        "assert CliRunner().invoke(main, args).exit_code == 0\n"
+        "class Late(Exception):\n    pass\n"
+        "def late(signum, frame):\n    raise Late\n"
+        "signal.signal(signal.SIGALRM, late)\n"
+        "signal.alarm(1)\n"
+        "try:\n    time.sleep(5)\nexcept Late:\n    print('handled')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "handled", (proc.returncode, proc.stderr[-2000:])

@@ -26,7 +26,7 @@ from torch import nn
 
 from cnnx.core.contract import BATCH_AXIS, first_line
 from cnnx.core.errors import ModelFileError
-from cnnx.core.openvinoio import INSTALL, RT_SELFCHECK, RT_SPEC, open_openvino
+from cnnx.core.openvinoio import INSTALL, RT_SELFCHECK, RT_SPEC, open_openvino, signals_held
 from cnnx.core.spec import Extra, ModelSpec
 
 SUFFIX = ".xml"
@@ -54,7 +54,8 @@ def _save(model: Any, spec: ModelSpec, path: Path, selfcheck: str | None) -> Pat
         model.set_rt_info(selfcheck, RT_SELFCHECK)
     with tempfile.TemporaryDirectory(prefix=".cnnx-openvino-", dir=path.parent) as tmp:
         staged = Path(tmp) / path.name
-        ov.save_model(model, str(staged), compress_to_fp16=False)
+        with signals_held():
+            ov.save_model(model, str(staged), compress_to_fp16=False)
         os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))
         os.replace(staged, path)
     return path
@@ -69,7 +70,8 @@ def export(model: nn.Module, spec: ModelSpec, path: Path, *, built: dict[str, Pa
     import openvino as ov
 
     try:
-        converted = ov.convert_model(str(source))
+        with signals_held():
+            converted = ov.convert_model(str(source))
     except Exception as exc:  # the converter raises its own error types
         raise ModelFileError(f"openvino.convert_model failed: {first_line(exc)[:300]}") from None
     fp32 = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
@@ -89,10 +91,10 @@ class LoadedOpenVino:
     def __init__(self, path: Path, threads: int) -> None:
         self.path = Path(path)
         self.threads = threads
-        self.model, self.compiled = open_openvino(self.path, threads)  # as `cnnx infer` opens it
+        self.model, self._run = open_openvino(self.path, threads)  # as `cnnx infer` opens it
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.compiled(np.ascontiguousarray(x, np.float32))[0], dtype=np.float32)
+        return np.asarray(self._run(np.ascontiguousarray(x, np.float32)), dtype=np.float32)
 
     def signature(self) -> dict[str, Any]:
         def describe(ports: Any) -> list[dict[str, Any]]:
@@ -116,7 +118,7 @@ class LoadedOpenVino:
         _save(self.model, spec, self.path, selfcheck)
         if _sha(self.path.with_suffix(".bin")) != weights:
             raise ModelFileError(f"rewriting the metadata of {self.path.name} changed its weights")
-        self.model, self.compiled = open_openvino(self.path, self.threads)
+        self.model, self._run = open_openvino(self.path, self.threads)
         return self.path
 
 
