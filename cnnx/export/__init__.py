@@ -166,9 +166,10 @@ def _export_one(job: _Job, name: str) -> Exported:
 
 def _optional(job: _Job, name: str) -> bool:
     """Does a failure of ``name`` leave it out (reason in "skipped") instead of failing the export?
-    int8 when asked as optional (cnnx bench), and under --format all the formats gated on decisions
-    (fp16): a model whose logits nearly tie (an untrained one) can miss 99.9% agreement."""
-    lossy = job.opts.format == "all" and name in CHOICES["all"] and parity.GATES[name].atol is None
+    int8 when asked as optional (cnnx bench), and under --format all or for cnnx bench the other formats
+    gated on decisions (fp16): a model whose logits nearly tie (an untrained one) can miss 99.9%."""
+    bench_or_all = job.opts.format == "all" or job.opts.int8_optional
+    lossy = bench_or_all and name in CHOICES["all"] and parity.GATES[name].atol is None
     return (name == "onnx-int8" and job.opts.int8_optional) or lossy
 
 
