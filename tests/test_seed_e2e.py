@@ -48,7 +48,7 @@ def test_weights_saved_by_the_seed_scripts_export_and_run(tmp_path: Path, arch: 
     out = tmp_path / "exp"
     args = ("--arch", arch, "--format", "all", "--out", str(out), "--json", *data)
     report = json.loads(run_cli("export", str(path), *args, check=True).stdout)
-    assert sorted(p.name for p in out.iterdir()) == ["parity.json", "their.onnx", "their.torchscript"]
+    assert {"parity.json", "their.onnx", "their.torchscript"} <= {p.name for p in out.iterdir()}  # and the rest of all
     spec = ModelSpec.from_dict(report["spec"])
     assert (spec.arch, spec.input_shape, spec.num_classes) == (arch, shape, 10)
     img = tmp_path / "img.png"

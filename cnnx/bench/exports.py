@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnx.export import FORMATS, ExportOptions, export_checkpoint, record
+from cnnx.export.formats import missing as tools_missing
+from cnnx.export.options import CHOICES
 from cnnx.export.source import Source
 
 EXPORTED = tuple(FORMATS)  # the formats that come from `cnnx export`
@@ -45,11 +47,12 @@ def _beside(src: Source) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
 
 
 def _missing_options(missing: set[str], req: ExportRequest) -> ExportOptions:
-    """The export that makes the ``missing`` formats: int8 is quantised from an fp32 file made in the same call."""
-    onnx = bool(missing & {"onnx", "onnx-int8"})
-    fmt = "all" if onnx and "torchscript" in missing else "onnx" if onnx else "torchscript"
+    """The export that makes the ``missing`` formats (each with the file it is made from), and int8
+    quantised from an fp32 file made in the same call."""
+    wanted = [name for name in CHOICES if name in missing] or ["onnx"]  # int8 alone: from a new fp32 file
     return ExportOptions(
-        format=fmt,
+        format=wanted[0],
+        also=tuple(wanted[1:]),
         int8="onnx-int8" in missing,
         int8_optional=True,
         data_dir=req.data_dir,
@@ -65,6 +68,8 @@ def gated_exports(src: Source, req: ExportRequest, say: Callable[[str], None]) -
     the fp32 files and reports the same reason instead of retrying.
     """
     found, skipped = _beside(src)
+    # a format whose tools are not installed here is a row that says so, not an export that fails
+    skipped.update({name: why for name in EXPORTED if name not in found and (why := tools_missing(name))})
     missing = {name for name in EXPORTED if name not in found and name not in skipped}
     if not missing:
         say(f"reusing {', '.join(str(f['file']) for f in found.values())} (parity.json names this checkpoint)")

@@ -41,6 +41,7 @@ from cnnx.core.errors import ConfigError, ModelFileError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.machine import machine_info, usable_cores
 from cnnx.export import parity_data as images
+from cnnx.export.formats import FORMATS, files_of
 from cnnx.export.source import Source, load_source
 
 # what is benchmarked, in table order: name -> the row's label
@@ -49,7 +50,12 @@ LABELS: dict[str, str] = {
     "torchscript": "TorchScript",
     "onnx": "ONNX Runtime fp32",
     "onnx-int8": "ONNX Runtime int8",
+    "onnx-fp16": "ONNX Runtime fp16",
+    "ort": "ONNX Runtime, .ort",
+    "openvino": "OpenVINO fp32",
 }
+# the files `cnnx infer` runs: their cold start is `cnnx infer` itself
+EDGE = ("onnx", "onnx-int8", "onnx-fp16", "ort", "openvino")
 BATCHES = (64, 1024)  # throughput batch sizes, images per call
 TARGETS = {"onnx_latency_vs_eager": ("<=", 1 / 3), "onnx_throughput_1024_vs_eager": (">=", 3.0)}
 WORKER = [sys.executable, "-m", "cnnx.bench.worker"]  # a fresh process that loads one format only
@@ -118,7 +124,7 @@ def _infer_command(file: Path, image: Path, threads: int) -> list[str]:
 
 
 def _cold_command(name: str, job: Path, file: Path, image: Path, threads: int) -> list[str]:
-    if name.startswith("onnx"):
+    if name in EDGE:
         return _infer_command(file, image, threads)
     return [*WORKER, "cold", str(job)]
 
@@ -168,6 +174,11 @@ def _measure(s: _Setting, name: str, file: Path) -> dict[str, Any]:
     return row
 
 
+def _files(name: str, file: Path) -> list[Path]:
+    """What a row ships: an export's file and its companions (OpenVINO's .bin); eager's checkpoint."""
+    return files_of(name, file) if name in FORMATS else [file]
+
+
 def _rows(s: _Setting, files: dict[str, dict[str, Any]], skipped: dict[str, str]) -> dict[str, dict[str, Any]]:
     """One row per format, in table order: measured, or left out with why."""
     rows: dict[str, dict[str, Any]] = {}
@@ -178,7 +189,7 @@ def _rows(s: _Setting, files: dict[str, dict[str, Any]], skipped: dict[str, str]
                 "label": label,
                 "ok": True,
                 "file": str(f["file"]) if name != "eager" else None,
-                "size_bytes": Path(f["file"]).stat().st_size,
+                "size_bytes": sum(p.stat().st_size for p in _files(name, Path(f["file"]))),
                 "method": f["method"],
                 **_measure(s, name, Path(f["file"])),
             }

@@ -13,7 +13,7 @@ module loads only what its format needs. Each process imports only what its
 format needs, so one format's thread pools, allocator and imports never weigh on another's
 numbers. Stdlib at the top; numpy and the format's runtime load inside the functions.
 
-The job is a JSON object: ``format`` (eager, torchscript, onnx, onnx-int8), ``file``,
+The job is a JSON object: ``format`` (eager, torchscript, onnx, onnx-int8, onnx-fp16, ort, openvino), ``file``,
 ``threads``, ``seconds`` (timing budget per batch size), ``batches`` (throughput batch
 sizes), ``batch_file`` (.npy, (B, C, H, W) float32 normalised, B = the largest batch),
 ``test_x``/``test_y`` (.npy test images and labels) for ``measure``; ``image`` (a PNG) for ``cold``.
@@ -103,17 +103,30 @@ def _load_onnx(path: str, threads: int) -> tuple[Run, None]:
     return run, None
 
 
+def _load_openvino(path: str, threads: int) -> tuple[Run, None]:
+    from cnnx.core.openvinoio import open_openvino  # stdlib until called: this process holds openvino only
+
+    _, run = open_openvino(path, threads)  # the edge runtime's own settings
+    return run, None
+
+
 _IMPORTS: dict[str, tuple[str, ...]] = {
     "eager": ("torch", "cnnx.train.models", "cnnx.train.runner"),
     "torchscript": ("torch", "cnnx.train.runner"),
     "onnx": ("onnxruntime",),
     "onnx-int8": ("onnxruntime",),
+    "onnx-fp16": ("onnxruntime",),
+    "ort": ("onnxruntime",),
+    "openvino": ("openvino",),
 }
 _LOADERS: dict[str, Callable[[str, int], tuple[Run, Any]]] = {
     "eager": _load_eager,
     "torchscript": _load_torchscript,
     "onnx": _load_onnx,
     "onnx-int8": _load_onnx,
+    "onnx-fp16": _load_onnx,
+    "ort": _load_onnx,
+    "openvino": _load_openvino,
 }
 
 

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("cnnx.cli.export", "bench_cmd", "train"),
     "infer": ("cnnx.cli.edge", "infer", "train"),
     "eval": ("cnnx.cli.edge", "eval_cmd", "train"),
+    "verify": ("cnnx.cli.verify", "verify_cmd", "train"),
     "serve": ("cnnx.cli.serve", "serve", "serve"),
 }
 

@@ -13,6 +13,9 @@ from cnnx.cli import emit_json, floats_option, main, names_option
 from cnnx.core.errors import CnnxError
 
 T = TypeVar("T")
+# --format's values: cnnx.export.options.CHOICES (tests/export check they agree); spelled out here so
+# `cnnx --help` does not import the export side
+FORMAT_CHOICES = ["onnx", "torchscript", "onnx-fp16", "ort", "openvino", "all"]
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -51,10 +54,11 @@ def _shared(what: str) -> Decorator:
 @click.option(
     "--format",
     "format",
-    type=click.Choice(["onnx", "torchscript", "all"]),
+    type=click.Choice(FORMAT_CHOICES),
     default="onnx",
     show_default=True,
-    help="all = onnx and torchscript.",
+    help="onnx-fp16, ort and openvino are made from the fp32 ONNX file, which comes with them; all = every format "
+    "whose tools are installed (int8 only with --int8); the others are named as left out, with why.",
 )
 @click.option("--int8", is_flag=True, help="Also write a static int8 (QDQ) ONNX file, with its own gate.")
 @click.option(
@@ -83,10 +87,11 @@ def _shared(what: str) -> Decorator:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
 def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
-    """Export CHECKPOINT_OR_RUN (a .pt file, a run folder, or a bare state_dict with --arch) to ONNX/TorchScript.
+    """Export CHECKPOINT_OR_RUN (a .pt file, a run folder, or a bare state_dict with --arch) to ONNX and more.
 
     A run folder means its best.pt (its last.pt when it has no best.pt), and the files are named
-    after the checkpoint: RUN/best.onnx, RUN/best.torchscript. Every file is checked against the
+    after the checkpoint: RUN/best.onnx, RUN/best.torchscript, RUN/best.fp16.onnx, RUN/best.ort,
+    RUN/best.xml. ONNX-family files carry a few test images for `cnnx verify`. Every file is checked against the
     checkpoint on real test images and random inputs before it is kept; a failed check exits
     with code 3 and writes nothing. parity.json beside the files keeps one record per format.
 

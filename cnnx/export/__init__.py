@@ -28,9 +28,9 @@ from typing import Any
 from cnnx.core.contract import PARITY_FILE
 from cnnx.core.errors import Attempt, ModelFileError, ParityError
 from cnnx.core.spec import Extra
-from cnnx.export import parity, parity_data, record
-from cnnx.export.formats import FORMATS, Loaded, onnx_fp32
-from cnnx.export.options import ExportOptions
+from cnnx.export import parity, parity_data, record, selfcheck
+from cnnx.export.formats import FORMATS, Loaded, files_of, missing, onnx_fp32
+from cnnx.export.options import CHOICES, ExportOptions
 from cnnx.export.source import Source, load_source
 from cnnx.train.checkpoint import file_sha256
 from cnnx.train.runner import TorchRunner
@@ -80,6 +80,7 @@ class _Job:
     staging: Path  # where files are made and checked, in the destination folder
     stem: str  # file name without suffix
     say: Callable[[str], None]
+    check_images: tuple[Any, Any]  # the self-check: (n, C, H, W) uint8 pixels, the checkpoint's (n, K) logits
     done: dict[str, Exported] = field(default_factory=dict)  # formats that passed, in the order made
 
     def path(self, name: str) -> Path:
@@ -116,12 +117,15 @@ def _gate(job: _Job, loaded: Loaded, candidate: parity.Candidate, rejected: list
     base = job.done.get(gate.baseline)
     baseline = parity.Candidate(gate.baseline, base.candidate.outputs, size=base.path.stat().st_size) if base else None
     summary = parity.check(candidate, job.reference, job.data, baseline)
+    check = None
+    if getattr(FORMATS[candidate.name], "SELFCHECK", False):  # the file carries images for `cnnx verify`
+        check = selfcheck.made(candidate.name, loaded.run, job.check_images, job.src.spec)
     spec = loaded.spec()  # read back from the file: proves the metadata round trip
     provenance = {
         Extra.PARITY: parity.compact(summary, job.data.source),
         **({Extra.REJECTED: [{"method": a["method"], "error": a["error"]} for a in rejected]} if rejected else {}),
     }
-    loaded.write_spec(spec.replace(extra={**spec.extra, **provenance}))
+    loaded.write_spec(spec.replace(extra={**spec.extra, **provenance}), check)
     if baseline is not None and baseline.size:  # the size gate holds for the file as shipped, summary included
         summary = parity.check_size(candidate.name, path.stat().st_size, baseline.size, summary)
     return summary
@@ -148,7 +152,8 @@ def _export_one(job: _Job, name: str) -> Exported:
         except (ModelFileError, ParityError) as exc:
             attempts.append(_attempt(method, exc))
             job.say(f"{name}: {method} rejected: {exc.message}")
-            job.path(name).unlink(missing_ok=True)
+            for file in files_of(name, job.path(name)):
+                file.unlink(missing_ok=True)
             continue
         job.say(f"{name}: {method} export passed parity ({time.perf_counter() - t0:.1f} s)")
         return Exported(job.path(name), loaded, candidate, method, attempts, export_s, summary)
@@ -159,14 +164,29 @@ def _export_one(job: _Job, name: str) -> Exported:
     raise ModelFileError(why, parity.GATES[name].hint, attempts=attempts)
 
 
+def _optional(job: _Job, name: str) -> bool:
+    """Does a failure of ``name`` leave it out (reason in "skipped") instead of failing the export?
+    int8 when asked as optional (cnnx bench), and under --format all or for cnnx bench the other formats
+    gated on decisions (fp16): a model whose logits nearly tie (an untrained one) can miss 99.9%."""
+    bench_or_all = job.opts.format == "all" or job.opts.int8_optional
+    lossy = bench_or_all and name in CHOICES["all"] and parity.GATES[name].atol is None
+    return (name == "onnx-int8" and job.opts.int8_optional) or lossy
+
+
 def _export_all(job: _Job) -> dict[str, str]:
-    """Every requested format into ``job.done``; returns the formats left out (optional int8), with why."""
+    """Every requested format into ``job.done``; returns the formats left out (tools missing, or an optional
+    format that missed its gate), with why."""
     skipped: dict[str, str] = {}
     for name in job.opts.names:
+        why = missing(name)  # only under --format all: a format asked for by name is checked in ExportOptions
+        if why:
+            skipped[name] = why
+            job.say(f"{name}: left out ({why})")
+            continue
         try:
             job.done[name] = _export_one(job, name)
         except (ModelFileError, ParityError) as exc:
-            if name == "onnx-int8" and job.opts.int8_optional:
+            if _optional(job, name):
                 skipped[name] = exc.message
                 job.say(f"{name}: left out ({exc.message})")
                 continue
@@ -237,13 +257,14 @@ def export_checkpoint(
     folder, stem = _destination(opts.out, src.path)
     with _staging(folder) as staging, parity.torch_threads(opts.threads) as threads:
         reference, ref_accuracy = _reference(src, data)
-        job = _Job(src, data, reference, opts, threads, staging, stem, say)
+        check_images = selfcheck.bundle(TorchRunner(src.model).run, data, src.spec)
+        job = _Job(src, data, reference, opts, threads, staging, stem, say, check_images)
         skipped = _export_all(job)
         report = _report(job, _latencies(job), ref_accuracy, folder)
         report = record.merge({**report, "skipped": skipped}, folder)
         report["wall_seconds"] = time.perf_counter() - t_start
         record.write(report, staging / PARITY_FILE)
-        for item in [*(v.path.name for v in job.done.values()), PARITY_FILE]:
+        for item in [*(f.name for k, v in job.done.items() for f in files_of(k, v.path)), PARITY_FILE]:
             os.replace(staging / item, folder / item)
     return report
 
@@ -261,7 +282,7 @@ def _report(job: _Job, latency: dict[str, dict[str, float]], ref_accuracy: float
     formats = {
         name: {
             "file": str(folder / d.path.name),
-            "size_bytes": d.path.stat().st_size,
+            "size_bytes": sum(f.stat().st_size for f in files_of(name, d.path)),  # .xml + .bin for OpenVINO
             "sha256": file_sha256(d.path),
             "method": d.method,
             "rejected": d.attempts,

@@ -5,20 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnx.core.errors import ConfigError
-from cnnx.export.formats import onnx_fp32
+from cnnx.export.formats import FORMATS, missing, onnx_fp32
 
-# what --format NAME asks for; int8 is added by --int8 on top of onnx
+ON_REQUEST = ("onnx-int8",)  # formats only a flag of their own asks for (--int8), never "all"
+# what --format NAME asks for: a format made from the fp32 ONNX file brings that file too;
+# "all" is every format but those on request, less those whose tools are not installed
+
+
+def _asks(name: str) -> tuple[str, ...]:
+    """The formats ``--format name`` makes: the one its file is made from (if any), then itself."""
+    source = getattr(FORMATS[name], "REQUIRES", None)
+    return (source, name) if source else (name,)
+
+
 CHOICES: dict[str, tuple[str, ...]] = {
-    "onnx": ("onnx",),
-    "torchscript": ("torchscript",),
-    "all": ("onnx", "torchscript"),
+    **{name: _asks(name) for name in FORMATS if name not in ON_REQUEST},
+    "all": tuple(name for name in FORMATS if name not in ON_REQUEST),
 }
 EXPORTERS = ("auto", *onnx_fp32.METHODS)
 
 
 @dataclass
 class ExportOptions:
-    format: str = "onnx"  # onnx, torchscript or all (= onnx + torchscript)
+    format: str = "onnx"  # a format's name (see CHOICES), or all (every installed format but int8)
+    also: tuple[str, ...] = ()  # more formats by name (CHOICES), beside format's; no CLI option (cnnx bench)
     int8: bool = False  # also write a static-QDQ int8 ONNX file, with its own gate
     int8_optional: bool = False  # an int8 file that misses its gate is left out (reason in "skipped"), not an error
     out: str | None = None  # folder, or a file name whose stem names the files; None = beside the checkpoint
@@ -32,9 +42,14 @@ class ExportOptions:
     threads: int = 0  # torch and onnxruntime threads during parity; 0 = half the cores, 1 to 4
 
     def __post_init__(self) -> None:
-        if self.format not in CHOICES:
-            raise ConfigError(f"--format must be one of {', '.join(CHOICES)}, got {self.format!r}")
-        if self.int8 and "onnx" not in CHOICES[self.format]:
+        for asked in (self.format, *self.also):
+            if asked not in CHOICES or (asked == "all" and asked != self.format):
+                raise ConfigError(f"--format must be one of {', '.join(CHOICES)}, got {asked!r}")
+            for name in CHOICES[asked] if asked != "all" else ():
+                why = missing(name)
+                if why:
+                    raise ConfigError(f"--format {asked} cannot be made here: {why}")
+        if self.int8 and "onnx" not in self.names:
             raise ConfigError(
                 f"--int8 quantises the ONNX export, but --format is {self.format}",
                 "use --format onnx or all with --int8",
@@ -51,4 +66,6 @@ class ExportOptions:
 
     @property
     def names(self) -> list[str]:
-        return [*CHOICES[self.format], *(["onnx-int8"] if self.int8 else [])]
+        """The formats to make, each after the one its file is made from."""
+        asked = [name for choice in (self.format, *self.also) for name in CHOICES[choice]]
+        return list(dict.fromkeys([*asked, *(["onnx-int8"] if self.int8 else [])]))

@@ -43,6 +43,16 @@ class Gate:
     max_accuracy_drop: float | None = None  # accuracy (fraction) it may lose against the baseline
     max_size_ratio: float | None = None  # file size / the baseline format's file size
     hint: str = "nothing was written"  # the way out, appended to a failure
+    # max |logit - checkpoint logit| `cnnx verify` allows on the images a file carries; None: ``atol``
+    verify_atol: float | None = None
+
+    @property
+    def device_atol(self) -> float:
+        """The logit tolerance a file of this format carries for ``cnnx verify``."""
+        atol = self.verify_atol if self.verify_atol is not None else self.atol
+        if atol is None:
+            raise ValueError("a gate without atol needs verify_atol")
+        return atol
 
 
 GATES: dict[str, Gate] = {
@@ -55,7 +65,14 @@ GATES: dict[str, Gate] = {
         max_accuracy_drop=0.001,
         max_size_ratio=0.30,
         hint="nothing was written; export without --int8 to keep the fp32 files",
+        verify_atol=0.25,
     ),
+    # fp16 weights and activations: logits move by ~1e-3 relative, so the gate is on decisions
+    "onnx-fp16": Gate(atol=None, min_agreement=0.999, max_accuracy_drop=0.0005, verify_atol=0.02),
+    # the fp32 graph in onnxruntime's own format, optimised at conversion: same numbers as ONNX
+    "ort": Gate(atol=1e-4, min_agreement=1.0),
+    # OpenVINO IR from the fp32 ONNX file, run by OpenVINO's CPU plugin in f32
+    "openvino": Gate(atol=1e-4, min_agreement=1.0),
 }
 
 

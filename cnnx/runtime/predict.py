@@ -22,9 +22,9 @@ from cnnx.core.contract import normalise
 from cnnx.core.errors import ConfigError, ImageError, ModelFileError
 from cnnx.core.machine import physical_cores
 from cnnx.core.spec import SpecOptions
+from cnnx.runtime.backends import open_model
 from cnnx.runtime.image import RECIPE_NAMES, ImageSource, preprocess, save_preprocessed, source_name
 from cnnx.runtime.parallel import auto_workers, decode
-from cnnx.runtime.session import OnnxModel
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
 DEFAULT_BATCH = 256  # images per model call: large enough to amortise the call, small enough to stream
@@ -135,7 +135,7 @@ class Classifier:
         if preprocess not in (None, "plain", *RECIPE_NAMES):
             raise ConfigError(f"unknown preprocessing {preprocess!r}", "use the model's own (default) or 'plain'")
         options = SpecOptions.of(mean, std, size, classes, preprocess if preprocess in RECIPE_NAMES else "resize")
-        self.model = OnnxModel(resolve_model(model_path), threads=threads, options=options)
+        self.model = open_model(resolve_model(model_path), threads=threads, options=options)
         self.spec = self.model.spec
         self.temperature = cal.temperature_of(self.spec.calibration)
         self.openset = self.spec.openset if reject is not False else None

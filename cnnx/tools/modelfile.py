@@ -87,6 +87,6 @@ def open_model(
         if path.is_file() and is_torchscript(path):
             return _load_torchscript(path, threads)
         return _load_checkpoint_model(path, threads)
-    from cnnx.runtime.session import OnnxModel
+    from cnnx.runtime.backends import open_model
 
-    return OnnxModel(path, threads=threads, options=options)
+    return open_model(path, threads=threads, options=options)

@@ -15,12 +15,16 @@ from tests.support import run_cli
 
 pytest.importorskip("torch")
 
-MEASURED = ("eager", "torchscript", "onnx")  # int8 of this small model may miss its gate, which is a row too
+# int8 of this small model may miss its gate, which is a row too
+MEASURED = ("eager", "torchscript", "onnx", "onnx-fp16", "ort")
 LABELS = {
     "eager": "PyTorch eager",
     "torchscript": "TorchScript",
     "onnx": "ONNX Runtime fp32",
     "onnx-int8": "ONNX Runtime int8",
+    "onnx-fp16": "ONNX Runtime fp16",
+    "ort": "ONNX Runtime, .ort",
+    "openvino": "OpenVINO fp32",  # with the openvino extra (CI installs it)
 }
 # the result's schema: key -> type(s)
 TOP = {
@@ -148,8 +152,11 @@ def test_every_format_has_every_column_with_sane_values(benched: tuple[Path, dic
     # the cold starts classified the same image the same way; ONNX's is the real `cnnx infer`
     label = rows["eager"]["cold_start"]["output"]
     assert label in [str(i) for i in range(10)] and rows["torchscript"]["cold_start"]["output"] == label
-    assert " infer --model " in rows["onnx"]["cold_start"]["command"]
-    assert rows["onnx"]["cold_start"]["output"].split()[1] == label
+    for name in ("onnx", "onnx-fp16", "ort"):  # the files `cnnx infer` runs: their cold start is infer itself
+        assert " infer --model " in rows[name]["cold_start"]["command"]
+        assert rows[name]["cold_start"]["output"].split()[1] == label
+    assert rows["ort"]["cold_start"]["command"].split(" infer --model ")[1].split()[0].endswith("best.ort")
+    assert rows["onnx-fp16"]["size_bytes"] < 0.6 * rows["onnx"]["size_bytes"]
     int8 = rows.get("onnx-int8")
     assert int8 is None or int8["ok"] or "gate" in int8["reason"]
     ratio = result["ratios"]["onnx_latency_vs_eager"]

@@ -59,7 +59,11 @@ def _torch_logits(checkpoint: Path, x: np.ndarray) -> np.ndarray:
 
 def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, dict[str, Any], str]) -> None:
     out, report, _ = exported
-    assert sorted(p.name for p in out.iterdir()) == ["best.onnx", "best.torchscript", "parity.json"]
+    from cnnx.export.formats import missing
+
+    files = ["best.fp16.onnx", "best.onnx", "best.ort", "best.required_operators.config", "best.torchscript"]
+    files += ["best.bin", "best.xml"] if not missing("openvino") else []  # the optional format, when installed
+    assert sorted(p.name for p in out.iterdir()) == sorted([*files, "parity.json"])
     assert json.loads((out / "parity.json").read_text()) == report
     assert report["images"]["images"] == 500 and report["images"]["random_batches"] == [1, 2, 7, 64]
     onnx_r, ts_r = report["formats"]["onnx"], report["formats"]["torchscript"]
@@ -70,7 +74,9 @@ def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, di
         assert set(r["latency_ms"]) == {"1", "64"} and all(v > 0 for v in r["latency_ms"].values())
     assert onnx_r["method"] in ("dynamo", "legacy") and ts_r["method"] in ("script", "trace")
     assert report["reference"]["accuracy"] > 0.5  # a trained model, so agreement is not trivially met
-    assert report["written"] == ["onnx", "torchscript"] and report["kept"] == [] and report["skipped"] == {}
+    optional = ["openvino"] if not missing("openvino") else []
+    assert report["written"] == ["onnx", "torchscript", "onnx-fp16", "ort", *optional]  # every format installed
+    assert report["kept"] == [] and report["skipped"] == ({} if optional else {"openvino": missing("openvino")})
 
 
 def test_export_prints_no_torch_deprecation_warning(exported: tuple[Path, dict[str, Any], str]) -> None:

@@ -182,7 +182,8 @@ def test_export_with_parity_then_infer_on_new_images(
         check=True,
     )  # exit 0: both parity gates passed
     report = json.loads(proc.stdout)
-    assert {f: r["passed"] for f, r in report["formats"].items()} == {"onnx": True, "torchscript": True}
+    # every format installed here passed (onnx and torchscript among them)
+    assert {"onnx", "torchscript"} <= set(report["formats"]) and all(r["passed"] for r in report["formats"].values())
     x = torch.from_numpy(class_images(np.array([3, 8]), seed=99))  # a new cat and ship, (2, 3, 32, 32)
     files = []
     for i, img in enumerate(x):

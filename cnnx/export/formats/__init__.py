@@ -3,7 +3,10 @@
 Every module has the same shape: ``SUFFIX`` (the file's ending), ``METHODS`` (ways to make the
 file, tried in order until one passes the parity gate), ``export(model, spec, path, **options)
 -> Path`` and ``load(path, threads)`` returning an object with ``run``, ``spec``, ``signature``
-and ``write_spec``. A format built from another one's file names it in ``REQUIRES``. Its
+and ``write_spec``. A format built from another one's file names it in ``REQUIRES``; one that
+writes files beside its own names their endings in ``COMPANIONS``; one whose files carry
+the self-check ``cnnx verify`` runs (``cnnx.core.selfcheck``) sets ``SELFCHECK = True``; one that needs a package
+beyond the training install says why it cannot be made in ``missing() -> str | None``. Its
 tolerances live in ``cnnx.export.parity.GATES`` under the same name.
 """
 
@@ -16,9 +19,28 @@ from typing import Any, Protocol
 import numpy as np
 
 from cnnx.core.spec import ModelSpec
-from cnnx.export.formats import onnx_fp32, onnx_int8, torchscript
+from cnnx.export.formats import onnx_fp16, onnx_fp32, onnx_int8, openvino_ir, ort_format, torchscript
 
-FORMATS: dict[str, ModuleType] = {"onnx": onnx_fp32, "torchscript": torchscript, "onnx-int8": onnx_int8}
+FORMATS: dict[str, ModuleType] = {
+    "onnx": onnx_fp32,
+    "torchscript": torchscript,
+    "onnx-int8": onnx_int8,
+    "onnx-fp16": onnx_fp16,
+    "ort": ort_format,
+    "openvino": openvino_ir,
+}
+
+
+def missing(name: str) -> str | None:
+    """Why format ``name`` cannot be made on this machine (its tools are not installed), or None."""
+    check = getattr(FORMATS[name], "missing", None)
+    return check() if check is not None else None
+
+
+def files_of(name: str, path: Path) -> list[Path]:
+    """Every file format ``name`` writes for its main file ``path``: the file, then its companions."""
+    stem = path.name.removesuffix(FORMATS[name].SUFFIX)
+    return [path, *(path.parent / (stem + c) for c in getattr(FORMATS[name], "COMPANIONS", ()))]
 
 
 class Loaded(Protocol):
@@ -35,5 +57,6 @@ class Loaded(Protocol):
     def signature(self) -> dict[str, Any] | None:
         """Declared inputs/outputs (names, shapes, types); None for a format that declares none."""
 
-    def write_spec(self, spec: ModelSpec) -> Path:
-        """Rewrite the file with ``spec``, the checked model unchanged."""
+    def write_spec(self, spec: ModelSpec, selfcheck: str | None = None) -> Path:
+        """Rewrite the file with ``spec`` (and the encoded self-check, in formats that carry one), the
+        checked model unchanged."""

@@ -28,13 +28,18 @@ from cnnx.core.contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME, first_line
 from cnnx.core.errors import ModelFileError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.onnxio import open_session
+from cnnx.core.selfcheck import KEY as SELFCHECK_KEY
 from cnnx.core.spec import ONNX_PREFIX, Extra, ModelSpec
 
 SUFFIX = ".onnx"
 METHODS = ("dynamo", "legacy")  # tried in this order until one passes the parity gate
+SELFCHECK = True  # the file carries a self-check (cnnx.core.selfcheck) for `cnnx verify`
 # 18: the opset torch's dynamo exporter implements natively (no version conversion) and
 # onnxruntime has run since 1.14, so older edge installs load the file too.
 DEFAULT_OPSET = 18
+# onnxruntime 1.17, the oldest cnnx's base install allows, reads IR version 9 at most; torch writes
+# 10 whatever the opset. Files are written at the lowest IR version their opsets allow (8 for
+# opset 18), so every onnxruntime that runs the opset loads them (.ci/old_runtime checks 1.17).
 _MAX_PROTO = 2**31 - 1  # protobuf's limit; larger models would need external data
 
 
@@ -101,13 +106,36 @@ def strip_debug_info(proto: onnx.ModelProto) -> None:
     del proto.graph.metadata_props[:]
 
 
-def write_model(proto: onnx.ModelProto, spec: ModelSpec, path: Path) -> Path:
-    """Put ``spec`` into ``metadata_props``, check the model fully, write it atomically as one file."""
+def drop_unused_opsets(proto: onnx.ModelProto) -> None:
+    """Remove opset imports of domains no node uses (the default domain stays).
+
+    onnxruntime's quantisation pre-processing imports every domain it knows, ``ai.onnx.ml`` 5
+    among them, which onnxruntime before 1.18 refuses to load although no node uses it.
+    """
+    used = {n.domain or "" for n in proto.graph.node}
+    used |= {n.domain or "" for f in proto.functions for n in f.node} | {f.domain for f in proto.functions}
+    keep = [o for o in proto.opset_import if (o.domain or "") in used | {"", "ai.onnx"}]
+    del proto.opset_import[:]
+    proto.opset_import.extend(keep)
+
+
+def lowest_ir_version(proto: onnx.ModelProto) -> int:
+    """The lowest ONNX IR version that holds ``proto``'s opsets (domains onnx does not know are left out)."""
+    return int(onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True))
+
+
+def write_model(proto: onnx.ModelProto, spec: ModelSpec, path: Path, props: dict[str, str] | None = None) -> Path:
+    """Put ``spec`` (and ``props``, other metadata entries, replacing those of the same key) into
+    ``metadata_props``, lower the IR version as far as the opsets allow (older runtimes load it; the
+    full check below proves the graph needs no more), check the model fully, write it atomically."""
     strip_debug_info(proto)
-    keep = [p for p in proto.metadata_props if not p.key.startswith(ONNX_PREFIX)]
+    drop_unused_opsets(proto)
+    proto.ir_version = min(proto.ir_version, lowest_ir_version(proto))
+    added = {**spec.to_onnx_metadata(), **(props or {})}
+    keep = [p for p in proto.metadata_props if not p.key.startswith(ONNX_PREFIX) and p.key not in added]
     del proto.metadata_props[:]
     proto.metadata_props.extend(keep)
-    for key, value in spec.to_onnx_metadata().items():
+    for key, value in added.items():
         proto.metadata_props.add(key=key, value=value)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
         raise ModelFileError(
@@ -125,7 +153,13 @@ def write_model(proto: onnx.ModelProto, spec: ModelSpec, path: Path) -> Path:
 
 
 def export(
-    model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "dynamo", opset: int = DEFAULT_OPSET, **_: Any
+    model: nn.Module,
+    spec: ModelSpec,
+    path: Path,
+    *,
+    method: str = "dynamo",
+    opset: int = DEFAULT_OPSET,
+    **_: Any,
 ) -> Path:
     """Write ``model`` (eval mode, CPU) as ONNX to ``path``; raises ModelFileError if ``method`` cannot."""
     # batch 2, not 1: an example batch of 1 lets exporters specialise the batch axis away
@@ -149,6 +183,11 @@ def export(
         },
     )
     return write_model(proto, spec, path)
+
+
+def selfcheck_props(selfcheck: str | None) -> dict[str, str]:
+    """The metadata entry that carries an encoded self-check (``cnnx.core.selfcheck``), or none."""
+    return {} if selfcheck is None else {SELFCHECK_KEY: selfcheck}
 
 
 def expected_signature(spec: ModelSpec) -> dict[str, Any]:
@@ -178,11 +217,12 @@ class LoadedOnnx:
     def spec(self) -> ModelSpec:
         return ModelSpec.from_onnx_metadata(self.session.get_modelmeta().custom_metadata_map)
 
-    def write_spec(self, spec: ModelSpec) -> Path:
-        """Rewrite the file with ``spec``; the graph is the one that was checked, byte for byte."""
+    def write_spec(self, spec: ModelSpec, selfcheck: str | None = None) -> Path:
+        """Rewrite the file with ``spec`` (and ``selfcheck``, when given); the graph is the one that was
+        checked, byte for byte."""
         proto = onnx.load(str(self.path))
         graph = proto.graph.SerializeToString()
-        write_model(proto, spec, self.path)
+        write_model(proto, spec, self.path, selfcheck_props(selfcheck))
         if onnx.load(str(self.path)).graph.SerializeToString() != graph:
             raise ModelFileError(f"rewriting the metadata of {self.path.name} changed its graph")
         return self.path

@@ -40,6 +40,7 @@ from cnnx.export.formats import onnx_fp32 as onnx_format
 
 SUFFIX = ".int8.onnx"
 METHODS = ("per-channel", "per-tensor")  # tried in this order until one passes the int8 gate
+SELFCHECK = True  # the file carries a self-check (cnnx.core.selfcheck) for `cnnx verify`
 REQUIRES = "onnx"  # quantises the fp32 file that format wrote
 CALIBRATION_BATCH = 50  # images per calibration run: (50, C, H, W)
 
@@ -127,7 +128,8 @@ def export(
         proto = _quantise(Path(source), calibration, method, Path(tmp))
     fp32 = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
     onnx_format.name_batch_axis(proto)
-    return onnx_format.write_model(proto, _int8_spec(spec, fp32, proto, method, len(calibration)), path)
+    int8 = _int8_spec(spec, fp32, proto, method, len(calibration))
+    return onnx_format.write_model(proto, int8, path)
 
 
 load = onnx_format.load

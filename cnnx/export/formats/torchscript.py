@@ -75,8 +75,8 @@ class LoadedTorchScript:
             raise ModelFileError(f"{self.path} carries no {TORCHSCRIPT_SPEC_FILE}", "export it with `cnnx export`")
         return ModelSpec.from_dict(json.loads(self._spec_json))
 
-    def write_spec(self, spec: ModelSpec) -> Path:
-        """Re-save the module that was checked, with ``spec`` as its extra file."""
+    def write_spec(self, spec: ModelSpec, selfcheck: str | None = None) -> Path:
+        """Re-save the module that was checked, with ``spec`` as its extra file (it carries no self-check)."""
         return _save(self.module, spec, self.path)
 
 

@@ -1,0 +1,91 @@
+"""``cnnx verify``: does this device's runtime compute what the checkpoint computed? Torch-free.
+
+Every ONNX-family file ``cnnx export`` writes carries a self-check (``cnnx.core.selfcheck``): a
+few real test images as uint8 pixels, the checkpoint's logits for them, and the tolerance its
+format was gated with. ``verify`` normalises the images with the file's own spec, runs them
+through the runtime ``cnnx infer`` uses on this device (onnxruntime's CPU provider, the same
+session options), and compares: the largest logit difference must be within the tolerance and
+the top-1 class the checkpoint's on every image. Nothing but numpy and the runtime is loaded:
+no dataset, no Pillow, no torch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnx.core.contract import normalise
+from cnnx.core.errors import ModelFileError, ParityError
+from cnnx.core.selfcheck import KEY, SelfCheck
+from cnnx.runtime.backends import metadata, open_model
+
+
+def _runtime(model: Any) -> str:
+    """The runtime that ran the check, with its version and where it ran."""
+    session = getattr(model, "session", None)
+    if session is None:
+        return str(getattr(model, "runtime", type(model).__name__))
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__} ({', '.join(session.get_providers())})"
+
+
+def verify(path: str | Path, threads: int | None = None) -> dict[str, Any]:
+    """Run the self-check ``path`` carries on this device: the result, or ParityError carrying it (exit 3).
+
+    ModelFileError (exit 2) for a file that cannot be opened or carries no self-check.
+    """
+    t0 = time.perf_counter()
+    model = open_model(Path(path), threads)
+    text = metadata(model).get(KEY)
+    if text is None:
+        raise ModelFileError(
+            f"{path} carries no self-check (no {KEY!r} metadata), so there is nothing to verify it against",
+            "export it again with this cnnx: `cnnx export CHECKPOINT` writes the self-check into every ONNX file",
+        )
+    check = SelfCheck.decode(text)
+    spec = model.spec
+    if check.pixels.shape[1:] != tuple(spec.input_shape) or check.logits.shape[1] != spec.num_classes:
+        raise ModelFileError(
+            f"{path}: its self-check holds {check.pixels.shape[1:]} images and {check.logits.shape[1]} classes; "
+            f"the model takes {tuple(spec.input_shape)} and gives {spec.num_classes}",
+            "re-export it with `cnnx export`",
+        )
+    got = model.run(normalise(check.pixels, spec.mean, spec.std))
+    top1 = got.argmax(1) == check.logits.argmax(1)
+    result: dict[str, Any] = {
+        "model": str(path),
+        "format": check.format,
+        "images": len(got),
+        "max_abs_diff": float(np.abs(got - check.target).max()),
+        "compared_with": "checkpoint" if check.expected is None else "the file at export",
+        "max_abs_diff_vs_checkpoint": float(np.abs(got - check.logits).max()),
+        "atol": check.atol,
+        "top1_agreement": float(top1.mean()),
+        "runtime": _runtime(model),
+        "threads": model.threads,
+    }
+    result["passed"] = bool(result["max_abs_diff"] <= check.atol and top1.all())
+    result["seconds"] = round(time.perf_counter() - t0, 4)
+    if not result["passed"]:
+        raise ParityError(
+            f"{path} fails its self-check on this device: {_numbers(result)}",
+            "this runtime does not compute what the checkpoint did; try another onnxruntime version, "
+            "or re-export on a machine like this one",
+            report=result,
+        )
+    return result
+
+
+def _numbers(result: dict[str, Any]) -> str:
+    agree = f"top-1 {100 * result['top1_agreement']:.0f}% of {result['images']} images"
+    return f"max |logit diff| {result['max_abs_diff']:.3g} (tolerance {result['atol']:g}), {agree}"
+
+
+def render(result: dict[str, Any]) -> str:
+    """One line: pass or FAIL, the largest difference, the tolerance, what ran it."""
+    word = "pass" if result["passed"] else "FAIL"
+    return f"{word}: {result['model']} ({result['format']}): {_numbers(result)}; {result['runtime']}"

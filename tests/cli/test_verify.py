@@ -1,0 +1,70 @@
+"""`cnnx verify MODEL` run as a user runs it: pass (0), fail (3), unusable file (2); never loads torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, run_cli
+
+
+def test_verify_passes_with_one_line_naming_difference_and_tolerance(exported: Path) -> None:
+    for name in ("mnist.onnx", "mnist.ort"):
+        proc = run_cli("verify", str(exported / name))
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        (line,) = proc.stdout.splitlines()
+        assert line.startswith("pass: ") and "(tolerance 0.0001)" in line and "top-1 100% of 8 images" in line
+
+
+def test_verify_json_and_no_torch(exported: Path) -> None:
+    code = (
+        "import sys\n"
+        "from cnnx.cli import main\n"
+        f"try:\n    main(['verify', {str(exported / 'mnist.fp16.onnx')!r}, '--json'])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'PIL')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result_text, modules = proc.stdout.rsplit("\n", 2)[0], proc.stdout.strip().splitlines()[-1]
+    assert modules == "[]"  # neither torch nor onnx, nor even Pillow: pixels come from the file
+    result = json.loads(result_text)
+    assert result["passed"] is True and result["format"] == "onnx-fp16" and result["atol"] == 0.02
+    assert set(result) >= {"max_abs_diff", "max_abs_diff_vs_checkpoint", "top1_agreement", "runtime", "seconds"}
+
+
+def test_verify_fails_with_exit_3_and_the_numbers(exported: Path, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(exported / "mnist.onnx"))
+    bias = next(t for t in proto.graph.initializer if t.name.endswith("head.bias"))
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + 0.01, bias.name))
+    onnx.save(proto, str(tmp_path / "drifted.onnx"))
+    proc = run_cli("verify", str(tmp_path / "drifted.onnx"), "--json")
+    assert proc.returncode == 3, proc.stderr
+    assert json.loads(proc.stdout)["passed"] is False  # --json: the numbers of the failed check too
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: ") and "fails its self-check on this device" in line and "tolerance 0.0001" in line
+
+
+def test_a_file_without_self_check_or_no_model_is_a_one_line_error(exported: Path, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from cnnx.core.selfcheck import KEY
+
+    proto = onnx.load(str(exported / "mnist.onnx"))  # as files exported before the self-check existed
+    keep = [p for p in proto.metadata_props if p.key != KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    onnx.save(proto, str(tmp_path / "older.onnx"))
+    junk = tmp_path / "notes.onnx"
+    junk.write_text("not a model")
+    for path, message in ((tmp_path / "older.onnx", "carries no self-check"), (junk, "is not a usable ONNX model")):
+        proc = run_cli("verify", str(path))
+        assert proc.returncode == 2 and proc.stdout == ""
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith("error: ") and message in line and "Traceback" not in proc.stderr
