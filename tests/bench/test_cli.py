@@ -98,6 +98,7 @@ def _check_types(data: dict[str, Any], schema: dict[str, Any], where: str) -> No
         assert ok, f"{where}.{key}: {value!r} is not {kind}"
 
 
+@pytest.mark.slow  # the whole bench run (every installed format: about a minute on two cores)
 def test_json_schema(benched: tuple[Path, dict[str, Any], str]) -> None:
     _, result, _ = benched
     _check_types(result, TOP, "result")
@@ -124,6 +125,7 @@ def test_json_schema(benched: tuple[Path, dict[str, Any], str]) -> None:
         assert isinstance(target["met"], bool) and isinstance(target["value"], float)
 
 
+@pytest.mark.slow  # the whole bench run (every installed format: about a minute on two cores)
 def test_every_format_has_every_column_with_sane_values(benched: tuple[Path, dict[str, Any], str]) -> None:
     run, result, _ = benched
     rows = result["formats"]
@@ -163,6 +165,7 @@ def test_every_format_has_every_column_with_sane_values(benched: tuple[Path, dic
     assert ratio == pytest.approx(rows["onnx"]["latency_ms"]["p50_ms"] / rows["eager"]["latency_ms"]["p50_ms"])
 
 
+@pytest.mark.slow  # the whole bench run (every installed format: about a minute on two cores)
 def test_chart_is_a_png_of_the_expected_size(benched: tuple[Path, dict[str, Any], str]) -> None:
     from PIL import Image
 
@@ -207,6 +210,7 @@ def test_table_reuses_gated_exports(benched: tuple[Path, dict[str, Any], str]) -
         assert any(x.startswith("ONNX Runtime int8: not benchmarked: ") for x in lines)
 
 
+@pytest.mark.slow  # the whole bench run (every installed format: about a minute on two cores)
 def test_progress_holds_no_torch_deprecation_warning(benched: tuple[Path, dict[str, Any], str]) -> None:
     stderr = benched[2]
     assert "exporting " in stderr and "missing beside it" in stderr  # progress lines are on stderr
