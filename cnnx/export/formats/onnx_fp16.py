@@ -95,12 +95,9 @@ def export(
         raise ModelFileError("fp16 conversion needs the fp32 ONNX export")
     proto = _convert(Path(source))
     _sort_nodes(proto.graph)
-    fp32 = ModelSpec.from_onnx_metadata({p.key: p.value for p in proto.metadata_props})
     onnx_format.name_batch_axis(proto)
-    exporter = {k: v for k, v in fp32.extra.items() if k == Extra.EXPORTER}  # what made the fp32 graph
     made = {Extra.FORMAT: "onnx", Extra.PRECISION: "fp16", Extra.OPSET: onnx_format.opset_of(proto)}
-    fp16 = spec.replace(versions=fp32.versions, extra={**spec.extra, **exporter, **made})
-    return onnx_format.write_model(proto, fp16, path)
+    return onnx_format.write_model(proto, onnx_format.made_from(spec, proto, made), path)
 
 
 load = onnx_format.load

@@ -90,6 +90,14 @@ def name_batch_axis(proto: onnx.ModelProto) -> None:
             dims[0].dim_param = BATCH_AXIS
 
 
+def made_from(spec: ModelSpec, fp32: onnx.ModelProto, made: dict[str, Any], **versions: str) -> ModelSpec:
+    """The spec of a file made from the fp32 ONNX file ``fp32``: ``spec`` with that file's versions (and
+    ``versions``, the converter's) and the exporter that made its graph, plus ``made`` (format, precision...)."""
+    source = ModelSpec.from_onnx_metadata({p.key: p.value for p in fp32.metadata_props})
+    exporter = {k: v for k, v in source.extra.items() if k == Extra.EXPORTER}  # what made the fp32 graph
+    return spec.replace(versions={**source.versions, **versions}, extra={**spec.extra, **exporter, **made})
+
+
 def opset_of(proto: onnx.ModelProto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 

@@ -88,7 +88,7 @@ def _quantise(source: Path, calibration: np.ndarray, method: str, work: Path) ->
             root.setLevel(level)
 
 
-def _int8_spec(spec: ModelSpec, fp32: ModelSpec, proto: onnx.ModelProto, method: str, images: int) -> ModelSpec:
+def _int8_spec(spec: ModelSpec, fp32: onnx.ModelProto, proto: onnx.ModelProto, method: str, images: int) -> ModelSpec:
     """``spec`` as the int8 file carries it: the fp32 file's versions and exporter, and how it was quantised."""
     made = {
         Extra.FORMAT: "onnx",
@@ -102,8 +102,7 @@ def _int8_spec(spec: ModelSpec, fp32: ModelSpec, proto: onnx.ModelProto, method:
             "calibration_images": images,
         },
     }
-    exporter = {k: v for k, v in fp32.extra.items() if k == Extra.EXPORTER}  # what made the fp32 graph
-    return spec.replace(versions=fp32.versions, extra={**spec.extra, **exporter, **made})
+    return onnx_format.made_from(spec, fp32, made)
 
 
 def export(
@@ -126,9 +125,8 @@ def export(
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix=".cnnx-int8-", dir=path.parent) as tmp:
         proto = _quantise(Path(source), calibration, method, Path(tmp))
-    fp32 = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
     onnx_format.name_batch_axis(proto)
-    int8 = _int8_spec(spec, fp32, proto, method, len(calibration))
+    int8 = _int8_spec(spec, onnx.load(str(source)), proto, method, len(calibration))
     return onnx_format.write_model(proto, int8, path)
 
 

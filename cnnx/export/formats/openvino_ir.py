@@ -28,6 +28,7 @@ from cnnx.core.contract import BATCH_AXIS, first_line
 from cnnx.core.errors import ModelFileError
 from cnnx.core.openvinoio import INSTALL, RT_SELFCHECK, RT_SPEC, open_openvino, signals_held
 from cnnx.core.spec import Extra, ModelSpec
+from cnnx.export.formats.onnx_fp32 import made_from
 
 SUFFIX = ".xml"
 COMPANIONS = (".bin",)  # the weights, beside the graph
@@ -74,11 +75,9 @@ def export(model: nn.Module, spec: ModelSpec, path: Path, *, built: dict[str, Pa
             converted = ov.convert_model(str(source))
     except Exception as exc:  # the converter raises its own error types
         raise ModelFileError(f"openvino.convert_model failed: {first_line(exc)[:300]}") from None
-    fp32 = ModelSpec.from_onnx_metadata({p.key: p.value for p in onnx.load(str(source)).metadata_props})
-    exporter = {k: v for k, v in fp32.extra.items() if k == Extra.EXPORTER}
     made = {Extra.FORMAT: "openvino", Extra.PRECISION: "fp32"}
-    versions = {**fp32.versions, "openvino": ov.__version__.split("-")[0]}
-    return _save(converted, spec.replace(versions=versions, extra={**spec.extra, **exporter, **made}), path, None)
+    made_spec = made_from(spec, onnx.load(str(source)), made, openvino=ov.__version__.split("-")[0])
+    return _save(converted, made_spec, path, None)
 
 
 def _sha(path: Path) -> str:

@@ -116,11 +116,8 @@ def export(
     import onnxruntime as ort
 
     proto = onnx.load(str(source))
-    fp32 = ModelSpec.from_onnx_metadata({p.key: p.value for p in proto.metadata_props})
-    exporter = {k: v for k, v in fp32.extra.items() if k == Extra.EXPORTER}
     made = {Extra.FORMAT: "ort", Extra.PRECISION: "fp32", Extra.OPSET: onnx_format.opset_of(proto)}
-    versions = {**fp32.versions, "onnxruntime": ort.__version__}
-    made_spec = spec.replace(versions=versions, extra={**spec.extra, **exporter, **made})
+    made_spec = onnx_format.made_from(spec, proto, made, onnxruntime=ort.__version__)
     return _write(proto, made_spec, Path(path), None)
 
 
