@@ -63,8 +63,14 @@ def fit_and_centre(crop: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
 
 
 def _round_half_even(v: np.ndarray) -> np.ndarray:
-    # rounding to 6 places first keeps a half-pixel tie (MNIST has many) from becoming a shift
-    return np.round(np.round(v, 6)).astype(np.int64)
+    # rounding to 6 places first keeps a half-pixel tie (MNIST has many) from becoming a shift;
+    # rint(v * 1e6) / 1e6 is what np.round(v, 6) computes, without its Python-level overhead
+    return np.rint(np.rint(v * 1e6) / 1e6).astype(np.int64)
+
+
+def _between(v: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int) -> np.ndarray:
+    # np.clip through the ufuncs: the same values, a tenth of the call overhead on small arrays
+    return np.minimum(np.maximum(v, lo), hi)
 
 
 def _to_u8(unit: np.ndarray) -> np.ndarray:
@@ -118,15 +124,15 @@ def _clean(g: np.ndarray, level: np.ndarray, out_hw: tuple[int, int]) -> np.ndar
         mass = row_mass.sum(axis=1)  # (D,)
         cy = row_mass @ np.arange(h, dtype=np.float32) / mass - top  # centre of mass in the crop
         cx = ink.sum(axis=1, dtype=np.float32) @ np.arange(w, dtype=np.float32) / mass - left
-        new_top = np.clip(_round_half_even(oh / 2 - cy), 0, oh - (bottom - top))
-        new_left = np.clip(_round_half_even(ow / 2 - cx), 0, ow - (right - left))
+        new_top = _between(_round_half_even(oh / 2 - cy), 0, oh - (bottom - top))
+        new_left = _between(_round_half_even(ow / 2 - cx), 0, ow - (right - left))
         # gather: output row y shows input row y - new_top + top, inside the crop only
         ys = np.arange(oh)[None, :] - new_top[:, None] + top[:, None]  # (D, oh)
         xs = np.arange(ow)[None, :] - new_left[:, None] + left[:, None]  # (D, ow)
         vy = (ys >= top[:, None]) & (ys < bottom[:, None])
         vx = (xs >= left[:, None]) & (xs < right[:, None])
         picked = ink[
-            np.arange(d.size)[:, None, None], np.clip(ys, 0, h - 1)[:, :, None], np.clip(xs, 0, w - 1)[:, None, :]
+            np.arange(d.size)[:, None, None], _between(ys, 0, h - 1)[:, :, None], _between(xs, 0, w - 1)[:, None, :]
         ]
         out[d] = picked * (vy[:, :, None] & vx[:, None, :])
     return out
@@ -146,7 +152,8 @@ def mnist_digits(images: np.ndarray, out_hw: tuple[int, int] = (28, 28)) -> np.n
     # and none of it is a level or three off, the mark of noise or JPEG compression
     level = median(ring, axis=1).astype(np.float32)  # (N,)
     dev = np.abs(ring.astype(np.float32) - level[:, None])
-    uniform = ((dev < 0.5).mean(axis=1) >= UNIFORM_BORDER) & ~((dev >= 0.5) & (dev < 4)).any(axis=1)
+    same_level = np.count_nonzero(dev < 0.5, axis=1) / ring.shape[1] >= UNIFORM_BORDER  # the share, as a mean
+    uniform = same_level & ~((dev >= 0.5) & (dev < 4)).any(axis=1)
     out = np.zeros((len(g), *out_hw), dtype=np.uint8)
     u = np.flatnonzero(uniform)
     if u.size:

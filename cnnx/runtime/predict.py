@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -60,12 +60,16 @@ class Prediction:
         return self.error is None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        # fields read directly: dataclasses.asdict deep-copies, and a server calls this per image
+        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in _FIELDS}
         d["top_k"] = [{"label": c, "probability": p} for c, p in self.top_k]
         keep = {"label"} if self.refused else set()  # a refusal says "label": null outright
         return {
             k: v for k, v in d.items() if (v is not None or k in keep) and not (k == "top_k" and not v and self.error)
         }
+
+
+_FIELDS = fields(Prediction)
 
 
 class _Namer:
