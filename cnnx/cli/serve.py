@@ -94,6 +94,14 @@ def _check_stack() -> None:
 @click.option(
     "--top-k", type=int, default=1, show_default=True, help="Classes per image when a request does not say (?top_k=N)."
 )
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port (each loads the models): more throughput on a multi-core box, "
+    "more memory. /metrics adds them up; SIGHUP and reloads reach every one.",
+)
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="One line per request on stderr.")
 def serve(**options: object) -> None:
     """Serve a model over HTTP: POST /predict (images), the v2 inference protocol (/v2/...),

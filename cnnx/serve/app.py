@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -37,25 +37,38 @@ BIG_JSON = 64 * 1024  # bytes: a v2 body this large is parsed off the event loop
 
 
 class Service:
-    """What the routes share: the settings, the models, the metrics."""
+    """What the routes share: the settings, the models, the metrics.
 
-    def __init__(self, config: ServeConfig) -> None:
+    ``announce(name)``: called after a reload through the route succeeded (with several
+    workers: so that the others reload too); None for a single server process.
+    """
+
+    def __init__(self, config: ServeConfig, announce: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self.announce = announce
         self.metrics = Metrics()
-        self.repo = Repository(config, observe=lambda name, n: self.metrics.batch.labels(name).observe(n))
+        self.repo = Repository(config, observe=self._batched)
         self.closing = False
         for model in self.repo.models.values():
             self.track(model)
 
+    def _batched(self, name: str, images: int) -> None:
+        """(batcher thread) One model run of ``images`` images."""
+        self.metrics.batch.labels(name).observe(images)
+        model = self.repo.models.get(name)
+        if model is not None:
+            self.metrics.queue.labels(name).set(model.batcher.queue.qsize())
+
     def track(self, model: Model) -> None:
         m = self.metrics
-        m.queue.labels(model.name).set_function(model.batcher.queue.qsize)
-        m.version.labels(model.name).set_function(lambda: model.version)
+        m.queue.labels(model.name).set(model.batcher.queue.qsize())
+        m.version.labels(model.name).set(model.version)
         m.load.labels(model.name).set(model.load_seconds)
 
     async def run(self, model: Model, job: Job) -> Any:
         """(version, answer) for ``job``, through the model's batcher; 503 when it does not answer in time."""
         future = model.batcher.submit(job)
+        self.metrics.queue.labels(model.name).set(model.batcher.queue.qsize())
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.config.request_timeout)
         except asyncio.TimeoutError:
@@ -73,14 +86,18 @@ class Service:
         self.track(model)
         return model
 
+    async def reload_logged(self, name: str) -> None:
+        """Reload ``name``; a failure is logged and the old model keeps serving (SIGHUP, other workers)."""
+        try:
+            model = await self.reload(name)
+            log.warning("cnnx serve: reloaded %s (version %d)", name, model.version)
+        except RequestError as exc:
+            log.warning("cnnx serve: %s", exc)
+
     async def reload_all(self) -> None:
-        """SIGHUP: reload every model; a failure is logged and the old model keeps serving."""
+        """SIGHUP: reload every model."""
         for name in list(self.repo.models):
-            try:
-                model = await self.reload(name)
-                log.warning("cnnx serve: reloaded %s (version %d)", name, model.version)
-            except RequestError as exc:
-                log.warning("cnnx serve: %s", exc)
+            await self.reload_logged(name)
 
 
 def _service(request: Request) -> Service:
@@ -145,7 +162,10 @@ async def repository_index(request: Request) -> Response:
 
 
 async def repository_load(request: Request) -> Response:
-    model = await _service(request).reload(request.path_params["name"])
+    service = _service(request)
+    model = await service.reload(request.path_params["name"])
+    if service.announce is not None:
+        service.announce(model.name)
     return JSONResponse({"name": model.name, "version": model.version, "load_seconds": round(model.load_seconds, 4)})
 
 
@@ -195,9 +215,10 @@ ROUTES = [
 ]
 
 
-def build_app(config: ServeConfig) -> Starlette:
-    """The ASGI app with its models loaded and checked (raises CnnxError for a model that cannot serve)."""
-    service = Service(config)
+def build_app(config: ServeConfig, announce: Callable[[str], None] | None = None) -> Starlette:
+    """The ASGI app with its models loaded and checked (raises CnnxError for a model that cannot serve).
+    ``announce``: see ``Service``."""
+    service = Service(config, announce)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -28,6 +28,7 @@ class ServeConfig:
     shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish after SIGTERM
     top_k: int = 5  # classes listed per image when a request does not say (?top_k=N)
     access_log: bool = False  # one line per request on stderr (costs throughput)
+    workers: int = 1  # server processes sharing the socket (cnnx.serve.workers); 1 = this process alone
 
     def __post_init__(self) -> None:
         checks = [
@@ -42,6 +43,7 @@ class ServeConfig:
             ("--request-timeout", self.request_timeout, self.request_timeout > 0, "above 0"),
             ("--shutdown-timeout", self.shutdown_timeout, self.shutdown_timeout >= 0, "0 or more"),
             ("--top-k", self.top_k, self.top_k >= 1, "at least 1"),
+            ("--workers", self.workers, 1 <= self.workers <= 64, "1 to 64"),
         ]
         if self.preprocess not in (None, "plain"):
             raise ConfigError(f"--preprocess {self.preprocess!r} is not auto or plain")

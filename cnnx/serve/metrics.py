@@ -7,6 +7,7 @@ in one process never share or clash. Routes are labelled by their template
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 METHODS = frozenset(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"])  # any other: "other"
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)  # images per model run
+# where the worker processes of one `cnnx serve --workers N` keep their values (prometheus_client's
+# multiprocess mode reads it when it is imported); unset for a single server process
+SHARED_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -40,17 +44,35 @@ class Metrics:
         self.batch = Histogram(
             "cnnx_batch_images", "Images (or tensor rows) per model run", ["model"], buckets=BATCH_BUCKETS, registry=r
         )
-        self.queue = Gauge("cnnx_queue_depth", "Requests waiting for the model", ["model"], registry=r)
+        # gauges: set when they change; with several workers, summed (queue) or the extreme over live ones
+        self.queue = Gauge(
+            "cnnx_queue_depth", "Requests waiting for the model", ["model"], registry=r, multiprocess_mode="livesum"
+        )
         self.load = Gauge(
-            "cnnx_model_load_seconds", "Seconds the model's last load and check took", ["model"], registry=r
+            "cnnx_model_load_seconds",
+            "Seconds the model's last load and check took (the slowest worker's)",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.version = Gauge(
-            "cnnx_model_version", "Version of the model now serving (1 + reloads)", ["model"], registry=r
+            "cnnx_model_version",
+            "Version of the model now serving (1 + reloads; with several workers, the oldest any serves)",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.reloads = Counter("cnnx_model_reloads", "Model reloads, by result", ["model", "result"], registry=r)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        shared = os.environ.get(SHARED_ENV)
+        if not shared:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        every = CollectorRegistry()  # every worker's values, read from their files
+        multiprocess.MultiProcessCollector(every, path=shared)
+        return generate_latest(every), CONTENT_TYPE_LATEST
 
 
 class MetricsMiddleware:

@@ -93,17 +93,31 @@ def url_of(sock: socket.socket) -> str:
 
 def serve(config: ServeConfig, started: Callable[[str], None] | None = None) -> None:
     """Load the models, bind, call ``started(url)``, and serve until SIGTERM or SIGINT (in-flight
-    requests finish, up to ``shutdown_timeout`` seconds). Raises CnnxError before binding for a
-    model that cannot serve."""
+    requests finish, up to ``shutdown_timeout`` seconds). Raises CnnxError for a model that
+    cannot serve. With ``config.workers`` > 1 the serving is done by that many processes on the
+    one socket (``cnnx.serve.workers``)."""
+    if config.workers > 1:
+        from cnnx.serve.workers import supervise
+
+        supervise(config, started)
+        return
+    from cnnx.serve.app import build_app
+
+    app = build_app(config)  # before binding: a model that cannot serve is reported with the port untouched
+    sock = bind(config.host, config.port)
+    try:
+        run_app(app, config, sock, started)
+    finally:
+        sock.close()
+
+
+def run_app(app: Any, config: ServeConfig, sock: socket.socket, started: Callable[[str], None] | None) -> None:
+    """Serve ``app`` on the bound ``sock`` until SIGTERM or SIGINT; ``started(url)`` once it listens."""
     import uvicorn
     from PIL import Image
 
-    from cnnx.serve.app import build_app
-
     # the runtime refuses images over Pillow's limit before decoding them: the server's is its own
     Image.MAX_IMAGE_PIXELS = config.max_pixels
-    app = build_app(config)
-    sock = bind(config.host, config.port)
     url = url_of(sock)
 
     class Server(uvicorn.Server):
@@ -130,6 +144,5 @@ def serve(config: ServeConfig, started: Callable[[str], None] | None = None) -> 
     try:
         server.run(sockets=[sock])
     finally:
-        sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
