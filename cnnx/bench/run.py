@@ -53,6 +53,7 @@ LABELS: dict[str, str] = {
     "onnx-fp16": "ONNX Runtime fp16",
     "ort": "ONNX Runtime, .ort",
     "openvino": "OpenVINO fp32",
+    "executorch": "ExecuTorch .pte",
 }
 # the files `cnnx infer` runs: their cold start is `cnnx infer` itself
 EDGE = ("onnx", "onnx-int8", "onnx-fp16", "ort", "openvino")

@@ -27,6 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cnnx.core.machine import peak_rss_mb, timed  # stdlib at import: the spawn mode stays a ~10 MB parent
@@ -110,6 +111,14 @@ def _load_openvino(path: str, threads: int) -> tuple[Run, None]:
     return run, None
 
 
+def _load_executorch(path: str, threads: int) -> tuple[Run, dict[str, Any]]:
+    # ExecuTorch's Python runtime (it takes torch tensors, so torch is part of this row's cost)
+    from cnnx.export.formats.executorch_pte import load
+
+    loaded = load(Path(path), threads)
+    return loaded.run, loaded.spec().to_dict()
+
+
 _IMPORTS: dict[str, tuple[str, ...]] = {
     "eager": ("torch", "cnnx.train.models", "cnnx.train.runner"),
     "torchscript": ("torch", "cnnx.train.runner"),
@@ -118,6 +127,7 @@ _IMPORTS: dict[str, tuple[str, ...]] = {
     "onnx-fp16": ("onnxruntime",),
     "ort": ("onnxruntime",),
     "openvino": ("openvino",),
+    "executorch": ("torch", "executorch.runtime"),
 }
 _LOADERS: dict[str, Callable[[str, int], tuple[Run, Any]]] = {
     "eager": _load_eager,
@@ -127,6 +137,7 @@ _LOADERS: dict[str, Callable[[str, int], tuple[Run, Any]]] = {
     "onnx-fp16": _load_onnx,
     "ort": _load_onnx,
     "openvino": _load_openvino,
+    "executorch": _load_executorch,
 }
 
 

@@ -15,7 +15,7 @@ from cnnx.core.errors import CnnxError
 T = TypeVar("T")
 # --format's values: cnnx.export.options.CHOICES (tests/export check they agree); spelled out here so
 # `cnnx --help` does not import the export side
-FORMAT_CHOICES = ["onnx", "torchscript", "onnx-fp16", "ort", "openvino", "all"]
+FORMAT_CHOICES = ["onnx", "torchscript", "onnx-fp16", "ort", "openvino", "executorch", "all"]
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 

@@ -50,6 +50,7 @@ class Extra:
     OPSET = "opset"  # ONNX: the default-domain opset of the graph, int
     EXPORTER = "exporter"  # ONNX: the exporter that made the graph, "dynamo" or "legacy"
     TORCHSCRIPT = "torchscript"  # TorchScript: "script" or "trace"
+    DELEGATE = "delegate"  # ExecuTorch: "xnnpack" or "portable" (no delegate)
     QUANTIZATION = "quantization"  # int8: {"format", "weights", "activations", "calibration", ...}
     PARITY = "parity"  # the parity gate's summary for this very file (6 significant digits)
     REJECTED = "rejected"  # [{"method", "error"}]: ways of making the file that failed before this one
@@ -57,7 +58,7 @@ class Extra:
     SPEC_FROM = "spec_from"  # "options": a spec made from --mean/--std/--size, not read from a file
 
     # how the file was made, in the order `cnnx inspect` lists it
-    MADE_BY = (PRECISION, EXPORTER, TORCHSCRIPT, QUANTIZATION)
+    MADE_BY = (PRECISION, EXPORTER, TORCHSCRIPT, DELEGATE, QUANTIZATION)
     # what describes one file's own check, dropped when a spec is copied into another file
     CHECK = (PARITY, REJECTED)
 

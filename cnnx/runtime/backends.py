@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from cnnx.core.errors import ModelFileError
 from cnnx.core.spec import ModelSpec, SpecOptions
 from cnnx.runtime.openvino_model import OpenVinoModel
 from cnnx.runtime.session import OnnxModel
@@ -36,11 +37,21 @@ class Model(Protocol):
 
 Loader = Callable[[Path, int | None, SpecOptions | None], Model]
 
+
+def _executorch(path: Path, threads: int | None, options: SpecOptions | None) -> Model:
+    """An ExecuTorch program: its Python runtime needs torch, which the edge runtime never loads."""
+    raise ModelFileError(
+        f"{path} is an ExecuTorch program; cnnx runs ONNX (.onnx, .ort) and OpenVINO (.xml) files on the device",
+        "run the .pte with ExecuTorch's runtime in your application, or give the .onnx file exported beside it",
+    )
+
+
 # lower-case file suffix -> loader; a suffix not listed opens as ONNX
 LOADERS: dict[str, Loader] = {
     ".onnx": OnnxModel,
     ".ort": OnnxModel,  # onnxruntime's own format, from `cnnx export --format ort`
     ".xml": OpenVinoModel,  # OpenVINO IR, from `cnnx export --format openvino` (needs cnnx[openvino])
+    ".pte": _executorch,  # from `cnnx export --format executorch`: not for this runtime, said in one line
 }
 
 

@@ -25,6 +25,7 @@ LABELS = {
     "onnx-fp16": "ONNX Runtime fp16",
     "ort": "ONNX Runtime, .ort",
     "openvino": "OpenVINO fp32",  # with the openvino extra (CI installs it)
+    "executorch": "ExecuTorch .pte",  # with the executorch extra (CI installs it)
 }
 # the result's schema: key -> type(s)
 TOP = {

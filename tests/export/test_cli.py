@@ -62,7 +62,8 @@ def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, di
     from cnnx.export.formats import missing
 
     files = ["best.fp16.onnx", "best.onnx", "best.ort", "best.required_operators.config", "best.torchscript"]
-    files += ["best.bin", "best.xml"] if not missing("openvino") else []  # the optional format, when installed
+    files += ["best.bin", "best.xml"] if not missing("openvino") else []  # the optional formats, when installed
+    files += ["best.pte", "best.pte.json"] if not missing("executorch") else []
     assert sorted(p.name for p in out.iterdir()) == sorted([*files, "parity.json"])
     assert json.loads((out / "parity.json").read_text()) == report
     assert report["images"]["images"] == 500 and report["images"]["random_batches"] == [1, 2, 7, 64]
@@ -74,9 +75,11 @@ def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, di
         assert set(r["latency_ms"]) == {"1", "64"} and all(v > 0 for v in r["latency_ms"].values())
     assert onnx_r["method"] in ("dynamo", "legacy") and ts_r["method"] in ("script", "trace")
     assert report["reference"]["accuracy"] > 0.5  # a trained model, so agreement is not trivially met
-    optional = ["openvino"] if not missing("openvino") else []
+    optional = [n for n in ("openvino", "executorch") if not missing(n)]
     assert report["written"] == ["onnx", "torchscript", "onnx-fp16", "ort", *optional]  # every format installed
-    assert report["kept"] == [] and report["skipped"] == ({} if optional else {"openvino": missing("openvino")})
+    assert report["kept"] == [] and report["skipped"] == {
+        n: missing(n) for n in ("openvino", "executorch") if missing(n)
+    }
 
 
 def test_export_prints_no_torch_deprecation_warning(exported: tuple[Path, dict[str, Any], str]) -> None:

@@ -62,9 +62,9 @@ def test_all_writes_fp16_and_ort_beside_onnx_each_through_its_gate(exported: Pat
     assert not [n for n in names if n.startswith(".")]  # the ONNX file the .ort was converted from stays behind
     from cnnx.export.formats import missing
 
-    installed = [n for n in ("openvino",) if not missing(n)]  # the optional formats installed here
+    installed = [n for n in ("openvino", "executorch") if not missing(n)]  # the optional formats installed here
     assert report["written"] == ["onnx", "torchscript", "onnx-fp16", "ort", *installed]
-    assert report["skipped"] == {n: missing(n) for n in ("openvino",) if missing(n)}
+    assert report["skipped"] == {n: missing(n) for n in ("openvino", "executorch") if missing(n)}
     fp16, ort_r, fp32 = report["formats"]["onnx-fp16"], report["formats"]["ort"], report["formats"]["onnx"]
     assert fp16["passed"] and fp16["top1_agreement"] >= 0.999 and fp16["accuracy_drop_pp"] <= 0.05
     assert fp16["size_bytes"] < 0.6 * fp32["size_bytes"]  # float16 weights: half the bytes

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cnnx.core.spec import ModelSpec
-from cnnx.export.formats import onnx_fp16, onnx_fp32, onnx_int8, openvino_ir, ort_format, torchscript
+from cnnx.export.formats import executorch_pte, onnx_fp16, onnx_fp32, onnx_int8, openvino_ir, ort_format, torchscript
 
 FORMATS: dict[str, ModuleType] = {
     "onnx": onnx_fp32,
@@ -28,6 +28,7 @@ FORMATS: dict[str, ModuleType] = {
     "onnx-fp16": onnx_fp16,
     "ort": ort_format,
     "openvino": openvino_ir,
+    "executorch": executorch_pte,
 }
 
 
