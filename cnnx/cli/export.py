@@ -114,11 +114,11 @@ def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
 @click.argument("file", metavar="FILE_OR_RUN", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print what the file holds as JSON.")
 def inspect_cmd(file: str, as_json: bool) -> None:
-    """Show what FILE_OR_RUN (.onnx, TorchScript, a .pt checkpoint, or a run folder) holds: spec,
-    inputs/outputs, opset, size, parity.
+    """Show what FILE_OR_RUN (.onnx, .ort, OpenVINO .xml, TorchScript, a .pt checkpoint, or a run
+    folder) holds: spec, inputs/outputs, opset, size, parity, the self-check `cnnx verify` runs.
 
-    A run folder means its best.pt (its last.pt when it has no best.pt). .onnx and TorchScript
-    files are read without torch.
+    A run folder means its best.pt (its last.pt when it has no best.pt). .onnx, .ort and
+    TorchScript files are read without torch; .xml files need openvino (cnnx[openvino]).
 
     Example: cnnx inspect artifacts/runs/mnist/best.onnx
     """
