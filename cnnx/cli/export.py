@@ -58,7 +58,8 @@ def _shared(what: str) -> Decorator:
     default="onnx",
     show_default=True,
     help="onnx-fp16, ort and openvino are made from the fp32 ONNX file, which comes with them; all = every format "
-    "whose tools are installed (int8 only with --int8); the others are named as left out, with why.",
+    "whose tools are installed (int8 only with --int8); the others, and tflite and executorch, which cnnx does "
+    "not make, are named as left out, with why (in the report and --json's skipped).",
 )
 @click.option("--int8", is_flag=True, help="Also write a static int8 (QDQ) ONNX file, with its own gate.")
 @click.option(
