@@ -58,7 +58,8 @@ def _shared(what: str) -> Decorator:
     default="onnx",
     show_default=True,
     help="onnx-fp16, ort and openvino are made from the fp32 ONNX file, which comes with them; all = every format "
-    "whose tools are installed (int8 only with --int8); the others are named as left out, with why.",
+    "whose tools are installed (int8 only with --int8); the others, and tflite and executorch, which cnnx does "
+    "not make, are named as left out, with why (in the report and --json's skipped).",
 )
 @click.option("--int8", is_flag=True, help="Also write a static int8 (QDQ) ONNX file, with its own gate.")
 @click.option(
@@ -114,11 +115,11 @@ def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
 @click.argument("file", metavar="FILE_OR_RUN", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print what the file holds as JSON.")
 def inspect_cmd(file: str, as_json: bool) -> None:
-    """Show what FILE_OR_RUN (.onnx, TorchScript, a .pt checkpoint, or a run folder) holds: spec,
-    inputs/outputs, opset, size, parity.
+    """Show what FILE_OR_RUN (.onnx, .ort, OpenVINO .xml, TorchScript, a .pt checkpoint, or a run
+    folder) holds: spec, inputs/outputs, opset, size, parity, the self-check `cnnx verify` runs.
 
-    A run folder means its best.pt (its last.pt when it has no best.pt). .onnx and TorchScript
-    files are read without torch.
+    A run folder means its best.pt (its last.pt when it has no best.pt). .onnx, .ort and
+    TorchScript files are read without torch; .xml files need openvino (cnnx[openvino]).
 
     Example: cnnx inspect artifacts/runs/mnist/best.onnx
     """

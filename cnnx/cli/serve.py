@@ -34,8 +34,9 @@ def _check_stack() -> None:
     "--model",
     "-m",
     type=click.Path(),
-    help="An .onnx file from `cnnx export`, or a folder of them (each served under its file name "
-    "without .onnx). [default: the MNIST model shipped with cnnx]",
+    help="A model file from `cnnx export` (.onnx, .ort, or OpenVINO .xml), or a folder of them (each served "
+    "under its file name without .onnx; .ort and .xml files keep their suffix: mnist.ort). "
+    "[default: the MNIST model shipped with cnnx]",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port; 0 = any free port (printed).")
@@ -44,7 +45,7 @@ def _check_stack() -> None:
     type=click.IntRange(min=0),
     default=1,
     show_default=True,
-    help="onnxruntime threads per model; 0 = physical cores.",
+    help="onnxruntime (or OpenVINO) threads per model; 0 = physical cores.",
 )
 @click.option(
     "--preprocess",

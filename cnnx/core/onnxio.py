@@ -1,4 +1,5 @@
-"""How cnnx opens every ONNX file: its external data checked first, then an onnxruntime session.
+"""How cnnx opens every ONNX file: its external data checked first, then an onnxruntime session
+(``.ort`` files too, recognised by their content whatever their name).
 
 The edge runtime (``cnnx infer``/``eval``), export's parity gate, ``cnnx inspect`` and
 ``cnnx bench`` all open sessions here, with the options the device will use. Stdlib at
@@ -34,6 +35,7 @@ _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_EXTERNAL = 13
 _TRAINING_GRAPHS = (1, 2)  # initialization, algorithm
 _MAX_DEPTH = 64  # subgraphs nest; a file nesting deeper than this is hostile, not a model
+ORT_MAGIC = b"ORTM"  # the flatbuffer file identifier of onnxruntime's .ort format, at bytes 4 to 8
 
 
 def varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -168,6 +170,11 @@ def session_options(threads: int) -> Any:
     return so
 
 
+def is_ort(data: bytes) -> bool:
+    """Are ``data`` the bytes of an onnxruntime .ort file (a flatbuffer with the file identifier ``ORTM``)?"""
+    return data[4:8] == ORT_MAGIC
+
+
 def open_session(path: str | Path, threads: int) -> Any:
     """An onnxruntime InferenceSession on the CPU, opened by path (external data is found beside the file).
 
@@ -181,5 +188,11 @@ def open_session(path: str | Path, threads: int) -> Any:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    check_external_data(path, data)
-    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    options = session_options(threads)
+    # onnxruntime takes a file for ORT by its suffix (.ort) unless told; an .ort file is no protobuf
+    # and names no outside file by path, so the external-data walk is for ONNX files only
+    if is_ort(data):
+        options.add_session_config_entry("session.load_model_format", "ORT")
+    else:
+        check_external_data(path, data)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

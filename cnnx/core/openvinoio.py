@@ -70,14 +70,10 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def open_openvino(path: str | Path, threads: int) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
-    """(openvino.Model, run) of the IR file ``path`` compiled for the CPU; ``run(x)`` is the first
-    output for the input batch ``x``, computed with signals held.
-
-    ``threads``: the CPU plugin's inference threads (0 = its own choice). Inference precision is
-    f32: OpenVINO's CPU plugin would otherwise run in bf16 on CPUs that have it, and the file was
-    checked in f32. Raises ModelFileError when openvino is missing or the file cannot be read.
-    """
+def read_ir(path: str | Path) -> tuple[Any, Any]:
+    """(openvino.Core, openvino.Model) of the IR file ``path``, read but not compiled (what ``cnnx inspect``
+    needs). Raises ModelFileError when openvino is missing, the weights file is not beside it, or the
+    file cannot be read."""
     path = Path(path)
     try:
         import openvino as ov
@@ -88,7 +84,27 @@ def open_openvino(path: str | Path, threads: int) -> tuple[Any, Callable[[np.nda
     try:
         with signals_held():
             core = ov.Core()
-            model = core.read_model(str(path))
+            return core, core.read_model(str(path))
+    except Exception as exc:  # openvino raises RuntimeError subclasses of its own
+        raise ModelFileError(f"{path} is not a usable OpenVINO model: {first_line(exc)[:300]}") from None
+
+
+def rt_text(model: Any, key: list[str]) -> str | None:
+    """The text the openvino.Model ``model`` keeps at rt_info path ``key`` (e.g. ``RT_SPEC``), or None."""
+    return model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
+
+
+def open_openvino(path: str | Path, threads: int) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
+    """(openvino.Model, run) of the IR file ``path`` compiled for the CPU; ``run(x)`` is the first
+    output for the input batch ``x``, computed with signals held.
+
+    ``threads``: the CPU plugin's inference threads (0 = its own choice). Inference precision is
+    f32: OpenVINO's CPU plugin would otherwise run in bf16 on CPUs that have it, and the file was
+    checked in f32. Raises ModelFileError when openvino is missing or the file cannot be read.
+    """
+    core, model = read_ir(path)
+    try:
+        with signals_held():
             config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": int(threads)}
             compiled = core.compile_model(model, "CPU", config)
     except Exception as exc:  # openvino raises RuntimeError subclasses of its own

@@ -29,7 +29,7 @@ from cnnx.core.contract import PARITY_FILE
 from cnnx.core.errors import Attempt, ModelFileError, ParityError
 from cnnx.core.spec import Extra
 from cnnx.export import parity, parity_data, record, selfcheck
-from cnnx.export.formats import FORMATS, Loaded, files_of, missing, onnx_fp32
+from cnnx.export.formats import FORMATS, NOT_MADE, Loaded, files_of, missing, onnx_fp32
 from cnnx.export.options import CHOICES, ExportOptions
 from cnnx.export.source import Source, load_source
 from cnnx.train.checkpoint import file_sha256
@@ -174,8 +174,8 @@ def _optional(job: _Job, name: str) -> bool:
 
 
 def _export_all(job: _Job) -> dict[str, str]:
-    """Every requested format into ``job.done``; returns the formats left out (tools missing, or an optional
-    format that missed its gate), with why."""
+    """Every requested format into ``job.done``; returns the formats left out (tools missing, an optional
+    format that missed its gate, and under --format all the formats cnnx does not make), with why."""
     skipped: dict[str, str] = {}
     for name in job.opts.names:
         why = missing(name)  # only under --format all: a format asked for by name is checked in ExportOptions
@@ -201,6 +201,10 @@ def _export_all(job: _Job) -> dict[str, str]:
                 "passed_formats": {k: v.parity for k, v in job.done.items()},
             }
             raise type(exc)(exc.message, exc.hint, attempts=exc.attempts, report=report) from None
+    if job.opts.format == "all":  # every format users ship to is accounted for, made or not
+        for name, why in NOT_MADE.items():
+            skipped[name] = why
+            job.say(f"{name}: left out ({why})")
     return skipped
 
 

@@ -67,7 +67,10 @@ def merge(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     tried = {*report["formats"], *report["skipped"]}
     kept = {k: v for k, v in standing(earlier, folder, sha).items() if k not in report["formats"]}
     formats = {**kept, **report["formats"]}
-    left_out = {**{k: v for k, v in skipped(earlier, sha).items() if k not in tried}, **report["skipped"]}
+    # an earlier export's left-out formats stand until tried again; those cnnx does not make (NOT_MADE,
+    # named by --format all) are said again by each --format all and not carried
+    carried = {k: v for k, v in skipped(earlier, sha).items() if k not in tried and k in FORMATS}
+    left_out = {**carried, **report["skipped"]}
     return {
         **report,
         "formats": {name: formats[name] for name in FORMATS if name in formats},

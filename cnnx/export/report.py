@@ -73,7 +73,8 @@ def _latency_table(report: dict[str, Any]) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    """What ``cnnx export`` prints: the parity table, latency, and where the files went."""
+    """What ``cnnx export`` prints: the parity table, latency, where the files went, and the formats
+    left out with why (tools not installed, an optional file that missed its gate, formats cnnx does not make)."""
     img = report["images"]
     where = "the sample shipped with cnnx" if img["sample"] else img["folder"]
     formats = report["formats"]
@@ -93,5 +94,6 @@ def render(report: dict[str, Any]) -> str:
     ]
     if kept:
         lines.append(f"kept {', '.join(kept)}: exported earlier from this checkpoint, unchanged (rows marked earlier)")
+    lines += [f"left out {name}: {why}" for name, why in report.get("skipped", {}).items()]
     lines.append(f"report {report['parity_json']} ({report['wall_seconds']:.1f} s)")
     return "\n".join(lines)

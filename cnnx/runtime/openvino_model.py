@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cnnx.core.errors import ModelFileError
 from cnnx.core.machine import physical_cores
-from cnnx.core.openvinoio import RT_SELFCHECK, RT_SPEC, open_openvino
+from cnnx.core.openvinoio import RT_SELFCHECK, RT_SPEC, open_openvino, rt_text
 from cnnx.core.selfcheck import KEY as SELFCHECK_KEY
 from cnnx.core.spec import ModelSpec, SpecOptions
-
-
-def _rt_text(model: Any, path: list[str]) -> str | None:
-    return model.get_rt_info(path).astype(str) if model.has_rt_info(path) else None
 
 
 class OpenVinoModel:
@@ -38,7 +33,7 @@ class OpenVinoModel:
         import openvino  # loaded by open_openvino
 
         self.runtime = f"openvino {openvino.__version__.split('-')[0]} (CPU, f32)"  # what `cnnx verify` names
-        text = _rt_text(self.model, RT_SPEC)
+        text = rt_text(self.model, RT_SPEC)
         if text is None:
             raise ModelFileError(
                 f"{self.path} carries no cnnx spec (rt_info cnnx/spec)",
@@ -52,7 +47,7 @@ class OpenVinoModel:
             raise ModelFileError(f"{self.path}: its cnnx spec is not valid JSON: {exc}") from None
         names = self.model.inputs[0].get_names() if len(self.model.inputs) == 1 else set()
         self.input_name = sorted(names)[0] if names else "input"
-        check = _rt_text(self.model, RT_SELFCHECK)
+        check = rt_text(self.model, RT_SELFCHECK)
         self.metadata = {SELFCHECK_KEY: check} if check is not None else {}  # what `cnnx verify` reads
 
     def run(self, x: np.ndarray) -> np.ndarray:

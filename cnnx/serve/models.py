@@ -1,9 +1,16 @@
-"""The models a server holds: loaded from one .onnx file or a folder of them, named by file stem,
-reloaded in place (load, verify, swap; the old model keeps serving when the new one fails).
+"""The models a server holds: loaded from one model file or a folder of them, reloaded in place
+(load, verify, swap; the old model keeps serving when the new one fails).
 
-A name from a request is only ever a key: it must look like a file stem, and a reload opens
-``FOLDER/NAME.onnx`` only after checking that the resolved path (symbolic links followed)
-lies inside the model folder.
+A folder serves every file the edge runtime opens (the suffixes of ``cnnx.runtime.backends.LOADERS``:
+``.onnx``, ``.ort``, ``.xml``). A model's name is its file name less ``.onnx``; files of the other
+formats keep their suffix, so the files one ``cnnx export --format all`` writes are distinct models
+(``mnist.onnx``, ``mnist.fp16.onnx``, ``mnist.ort``, ``mnist.xml``: ``mnist``, ``mnist.fp16``,
+``mnist.ort``, ``mnist.xml``). Two files that would share a name (``a.ort`` and ``a.ort.onnx``) are
+refused when the server starts.
+
+A name from a request is only ever a key: it must look like a file name, and a reload opens
+``FOLDER/NAME.onnx`` (``FOLDER/NAME`` for a name ending in ``.ort`` or ``.xml``) only after
+checking that the resolved path (symbolic links followed) lies inside the model folder.
 """
 
 from __future__ import annotations
@@ -20,13 +27,28 @@ import numpy as np
 
 from cnnx.core.contract import first_line
 from cnnx.core.errors import CnnxError, ConfigError, ModelFileError
+from cnnx.runtime.backends import LOADERS
 from cnnx.runtime.predict import Classifier, resolve_model
 from cnnx.serve.batcher import Batcher
 from cnnx.serve.config import ServeConfig
 from cnnx.serve.errors import RequestError
 
-SUFFIX = ".onnx"
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a file stem: no separators, no leading dot
+ONNX = ".onnx"  # the one suffix a model's name leaves out
+SUFFIXES = tuple(LOADERS)  # every file the runtime opens by its suffix: .onnx, .ort, .xml
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a file name: no separators, no leading dot
+
+
+def name_of(path: Path) -> str:
+    """The name ``path`` is served under: its file name less ``.onnx``; a file the runtime opens by
+    another suffix keeps it (``mnist.ort``); any other file (given by itself) its stem."""
+    if path.name.endswith(ONNX):
+        return path.name[: -len(ONNX)]
+    return path.name if path.suffix in SUFFIXES else path.stem
+
+
+def file_of(name: str) -> str:
+    """The file name in the model folder that ``name`` is served from: the inverse of ``name_of``."""
+    return name if Path(name).suffix in SUFFIXES and not name.endswith(ONNX) else name + ONNX
 
 
 @dataclass
@@ -54,7 +76,8 @@ def check_name(name: str) -> str:
         raise RequestError(
             400,
             f"model name {name[:100]!r} is not a model name",
-            "a model's name is its file name without .onnx: letters, digits, '.', '_' and '-'",
+            "a model's name is its file name without .onnx (an .ort or .xml file keeps its suffix): "
+            "letters, digits, '.', '_' and '-'",
         )
     return name
 
@@ -83,17 +106,31 @@ class Repository:
     def __init__(self, config: ServeConfig, observe: Callable[[str, int], None]) -> None:
         source = resolve_model(config.model)
         self.config, self.observe = config, observe
-        self.scan = source.is_dir()  # a folder: every .onnx in it is a model, and new ones can be loaded
+        self.scan = source.is_dir()  # a folder: every model file in it is a model, and new ones can be loaded
         self.folder = Path(os.path.realpath(source if self.scan else source.parent))
-        files = sorted(source.glob("*" + SUFFIX)) if self.scan else [source]
-        if not files:
-            raise ConfigError(f"{source} holds no {SUFFIX} files", "give an .onnx file or a folder of them")
+        files = self._files(source) if self.scan else {name_of(source): source}
         self.models: dict[str, Model] = {}
-        for path in files:
-            name = path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
+        for name, path in files.items():
             self.models[name] = self._new(name, path)
         self.default = next(iter(self.models))
         self._reloading = threading.Lock()  # one reload at a time
+
+    @staticmethod
+    def _files(folder: Path) -> dict[str, Path]:
+        """name -> file of every model file in ``folder``, by name; ConfigError for none, or two files with one name."""
+        files: dict[str, Path] = {}
+        for path in sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and not p.name.startswith(".")):
+            other = files.setdefault(name_of(path), path)
+            if other != path:
+                raise ConfigError(
+                    f"{folder} holds {other.name} and {path.name}, both served as {name_of(path)!r}",
+                    "rename one of them, or serve them from separate folders",
+                )
+        if not files:
+            raise ConfigError(
+                f"{folder} holds no model files ({', '.join(SUFFIXES)})", "give a model file or a folder of them"
+            )
+        return dict(sorted(files.items()))
 
     def _new(self, name: str, path: Path, loaded: tuple[Classifier, float] | None = None) -> Model:
         clf, seconds = loaded or load(path, self.config.threads, self.config.preprocess)
@@ -118,7 +155,7 @@ class Repository:
             return self.models[name].path
         if not self.scan:
             raise RequestError(404, f"no model named {name!r}", f"this server serves only {self.default!r}")
-        path = self.folder / (check_name(name) + SUFFIX)
+        path = self.folder / file_of(check_name(name))
         real = os.path.realpath(path)
         if os.path.commonpath([str(self.folder), real]) != str(self.folder):
             raise RequestError(403, f"model {name!r} points outside the model folder ({real})", "cnnx does not load it")

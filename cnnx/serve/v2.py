@@ -17,11 +17,12 @@ import numpy as np
 
 import cnnx
 from cnnx.core.calibration import softmax
+from cnnx.runtime.openvino_model import OpenVinoModel
 from cnnx.serve.errors import RequestError, bad
 from cnnx.serve.models import Model
 
 OUTPUTS = ("logits", "probabilities")
-PLATFORM = "onnxruntime_onnx"
+PLATFORM = "onnxruntime_onnx"  # .onnx and .ort files; OpenVINO IR files: "openvino", as Triton names them
 
 
 def server_metadata() -> dict[str, Any]:
@@ -34,7 +35,7 @@ def model_metadata(model: Model) -> dict[str, Any]:
     return {
         "name": model.name,
         "versions": [str(model.version)],
-        "platform": PLATFORM,
+        "platform": "openvino" if isinstance(clf.model, OpenVinoModel) else PLATFORM,
         "inputs": [{"name": clf.model.input_name, "datatype": "FP32", "shape": [-1, *spec.input_shape]}],
         "outputs": [{"name": name, "datatype": "FP32", "shape": [-1, k]} for name in OUTPUTS],
         "parameters": {"classes": spec.classes, "preprocess": spec.preprocess, "spec": spec.to_dict()},

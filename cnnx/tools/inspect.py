@@ -1,9 +1,13 @@
 """``cnnx inspect``: what a model file holds, read as cheaply as the file allows.
 
-``.onnx`` files are read with onnxruntime and the standard library only (a few
-top-level protobuf fields are decoded by hand for the opset), and TorchScript
-archives with ``zipfile``: both work on an edge install without torch or onnx.
-Only a ``.pt`` checkpoint needs torch, imported when one is inspected.
+``.onnx`` and ``.ort`` files are read with onnxruntime and the standard library only (a few
+top-level protobuf fields of an ONNX file are decoded by hand for the opset), and TorchScript
+archives with ``zipfile``: all work on an edge install without torch or onnx. OpenVINO ``.xml``
+files are read (not compiled) with openvino, which ``cnnx[openvino]`` installs, and a ``.pt``
+checkpoint needs torch; each is imported only when such a file is inspected.
+
+Files of the ONNX family and OpenVINO files carry the self-check ``cnnx verify`` runs
+(``cnnx.core.selfcheck``): inspect says whether it is there and what it holds, without running it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ from typing import Any
 from cnnx.core.contract import OUTPUT_NAME, TORCHSCRIPT_SPEC_FILE, first_line, is_torchscript, run_checkpoint
 from cnnx.core.errors import CnnxError, ModelFileError
 from cnnx.core.onnxio import fields as _fields
+from cnnx.core.onnxio import is_ort
+from cnnx.core.selfcheck import KEY as SELFCHECK_KEY
+from cnnx.core.selfcheck import SelfCheck
 from cnnx.core.spec import ONNX_PREFIX, Extra, ModelSpec
+
+ORT_CONFIG = ".required_operators.config"  # what `cnnx export --format ort` writes beside the .ort file
+UNREADABLE = "inspect takes .onnx, .ort, OpenVINO .xml, TorchScript and .pt checkpoint files"
 
 
 def onnx_header(data: bytes) -> dict[str, Any]:
@@ -36,32 +46,91 @@ def onnx_header(data: bytes) -> dict[str, Any]:
     return header
 
 
-def _onnx(path: Path, data: bytes) -> dict[str, Any]:
+def _session(path: Path) -> Any:
+    """An onnxruntime session on ``path`` (.onnx or .ort); ModelFileError for a file it cannot read."""
     from cnnx.core.onnxio import open_session
 
     try:
-        session = open_session(path, threads=1)  # checks external data before onnxruntime opens the file
+        return open_session(path, threads=1)  # checks external data before onnxruntime opens the file
     except ModelFileError:
         raise
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-        first = first_line(exc)
-        raise ModelFileError(
-            f"{path} is not a model cnnx can read: {first[:200]}",
-            "inspect takes .onnx, TorchScript and .pt checkpoint files",
-        ) from None
+        raise ModelFileError(f"{path} is not a model cnnx can read: {first_line(exc)[:200]}", UNREADABLE) from None
+
+
+def _session_info(session: Any) -> dict[str, Any]:
+    """Inputs, outputs, spec, self-check and the other metadata of an onnxruntime session."""
 
     def describe(values: list[Any]) -> list[dict[str, Any]]:
         return [{"name": v.name, "shape": list(v.shape), "type": v.type} for v in values]
 
     meta = session.get_modelmeta().custom_metadata_map
     return {
-        "kind": "onnx",
-        **onnx_header(data),
         "inputs": describe(session.get_inputs()),
         "outputs": describe(session.get_outputs()),
         **_spec(lambda: ModelSpec.from_onnx_metadata(meta)),
-        "other_metadata": {k: v for k, v in meta.items() if not k.startswith(ONNX_PREFIX)},
+        **_selfcheck(meta.get(SELFCHECK_KEY)),
+        "other_metadata": {k: v for k, v in meta.items() if not k.startswith(ONNX_PREFIX) and k != SELFCHECK_KEY},
     }
+
+
+def _onnx(path: Path, data: bytes) -> dict[str, Any]:
+    session = _session(path)
+    return {"kind": "onnx", **onnx_header(data), **_session_info(session)}
+
+
+def _ort(path: Path, data: bytes) -> dict[str, Any]:
+    """An .ort file: onnxruntime's flatbuffer form of an ONNX model, with the ONNX metadata (spec,
+    self-check) kept; the operators a minimal onnxruntime build needs are in the config beside it."""
+    info: dict[str, Any] = {"kind": "ort", **_session_info(_session(path))}
+    config = path.parent / (path.name.removesuffix(path.suffix) + ORT_CONFIG)
+    if config.is_file():
+        lines = [line.strip() for line in config.read_text(errors="replace").splitlines()]
+        ops = {op for line in lines if line and not line.startswith("#") for op in line.split(";")[-1].split(",")}
+        info["operators"] = {"file": config.name, "count": len(ops)}
+        info["companions"] = [config]
+    return info
+
+
+def _openvino(path: Path, data: bytes) -> dict[str, Any]:
+    """An OpenVINO IR file (.xml, its weights in the .bin beside it), read and not compiled; the spec
+    and the self-check are in its rt_info."""
+    from cnnx.core.openvinoio import RT_SELFCHECK, RT_SPEC, read_ir, rt_text
+
+    _core, model = read_ir(path)
+
+    def describe(ports: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": sorted(p.get_names())[0] if p.get_names() else p.get_any_name(),
+                "shape": [d.get_length() if d.is_static else "?" for d in p.get_partial_shape()],
+                "type": p.get_element_type().get_type_name(),
+            }
+            for p in ports
+        ]
+
+    made = rt_text(model, ["Runtime_version"])
+    spec_text = rt_text(model, RT_SPEC)
+    return {
+        "kind": "openvino",
+        "producer": f"OpenVINO {made.split('-')[0]}" if made else "",  # 2026.4.1-22982-e213a14...
+        "inputs": describe(model.inputs),
+        "outputs": describe(model.outputs),
+        **_spec(lambda: ModelSpec.from_dict(json.loads(spec_text)) if spec_text is not None else None),
+        **_selfcheck(rt_text(model, RT_SELFCHECK)),
+        "companions": [path.with_suffix(".bin")],
+    }
+
+
+def _selfcheck(text: str | None) -> dict[str, Any]:
+    """What the self-check a file carries holds (images, format, tolerance), None when it carries none."""
+    if text is None:
+        return {"selfcheck": None}
+    try:
+        check = SelfCheck.decode(text)
+    except ModelFileError as exc:
+        return {"selfcheck": {"error": exc.message}}
+    return {"selfcheck": {"images": int(check.pixels.shape[0]), "format": check.format, "atol": check.atol}}
 
 
 def _torchscript(path: Path, data: bytes) -> dict[str, Any]:
@@ -123,6 +192,10 @@ def _spec(read: Callable[[], ModelSpec | None]) -> dict[str, Any]:
 
 
 def _kind(path: Path, data: bytes) -> str:
+    if is_ort(data):
+        return "ort"
+    if path.suffix.lower() == ".xml" or data.lstrip()[:5] in (b"<?xml", b"<net "):
+        return "openvino"
     if zipfile.is_zipfile(path):
         return "torchscript" if is_torchscript(path) else "checkpoint"
     if data[:1] == b"\x80":  # a pickle protocol header: torch.save's legacy (non-zip) format
@@ -134,6 +207,8 @@ def _kind(path: Path, data: bytes) -> str:
 
 READERS: dict[str, Callable[[Path, bytes], dict[str, Any]]] = {
     "onnx": _onnx,
+    "ort": _ort,
+    "openvino": _openvino,
     "torchscript": _torchscript,
     "checkpoint": _checkpoint,
 }
@@ -141,29 +216,60 @@ READERS: dict[str, Callable[[Path, bytes], dict[str, Any]]] = {
 
 def inspect_file(path: Path) -> dict[str, Any]:
     """What ``path`` holds (a run folder: its checkpoint, as export reads it): kind, size, sha256, spec,
-    inputs/outputs, opset, parity summary."""
+    inputs/outputs, opset, self-check, parity summary.
+
+    ``size_bytes`` counts the files shipped with it too (an OpenVINO .bin, an .ort file's operator
+    config: ``files`` lists each), as ``cnnx export``'s report does; ``sha256`` is the file's own."""
     path = run_checkpoint(path)
     if not path.is_file():
-        raise ModelFileError(f"no file at {path}", "give an .onnx, TorchScript or .pt file, or a run folder")
+        raise ModelFileError(
+            f"no file at {path}", "give a model file (.onnx, .ort, .xml, TorchScript, .pt) or a run folder"
+        )
     data = path.read_bytes()
     info = READERS[_kind(path, data)](path, data)
-    return {"file": str(path), "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), **info}
+    files = {path.name: len(data), **{c.name: c.stat().st_size for c in info.pop("companions", [])}}
+    head = {"file": str(path), "size_bytes": sum(files.values()), "sha256": hashlib.sha256(data).hexdigest()}
+    return {**head, **({"files": files} if len(files) > 1 else {}), **info}
 
 
 def _line(key: str, value: Any) -> str:
     return f"{key + ':':<18}{value}"
 
 
+KINDS = {  # what the text output calls each kind; --json keeps the short names
+    "ort": "ort (onnxruntime's flatbuffer format)",
+    "openvino": "openvino (OpenVINO IR)",
+}
+
+
+def _selfcheck_line(check: dict[str, Any] | None) -> str:
+    if check is None:
+        return _line("self-check", "none: `cnnx verify` cannot check this file")
+    if "error" in check:
+        return _line("self-check", f"UNREADABLE: {check['error']}")
+    return _line(
+        "self-check",
+        f"{check['images']} test images, |d|<={check['atol']:g} ({check['format']} gate): run `cnnx verify FILE`",
+    )
+
+
 def _header_lines(info: dict[str, Any]) -> list[str]:
     """The file, its kind and size, its opset, and the numbers a checkpoint or state_dict carries."""
+    files = info.get("files", {})
+    parts = f" ({' + '.join(f'{n} {v / 1024:.1f} KB' for n, v in files.items())})" if files else ""
     lines = [
         _line("file", info["file"]),
-        _line("kind", info["kind"]),
-        _line("size", f"{info['size_bytes'] / 1024:.1f} KB  sha256 {info['sha256'][:16]}..."),
+        _line("kind", KINDS.get(info["kind"], info["kind"])),
+        _line("size", f"{info['size_bytes'] / 1024:.1f} KB{parts}  sha256 {info['sha256'][:16]}..."),
     ]
     if info.get("opset"):
         opsets = ", ".join(f"{d} {v}" for d, v in info["opset"].items())
         lines.append(_line("opset", f"{opsets} (IR {info.get('ir_version')}, by {info.get('producer') or '?'})"))
+    elif info.get("producer"):
+        lines.append(_line("written by", info["producer"]))
+    if info.get("operators"):
+        ops = info["operators"]
+        lines.append(_line("operators", f"{ops['count']} kinds, listed in {ops['file']} (for a minimal build)"))
     if info.get("best_accuracy") is not None:
         lines.append(_line("best accuracy", f"{100 * info['best_accuracy']:.2f}%"))
     for key in ("epoch", "parameters", "tensors", "values", "fits_archs", "entries"):
@@ -231,6 +337,8 @@ def render(info: dict[str, Any]) -> str:
         lines += [_line(key[:-1], f"{v['name']} {v['type']} {list(v['shape'])}") for v in info.get(key, [])]
     if info.get("parity"):
         lines.append(_parity_line(info["parity"]))
+    if "selfcheck" in info:
+        lines.append(_selfcheck_line(info["selfcheck"]))
     if info.get("last_epoch"):
         last = info["last_epoch"].items()
         lines.append(

@@ -59,7 +59,7 @@ def _torch_logits(checkpoint: Path, x: np.ndarray) -> np.ndarray:
 
 def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, dict[str, Any], str]) -> None:
     out, report, _ = exported
-    from cnnx.export.formats import missing
+    from cnnx.export.formats import NOT_MADE, missing
 
     files = ["best.fp16.onnx", "best.onnx", "best.ort", "best.required_operators.config", "best.torchscript"]
     files += ["best.bin", "best.xml"] if not missing("openvino") else []  # the optional formats, when installed
@@ -77,9 +77,10 @@ def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, di
     assert report["reference"]["accuracy"] > 0.5  # a trained model, so agreement is not trivially met
     optional = [n for n in ("openvino", "executorch") if not missing(n)]
     assert report["written"] == ["onnx", "torchscript", "onnx-fp16", "ort", *optional]  # every format installed
-    assert report["kept"] == [] and report["skipped"] == {
-        n: missing(n) for n in ("openvino", "executorch") if missing(n)
-    }
+    extras = ("openvino", "executorch")
+    left_out = {n: missing(n) for n in extras if missing(n)}
+    assert report["kept"] == [] and report["skipped"] == {**left_out, **NOT_MADE}  # tflite: named, not made
+    assert all(why.startswith("cnnx does not make this format yet") for why in NOT_MADE.values())
 
 
 def test_export_prints_no_torch_deprecation_warning(exported: tuple[Path, dict[str, Any], str]) -> None:
@@ -155,6 +156,34 @@ def test_human_report_is_a_table(exported: tuple[Path, dict[str, Any], str]) -> 
     ts_row = next(line for line in lines if line.startswith("torchscript "))
     assert onnx_row.endswith("pass") and ts_row.endswith("pass") and "100.00%" in onnx_row
     assert "latency" in text and "parity.json" in text
+    left_out = [line for line in lines if line.startswith("left out ")]
+    assert left_out[-1:] == [f"left out {n}: {exported[1]['skipped'][n]}" for n in ("tflite",)]
+
+
+@pytest.mark.slow  # two exports (about 25 s)
+def test_format_all_without_openvino_names_what_it_left_out_and_why(trained_run: Path, tmp_path: Path) -> None:
+    from tests.support import cnnx_without
+
+    out = tmp_path / "models"
+    proc = cnnx_without("openvino", "export", str(trained_run), "--format", "all", "--out", str(out), "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    said = {
+        line.split(":")[0].removeprefix("left out "): line
+        for line in proc.stdout.splitlines()
+        if line.startswith("left out ")
+    }
+    assert list(said)[-2:] == ["openvino", "tflite"]  # FORMATS order, then the ones cnnx does not make
+    assert "openvino is not installed" in said["openvino"] and 'pip install "cnnx[openvino]"' in said["openvino"]
+    assert "openvino: left out (openvino is not installed" in proc.stderr  # the progress says it as it happens
+    assert not list(out.glob("*.xml")) and not list(out.glob("*.bin")) and (out / "best.onnx").is_file()
+    record = json.loads((out / "parity.json").read_text())
+    assert list(record["skipped"]) == list(said) and "openvino" not in record["formats"]
+
+    # --format onnx tries no other format: the folder's record still says why it has no OpenVINO file,
+    # and only --format all names the formats cnnx does not make
+    again = run_cli("export", str(trained_run), "--format", "onnx", "--out", str(out), "--json", "--threads", "1")
+    report = json.loads(again.stdout)
+    assert "openvino" in report["skipped"] and "tflite" not in report["skipped"] and "torchscript" in report["kept"]
 
 
 def test_inspect_onnx_needs_neither_torch_nor_onnx(exported: tuple[Path, dict[str, Any], str]) -> None:

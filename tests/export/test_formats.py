@@ -60,11 +60,11 @@ def test_all_writes_fp16_and_ort_beside_onnx_each_through_its_gate(exported: Pat
     names = {p.name for p in exported.iterdir()}
     assert {"mnist.fp16.onnx", "mnist.ort", "mnist.required_operators.config"} <= names
     assert not [n for n in names if n.startswith(".")]  # the ONNX file the .ort was converted from stays behind
-    from cnnx.export.formats import missing
+    from cnnx.export.formats import NOT_MADE, missing
 
     installed = [n for n in ("openvino", "executorch") if not missing(n)]  # the optional formats installed here
     assert report["written"] == ["onnx", "torchscript", "onnx-fp16", "ort", *installed]
-    assert report["skipped"] == {n: missing(n) for n in ("openvino", "executorch") if missing(n)}
+    assert report["skipped"] == {**{n: missing(n) for n in ("openvino", "executorch") if missing(n)}, **NOT_MADE}
     fp16, ort_r, fp32 = report["formats"]["onnx-fp16"], report["formats"]["ort"], report["formats"]["onnx"]
     assert fp16["passed"] and fp16["top1_agreement"] >= 0.999 and fp16["accuracy_drop_pp"] <= 0.05
     assert fp16["size_bytes"] < 0.6 * fp32["size_bytes"]  # float16 weights: half the bytes
@@ -185,8 +185,10 @@ def test_all_names_a_format_whose_tools_are_missing_and_a_named_one_is_refused(
     result = _export(str(trained_run / "best.pt"), "--format", "all", "--exporter", "legacy", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "parity.json").read_text())
-    assert report["skipped"] == {"ort": "onnxruntime's ORT converter cannot be imported (test)"}
+    assert list(report["skipped"]) == ["ort", "tflite"]  # and the format cnnx does not make
+    assert report["skipped"]["ort"] == "onnxruntime's ORT converter cannot be imported (test)"
     assert "ort: left out (onnxruntime's ORT converter cannot be imported (test))" in result.stderr
+    assert "\nleft out ort: onnxruntime's ORT converter cannot be imported (test)\n" in result.stdout  # the report
     assert not (tmp_path / "best.ort").exists() and (tmp_path / "best.fp16.onnx").is_file()
     named = _export(str(trained_run / "best.pt"), "--format", "ort", "--out", str(tmp_path / "o"))
     assert named.exit_code == 2 and named.stderr.startswith("error: --format ort cannot be made here: onnxruntime's")

@@ -4,28 +4,11 @@ error naming the extra to install when an optional runtime is missing."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
-
-
-def _cnnx_without(blocked: str, *args: str) -> subprocess.CompletedProcess:
-    """`cnnx ARGS` in a process where ``blocked`` cannot be imported, as on a device without that extra;
-    prints the heavy modules that got loaded on its last stdout line."""
-    code = (
-        "import json, sys\n"
-        f"sys.modules[{blocked!r}] = None  # import raises ImportError, as when it is not installed\n"
-        "from cnnx.cli import main\n"
-        f"try:\n    main({list(args)!r})\n"
-        "except SystemExit as e:\n    code = e.code\n"
-        "print(json.dumps(sorted(m for m, v in sys.modules.items() if v and m.split('.')[0] in ('torch', 'onnx'))))\n"
-        "sys.exit(code)\n"
-    )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+from tests.support import REPO, cnnx_without
 
 
 def test_an_xml_model_without_openvino_names_the_extra(tmp_path: Path) -> None:
@@ -33,8 +16,8 @@ def test_an_xml_model_without_openvino_names_the_extra(tmp_path: Path) -> None:
     model.write_text("<net/>")
     (tmp_path / "model.bin").write_bytes(b"")
     digit = REPO / "cnnx" / "samples" / "digits" / "mnist-3.png"
-    for args in (["infer", "--model", str(model), str(digit)], ["verify", str(model)]):
-        proc = _cnnx_without("openvino", *args)
+    for args in (["infer", "--model", str(model), str(digit)], ["verify", str(model)], ["inspect", str(model)]):
+        proc = cnnx_without("openvino", *args)
         assert proc.returncode == 2, proc.stderr
         (line,) = proc.stderr.splitlines()
         want = f"error: {model} is an OpenVINO model and openvino is not installed"
@@ -52,7 +35,7 @@ def test_onnx_files_still_open_through_onnxruntime(onnx_model: Path) -> None:
 def test_infer_on_an_openvino_file_is_torch_free(exported: Path) -> None:
     pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'cnnx[openvino]'")
     digit = REPO / "cnnx" / "samples" / "digits" / "mnist-3.png"
-    proc = _cnnx_without("torch", "infer", "--model", str(exported / "mnist.xml"), str(digit), "--json")
+    proc = cnnx_without("torch", "infer", "--model", str(exported / "mnist.xml"), str(digit), "--json")
     assert proc.returncode == 0, proc.stderr
     *lines, modules = proc.stdout.strip().splitlines()
     assert json.loads(modules) == [] and json.loads(lines[0])["label"] == "3"

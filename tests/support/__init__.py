@@ -45,6 +45,21 @@ def run_cli(
     return proc
 
 
+def cnnx_without(blocked: str, *args: str) -> subprocess.CompletedProcess:
+    """`cnnx ARGS` in a process where ``blocked`` cannot be imported, as on a device without that extra;
+    prints the heavy modules that got loaded on its last stdout line."""
+    code = (
+        "import json, sys\n"
+        f"sys.modules[{blocked!r}] = None  # import raises ImportError, as when it is not installed\n"
+        "from cnnx.cli import main\n"
+        f"try:\n    main({list(args)!r})\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print(json.dumps(sorted(m for m, v in sys.modules.items() if v and m.split('.')[0] in ('torch', 'onnx'))))\n"
+        "sys.exit(code)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
 def infer_json(model: Path, *images: Path) -> list[dict[str, Any]]:
     """`cnnx infer IMAGES -m MODEL --json --top-k 3`, one dict per image."""
     proc = run_cli("infer", *map(str, images), "-m", str(model), "--json", "--top-k", "3", check=True)

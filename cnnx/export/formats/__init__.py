@@ -32,6 +32,14 @@ FORMATS: dict[str, ModuleType] = {
 }
 
 
+# Formats users ship to that cnnx does not make: ``--format all`` names each as left out, with why,
+# rather than pass over it in silence. One that gets a module moves from here into FORMATS.
+NOT_MADE: dict[str, str] = {
+    "tflite": "cnnx does not make this format yet: no LiteRT converter (litert-torch, onnx2tf) or runtime "
+    "(ai-edge-litert) is integrated",
+}
+
+
 def missing(name: str) -> str | None:
     """Why format ``name`` cannot be made on this machine (its tools are not installed), or None."""
     check = getattr(FORMATS[name], "missing", None)
