@@ -38,20 +38,18 @@ class Model(Protocol):
 Loader = Callable[[Path, int | None, SpecOptions | None], Model]
 
 
-def _executorch(path: Path, threads: int | None, options: SpecOptions | None) -> Model:
-    """An ExecuTorch program: its Python runtime needs torch, which the edge runtime never loads."""
-    raise ModelFileError(
-        f"{path} is an ExecuTorch program; cnnx runs ONNX (.onnx, .ort) and OpenVINO (.xml) files on the device",
-        "run the .pte with ExecuTorch's runtime in your application, or give the .onnx file exported beside it",
-    )
-
-
 # lower-case file suffix -> loader; a suffix not listed opens as ONNX
 LOADERS: dict[str, Loader] = {
     ".onnx": OnnxModel,
     ".ort": OnnxModel,  # onnxruntime's own format, from `cnnx export --format ort`
     ".xml": OpenVinoModel,  # OpenVINO IR, from `cnnx export --format openvino` (needs cnnx[openvino])
-    ".pte": _executorch,  # from `cnnx export --format executorch`: not for this runtime, said in one line
+}
+# files cnnx exports that this runtime does not run: lower-case suffix -> (what the file is, the way out)
+NOT_RUN: dict[str, tuple[str, str]] = {
+    ".pte": (
+        "an ExecuTorch program",  # its Python runtime takes torch tensors, and the edge runtime never loads torch
+        "run it with ExecuTorch's runtime in your application, or give the .onnx file exported beside it",
+    ),
 }
 
 
@@ -63,6 +61,9 @@ def open_model(path: str | Path, threads: int | None = None, options: SpecOption
     cannot be used, naming the way out.
     """
     path = Path(path)
+    if path.suffix.lower() in NOT_RUN:
+        what, way_out = NOT_RUN[path.suffix.lower()]
+        raise ModelFileError(f"{path} is {what}; cnnx runs ONNX (.onnx, .ort) and OpenVINO (.xml) files", way_out)
     return LOADERS.get(path.suffix.lower(), OnnxModel)(path, threads, options)
 
 

@@ -122,6 +122,25 @@ def _openvino(path: Path, data: bytes) -> dict[str, Any]:
     }
 
 
+PTE_SPEC = ".pte.json"  # the spec beside an ExecuTorch program (cnnx.export.formats.executorch_pte)
+
+
+def _executorch(path: Path, data: bytes) -> dict[str, Any]:
+    """An ExecuTorch program (.pte): a flatbuffer with no room for metadata; its spec is the JSON beside it.
+    Read without ExecuTorch (or torch): the program is not loaded."""
+    beside = path.parent / (path.name.removesuffix(path.suffix) + PTE_SPEC)
+
+    def read() -> ModelSpec | None:
+        return ModelSpec.from_dict(json.loads(beside.read_text())) if beside.is_file() else None
+
+    return {
+        "kind": "executorch",
+        **_spec(read),
+        "selfcheck": None,
+        **({"companions": [beside]} if beside.is_file() else {}),
+    }
+
+
 def _selfcheck(text: str | None) -> dict[str, Any]:
     """What the self-check a file carries holds (images, format, tolerance), None when it carries none."""
     if text is None:
@@ -196,6 +215,8 @@ def _kind(path: Path, data: bytes) -> str:
         return "ort"
     if path.suffix.lower() == ".xml" or data.lstrip()[:5] in (b"<?xml", b"<net "):
         return "openvino"
+    if data[4:8] == b"ET12" or path.suffix.lower() == ".pte":  # ExecuTorch's flatbuffer identifier
+        return "executorch"
     if zipfile.is_zipfile(path):
         return "torchscript" if is_torchscript(path) else "checkpoint"
     if data[:1] == b"\x80":  # a pickle protocol header: torch.save's legacy (non-zip) format
@@ -209,6 +230,7 @@ READERS: dict[str, Callable[[Path, bytes], dict[str, Any]]] = {
     "onnx": _onnx,
     "ort": _ort,
     "openvino": _openvino,
+    "executorch": _executorch,
     "torchscript": _torchscript,
     "checkpoint": _checkpoint,
 }
@@ -239,6 +261,7 @@ def _line(key: str, value: Any) -> str:
 KINDS = {  # what the text output calls each kind; --json keeps the short names
     "ort": "ort (onnxruntime's flatbuffer format)",
     "openvino": "openvino (OpenVINO IR)",
+    "executorch": "executorch (an ExecuTorch program; its spec in the .pte.json beside it)",
 }
 
 

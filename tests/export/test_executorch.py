@@ -84,3 +84,12 @@ def test_the_edge_runtime_names_what_runs_a_program(exported: Path, digit_pngs: 
 
     proc = run_cli("infer", "--model", str(exported / "mnist.pte"), str(sorted(digit_pngs.iterdir())[0]))
     assert proc.returncode == 2 and "is an ExecuTorch program" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inspect_reads_a_program_and_its_spec_without_loading_it(exported: Path) -> None:
+    from tests.support import run_cli
+
+    info = json.loads(run_cli("inspect", str(exported / "mnist.pte"), "--json", check=True).stdout)
+    assert info["kind"] == "executorch" and info["spec"]["arch"] == "mnist-bn"
+    assert info["spec"]["extra"]["delegate"] == "xnnpack" and info["parity"]["passed"]
+    assert set(info["files"]) == {"mnist.pte", "mnist.pte.json"} and info["selfcheck"] is None
