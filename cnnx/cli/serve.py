@@ -120,7 +120,10 @@ def serve(**options: object) -> None:
     options["preprocess"] = None if options["preprocess"] == "auto" else options["preprocess"]
     config = ServeConfig(**options)  # type: ignore[arg-type]
     _check_stack()
-    from cnnx.serve.server import serve as run
+    if config.workers > 1:
+        from cnnx.serve.workers import supervise as run
+    else:
+        from cnnx.serve.server import serve as run
 
     def started(url: str) -> None:
         click.echo(f"cnnx serve: listening on {url} (the page: {url}/; stop: Ctrl-C or SIGTERM)", err=True)

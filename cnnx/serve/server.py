@@ -94,13 +94,7 @@ def url_of(sock: socket.socket) -> str:
 def serve(config: ServeConfig, started: Callable[[str], None] | None = None) -> None:
     """Load the models, bind, call ``started(url)``, and serve until SIGTERM or SIGINT (in-flight
     requests finish, up to ``shutdown_timeout`` seconds). Raises CnnxError for a model that
-    cannot serve. With ``config.workers`` > 1 the serving is done by that many processes on the
-    one socket (``cnnx.serve.workers``)."""
-    if config.workers > 1:
-        from cnnx.serve.workers import supervise
-
-        supervise(config, started)
-        return
+    cannot serve. One process; ``cnnx.serve.workers.supervise`` runs several."""
     from cnnx.serve.app import build_app
 
     app = build_app(config)  # before binding: a model that cannot serve is reported with the port untouched
