@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import shutil
 import signal
 import tempfile
@@ -97,7 +98,7 @@ class Supervisor:
         while waiting:
             try:
                 i, kind, message, hint = self.ready.get(timeout=max(0.1, deadline - time.monotonic()))
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 dead = [i for i in waiting if not self.procs[i].is_alive()]
                 if dead or time.monotonic() > deadline:
                     which = min(dead) if dead else min(waiting)
