@@ -7,6 +7,8 @@ that has no torch at all, and never builds the training commands' option tables.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import sys
 from typing import Any
@@ -30,6 +32,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("cnnx.cli.verify", "verify_cmd", "train"),
     "serve": ("cnnx.cli.serve", "serve", "serve"),
 }
+
+
+# At exit, everything still alive is moved out of the cyclic collector's reach, so the interpreter's
+# last collections skip the few hundred thousand objects torch and its compiler stack create: they
+# cost 0.8 s of every torch command's exit on a 2-core CPU. The process's memory is released either way.
+atexit.register(gc.freeze)
 
 
 class _Group(click.Group):
