@@ -34,7 +34,7 @@ from cnnx.serve.config import ServeConfig
 from cnnx.serve.errors import RequestError
 
 ONNX = ".onnx"  # the one suffix a model's name leaves out
-SUFFIXES = tuple(LOADERS)  # every file the runtime opens by its suffix: .onnx, .ort, .xml
+SUFFIXES = tuple(LOADERS)  # every file the runtime opens by its suffix: .onnx, .ort, .xml, .tflite
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a file name: no separators, no leading dot
 
 
