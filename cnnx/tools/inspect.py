@@ -28,7 +28,7 @@ from cnnx.core.selfcheck import SelfCheck
 from cnnx.core.spec import ONNX_PREFIX, Extra, ModelSpec
 
 ORT_CONFIG = ".required_operators.config"  # what `cnnx export --format ort` writes beside the .ort file
-UNREADABLE = "inspect takes .onnx, .ort, OpenVINO .xml, TorchScript and .pt checkpoint files"
+UNREADABLE = "inspect takes .onnx, .ort, OpenVINO .xml, .tflite, TorchScript and .pt checkpoint files"
 
 
 def onnx_header(data: bytes) -> dict[str, Any]:
@@ -267,7 +267,7 @@ def inspect_file(path: Path) -> dict[str, Any]:
     path = run_checkpoint(path)
     if not path.is_file():
         raise ModelFileError(
-            f"no file at {path}", "give a model file (.onnx, .ort, .xml, TorchScript, .pt) or a run folder"
+            f"no file at {path}", "give a model file (.onnx, .ort, .xml, .tflite, TorchScript, .pt) or a run folder"
         )
     data = path.read_bytes()
     info = READERS[_kind(path, data)](path, data)
