@@ -17,6 +17,7 @@ on its own: eval-mode batch norm, no cross-row op).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -31,7 +32,6 @@ from cnnx.core.errors import ModelFileError
 
 INSTALL = 'pip install "cnnx[litert-runtime]"'
 SPEC_KEY = "cnnx.spec"  # metadata name of the spec: JSON of ModelSpec.to_dict()
-SELFCHECK_KEY = "cnnx.selfcheck"  # metadata name of the encoded self-check (unused while tflite carries none)
 IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier (bytes 4..8)
 ALIGN = 16  # buffer alignment the converter keeps, and the repack keeps
 
@@ -54,20 +54,40 @@ def _model(data: bytes, where: Path | str) -> Any:
     return _schema(where).Model.GetRootAsModel(data, 0)
 
 
+@contextmanager
+def _reading(where: Path | str) -> Iterator[None]:
+    """A cut-short or corrupt flatbuffer fails deep in the generated readers (struct.error, IndexError,
+    None where a table should be): one ModelFileError instead."""
+    try:
+        yield
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        raise ModelFileError(
+            f"{where} is not a readable TFLite flatbuffer (cut short or corrupt: {first_line(exc)[:200]})",
+            "export it again with `cnnx export --format tflite`",
+        ) from None
+
+
 def read_metadata(data: bytes, where: Path | str = "the file") -> dict[str, bytes]:
     """The file's ``metadata`` table: name -> the bytes of the buffer it points at."""
-    model, out = _model(data, where), {}
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        buffer = model.Buffers(entry.Buffer())
-        out[(entry.Name() or b"").decode()] = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
+    out = {}
+    with _reading(where):
+        model = _model(data, where)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            buffer = model.Buffers(entry.Buffer())
+            out[(entry.Name() or b"").decode()] = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
     return out
 
 
 def signature(data: bytes, where: Path | str = "the file") -> dict[str, list[dict[str, Any]]]:
     """Subgraph 0's inputs and outputs: name, shape (the batch fixed), element type."""
-    schema = _schema(where)
-    model = _model(data, where)
+    with _reading(where):
+        return _signature(_schema(where), _model(data, where))
+
+
+def _signature(schema: Any, model: Any) -> dict[str, list[dict[str, Any]]]:
     graph = model.Subgraphs(0)
     types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
@@ -84,7 +104,8 @@ def signature(data: bytes, where: Path | str = "the file") -> dict[str, list[dic
 def with_metadata(data: bytes, entries: dict[str, bytes], where: Path | str = "the file") -> bytes:
     """``data`` repacked with ``entries`` in its metadata table (an entry of the same name replaced)."""
     schema = _schema(where)
-    model = schema.ModelT.InitFromObj(_model(data, where))
+    with _reading(where):
+        model = schema.ModelT.InitFromObj(_model(data, where))
     if any(b.offset for b in model.buffers or []):  # weights stored past the flatbuffer (files over 2 GB)
         raise ModelFileError(f"{where} keeps its weights outside the flatbuffer; cnnx cannot add metadata to it")
     model.buffers = [_aligned(schema, b) for b in model.buffers or []]
@@ -103,7 +124,14 @@ def with_metadata(data: bytes, entries: dict[str, bytes], where: Path | str = "t
 
 def _aligned(schema: Any, buffer: Any, data: np.ndarray | None = None) -> Any:
     """A ``BufferT`` whose bytes are packed ``ALIGN``-aligned (the generated ``Pack`` aligns to 4)."""
+    out = _aligned_class(schema)()
+    out.data = data if buffer is None else buffer.data
+    out.offset, out.size = (0, 0) if buffer is None else (buffer.offset, buffer.size)
+    return out
 
+
+@functools.cache
+def _aligned_class(schema: Any) -> Any:
     class Aligned(schema.BufferT):
         def Pack(self, builder: Any) -> int:  # noqa: N802 - the generated API's name
             raw = np.asarray(self.data, np.uint8).tobytes() if self.data is not None and len(self.data) else None
@@ -120,10 +148,7 @@ def _aligned(schema: Any, buffer: Any, data: np.ndarray | None = None) -> Any:
             schema.BufferAddSize(builder, self.size)
             return int(schema.BufferEnd(builder))
 
-    out = Aligned()
-    out.data = data if buffer is None else buffer.data
-    out.offset, out.size = (0, 0) if buffer is None else (buffer.offset, buffer.size)
-    return out
+    return Aligned
 
 
 @contextmanager

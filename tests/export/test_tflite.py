@@ -106,3 +106,13 @@ def test_inspect_reads_the_spec_and_the_fixed_batch(made: tuple[Path, dict[str, 
     assert info["kind"] == "tflite" and info["spec"]["arch"] == "mnist-bn" and info["parity"]["passed"]
     assert info["inputs"][0]["shape"] == [1, 1, 28, 28] and info["outputs"][0]["shape"] == [1, 10]
     assert info["selfcheck"] is None
+
+
+def test_a_cut_short_file_is_refused_in_one_line(made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes((made[0] / "mnist.tflite").read_bytes()[:5000])
+    digit = REPO / "cnnx" / "samples" / "digits" / "mnist-3.png"
+    proc = run_cli("infer", "--model", str(cut), str(digit))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: {cut} is not a readable TFLite flatbuffer (cut short or corrupt")
