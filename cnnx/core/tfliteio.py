@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -183,6 +184,7 @@ def open_tflite(path: Path, threads: int) -> tuple[Any, Callable[[np.ndarray], n
         raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; cnnx runs one of each")
     shape = tuple(int(d) for d in inputs[0]["shape"])  # (B, C, H, W): B fixed in the file
     batch, i_in, i_out = shape[0], inputs[0]["index"], outputs[0]["index"]
+    lock = threading.Lock()  # one interpreter holds one input and one output tensor: one call at a time
 
     def run(x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)
@@ -195,11 +197,12 @@ def open_tflite(path: Path, threads: int) -> tuple[Any, Callable[[np.ndarray], n
             if n < batch:  # the last piece, padded: rows are independent
                 part = np.concatenate([part, np.zeros((batch - n, *shape[1:]), np.float32)])
             try:
-                interpreter.set_tensor(i_in, part)
-                interpreter.invoke()
+                with lock:
+                    interpreter.set_tensor(i_in, part)
+                    interpreter.invoke()
+                    out.append(np.array(interpreter.get_tensor(i_out)[:n], np.float32))  # copied: reused next call
             except Exception as exc:
                 raise ModelFileError(f"{path} failed on a batch of shape {x.shape}: {first_line(exc)[:300]}") from None
-            out.append(np.array(interpreter.get_tensor(i_out)[:n], np.float32))  # copied: reused next call
         return np.concatenate(out) if out else np.zeros((0, int(outputs[0]["shape"][-1])), np.float32)
 
     return interpreter, run

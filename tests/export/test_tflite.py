@@ -116,3 +116,31 @@ def test_a_cut_short_file_is_refused_in_one_line(made: tuple[Path, dict[str, Any
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"error: {cut} is not a readable TFLite flatbuffer (cut short or corrupt")
+
+
+def test_serve_holds_a_tflite_file_beside_the_onnx_one(
+    made: tuple[Path, dict[str, Any]], onnx_model: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from tests.serve.client import Server
+    from tests.serve.conftest import DIGITS
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(onnx_model, folder / "mnist.onnx")
+    shutil.copy(made[0] / "mnist.tflite", folder / "mnist.tflite")
+    seven = (DIGITS / "mnist-7.png").read_bytes()
+    srv = Server("--model", str(folder))
+    try:
+        index = srv.request("POST", "/v2/repository/index").json
+        assert sorted(m["name"] for m in index) == ["mnist", "mnist.tflite"]
+        onnx = srv.post_image(seven, "/predict?model=mnist").json["predictions"][0]
+        reply = srv.post_image(seven, "/predict?model=mnist.tflite")
+        assert reply.status == 200 and reply.json["model"] == "mnist.tflite"
+        got = reply.json["predictions"][0]
+        assert got["label"] == onnx["label"] and got["probability"] == pytest.approx(onnx["probability"], abs=1e-4)
+        meta = srv.get("/v2/models/mnist.tflite").json
+        assert meta["platform"] == "tflite" and meta["inputs"][0]["shape"] == [-1, 1, 28, 28]
+    finally:
+        assert srv.stop() == 0
