@@ -13,9 +13,9 @@ module loads only what its format needs. Each process imports only what its
 format needs, so one format's thread pools, allocator and imports never weigh on another's
 numbers. Stdlib at the top; numpy and the format's runtime load inside the functions.
 
-The job is a JSON object: ``format`` (eager, torchscript, onnx, onnx-int8, onnx-fp16, ort, openvino), ``file``,
-``threads``, ``seconds`` (timing budget per batch size), ``batches`` (throughput batch
-sizes), ``batch_file`` (.npy, (B, C, H, W) float32 normalised, B = the largest batch),
+The job is a JSON object: ``format`` (eager, torchscript, onnx, onnx-int8, onnx-fp16, ort, openvino,
+executorch, tflite), ``file``, ``threads``, ``seconds`` (timing budget per batch size), ``batches``
+(throughput batch sizes), ``batch_file`` (.npy, (B, C, H, W) float32 normalised, B = the largest batch),
 ``test_x``/``test_y`` (.npy test images and labels) for ``measure``; ``image`` (a PNG) for ``cold``.
 The result is one JSON object on stdout.
 """
@@ -119,6 +119,13 @@ def _load_executorch(path: str, threads: int) -> tuple[Run, dict[str, Any]]:
     return loaded.run, loaded.spec().to_dict()
 
 
+def _load_tflite(path: str, threads: int) -> tuple[Run, None]:
+    from cnnx.core.tfliteio import open_tflite  # stdlib until called: this process holds LiteRT only
+
+    _, run = open_tflite(Path(path), threads)  # the edge runtime's own settings
+    return run, None
+
+
 _IMPORTS: dict[str, tuple[str, ...]] = {
     "eager": ("torch", "cnnx.train.models", "cnnx.train.runner"),
     "torchscript": ("torch", "cnnx.train.runner"),
@@ -128,6 +135,7 @@ _IMPORTS: dict[str, tuple[str, ...]] = {
     "ort": ("onnxruntime",),
     "openvino": ("openvino",),
     "executorch": ("torch", "executorch.runtime"),
+    "tflite": ("ai_edge_litert.interpreter",),
 }
 _LOADERS: dict[str, Callable[[str, int], tuple[Run, Any]]] = {
     "eager": _load_eager,
@@ -138,6 +146,7 @@ _LOADERS: dict[str, Callable[[str, int], tuple[Run, Any]]] = {
     "ort": _load_onnx,
     "openvino": _load_openvino,
     "executorch": _load_executorch,
+    "tflite": _load_tflite,
 }
 
 

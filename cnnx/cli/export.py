@@ -15,7 +15,7 @@ from cnnx.core.errors import CnnxError
 T = TypeVar("T")
 # --format's values: cnnx.export.options.CHOICES (tests/export check they agree); spelled out here so
 # `cnnx --help` does not import the export side
-FORMAT_CHOICES = ["onnx", "torchscript", "onnx-fp16", "ort", "openvino", "executorch", "all"]
+FORMAT_CHOICES = ["onnx", "torchscript", "onnx-fp16", "ort", "openvino", "executorch", "tflite", "all"]
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -58,8 +58,8 @@ def _shared(what: str) -> Decorator:
     default="onnx",
     show_default=True,
     help="onnx-fp16, ort and openvino are made from the fp32 ONNX file, which comes with them; all = every format "
-    "whose tools are installed (int8 only with --int8); the others, and tflite and executorch, which cnnx does "
-    "not make, are named as left out, with why (in the report and --json's skipped).",
+    "whose tools are installed (int8 only with --int8); the others are named as left out, with why (in "
+    "the report and --json's skipped).",
 )
 @click.option("--int8", is_flag=True, help="Also write a static int8 (QDQ) ONNX file, with its own gate.")
 @click.option(

@@ -75,6 +75,8 @@ GATES: dict[str, Gate] = {
     "openvino": Gate(atol=1e-4, min_agreement=1.0),
     # an ExecuTorch program from the torch module; XNNPACK's fp32 kernels sum in another order
     "executorch": Gate(atol=1e-4, min_agreement=1.0),
+    # a TFLite flatbuffer from the torch module, run by LiteRT's interpreter (XNNPACK, fp32)
+    "tflite": Gate(atol=1e-4, min_agreement=1.0),
 }
 
 

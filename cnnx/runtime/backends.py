@@ -4,7 +4,8 @@
 float32 logits``; ``.onnx`` and ``.ort`` files (and anything else, so a wrongly named ONNX file
 keeps working, and a PyTorch file gets its own message) open in onnxruntime through
 ``cnnx.runtime.session.OnnxModel``, ``.xml`` files in OpenVINO through
-``cnnx.runtime.openvino_model.OpenVinoModel``. Another runtime adds one entry to ``LOADERS``, with its
+``cnnx.runtime.openvino_model.OpenVinoModel``, ``.tflite`` files in LiteRT through
+``cnnx.runtime.tflite_model.TfliteModel``. Another runtime adds one entry to ``LOADERS``, with its
 package imported inside its loader, so a missing optional package costs nothing until its file
 is opened.
 """
@@ -21,6 +22,7 @@ from cnnx.core.errors import ModelFileError
 from cnnx.core.spec import ModelSpec, SpecOptions
 from cnnx.runtime.openvino_model import OpenVinoModel
 from cnnx.runtime.session import OnnxModel
+from cnnx.runtime.tflite_model import TfliteModel
 
 
 class Model(Protocol):
@@ -43,6 +45,7 @@ LOADERS: dict[str, Loader] = {
     ".onnx": OnnxModel,
     ".ort": OnnxModel,  # onnxruntime's own format, from `cnnx export --format ort`
     ".xml": OpenVinoModel,  # OpenVINO IR, from `cnnx export --format openvino` (needs cnnx[openvino])
+    ".tflite": TfliteModel,  # LiteRT, from `cnnx export --format tflite` (needs cnnx[litert-runtime])
 }
 # files cnnx exports that this runtime does not run: lower-case suffix -> (what the file is, the way out)
 NOT_RUN: dict[str, tuple[str, str]] = {
@@ -63,7 +66,9 @@ def open_model(path: str | Path, threads: int | None = None, options: SpecOption
     path = Path(path)
     if path.suffix.lower() in NOT_RUN:
         what, way_out = NOT_RUN[path.suffix.lower()]
-        raise ModelFileError(f"{path} is {what}; cnnx runs ONNX (.onnx, .ort) and OpenVINO (.xml) files", way_out)
+        raise ModelFileError(
+            f"{path} is {what}; cnnx runs ONNX (.onnx, .ort), OpenVINO (.xml) and LiteRT (.tflite) files", way_out
+        )
     return LOADERS.get(path.suffix.lower(), OnnxModel)(path, threads, options)
 
 

@@ -13,7 +13,7 @@ MB = 1024 * 1024
 class ServeConfig:
     """The server's settings; ``cnnx serve`` maps its options onto these 1:1."""
 
-    model: str | None = None  # a model file (.onnx, .ort, .xml), or a folder of them (one model each); None = shipped
+    model: str | None = None  # a model file (.onnx, .ort, .xml, .tflite) or a folder of them; None = shipped
     host: str = "127.0.0.1"  # address to bind: loopback unless told otherwise
     port: int = 8000  # TCP port; 0 = any free port (the one chosen is printed)
     threads: int = 1  # onnxruntime intra-op threads per model; 0 = the physical cores

@@ -2,14 +2,14 @@
 (load, verify, swap; the old model keeps serving when the new one fails).
 
 A folder serves every file the edge runtime opens (the suffixes of ``cnnx.runtime.backends.LOADERS``:
-``.onnx``, ``.ort``, ``.xml``). A model's name is its file name less ``.onnx``; files of the other
+``.onnx``, ``.ort``, ``.xml``, ``.tflite``). A model's name is its file name less ``.onnx``; files of the other
 formats keep their suffix, so the files one ``cnnx export --format all`` writes are distinct models
 (``mnist.onnx``, ``mnist.fp16.onnx``, ``mnist.ort``, ``mnist.xml``: ``mnist``, ``mnist.fp16``,
 ``mnist.ort``, ``mnist.xml``). Two files that would share a name (``a.ort`` and ``a.ort.onnx``) are
 refused when the server starts.
 
 A name from a request is only ever a key: it must look like a file name, and a reload opens
-``FOLDER/NAME.onnx`` (``FOLDER/NAME`` for a name ending in ``.ort`` or ``.xml``) only after
+``FOLDER/NAME.onnx`` (``FOLDER/NAME`` for a name ending in another suffix) only after
 checking that the resolved path (symbolic links followed) lies inside the model folder.
 """
 
@@ -34,7 +34,7 @@ from cnnx.serve.config import ServeConfig
 from cnnx.serve.errors import RequestError
 
 ONNX = ".onnx"  # the one suffix a model's name leaves out
-SUFFIXES = tuple(LOADERS)  # every file the runtime opens by its suffix: .onnx, .ort, .xml
+SUFFIXES = tuple(LOADERS)  # every file the runtime opens by its suffix: .onnx, .ort, .xml, .tflite
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a file name: no separators, no leading dot
 
 
@@ -76,7 +76,7 @@ def check_name(name: str) -> str:
         raise RequestError(
             400,
             f"model name {name[:100]!r} is not a model name",
-            "a model's name is its file name without .onnx (an .ort or .xml file keeps its suffix): "
+            "a model's name is its file name without .onnx (an .ort, .xml or .tflite file keeps its suffix): "
             "letters, digits, '.', '_' and '-'",
         )
     return name

@@ -18,11 +18,13 @@ import numpy as np
 import cnnx
 from cnnx.core.calibration import softmax
 from cnnx.runtime.openvino_model import OpenVinoModel
+from cnnx.runtime.tflite_model import TfliteModel
 from cnnx.serve.errors import RequestError, bad
 from cnnx.serve.models import Model
 
 OUTPUTS = ("logits", "probabilities")
 PLATFORM = "onnxruntime_onnx"  # .onnx and .ort files; OpenVINO IR files: "openvino", as Triton names them
+TFLITE_PLATFORM = "tflite"  # .tflite files: no platform name of Triton's fits, so the format's own name
 
 
 def server_metadata() -> dict[str, Any]:
@@ -35,11 +37,17 @@ def model_metadata(model: Model) -> dict[str, Any]:
     return {
         "name": model.name,
         "versions": [str(model.version)],
-        "platform": "openvino" if isinstance(clf.model, OpenVinoModel) else PLATFORM,
+        "platform": _platform(clf.model),
         "inputs": [{"name": clf.model.input_name, "datatype": "FP32", "shape": [-1, *spec.input_shape]}],
         "outputs": [{"name": name, "datatype": "FP32", "shape": [-1, k]} for name in OUTPUTS],
         "parameters": {"classes": spec.classes, "preprocess": spec.preprocess, "spec": spec.to_dict()},
     }
+
+
+def _platform(model: Any) -> str:
+    if isinstance(model, OpenVinoModel):
+        return "openvino"
+    return TFLITE_PLATFORM if isinstance(model, TfliteModel) else PLATFORM
 
 
 def _field(obj: dict, key: str, kind: type, where: str) -> Any:

@@ -28,7 +28,7 @@ from cnnx.core.selfcheck import SelfCheck
 from cnnx.core.spec import ONNX_PREFIX, Extra, ModelSpec
 
 ORT_CONFIG = ".required_operators.config"  # what `cnnx export --format ort` writes beside the .ort file
-UNREADABLE = "inspect takes .onnx, .ort, OpenVINO .xml, TorchScript and .pt checkpoint files"
+UNREADABLE = "inspect takes .onnx, .ort, OpenVINO .xml, .tflite, TorchScript and .pt checkpoint files"
 
 
 def onnx_header(data: bytes) -> dict[str, Any]:
@@ -141,6 +141,25 @@ def _executorch(path: Path, data: bytes) -> dict[str, Any]:
     }
 
 
+def _tflite(path: Path, data: bytes) -> dict[str, Any]:
+    """A LiteRT flatbuffer (.tflite): its spec in the model's metadata table (``cnnx.spec``), its inputs and
+    outputs from subgraph 0; read with LiteRT's flatbuffer schema, the interpreter not started."""
+    from cnnx.core import tfliteio
+
+    info: dict[str, Any] = {"kind": "tflite"}
+    try:
+        info.update(tfliteio.signature(data, path))
+    except ModelFileError as exc:
+        info["note"] = exc.message
+    return {**info, **_spec(lambda: _tflite_spec(tfliteio.read_metadata(data, path))), "selfcheck": None}
+
+
+def _tflite_spec(meta: dict[str, bytes]) -> ModelSpec | None:
+    from cnnx.core.tfliteio import SPEC_KEY
+
+    return ModelSpec.from_dict(json.loads(meta[SPEC_KEY])) if SPEC_KEY in meta else None
+
+
 def _selfcheck(text: str | None) -> dict[str, Any]:
     """What the self-check a file carries holds (images, format, tolerance), None when it carries none."""
     if text is None:
@@ -217,6 +236,8 @@ def _kind(path: Path, data: bytes) -> str:
         return "openvino"
     if data[4:8] == b"ET12" or path.suffix.lower() == ".pte":  # ExecuTorch's flatbuffer identifier
         return "executorch"
+    if data[4:8] == b"TFL3" or path.suffix.lower() == ".tflite":  # TFLite's flatbuffer identifier
+        return "tflite"
     if zipfile.is_zipfile(path):
         return "torchscript" if is_torchscript(path) else "checkpoint"
     if data[:1] == b"\x80":  # a pickle protocol header: torch.save's legacy (non-zip) format
@@ -231,6 +252,7 @@ READERS: dict[str, Callable[[Path, bytes], dict[str, Any]]] = {
     "ort": _ort,
     "openvino": _openvino,
     "executorch": _executorch,
+    "tflite": _tflite,
     "torchscript": _torchscript,
     "checkpoint": _checkpoint,
 }
@@ -245,7 +267,7 @@ def inspect_file(path: Path) -> dict[str, Any]:
     path = run_checkpoint(path)
     if not path.is_file():
         raise ModelFileError(
-            f"no file at {path}", "give a model file (.onnx, .ort, .xml, TorchScript, .pt) or a run folder"
+            f"no file at {path}", "give a model file (.onnx, .ort, .xml, .tflite, TorchScript, .pt) or a run folder"
         )
     data = path.read_bytes()
     info = READERS[_kind(path, data)](path, data)
@@ -262,6 +284,7 @@ KINDS = {  # what the text output calls each kind; --json keeps the short names
     "ort": "ort (onnxruntime's flatbuffer format)",
     "openvino": "openvino (OpenVINO IR)",
     "executorch": "executorch (an ExecuTorch program; its spec in the .pte.json beside it)",
+    "tflite": "tflite (a LiteRT flatbuffer; its spec in its metadata)",
 }
 
 

@@ -26,6 +26,7 @@ LABELS = {
     "ort": "ONNX Runtime, .ort",
     "openvino": "OpenVINO fp32",  # with the openvino extra (CI installs it)
     "executorch": "ExecuTorch .pte",  # with the executorch extra (CI installs it)
+    "tflite": "LiteRT .tflite",  # with the litert extra, in its own environment (.ci/litert)
 }
 # the result's schema: key -> type(s)
 TOP = {

@@ -14,6 +14,9 @@ import pytest
 
 from tests.support import MINI_MNIST, REPO, run_cli
 
+# the formats made only where their extra is installed (tflite's litert-torch: an environment of its own)
+OPTIONAL = ("openvino", "executorch", "tflite")
+
 pytest.importorskip("torch")
 
 
@@ -64,6 +67,7 @@ def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, di
     files = ["best.fp16.onnx", "best.onnx", "best.ort", "best.required_operators.config", "best.torchscript"]
     files += ["best.bin", "best.xml"] if not missing("openvino") else []  # the optional formats, when installed
     files += ["best.pte", "best.pte.json"] if not missing("executorch") else []
+    files += ["best.tflite"] if not missing("tflite") else []  # litert-torch: in an environment of its own
     assert sorted(p.name for p in out.iterdir()) == sorted([*files, "parity.json"])
     assert json.loads((out / "parity.json").read_text()) == report
     assert report["images"]["images"] == 500 and report["images"]["random_batches"] == [1, 2, 7, 64]
@@ -75,11 +79,10 @@ def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, di
         assert set(r["latency_ms"]) == {"1", "64"} and all(v > 0 for v in r["latency_ms"].values())
     assert onnx_r["method"] in ("dynamo", "legacy") and ts_r["method"] in ("script", "trace")
     assert report["reference"]["accuracy"] > 0.5  # a trained model, so agreement is not trivially met
-    optional = [n for n in ("openvino", "executorch") if not missing(n)]
+    optional = [n for n in OPTIONAL if not missing(n)]
     assert report["written"] == ["onnx", "torchscript", "onnx-fp16", "ort", *optional]  # every format installed
-    extras = ("openvino", "executorch")
-    left_out = {n: missing(n) for n in extras if missing(n)}
-    assert report["kept"] == [] and report["skipped"] == {**left_out, **NOT_MADE}  # tflite: named, not made
+    left_out = {n: missing(n) for n in OPTIONAL if missing(n)}
+    assert report["kept"] == [] and report["skipped"] == {**left_out, **NOT_MADE}  # each named, with why
     assert all(why.startswith("cnnx does not make this format yet") for why in NOT_MADE.values())
 
 
@@ -157,7 +160,7 @@ def test_human_report_is_a_table(exported: tuple[Path, dict[str, Any], str]) -> 
     assert onnx_row.endswith("pass") and ts_row.endswith("pass") and "100.00%" in onnx_row
     assert "latency" in text and "parity.json" in text
     left_out = [line for line in lines if line.startswith("left out ")]
-    assert left_out[-1:] == [f"left out {n}: {exported[1]['skipped'][n]}" for n in ("tflite",)]
+    assert left_out == [f"left out {n}: {why}" for n, why in exported[1]["skipped"].items()]
 
 
 @pytest.mark.slow  # two exports (about 25 s)
@@ -172,18 +175,22 @@ def test_format_all_without_openvino_names_what_it_left_out_and_why(trained_run:
         for line in proc.stdout.splitlines()
         if line.startswith("left out ")
     }
-    assert list(said)[-2:] == ["openvino", "tflite"]  # FORMATS order, then the ones cnnx does not make
+    from cnnx.export.formats import missing
+
+    expected = ["openvino", *(n for n in OPTIONAL[1:] if missing(n))]
+    assert list(said)[-len(expected) :] == expected  # FORMATS order
     assert "openvino is not installed" in said["openvino"] and 'pip install "cnnx[openvino]"' in said["openvino"]
     assert "openvino: left out (openvino is not installed" in proc.stderr  # the progress says it as it happens
     assert not list(out.glob("*.xml")) and not list(out.glob("*.bin")) and (out / "best.onnx").is_file()
     record = json.loads((out / "parity.json").read_text())
     assert list(record["skipped"]) == list(said) and "openvino" not in record["formats"]
 
-    # --format onnx tries no other format: the folder's record still says why it has no OpenVINO file,
-    # and only --format all names the formats cnnx does not make
+    # --format onnx tries no other format: the folder's record still says why it has no OpenVINO file
+    # (nor a .tflite, where litert-torch is missing)
     again = run_cli("export", str(trained_run), "--format", "onnx", "--out", str(out), "--json", "--threads", "1")
     report = json.loads(again.stdout)
-    assert "openvino" in report["skipped"] and "tflite" not in report["skipped"] and "torchscript" in report["kept"]
+    assert "openvino" in report["skipped"] and "torchscript" in report["kept"]
+    assert ("tflite" in report["skipped"]) == bool(missing("tflite"))
 
 
 def test_inspect_onnx_needs_neither_torch_nor_onnx(exported: tuple[Path, dict[str, Any], str]) -> None:

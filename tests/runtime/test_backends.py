@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, cnnx_without
+from tests.support import MINI_MNIST, REPO, cnnx_without
 
 
 def test_an_xml_model_without_openvino_names_the_extra(tmp_path: Path) -> None:
@@ -22,6 +22,18 @@ def test_an_xml_model_without_openvino_names_the_extra(tmp_path: Path) -> None:
         (line,) = proc.stderr.splitlines()
         want = f"error: {model} is an OpenVINO model and openvino is not installed"
         assert line == want + ' (pip install "cnnx[openvino]")'
+
+
+def test_a_tflite_model_without_litert_names_the_extra(tmp_path: Path) -> None:
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))  # a flatbuffer's header: read no further
+    digit = REPO / "cnnx" / "samples" / "digits" / "mnist-3.png"
+    for args in (["infer", "--model", str(model), str(digit)], ["eval", str(model), "--data", str(MINI_MNIST)]):
+        proc = cnnx_without("ai_edge_litert", *args)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.splitlines()
+        want = f"error: {model} is a LiteRT (.tflite) model and ai-edge-litert is not installed"
+        assert line == want + ' (pip install "cnnx[litert-runtime]")'
 
 
 def test_onnx_files_still_open_through_onnxruntime(onnx_model: Path) -> None:

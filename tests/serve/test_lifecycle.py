@@ -184,7 +184,7 @@ def test_the_command_reports_bad_options_and_models_in_one_line(tmp_path):
     for args, words in [
         (["--max-batch", "0"], "--max-batch 0 is out of range"),
         (["--model", str(tmp_path / "missing.onnx")], "no model file at"),
-        (["--model", str(tmp_path)], "holds no model files (.onnx, .ort, .xml)"),
+        (["--model", str(tmp_path)], "holds no model files (.onnx, .ort, .xml, .tflite)"),
     ]:
         proc = run_cli("serve", "--port", "0", *args)
         assert proc.returncode == 2, proc.stderr

@@ -1,0 +1,208 @@
+"""How cnnx reads, writes and runs every LiteRT (TensorFlow Lite) flatbuffer (``.tflite``): the edge
+runtime ``cnnx infer`` uses, and export's parity gate, with the same settings. Stdlib and numpy at
+import time; ``ai_edge_litert`` (LiteRT's interpreter, torch-free) loads when a file is opened, and
+its absence is a ModelFileError naming the extra that installs it.
+
+The spec lives in the file itself, in the model's ``metadata`` table (name ``cnnx.spec``, its bytes
+the JSON ``ModelSpec.to_dict`` writes everywhere), where TFLite keeps what the converter notes
+about a model (``min_runtime_version``). Writing it repacks the flatbuffer with the schema's own
+Python bindings (``ai_edge_litert.schema_py_generated``), every buffer 16-byte aligned as the
+converter writes them; the graph and its weights are copied unchanged.
+
+A converted file has a fixed batch axis (the converter cannot lower cnnx's flatten for a
+symbolic batch, and the XNNPACK delegate cannot resize its reshape), so ``run`` feeds a batch
+in pieces of the file's own batch size, the last one padded with zeros (every row is computed
+on its own: eval-mode batch norm, no cross-row op).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnx.core.contract import first_line
+from cnnx.core.errors import ModelFileError
+
+INSTALL = 'pip install "cnnx[litert-runtime]"'
+SPEC_KEY = "cnnx.spec"  # metadata name of the spec: JSON of ModelSpec.to_dict()
+IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier (bytes 4..8)
+ALIGN = 16  # buffer alignment the converter keeps, and the repack keeps
+
+
+def _absent(where: Path | str) -> ModelFileError:
+    return ModelFileError(f"{where} is a LiteRT (.tflite) model and ai-edge-litert is not installed", INSTALL)
+
+
+def _schema(where: Path | str) -> Any:
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError:
+        raise _absent(where) from None
+    return schema_py_generated
+
+
+def _model(data: bytes, where: Path | str) -> Any:
+    if data[4:8] != IDENTIFIER:
+        raise ModelFileError(f"{where} is not a TFLite flatbuffer (no {IDENTIFIER.decode()} identifier)")
+    return _schema(where).Model.GetRootAsModel(data, 0)
+
+
+@contextmanager
+def _reading(where: Path | str) -> Iterator[None]:
+    """A cut-short or corrupt flatbuffer fails deep in the generated readers (struct.error, IndexError,
+    None where a table should be): one ModelFileError instead."""
+    try:
+        yield
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        raise ModelFileError(
+            f"{where} is not a readable TFLite flatbuffer (cut short or corrupt: {first_line(exc)[:200]})",
+            "export it again with `cnnx export --format tflite`",
+        ) from None
+
+
+def read_metadata(data: bytes, where: Path | str = "the file") -> dict[str, bytes]:
+    """The file's ``metadata`` table: name -> the bytes of the buffer it points at."""
+    out = {}
+    with _reading(where):
+        model = _model(data, where)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            buffer = model.Buffers(entry.Buffer())
+            out[(entry.Name() or b"").decode()] = buffer.DataAsNumpy().tobytes() if buffer.DataLength() else b""
+    return out
+
+
+def signature(data: bytes, where: Path | str = "the file") -> dict[str, list[dict[str, Any]]]:
+    """Subgraph 0's inputs and outputs: name, shape (the batch fixed), element type."""
+    with _reading(where):
+        return _signature(_schema(where), _model(data, where))
+
+
+def _signature(schema: Any, model: Any) -> dict[str, list[dict[str, Any]]]:
+    graph = model.Subgraphs(0)
+    types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+    def describe(indices: np.ndarray) -> list[dict[str, Any]]:
+        tensors = [graph.Tensors(int(i)) for i in indices]
+        return [
+            {"name": (t.Name() or b"").decode(), "shape": [int(d) for d in t.ShapeAsNumpy()], "type": types[t.Type()]}
+            for t in tensors
+        ]
+
+    return {"inputs": describe(graph.InputsAsNumpy()), "outputs": describe(graph.OutputsAsNumpy())}
+
+
+def with_metadata(data: bytes, entries: dict[str, bytes], where: Path | str = "the file") -> bytes:
+    """``data`` repacked with ``entries`` in its metadata table (an entry of the same name replaced)."""
+    schema = _schema(where)
+    with _reading(where):
+        model = schema.ModelT.InitFromObj(_model(data, where))
+    if any(b.offset for b in model.buffers or []):  # weights stored past the flatbuffer (files over 2 GB)
+        raise ModelFileError(f"{where} keeps its weights outside the flatbuffer; cnnx cannot add metadata to it")
+    model.buffers = [_aligned(schema, b) for b in model.buffers or []]
+    model.metadata = [m for m in model.metadata or [] if (m.name or b"").decode() not in entries]
+    for name, value in entries.items():
+        model.buffers.append(_aligned(schema, None, np.frombuffer(value, np.uint8)))
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(model.buffers) - 1
+        model.metadata.append(entry)
+    import flatbuffers
+
+    builder = flatbuffers.Builder(len(data) + sum(len(v) for v in entries.values()) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _aligned(schema: Any, buffer: Any, data: np.ndarray | None = None) -> Any:
+    """A ``BufferT`` whose bytes are packed ``ALIGN``-aligned (the generated ``Pack`` aligns to 4)."""
+    out = _aligned_class(schema)()
+    out.data = data if buffer is None else buffer.data
+    out.offset, out.size = (0, 0) if buffer is None else (buffer.offset, buffer.size)
+    return out
+
+
+@functools.cache
+def _aligned_class(schema: Any) -> Any:
+    class Aligned(schema.BufferT):
+        def Pack(self, builder: Any) -> int:  # noqa: N802 - the generated API's name
+            raw = np.asarray(self.data, np.uint8).tobytes() if self.data is not None and len(self.data) else None
+            vector = None
+            if raw is not None:
+                builder.StartVector(1, len(raw), ALIGN)
+                builder.head -= len(raw)
+                builder.Bytes[builder.head : builder.head + len(raw)] = raw
+                vector = builder.EndVector()  # flatbuffers >= 2, as the generated schema code itself
+            schema.BufferStart(builder)
+            if vector is not None:
+                schema.BufferAddData(builder, vector)
+            schema.BufferAddOffset(builder, self.offset)
+            schema.BufferAddSize(builder, self.size)
+            return int(schema.BufferEnd(builder))
+
+    return Aligned
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """LiteRT's C++ says on stderr when it applies its XNNPACK delegate ("INFO: Created TensorFlow Lite
+    XNNPACK delegate for CPU."): silenced, it is no message for the user."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def open_tflite(path: Path, threads: int) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
+    """(LiteRT's interpreter on ``path``, ``run``: (N, C, H, W) float32 -> (N, K) float32 logits, any N)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise _absent(path) from None
+    try:
+        with quiet_stderr():
+            interpreter = Interpreter(model_path=str(path), num_threads=max(1, threads))
+            interpreter.allocate_tensors()
+    except Exception as exc:  # ValueError/RuntimeError from the C++ side
+        raise ModelFileError(f"{path} does not load in LiteRT: {first_line(exc)[:300]}") from None
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; cnnx runs one of each")
+    shape = tuple(int(d) for d in inputs[0]["shape"])  # (B, C, H, W): B fixed in the file
+    batch, i_in, i_out = shape[0], inputs[0]["index"], outputs[0]["index"]
+    lock = threading.Lock()  # one interpreter holds one input and one output tensor: one call at a time
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
+        if x.ndim != len(shape) or x.shape[1:] != shape[1:]:
+            raise ModelFileError(f"{path} takes batches of shape (N, {', '.join(map(str, shape[1:]))}), got {x.shape}")
+        out = []
+        for i in range(0, len(x), batch):
+            part = x[i : i + batch]
+            n = len(part)
+            if n < batch:  # the last piece, padded: rows are independent
+                part = np.concatenate([part, np.zeros((batch - n, *shape[1:]), np.float32)])
+            try:
+                with lock:
+                    interpreter.set_tensor(i_in, part)
+                    interpreter.invoke()
+                    out.append(np.array(interpreter.get_tensor(i_out)[:n], np.float32))  # copied: reused next call
+            except Exception as exc:
+                raise ModelFileError(f"{path} failed on a batch of shape {x.shape}: {first_line(exc)[:300]}") from None
+        return np.concatenate(out) if out else np.zeros((0, int(outputs[0]["shape"][-1])), np.float32)
+
+    return interpreter, run
