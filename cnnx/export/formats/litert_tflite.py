@@ -14,7 +14,7 @@ The spec is carried in the file itself, in the flatbuffer's ``metadata`` table u
 Needs ``litert-torch`` (``pip install "cnnx[litert]"``), which cannot share the training
 environment's dev tools: its dependency xdsl pins typing-extensions below 4.13, and selenium
 (the dev extra) needs 4.15 or later. Install it in an environment of its own that sees the
-training install (``python -m venv --system-site-packages``; ``.ci/litert`` does so).
+training install's packages after its own (``.ci/litert`` builds one).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ SUFFIX = ".tflite"
 METHODS = ("litert-torch",)
 BATCH = 1  # images per interpreter call, fixed in the file
 INSTALL = (
-    'pip install "cnnx[litert]" in an environment of its own '
-    "(python -m venv --system-site-packages; it conflicts with the dev extra's selenium)"
+    'pip install "cnnx[litert]" in an environment of its own over the training install '
+    "(.ci/litert builds one; it conflicts with the dev extra's selenium)"
 )
 
 
