@@ -6,7 +6,9 @@ Checks go structure, values, decision (ARCHITECTURE rule 5):
    dtype of every output actually produced;
 2. values: ``numpy.testing.assert_allclose`` against the reference logits, on real
    test images and on random inputs at batch sizes 1, 2, 7 and 64, with the
-   tolerances of ``GATES``;
+   tolerances of ``GATES``; on random inputs, whose logits run several times larger than
+   on real images, the tolerance grows by ``RANDOM_RTOL`` of each logit's size (float32
+   sums in another order differ in proportion to their size);
 3. decision: top-1 agreement on real test images (and, for int8, accuracy and size
    against the fp32 ONNX file).
 
@@ -161,8 +163,16 @@ def _summary(c: Candidate, reference: Outputs, base: Outputs, data: ParityData) 
         "top1_agreement_with_torch": float((pred == ref_pred).mean()),
         "accuracy": float((pred == data.test_y).mean()),
         "baseline_accuracy": float((base_pred == data.test_y).mean()),
-        "tolerance": {k: v for k, v in vars(gate).items() if v is not None and k != "hint"},
+        "tolerance": {
+            **{k: v for k, v in vars(gate).items() if v is not None and k != "hint"},
+            **({"random_rtol": RANDOM_RTOL} if gate.atol is not None else {}),
+        },
     }
+
+
+# on random inputs: |diff| <= atol + RANDOM_RTOL * |reference logit|. Measured: OpenVINO's fp32 kernels on an
+# Intel Xeon gave 1.3e-4 on random-input logits up to 89 (1.5e-6 of their size) and 2.3e-5 on real images.
+RANDOM_RTOL = 1e-5
 
 
 def _failures(c: Candidate, reference: Outputs, summary: dict[str, Any], baseline_size: int | None) -> list[str]:
@@ -171,10 +181,12 @@ def _failures(c: Candidate, reference: Outputs, summary: dict[str, Any], baselin
     failures = []
     if gate.atol is not None:
         for label, g, w in _compared(c.outputs, reference):
+            rtol = RANDOM_RTOL if label == "random inputs" else 0.0
             try:
-                np.testing.assert_allclose(g, w, rtol=0, atol=gate.atol)
+                np.testing.assert_allclose(g, w, rtol=rtol, atol=gate.atol)
             except AssertionError:
-                failures.append(f"max abs logit diff {np.abs(g - w).max():.3g} on {label} exceeds {gate.atol:g}")
+                allowed = f"{gate.atol:g}" + (f" + {rtol:g} x |logit|" if rtol else "")
+                failures.append(f"max abs logit diff {np.abs(g - w).max():.3g} on {label} exceeds {allowed}")
     if summary["top1_agreement"] < gate.min_agreement:
         failures.append(
             f"top-1 agreement with {gate.baseline} {100 * summary['top1_agreement']:.2f}% "
