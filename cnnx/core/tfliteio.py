@@ -18,8 +18,6 @@ on its own: eval-mode batch norm, no cross-row op).
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ import numpy as np
 
 from cnnx.core.contract import first_line
 from cnnx.core.errors import ModelFileError
+from cnnx.core.quiet import native_stderr_held
 
 INSTALL = 'pip install "cnnx[litert-runtime]"'
 SPEC_KEY = "cnnx.spec"  # metadata name of the spec: JSON of ModelSpec.to_dict()
@@ -152,21 +151,6 @@ def _aligned_class(schema: Any) -> Any:
     return Aligned
 
 
-@contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """LiteRT's C++ says on stderr when it applies its XNNPACK delegate ("INFO: Created TensorFlow Lite
-    XNNPACK delegate for CPU."): silenced, it is no message for the user."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def open_tflite(path: Path, threads: int) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
     """(LiteRT's interpreter on ``path``, ``run``: (N, C, H, W) float32 -> (N, K) float32 logits, any N)."""
     try:
@@ -174,7 +158,7 @@ def open_tflite(path: Path, threads: int) -> tuple[Any, Callable[[np.ndarray], n
     except ImportError:
         raise _absent(path) from None
     try:
-        with quiet_stderr():
+        with native_stderr_held():  # LiteRT says when it applies its XNNPACK delegate
             interpreter = Interpreter(model_path=str(path), num_threads=max(1, threads))
             interpreter.allocate_tensors()
     except Exception as exc:  # ValueError/RuntimeError from the C++ side

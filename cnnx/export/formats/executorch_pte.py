@@ -20,10 +20,6 @@ torch of the training install; see the README for the versions measured).
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +30,7 @@ from torch import nn
 from cnnx.core.contract import first_line
 from cnnx.core.errors import ModelFileError
 from cnnx.core.fileio import atomic_write
+from cnnx.core.quiet import native_stderr_held, notices_held
 from cnnx.core.spec import Extra, ModelSpec
 
 SUFFIX = ".pte"
@@ -44,23 +41,10 @@ MAX_BATCH = 64  # images per program call: ExecuTorch plans memory for this many
 INSTALL = 'pip install "cnnx[executorch]"'
 
 
-@contextmanager
-def _notices_held() -> Iterator[None]:
+def _notices_held() -> Any:
     """ExecuTorch's own imports warn (importlib.resources' read_text) and make torch log a deprecation
     notice (an Enum registered with pytree): neither is the user's to act on."""
-    import logging
-    import warnings
-
-    pytree = logging.getLogger("torch.utils._pytree")
-    level = pytree.level
-    pytree.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        pytree.setLevel(level)
+    return notices_held(("torch.utils._pytree",), (DeprecationWarning, FutureWarning))
 
 
 def missing() -> str | None:
@@ -77,20 +61,6 @@ def _imports() -> None:
     import executorch.exir  # noqa: F401
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # noqa: F401
     from executorch.runtime import Runtime  # noqa: F401
-
-
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """ExecuTorch's C++ logs what it reads about the CPU on stderr when a program loads: silenced."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _program(model: nn.Module, spec: ModelSpec, method: str) -> bytes:
@@ -124,7 +94,7 @@ def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "xnnp
     with _notices_held():
         import executorch
     try:
-        with _quiet_stderr(), _notices_held():
+        with native_stderr_held(), _notices_held():
             data = _program(model, spec, method)
     except Exception as exc:  # torch.export and the lowering raise errors of many types
         raise ModelFileError(f"ExecuTorch export ({method}) failed: {first_line(exc)[:300]}") from None
@@ -150,7 +120,7 @@ class LoadedPte:
 
         self.path = Path(path)
         try:
-            with _quiet_stderr():
+            with native_stderr_held():
                 self.method = Runtime.get().load_program(str(self.path)).load_method("forward")
         except Exception as exc:
             raise ModelFileError(f"{self.path} does not load in ExecuTorch: {first_line(exc)[:300]}") from None

@@ -20,8 +20,6 @@ training install's packages after its own (``.ci/litert`` builds one).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +30,9 @@ from torch import nn
 from cnnx.core.contract import first_line
 from cnnx.core.errors import ModelFileError
 from cnnx.core.fileio import atomic_write
+from cnnx.core.quiet import native_stderr_held, notices_held
 from cnnx.core.spec import Extra, ModelSpec
-from cnnx.core.tfliteio import SPEC_KEY, open_tflite, quiet_stderr, read_metadata, with_metadata
+from cnnx.core.tfliteio import SPEC_KEY, open_tflite, read_metadata, with_metadata
 
 SUFFIX = ".tflite"
 METHODS = ("litert-torch",)
@@ -44,33 +43,19 @@ INSTALL = (
 )
 
 
-@contextmanager
-def _notices_held() -> Iterator[None]:
+def _notices_held() -> Any:
     """litert-torch's imports warn about deprecated APIs of its dependencies (jax, torch's pytree) and
     its converter reports progress through ``logging`` and a progress printer: none is the user's to
     act on."""
-    import logging
-    import warnings
-
-    loggers = [logging.getLogger(n) for n in ("torch.utils._pytree", "litert_torch", "absl", "jax")]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            yield
-    finally:
-        for log, level in zip(loggers, levels, strict=True):
-            log.setLevel(level)
+    return notices_held(
+        ("torch.utils._pytree", "litert_torch", "absl", "jax"), (DeprecationWarning, FutureWarning, UserWarning)
+    )
 
 
 def missing() -> str | None:
     """Why this format cannot be made here, or None."""
     try:  # litert-torch's first import logs through absl (oneDNN notes) on stderr: silenced
-        with _notices_held(), quiet_stderr():
+        with _notices_held(), native_stderr_held():
             import ai_edge_litert.interpreter  # noqa: F401
             import litert_torch  # noqa: F401
     except Exception as exc:  # ImportError, or a litert-torch built for another torch
@@ -83,12 +68,12 @@ def _flatbuffer(model: nn.Module, spec: ModelSpec) -> bytes:
     import contextlib
     import io
 
-    with _notices_held(), quiet_stderr():
+    with _notices_held(), native_stderr_held():
         import litert_torch
 
     example = torch.zeros((BATCH, *spec.input_shape), dtype=torch.float32)
     # the converter prints its progress on stdout and stderr (Python and C++): none of it is cnnx's output
-    with torch.no_grad(), quiet_stderr(), contextlib.redirect_stdout(io.StringIO()), _notices_held():
+    with torch.no_grad(), native_stderr_held(), contextlib.redirect_stdout(io.StringIO()), _notices_held():
         edge = litert_torch.convert(model.eval(), (example,))
         return bytes(edge.model_content())
 
