@@ -54,6 +54,7 @@ def test_the_program_carries_its_spec_beside_it_and_runs_any_batch_like_the_onnx
         np.testing.assert_allclose(got, session.run(None, {"input": x[:n]})[0], rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow  # both ways of making the program, each exported and gated (about 25 s)
 def test_weight_changed_in_the_program_fails_and_leaves_nothing(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
