@@ -32,6 +32,7 @@ from cnnx.core.quiet import native_stderr_held
 
 INSTALL = 'pip install "cnnx[litert-runtime]"'
 SPEC_KEY = "cnnx.spec"  # metadata name of the spec: JSON of ModelSpec.to_dict()
+SELFCHECK_KEY = "cnnx.selfcheck"  # metadata name of the self-check `cnnx verify` runs (cnnx.core.selfcheck)
 IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier (bytes 4..8)
 ALIGN = 16  # buffer alignment the converter keeps, and the repack keeps
 

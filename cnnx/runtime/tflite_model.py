@@ -15,8 +15,9 @@ import numpy as np
 
 from cnnx.core.errors import ModelFileError
 from cnnx.core.machine import physical_cores
+from cnnx.core.selfcheck import KEY as SELFCHECK
 from cnnx.core.spec import ModelSpec, SpecOptions
-from cnnx.core.tfliteio import SPEC_KEY, open_tflite, read_metadata
+from cnnx.core.tfliteio import SELFCHECK_KEY, SPEC_KEY, open_tflite, read_metadata
 
 
 class TfliteModel:
@@ -46,7 +47,8 @@ class TfliteModel:
 
         self.runtime = f"ai-edge-litert {version('ai-edge-litert')} (CPU, XNNPACK, f32)"  # what `cnnx verify` names
         self.input_name = "input"  # the converter names its input serving_default_args_0; the server's name
-        self.metadata: dict[str, str] = {}  # no self-check: `cnnx verify` says the file carries none
+        check = meta.get(SELFCHECK_KEY)  # what `cnnx verify` reads
+        self.metadata: dict[str, str] = {SELFCHECK: check.decode()} if check is not None else {}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, C, H, W) normalised -> float32 (N, num_classes) logits."""

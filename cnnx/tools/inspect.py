@@ -151,7 +151,16 @@ def _tflite(path: Path, data: bytes) -> dict[str, Any]:
         info.update(tfliteio.signature(data, path))
     except ModelFileError as exc:
         info["note"] = exc.message
-    return {**info, **_spec(lambda: _tflite_spec(tfliteio.read_metadata(data, path))), "selfcheck": None}
+    try:
+        meta = tfliteio.read_metadata(data, path)
+    except ModelFileError:
+        meta = {}
+    check = meta.get(tfliteio.SELFCHECK_KEY)
+    return {
+        **info,
+        **_spec(lambda: _tflite_spec(tfliteio.read_metadata(data, path))),
+        **_selfcheck(check.decode() if check is not None else None),
+    }
 
 
 def _tflite_spec(meta: dict[str, bytes]) -> ModelSpec | None:

@@ -105,7 +105,13 @@ def test_inspect_reads_the_spec_and_the_fixed_batch(made: tuple[Path, dict[str, 
     info = json.loads(run_cli("inspect", str(made[0] / "mnist.tflite"), "--json", check=True).stdout)
     assert info["kind"] == "tflite" and info["spec"]["arch"] == "mnist-bn" and info["parity"]["passed"]
     assert info["inputs"][0]["shape"] == [1, 1, 28, 28] and info["outputs"][0]["shape"] == [1, 10]
-    assert info["selfcheck"] is None
+    assert info["selfcheck"]["images"] == 8 and info["selfcheck"]["format"] == "tflite"
+
+
+def test_verify_runs_the_self_check_the_file_carries_without_torch(made: tuple[Path, dict[str, Any]]) -> None:
+    proc = cnnx_without("torch", "verify", str(made[0] / "mnist.tflite"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("pass: ") and "(tflite)" in proc.stdout and "ai-edge-litert" in proc.stdout
 
 
 def test_a_cut_short_file_is_refused_in_one_line(made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:

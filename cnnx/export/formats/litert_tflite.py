@@ -32,11 +32,12 @@ from cnnx.core.errors import ModelFileError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.quiet import native_stderr_held, notices_held
 from cnnx.core.spec import Extra, ModelSpec
-from cnnx.core.tfliteio import SPEC_KEY, open_tflite, read_metadata, with_metadata
+from cnnx.core.tfliteio import SELFCHECK_KEY, SPEC_KEY, open_tflite, read_metadata, with_metadata
 
 SUFFIX = ".tflite"
 METHODS = ("litert-torch",)
 BATCH = 1  # images per interpreter call, fixed in the file
+SELFCHECK = True  # the self-check travels in the metadata table, beside the spec
 INSTALL = (
     'pip install "cnnx[litert]" in an environment of its own over the training install '
     "(.ci/litert builds one; it conflicts with the dev extra's selenium)"
@@ -125,8 +126,9 @@ class LoadedTflite:
         return ModelSpec.from_dict(json.loads(meta[SPEC_KEY]))
 
     def write_spec(self, spec: ModelSpec, selfcheck: str | None = None) -> Path:
-        """Rewrite the file's metadata with ``spec`` (the graph and weights copied unchanged; no self-check)."""
-        data = with_metadata(self.path.read_bytes(), {SPEC_KEY: _spec_bytes(spec)}, self.path)
+        """Rewrite the file's metadata with ``spec`` and ``selfcheck`` (the graph and weights copied unchanged)."""
+        entries = {SPEC_KEY: _spec_bytes(spec), **({SELFCHECK_KEY: selfcheck.encode()} if selfcheck else {})}
+        data = with_metadata(self.path.read_bytes(), entries, self.path)
         atomic_write(self.path, lambda f: f.write(data))
         return self.path
 
