@@ -4,16 +4,12 @@ refused when broken (exit 3, nothing left behind)."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from cnnx.cli import main
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("executorch", reason="the executorch extra is not installed: pip install 'cnnx[executorch]'")
@@ -59,26 +55,15 @@ def test_weight_changed_in_the_program_fails_and_leaves_nothing(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cnnx.export.formats import executorch_pte
+    from tests.support import export_with_nudged_bias
 
-    real_export = executorch_pte.export
-    out = tmp_path / "models"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-
-    def perturbed(model, spec, path, **options):  # noqa: ANN001, ANN202 - wraps the real export
-        changed = copy.deepcopy(model)
-        bias = dict(changed.named_parameters())["head.bias"]
-        with torch.no_grad():
-            bias[0] += 1e-3  # 10x the tolerance; top-1 mostly unchanged
-        return real_export(changed, spec, path, **options)
-
-    monkeypatch.setattr(executorch_pte, "export", perturbed)
-    args = ["export", str(trained_run / "best.pt"), "--format", "executorch", "--out", str(out)]
-    result = CliRunner().invoke(main, args)
+    result, left = export_with_nudged_bias(
+        executorch_pte, "executorch", trained_run / "best.pt", tmp_path / "models", monkeypatch
+    )
     assert result.exit_code == 3, result.output
     assert "no executorch export passed" in result.stderr and "exceeds 0.0001" in result.stderr
     assert "xnnpack:" in result.stderr and "portable:" in result.stderr  # both ways were tried
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert left == ["keep.txt"]
 
 
 def test_the_edge_runtime_names_what_runs_a_program(exported: Path, digit_pngs: Path) -> None:

@@ -7,16 +7,13 @@ there, and ``.ci/litert`` runs them in an environment of its own."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cnnx.cli import main
 from tests.support import MINI_MNIST, REPO, cnnx_without, run_cli
 
 torch = pytest.importorskip("torch")
@@ -67,26 +64,15 @@ def test_weight_changed_in_the_file_fails_and_leaves_nothing(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cnnx.export.formats import litert_tflite
+    from tests.support import export_with_nudged_bias
 
-    real_export = litert_tflite.export
-    out = tmp_path / "models"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-
-    def perturbed(model, spec, path, **options):  # noqa: ANN001, ANN202 - wraps the real export
-        changed = copy.deepcopy(model)
-        bias = dict(changed.named_parameters())["head.bias"]
-        with torch.no_grad():
-            bias[0] += 1e-3  # 10x the tolerance; top-1 mostly unchanged
-        return real_export(changed, spec, path, **options)
-
-    monkeypatch.setattr(litert_tflite, "export", perturbed)
-    args = ["export", str(trained_run / "best.pt"), "--format", "tflite", "--out", str(out)]
-    result = CliRunner().invoke(main, args)
+    result, left = export_with_nudged_bias(
+        litert_tflite, "tflite", trained_run / "best.pt", tmp_path / "models", monkeypatch
+    )
     assert result.exit_code == 3, result.output
     assert "no tflite export passed" in result.stderr and "exceeds 0.0001" in result.stderr
     assert "litert-torch:" in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert left == ["keep.txt"]
 
 
 def test_infer_runs_the_file_without_torch(made: tuple[Path, dict[str, Any]], onnx_model: Path) -> None:

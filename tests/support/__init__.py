@@ -115,3 +115,32 @@ def scribble_png(folder: Path) -> Path:
     path = Path(folder) / "scribble.png"
     img.save(path)
     return path
+
+
+def export_with_nudged_bias(
+    module: Any, fmt: str, checkpoint: Path, out: Path, monkeypatch: Any
+) -> tuple[Any, list[str]]:
+    """`cnnx export CHECKPOINT --format FMT --out OUT` (in-process) with the format's ``export`` made from a
+    copy of the model whose first output bias is 1e-3 off (10x the fp32 tolerance; top-1 mostly unchanged):
+    (the click result, the names left in OUT, which held keep.txt before). A format made from the torch
+    module only; the gate must refuse the file and leave nothing behind."""
+    import copy
+
+    import torch
+    from click.testing import CliRunner
+
+    from cnnx.cli import main
+
+    real_export = module.export
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+
+    def nudged(model: Any, spec: Any, path: Any, **options: Any) -> Any:
+        changed = copy.deepcopy(model)
+        with torch.no_grad():
+            dict(changed.named_parameters())["head.bias"][0] += 1e-3
+        return real_export(changed, spec, path, **options)
+
+    monkeypatch.setattr(module, "export", nudged)
+    result = CliRunner().invoke(main, ["export", str(checkpoint), "--format", fmt, "--out", str(out)])
+    return result, sorted(p.name for p in out.iterdir())
