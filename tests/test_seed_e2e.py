@@ -29,7 +29,8 @@ from tests.support.seed_nets import Module, lenet  # noqa: E402
     "arch, seed_class, shape",
     [
         ("seed002-module", Module, (3, 32, 32)),
-        ("seed002-lenet", lenet, (1, 28, 28)),
+        # the same path on the MNIST shape (about 25 s): with the slow tests, which CI runs as its second step
+        pytest.param("seed002-lenet", lenet, (1, 28, 28), marks=pytest.mark.slow),
     ],
 )
 def test_weights_saved_by_the_seed_scripts_export_and_run(tmp_path: Path, arch: str, seed_class, shape) -> None:

@@ -162,6 +162,7 @@ def test_cli_trains_cifar10_and_the_spec_carries_the_dataset(cifar_run: tuple[Pa
     assert (out / "curves.png").is_file() and (out / "confusion.png").is_file()
 
 
+@pytest.mark.slow  # an export of every format and inference on new images (about 25 s): CI's slow step
 def test_export_with_parity_then_infer_on_new_images(
     cifar_run: tuple[Path, dict], cifar_root: Path, tmp_path: Path
 ) -> None:
