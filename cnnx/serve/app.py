@@ -57,18 +57,22 @@ class Service:
         self.metrics.batch.labels(name).observe(images)
         model = self.repo.models.get(name)
         if model is not None:
-            self.metrics.queue.labels(name).set(model.batcher.queue.qsize())
+            self._queued(model)
+
+    def _queued(self, model: Model) -> None:
+        """The queue-depth gauge, set when the queue changes (a gauge several workers can add up)."""
+        self.metrics.queue.labels(model.name).set(model.batcher.queue.qsize())
 
     def track(self, model: Model) -> None:
         m = self.metrics
-        m.queue.labels(model.name).set(model.batcher.queue.qsize())
+        self._queued(model)
         m.version.labels(model.name).set(model.version)
         m.load.labels(model.name).set(model.load_seconds)
 
     async def run(self, model: Model, job: Job) -> Any:
         """(version, answer) for ``job``, through the model's batcher; 503 when it does not answer in time."""
         future = model.batcher.submit(job)
-        self.metrics.queue.labels(model.name).set(model.batcher.queue.qsize())
+        self._queued(model)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.config.request_timeout)
         except asyncio.TimeoutError:
