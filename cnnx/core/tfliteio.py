@@ -9,6 +9,11 @@ about a model (``min_runtime_version``). Writing it repacks the flatbuffer with 
 Python bindings (``ai_edge_litert.schema_py_generated``), every buffer 16-byte aligned as the
 converter writes them; the graph and its weights are copied unchanged.
 
+A full-integer file (``cnnx export --int8``: int8 input and output tensors, as TensorFlow Lite
+Micro needs) is run the same way: ``run`` quantises the normalised float input with the input
+tensor's scale and zero point, and dequantises the output with the output tensor's, so callers
+see float32 in and float32 logits out whatever the file holds.
+
 A converted file has a fixed batch axis (the converter cannot lower cnnx's flatten for a
 symbolic batch, and the XNNPACK delegate cannot resize its reshape), so ``run`` feeds a batch
 in pieces of the file's own batch size, the last one padded with zeros (every row is computed
@@ -93,20 +98,31 @@ def _signature(schema: Any, model: Any) -> dict[str, list[dict[str, Any]]]:
     types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
     def describe(indices: np.ndarray) -> list[dict[str, Any]]:
-        tensors = [graph.Tensors(int(i)) for i in indices]
-        return [
-            {"name": (t.Name() or b"").decode(), "shape": [int(d) for d in t.ShapeAsNumpy()], "type": types[t.Type()]}
-            for t in tensors
-        ]
+        out = []
+        for t in (graph.Tensors(int(i)) for i in indices):
+            shape = [int(d) for d in t.ShapeAsNumpy()]
+            d: dict[str, Any] = {"name": (t.Name() or b"").decode(), "shape": shape, "type": types[t.Type()]}
+            q = t.Quantization()
+            if q is not None and q.ScaleLength() == 1:  # an integer tensor: real = scale * (q - zero_point)
+                d["quantization"] = {"scale": float(q.Scale(0)), "zero_point": int(q.ZeroPoint(0))}
+            out.append(d)
+        return out
 
     return {"inputs": describe(graph.InputsAsNumpy()), "outputs": describe(graph.OutputsAsNumpy())}
 
 
-def with_metadata(data: bytes, entries: dict[str, bytes], where: Path | str = "the file") -> bytes:
-    """``data`` repacked with ``entries`` in its metadata table (an entry of the same name replaced)."""
+def with_metadata(
+    data: bytes, entries: dict[str, bytes], where: Path | str = "the file", rename: Callable[[str], str] | None = None
+) -> bytes:
+    """``data`` repacked with ``entries`` in its metadata table (an entry of the same name replaced), and
+    every tensor's name passed through ``rename`` where one is given."""
     schema = _schema(where)
     with _reading(where):
         model = schema.ModelT.InitFromObj(_model(data, where))
+    if rename is not None:
+        for graph in model.subgraphs or []:
+            for tensor in graph.tensors or []:
+                tensor.name = rename((tensor.name or b"").decode()).encode()
     if any(b.offset for b in model.buffers or []):  # weights stored past the flatbuffer (files over 2 GB)
         raise ModelFileError(f"{where} keeps its weights outside the flatbuffer; cnnx cannot add metadata to it")
     model.buffers = [_aligned(schema, b) for b in model.buffers or []]
@@ -152,8 +168,37 @@ def _aligned_class(schema: Any) -> Any:
     return Aligned
 
 
+def _quantiser(detail: dict[str, Any], where: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """float32 -> what the input tensor of ``detail`` holds: itself for a float tensor; for an integer one,
+    ``round(x / scale) + zero_point`` clipped to the type's range (rounding half away from zero, as
+    TFLite's own QUANTIZE kernel)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return lambda x: x
+    scale, zero = detail["quantization"]
+    if dtype.kind not in "iu" or not scale > 0:
+        raise ModelFileError(f"{where} takes {dtype} input without a scale; cnnx feeds float32, int8 or uint8")
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    return lambda x: np.clip(np.trunc(x / np.float32(scale) + np.copysign(np.float32(0.5), x)) + zero, lo, hi).astype(
+        dtype
+    )
+
+
+def _dequantiser(detail: dict[str, Any], where: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """What the output tensor of ``detail`` holds -> float32: ``scale * (q - zero_point)`` for an integer one."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return lambda y: np.array(y, np.float32)  # copied: the interpreter reuses the buffer next call
+    scale, zero = detail["quantization"]
+    if dtype.kind not in "iu" or not scale > 0:
+        raise ModelFileError(f"{where} gives {dtype} output without a scale; cnnx reads float32, int8 or uint8")
+    return lambda y: ((y.astype(np.float32) - np.float32(zero)) * np.float32(scale)).astype(np.float32)
+
+
 def open_tflite(path: Path, threads: int) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
-    """(LiteRT's interpreter on ``path``, ``run``: (N, C, H, W) float32 -> (N, K) float32 logits, any N)."""
+    """(LiteRT's interpreter on ``path``, ``run``: (N, C, H, W) float32 -> (N, K) float32 logits, any N).
+
+    An int8 file's input is quantised and its output dequantised here (the tensors' own scale and zero point)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -169,6 +214,7 @@ def open_tflite(path: Path, threads: int) -> tuple[Any, Callable[[np.ndarray], n
         raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; cnnx runs one of each")
     shape = tuple(int(d) for d in inputs[0]["shape"])  # (B, C, H, W): B fixed in the file
     batch, i_in, i_out = shape[0], inputs[0]["index"], outputs[0]["index"]
+    quantise, dequantise = _quantiser(inputs[0], path), _dequantiser(outputs[0], path)
     lock = threading.Lock()  # one interpreter holds one input and one output tensor: one call at a time
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -183,9 +229,9 @@ def open_tflite(path: Path, threads: int) -> tuple[Any, Callable[[np.ndarray], n
                 part = np.concatenate([part, np.zeros((batch - n, *shape[1:]), np.float32)])
             try:
                 with lock:
-                    interpreter.set_tensor(i_in, part)
+                    interpreter.set_tensor(i_in, quantise(part))
                     interpreter.invoke()
-                    out.append(np.array(interpreter.get_tensor(i_out)[:n], np.float32))  # copied: reused next call
+                    out.append(dequantise(interpreter.get_tensor(i_out)[:n]))
             except Exception as exc:
                 raise ModelFileError(f"{path} failed on a batch of shape {x.shape}: {first_line(exc)[:300]}") from None
         return np.concatenate(out) if out else np.zeros((0, int(outputs[0]["shape"][-1])), np.float32)

@@ -2,8 +2,10 @@
 
 The same surface as ``cnnx.runtime.session.OnnxModel``: ``spec``, ``path``, ``threads``,
 ``run(x) -> (N, K) float32 logits``; opened by ``cnnx.core.tfliteio`` with the settings export's
-parity gate used (LiteRT's interpreter, XNNPACK). Needs ``pip install "cnnx[litert-runtime]"``
-(LiteRT alone, no torch); without it, opening a file says so.
+parity gate used (LiteRT's interpreter, XNNPACK). A full-integer file (``.int8.tflite``) takes the
+same float input: ``tfliteio`` quantises it and dequantises the logits with the file's own scales.
+Needs ``pip install "cnnx[litert-runtime]"`` (LiteRT alone, no torch); without it, opening a file
+says so.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ class TfliteModel:
         self.interpreter, self._run = open_tflite(self.path, self.threads)
         from importlib.metadata import version
 
-        self.runtime = f"ai-edge-litert {version('ai-edge-litert')} (CPU, XNNPACK, f32)"  # what `cnnx verify` names
+        precision = np.dtype(self.interpreter.get_input_details()[0]["dtype"]).name.replace("float32", "f32")
+        # what `cnnx verify` names
+        self.runtime = f"ai-edge-litert {version('ai-edge-litert')} (CPU, XNNPACK, {precision})"
         self.input_name = "input"  # the converter names its input serving_default_args_0; the server's name
         check = meta.get(SELFCHECK_KEY)  # what `cnnx verify` reads
         self.metadata: dict[str, str] = {SELFCHECK: check.decode()} if check is not None else {}
