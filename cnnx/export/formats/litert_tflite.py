@@ -44,7 +44,7 @@ INSTALL = (
 )
 
 
-def _notices_held() -> Any:
+def quiet() -> Any:
     """litert-torch's imports warn about deprecated APIs of its dependencies (jax, torch's pytree) and
     its converter reports progress through ``logging`` and a progress printer: none is the user's to
     act on."""
@@ -56,7 +56,7 @@ def _notices_held() -> Any:
 def missing() -> str | None:
     """Why this format cannot be made here, or None."""
     try:  # litert-torch's first import logs through absl (oneDNN notes) on stderr: silenced
-        with _notices_held(), native_stderr_held():
+        with quiet(), native_stderr_held():
             import ai_edge_litert.interpreter  # noqa: F401
             import litert_torch  # noqa: F401
     except Exception as exc:  # ImportError, or a litert-torch built for another torch
@@ -64,40 +64,40 @@ def missing() -> str | None:
     return None
 
 
-def _flatbuffer(model: nn.Module, spec: ModelSpec) -> bytes:
+def flatbuffer(model: nn.Module, spec: ModelSpec) -> bytes:
     """The ``.tflite`` bytes of ``model`` (eval mode) for a batch of ``BATCH``."""
     import contextlib
     import io
 
-    with _notices_held(), native_stderr_held():
+    with quiet(), native_stderr_held():
         import litert_torch
 
     example = torch.zeros((BATCH, *spec.input_shape), dtype=torch.float32)
     # the converter prints its progress on stdout and stderr (Python and C++): none of it is cnnx's output
-    with torch.no_grad(), native_stderr_held(), contextlib.redirect_stdout(io.StringIO()), _notices_held():
+    with torch.no_grad(), native_stderr_held(), contextlib.redirect_stdout(io.StringIO()), quiet():
         edge = litert_torch.convert(model.eval(), (example,))
         return bytes(edge.model_content())
 
 
-def _spec_bytes(spec: ModelSpec) -> bytes:
+def spec_bytes(spec: ModelSpec) -> bytes:
     return json.dumps(spec.to_dict(), sort_keys=True).encode()
 
 
 def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "litert-torch", **_: Any) -> Path:
     """Write ``model`` (eval mode, CPU) as an fp32 ``.tflite`` at ``path``, its spec in the file's metadata."""
     try:
-        data = _flatbuffer(model, spec)
+        data = flatbuffer(model, spec)
     except Exception as exc:  # torch.export and the lowering raise errors of many types
         raise ModelFileError(f"TFLite export ({method}) failed: {first_line(exc)[:300]}") from None
     made = {Extra.FORMAT: "tflite", Extra.PRECISION: "fp32"}
-    versions = {**spec.versions, "litert-torch": _dist_version("litert-torch")}
+    versions = {**spec.versions, "litert-torch": dist_version("litert-torch")}
     full = spec.replace(versions=versions, extra={**spec.extra, **made})
-    data = with_metadata(data, {SPEC_KEY: _spec_bytes(full)}, path)
+    data = with_metadata(data, {SPEC_KEY: spec_bytes(full)}, path)
     atomic_write(path, lambda f: f.write(data))
     return path
 
 
-def _dist_version(name: str) -> str:
+def dist_version(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -127,7 +127,7 @@ class LoadedTflite:
 
     def write_spec(self, spec: ModelSpec, selfcheck: str | None = None) -> Path:
         """Rewrite the file's metadata with ``spec`` and ``selfcheck`` (the graph and weights copied unchanged)."""
-        entries = {SPEC_KEY: _spec_bytes(spec), **({SELFCHECK_KEY: selfcheck.encode()} if selfcheck else {})}
+        entries = {SPEC_KEY: spec_bytes(spec), **({SELFCHECK_KEY: selfcheck.encode()} if selfcheck else {})}
         data = with_metadata(self.path.read_bytes(), entries, self.path)
         atomic_write(self.path, lambda f: f.write(data))
         return self.path
