@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from cnnx.core.errors import ConfigError
 from cnnx.export.formats import FORMATS, missing, onnx_fp32
 
-ON_REQUEST = ("onnx-int8",)  # formats only a flag of their own asks for (--int8), never "all"
+# formats only a flag of their own asks for (--int8), never "all": each is the int8 file of the fp32 format it
+# REQUIRES, made when that format is asked for
+ON_REQUEST = ("onnx-int8", "tflite-int8")
 # what --format NAME asks for: a format made from the fp32 ONNX file brings that file too;
 # "all" is every format but those on request, less those whose tools are not installed
 
@@ -29,7 +31,7 @@ EXPORTERS = ("auto", *onnx_fp32.METHODS)
 class ExportOptions:
     format: str = "onnx"  # a format's name (see CHOICES), or all (every installed format but int8)
     also: tuple[str, ...] = ()  # more formats by name (CHOICES), beside format's; no CLI option (cnnx bench)
-    int8: bool = False  # also write a static-QDQ int8 ONNX file, with its own gate
+    int8: bool = False  # also write the int8 file of each asked format that has one (ONNX QDQ, full-integer TFLite)
     int8_optional: bool = False  # an int8 file that misses its gate is left out (reason in "skipped"), not an error
     out: str | None = None  # folder, or a file name whose stem names the files; None = beside the checkpoint
     opset: int = onnx_fp32.DEFAULT_OPSET  # ONNX opset of the fp32 file
@@ -49,10 +51,10 @@ class ExportOptions:
                 why = missing(name)
                 if why:
                     raise ConfigError(f"--format {asked} cannot be made here: {why}")
-        if self.int8 and "onnx" not in self.names:
+        if self.int8 and not self._int8_names(self._asked()):
             raise ConfigError(
-                f"--int8 quantises the ONNX export, but --format is {self.format}",
-                "use --format onnx or all with --int8",
+                f"--int8 quantises the ONNX export or the TFLite one, but --format is {self.format}",
+                "use --format onnx, tflite or all with --int8",
             )
         if not 13 <= self.opset <= 23:
             raise ConfigError(
@@ -67,5 +69,13 @@ class ExportOptions:
     @property
     def names(self) -> list[str]:
         """The formats to make, each after the one its file is made from."""
-        asked = [name for choice in (self.format, *self.also) for name in CHOICES[choice]]
-        return list(dict.fromkeys([*asked, *(["onnx-int8"] if self.int8 else [])]))
+        asked = self._asked()
+        return list(dict.fromkeys([*asked, *(self._int8_names(asked) if self.int8 else [])]))
+
+    def _asked(self) -> list[str]:
+        return [name for choice in (self.format, *self.also) for name in CHOICES[choice]]
+
+    @staticmethod
+    def _int8_names(asked: list[str]) -> list[str]:
+        """The int8 formats made from the fp32 formats in ``asked``."""
+        return [name for name in ON_REQUEST if FORMATS[name].REQUIRES in asked]

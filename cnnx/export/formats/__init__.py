@@ -22,6 +22,7 @@ from cnnx.core.spec import ModelSpec
 from cnnx.export.formats import (
     executorch_pte,
     litert_tflite,
+    litert_tflite_int8,
     onnx_fp16,
     onnx_fp32,
     onnx_int8,
@@ -39,6 +40,7 @@ FORMATS: dict[str, ModuleType] = {
     "openvino": openvino_ir,
     "executorch": executorch_pte,
     "tflite": litert_tflite,
+    "tflite-int8": litert_tflite_int8,
 }
 
 
