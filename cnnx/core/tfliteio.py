@@ -40,6 +40,7 @@ SPEC_KEY = "cnnx.spec"  # metadata name of the spec: JSON of ModelSpec.to_dict()
 SELFCHECK_KEY = "cnnx.selfcheck"  # metadata name of the self-check `cnnx verify` runs (cnnx.core.selfcheck)
 IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier (bytes 4..8)
 ALIGN = 16  # buffer alignment the converter keeps, and the repack keeps
+FLATBUFFER_LIMIT = 2**31  # bytes a flatbuffer can hold; larger files keep their weights past it
 
 
 def _absent(where: Path | str) -> ModelFileError:
@@ -123,8 +124,12 @@ def with_metadata(
         for graph in model.subgraphs or []:
             for tensor in graph.tensors or []:
                 tensor.name = rename((tensor.name or b"").decode()).encode()
-    if any(b.offset for b in model.buffers or []):  # weights stored past the flatbuffer (files over 2 GB)
-        raise ModelFileError(f"{where} keeps its weights outside the flatbuffer; cnnx cannot add metadata to it")
+    if any(b.offset > 1 for b in model.buffers or []):  # weights stored past the flatbuffer, at offsets in the file
+        if len(data) >= FLATBUFFER_LIMIT:
+            raise ModelFileError(f"{where} keeps its weights outside the flatbuffer; cnnx cannot add metadata to it")
+        for b in model.buffers:  # ai-edge-quantizer writes models with 256 KB of weights or more this way
+            if b.offset > 1:
+                b.data, b.offset, b.size = np.frombuffer(data, np.uint8, b.size, b.offset), 0, 0
     model.buffers = [_aligned(schema, b) for b in model.buffers or []]
     model.metadata = [m for m in model.metadata or [] if (m.name or b"").decode() not in entries]
     for name, value in entries.items():

@@ -284,3 +284,38 @@ def test_broken_weights_in_the_int8_file_fail_and_leave_nothing(
     assert "no tflite-int8 export passed" in result.stderr and "top-1 agreement with tflite" in result.stderr
     assert "per-channel:" in result.stderr and "per-tensor:" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_an_int8_file_with_256_kb_of_weights_keeps_them_inside_the_flatbuffer(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    """ai-edge-quantizer writes a model with 256 KB of weights or more with its weights past the flatbuffer
+    (at offsets in the file); the spec is added with them moved inside. CIFAR's network, whose BatchNorms
+    follow their convs, comes out full-integer with each BatchNorm folded into its conv."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from cnnx.export.formats import litert_tflite_int8
+    from cnnx.export.source import load_source
+    from cnnx.train.models.nets import CifarBN
+
+    torch.manual_seed(0)
+    net = CifarBN().eval()
+    spec = load_source(trained_run / "best.pt", None, None, None, None).spec
+    spec = spec.replace(arch="cifar-bn", input_shape=(3, 32, 32), mean=(0.5,) * 3, std=(0.25,) * 3)
+    x = np.random.default_rng(0).standard_normal((40, 3, 32, 32)).astype(np.float32)
+    path = litert_tflite_int8.export(net, spec, tmp_path / "cifar.int8.tflite", calibration=x)
+    data = path.read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    assert sum(len(b.data) for b in model.buffers if b.data is not None) > 256 * 1024
+    assert not any(b.offset for b in model.buffers) and len(data) < 2 * 256 * 1024
+    codes = {
+        max(model.operatorCodes[op.opcodeIndex].builtinCode, model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)
+        for op in model.subgraphs[0].operators
+    }
+    assert schema.BuiltinOperator.MUL not in codes and schema.BuiltinOperator.ADD not in codes  # folded into the convs
+    loaded = litert_tflite_int8.load(path, 1)
+    assert loaded.spec().extra["precision"] == "int8"
+    with torch.no_grad():
+        want = net(torch.from_numpy(x[:8])).numpy()
+    got = loaded.run(x[:8])
+    assert got.shape == (8, 10) and np.abs(got - want).max() < 0.1 * np.abs(want).max()
