@@ -41,7 +41,8 @@ from cnnx.core.errors import ConfigError, ModelFileError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.machine import machine_info, usable_cores
 from cnnx.export import parity_data as images
-from cnnx.export.formats import FORMATS, files_of
+from cnnx.export import shipped_files
+from cnnx.export.formats import FORMATS
 from cnnx.export.source import Source, load_source
 
 # what is benchmarked, in table order: name -> the row's label
@@ -178,7 +179,7 @@ def _measure(s: _Setting, name: str, file: Path) -> dict[str, Any]:
 
 def _files(name: str, file: Path) -> list[Path]:
     """What a row ships: an export's file and its companions (OpenVINO's .bin); eager's checkpoint."""
-    return files_of(name, file) if name in FORMATS else [file]
+    return shipped_files(name, file) if name in FORMATS else [file]
 
 
 def _rows(s: _Setting, files: dict[str, dict[str, Any]], skipped: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -1,13 +1,17 @@
-"""``cnnx verify``: run the self-check an exported file carries on this device (no torch)."""
+"""``cnnx verify``: run the self-check an exported file carries on this device (no torch, but for .pte)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cnnx.cli import emit_json, main
 from cnnx.core.errors import CnnxError
+
+if TYPE_CHECKING:
+    from cnnx.runtime.backends import Loader
 
 
 @main.command("verify")
@@ -19,19 +23,47 @@ from cnnx.core.errors import CnnxError
 def verify_cmd(model: str, threads: int, as_json: bool) -> None:
     """Check that this device's runtime computes what the checkpoint did, on the test images MODEL carries.
 
-    Every ONNX-family file from `cnnx export` (.onnx, .fp16.onnx, .int8.onnx, .ort) carries a few real
-    test images and the checkpoint's logits for them. Prints pass or FAIL with the largest logit
-    difference and the tolerance its format was gated with; exits 0 on pass, 3 on fail, 2 for a
-    file that cannot be used or carries no self-check.
+    Every file from `cnnx export` (.onnx, .fp16.onnx, .int8.onnx, .ort, .xml, .tflite, .pte) carries a
+    few real test images and the checkpoint's logits for them. Prints pass or FAIL with the largest
+    logit difference and the tolerance its format was gated with; exits 0 on pass, 3 on fail, 2 for
+    a file that cannot be used or carries no self-check.
+
+    An ExecuTorch program (.pte, its check in the .pte.json beside it) runs in ExecuTorch's own Python
+    runtime, which imports torch: it needs pip install "cnnx[executorch]". With no Python, the .bpte
+    beside it checks the program in ExecuTorch's executor_runner.
 
     Example: cnnx verify best.onnx
     """
     from cnnx.runtime.verify import render, verify
 
     try:
-        result = verify(Path(model), threads or None)
+        result = verify(Path(model), threads or None, _opener(Path(model)))
     except CnnxError as exc:
         if as_json and exc.report is not None:
             emit_json(exc.report)  # a failed check is a result too: its numbers on stdout, exit code 3
         raise
     emit_json(result) if as_json else click.echo(render(result))
+
+
+def _opener(path: Path) -> Loader | None:
+    """What opens ``path`` for the check: for an ExecuTorch program, its own Python runtime on the torch side
+    (imported here, on this path only); None (the edge runtime's loader) for every other file."""
+    if path.suffix.lower() != ".pte":
+        return None
+    from cnnx.core.contract import first_line
+    from cnnx.core.errors import ModelFileError
+    from cnnx.runtime.backends import PTE_VERIFY_WAY_OUT
+
+    try:
+        from cnnx.export.formats.executorch_pte import DeviceProgram, unavailable
+
+        why = unavailable()
+    except ImportError as exc:  # the base install: no torch, so no export side
+        why = first_line(exc, 200)
+    if why is not None:
+        raise ModelFileError(
+            f"{path} is an ExecuTorch program, which cnnx verify runs with ExecuTorch's Python runtime "
+            f"(it imports torch); that does not load here ({why})",
+            PTE_VERIFY_WAY_OUT.format(bundle=path.with_suffix(".bpte").name),
+        )
+    return DeviceProgram

@@ -50,6 +50,13 @@ def _destination(out: str | None, source: Path) -> tuple[Path, str]:
     return path, source.stem
 
 
+def shipped_files(name: str, path: Path) -> list[Path]:
+    """What format ``name`` ships for its main file ``path`` (what its size counts): its files less the
+    companions that only check it (``NOT_SHIPPED``: ExecuTorch's bundled program holds a copy of the program)."""
+    checks = getattr(FORMATS[name], "NOT_SHIPPED", ())
+    return [f for f in files_of(name, path) if not f.name.endswith(tuple(checks))]
+
+
 def _methods(fmt: ModuleType, exporter: str) -> tuple[str, ...]:
     # a forced --exporter applies to the formats that have such a method (the fp32 ONNX file)
     return (exporter,) if exporter in fmt.METHODS else fmt.METHODS
@@ -286,7 +293,7 @@ def _report(job: _Job, latency: dict[str, dict[str, float]], ref_accuracy: float
     formats = {
         name: {
             "file": str(folder / d.path.name),
-            "size_bytes": sum(f.stat().st_size for f in files_of(name, d.path)),  # .xml + .bin for OpenVINO
+            "size_bytes": sum(f.stat().st_size for f in shipped_files(name, d.path)),  # .xml + .bin for OpenVINO
             "sha256": file_sha256(d.path),
             "method": d.method,
             "rejected": d.attempts,

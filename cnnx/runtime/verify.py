@@ -1,12 +1,16 @@
 """``cnnx verify``: does this device's runtime compute what the checkpoint computed? Torch-free.
 
-Every ONNX-family file ``cnnx export`` writes carries a self-check (``cnnx.core.selfcheck``): a
-few real test images as uint8 pixels, the checkpoint's logits for them, and the tolerance its
-format was gated with. ``verify`` normalises the images with the file's own spec, runs them
-through the runtime ``cnnx infer`` uses on this device (onnxruntime's CPU provider, the same
-session options), and compares: the largest logit difference must be within the tolerance and
-the top-1 class the checkpoint's on every image. Nothing but numpy and the runtime is loaded:
-no dataset, no Pillow, no torch.
+Every file ``cnnx export`` writes for a device (ONNX family, OpenVINO, TFLite, ExecuTorch)
+carries a self-check (``cnnx.core.selfcheck``): a few real test images as uint8 pixels, the
+checkpoint's logits for them, and the tolerance its format was gated with. ``verify`` normalises
+the images with the file's own spec, runs them through the runtime ``cnnx infer`` uses on this
+device (onnxruntime's CPU provider, the same session options; OpenVINO; LiteRT), and compares:
+the largest logit difference must be within the tolerance and the top-1 class the checkpoint's
+on every image. Nothing but numpy and the runtime is loaded: no dataset, no Pillow, no torch.
+
+The one exception is an ExecuTorch program (``.pte``): ExecuTorch's Python runtime takes torch
+tensors, so the command opens it with the export side's ``DeviceProgram`` and passes that in as
+``opener``; only that path imports torch.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 from cnnx.core.contract import normalise
 from cnnx.core.errors import ModelFileError, ParityError
 from cnnx.core.selfcheck import KEY, SelfCheck
-from cnnx.runtime.backends import metadata, open_model
+from cnnx.runtime.backends import Loader, metadata, open_model
 
 
 def _runtime(model: Any) -> str:
@@ -33,18 +37,19 @@ def _runtime(model: Any) -> str:
     return f"onnxruntime {onnxruntime.__version__} ({', '.join(session.get_providers())})"
 
 
-def verify(path: str | Path, threads: int | None = None) -> dict[str, Any]:
+def verify(path: str | Path, threads: int | None = None, opener: Loader | None = None) -> dict[str, Any]:
     """Run the self-check ``path`` carries on this device: the result, or ParityError carrying it (exit 3).
 
+    ``opener``: what opens the file, when not the edge runtime's ``open_model`` (an ExecuTorch program).
     ModelFileError (exit 2) for a file that cannot be opened or carries no self-check.
     """
     t0 = time.perf_counter()
-    model = open_model(Path(path), threads)
+    model = (opener or open_model)(Path(path), threads, None)
     text = metadata(model).get(KEY)
     if text is None:
         raise ModelFileError(
             f"{path} carries no self-check (no {KEY!r} metadata), so there is nothing to verify it against",
-            "export it again with this cnnx: `cnnx export CHECKPOINT` writes the self-check into every ONNX file",
+            "export it again with this cnnx: `cnnx export CHECKPOINT` writes the self-check into every file it makes",
         )
     check = SelfCheck.decode(text)
     spec = model.spec
@@ -73,8 +78,8 @@ def verify(path: str | Path, threads: int | None = None) -> dict[str, Any]:
     if not result["passed"]:
         raise ParityError(
             f"{path} fails its self-check on this device: {_numbers(result)}",
-            "this runtime does not compute what the checkpoint did; try another onnxruntime version, "
-            "or re-export on a machine like this one",
+            f"this runtime does not compute what the checkpoint did; try another version of "
+            f"{result['runtime'].split(' ')[0]}, or re-export on a machine like this one",
             report=result,
         )
     return result

@@ -6,8 +6,9 @@ archives with ``zipfile``: all work on an edge install without torch or onnx. Op
 files are read (not compiled) with openvino, which ``cnnx[openvino]`` installs, and a ``.pt``
 checkpoint needs torch; each is imported only when such a file is inspected.
 
-Files of the ONNX family and OpenVINO files carry the self-check ``cnnx verify`` runs
-(``cnnx.core.selfcheck``): inspect says whether it is there and what it holds, without running it.
+Files of the ONNX family, OpenVINO, TFLite and ExecuTorch files (in the .pte.json beside the
+program) carry the self-check ``cnnx verify`` runs (``cnnx.core.selfcheck``): inspect says whether it
+is there and what it holds, without running it.
 """
 
 from __future__ import annotations
@@ -122,21 +123,33 @@ def _openvino(path: Path, data: bytes) -> dict[str, Any]:
     }
 
 
-PTE_SPEC = ".pte.json"  # the spec beside an ExecuTorch program (cnnx.export.formats.executorch_pte)
+PTE_SPEC = ".pte.json"  # the spec and self-check beside an ExecuTorch program (cnnx.export.formats.executorch_pte)
+PTE_BUNDLE = ".bpte"  # ExecuTorch's bundled program beside it: the program with the self-check's images and logits
 
 
 def _executorch(path: Path, data: bytes) -> dict[str, Any]:
-    """An ExecuTorch program (.pte): a flatbuffer with no room for metadata; its spec is the JSON beside it.
-    Read without ExecuTorch (or torch): the program is not loaded."""
-    beside = path.parent / (path.name.removesuffix(path.suffix) + PTE_SPEC)
+    """An ExecuTorch program (.pte): a flatbuffer with no room for metadata; its spec and self-check are in the
+    JSON beside it, and its bundled program (.bpte), when there, is named with its size (a check, not shipped,
+    so not counted in the program's size). Read without ExecuTorch (or torch): the program is not loaded."""
+    stem = path.name.removesuffix(path.suffix)
+    beside, bundle = path.parent / (stem + PTE_SPEC), path.parent / (stem + PTE_BUNDLE)
+    raw: dict[str, Any] = {}
+    if beside.is_file():
+        try:
+            loaded = json.loads(beside.read_text())
+            raw = loaded if isinstance(loaded, dict) else {}
+        except ValueError:
+            raw = {}  # _spec below says what is wrong with it
 
     def read() -> ModelSpec | None:
         return ModelSpec.from_dict(json.loads(beside.read_text())) if beside.is_file() else None
 
+    check = raw.get(SELFCHECK_KEY)
     return {
         "kind": "executorch",
         **_spec(read),
-        "selfcheck": None,
+        **_selfcheck(check if isinstance(check, str) else None),
+        **({"bundled_program": {"file": bundle.name, "size_bytes": bundle.stat().st_size}} if bundle.is_file() else {}),
         **({"companions": [beside]} if beside.is_file() else {}),
     }
 
@@ -394,6 +407,15 @@ def render(info: dict[str, Any]) -> str:
         lines.append(_parity_line(info["parity"]))
     if "selfcheck" in info:
         lines.append(_selfcheck_line(info["selfcheck"]))
+    if info.get("bundled_program"):  # an ExecuTorch program's .bpte
+        bundle = info["bundled_program"]
+        lines.append(
+            _line(
+                "bundled program",
+                f"{bundle['file']} ({bundle['size_bytes'] / 1024:.1f} KB): the program with the self-check's images "
+                "and logits, for ExecuTorch's executor_runner",
+            )
+        )
     if info.get("last_epoch"):
         last = info["last_epoch"].items()
         lines.append(

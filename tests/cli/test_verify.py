@@ -68,3 +68,18 @@ def test_a_file_without_self_check_or_no_model_is_a_one_line_error(exported: Pat
         assert proc.returncode == 2 and proc.stdout == ""
         (line,) = proc.stderr.splitlines()
         assert line.startswith("error: ") and message in line and "Traceback" not in proc.stderr
+
+
+def test_an_executorch_program_without_executorch_names_the_extra_and_the_bundled_program(tmp_path: Path) -> None:
+    """A .pte runs in ExecuTorch's Python runtime (it imports torch): without it, or without torch (the base
+    install), one line names the extra and the check that needs no Python, and nothing else loads."""
+    from tests.support import cnnx_without
+
+    program = tmp_path / "best.pte"
+    program.write_bytes(b"\x00" * 64)  # the runtime is looked for before the file is read
+    for blocked in ("executorch", "torch"):
+        proc = cnnx_without(blocked, "verify", str(program))
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith("error: ") and "is an ExecuTorch program" in line and "Traceback" not in proc.stderr
+        assert 'pip install "cnnx[executorch]"' in line and "best.bpte" in line and "executor_runner" in line

@@ -66,7 +66,7 @@ def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, di
 
     files = ["best.fp16.onnx", "best.onnx", "best.ort", "best.required_operators.config", "best.torchscript"]
     files += ["best.bin", "best.xml"] if not missing("openvino") else []  # the optional formats, when installed
-    files += ["best.pte", "best.pte.json"] if not missing("executorch") else []
+    files += ["best.pte", "best.pte.json", "best.bpte"] if not missing("executorch") else []
     files += ["best.tflite"] if not missing("tflite") else []  # litert-torch: in an environment of its own
     assert sorted(p.name for p in out.iterdir()) == sorted([*files, "parity.json"])
     assert json.loads((out / "parity.json").read_text()) == report

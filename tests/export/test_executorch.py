@@ -1,10 +1,15 @@
 """The executorch format: an ExecuTorch program (.pte, XNNPACK) made from the torch module, loaded back by
-ExecuTorch's Python runtime, gated as fp32 on real and random inputs, its spec beside it in .pte.json, and
-refused when broken (exit 3, nothing left behind)."""
+ExecuTorch's Python runtime, gated as fp32 on real and random inputs, its spec and self-check beside it in
+.pte.json, its bundled program (.bpte) beside that, and refused when broken (exit 3, nothing left behind).
+`cnnx verify` runs the self-check with ExecuTorch's Python runtime; ExecuTorch's own bundled-program
+verification runs the .bpte."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
+from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +27,13 @@ def report(exported: Path) -> dict[str, Any]:
 
 
 def test_all_writes_an_executorch_program_through_its_gate(exported: Path, report: dict[str, Any]) -> None:
-    assert (exported / "mnist.pte").is_file() and (exported / "mnist.pte.json").is_file()
+    assert all((exported / n).is_file() for n in ("mnist.pte", "mnist.pte.json", "mnist.bpte"))
     r = report["formats"]["executorch"]
     assert r["passed"] and r["method"] == "xnnpack" and r["top1_agreement"] == 1.0
     assert r["real"]["max_abs_diff"] <= 1e-4 and r["random"]["max_abs_diff"] <= 1e-4
-    shipped = ("mnist.pte", "mnist.pte.json")  # the size counts the spec beside the program, as for every format
+    # the size counts the spec beside the program, as for every format, and not the bundled program (a check
+    # holding a second copy of the program, not shipped with it)
+    shipped = ("mnist.pte", "mnist.pte.json")
     assert r["size_bytes"] == sum((exported / n).stat().st_size for n in shipped)
 
 
@@ -79,4 +86,67 @@ def test_inspect_reads_a_program_and_its_spec_without_loading_it(exported: Path)
     info = json.loads(run_cli("inspect", str(exported / "mnist.pte"), "--json", check=True).stdout)
     assert info["kind"] == "executorch" and info["spec"]["arch"] == "mnist-bn"
     assert info["spec"]["extra"]["delegate"] == "xnnpack" and info["parity"]["passed"]
-    assert set(info["files"]) == {"mnist.pte", "mnist.pte.json"} and info["selfcheck"] is None
+    assert set(info["files"]) == {"mnist.pte", "mnist.pte.json"}
+    assert info["selfcheck"] == {"images": 8, "format": "executorch", "atol": 1e-4}
+    assert info["bundled_program"] == {"file": "mnist.bpte", "size_bytes": (exported / "mnist.bpte").stat().st_size}
+    text = run_cli("inspect", str(exported / "mnist.pte"), check=True).stdout
+    assert "self-check:       8 test images, |d|<=0.0001 (executorch gate)" in text and "mnist.bpte (" in text
+
+
+def test_verify_runs_the_self_check_with_executorch_and_says_so(exported: Path) -> None:
+    """The same JSON as every format's `cnnx verify`, the runtime naming ExecuTorch, its version and delegate."""
+    from tests.support import run_cli
+
+    onnx = json.loads(run_cli("verify", str(exported / "mnist.onnx"), "--json", check=True).stdout)
+    proc = run_cli("verify", str(exported / "mnist.pte"), "--json")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # ExecuTorch's native logging held back
+    result = json.loads(proc.stdout)
+    assert set(result) == set(onnx) and result["passed"] is True and result["format"] == "executorch"
+    assert result["images"] == 8 and result["atol"] == 1e-4 and result["top1_agreement"] == 1.0
+    assert 0 < result["max_abs_diff"] <= 1e-4 and result["compared_with"] == "checkpoint"
+    version = _version("executorch")
+    assert result["runtime"] == f"ExecuTorch {version} (xnnpack delegate; Python runtime, with torch)"
+
+
+def test_verify_fails_with_exit_3_when_the_logits_beside_the_program_moved(exported: Path, tmp_path: Path) -> None:
+    from cnnx.core.selfcheck import KEY, SelfCheck
+    from tests.support import run_cli
+
+    shutil.copy(exported / "mnist.pte", tmp_path / "mnist.pte")
+    beside = json.loads((exported / "mnist.pte.json").read_text())
+    check = SelfCheck.decode(beside[KEY])
+    moved = dataclasses.replace(check, logits=check.logits + np.float32(0.01))  # one logit step a device might drift
+    (tmp_path / "mnist.pte.json").write_text(json.dumps({**beside, KEY: moved.encode()}))
+    proc = run_cli("verify", str(tmp_path / "mnist.pte"))
+    assert proc.returncode == 3 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: ") and "fails its self-check on this device" in line and "tolerance 0.0001" in line
+    assert "another version of ExecuTorch" in line
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")  # executorch's own imports
+def test_the_bundled_program_loads_back_and_passes_in_executorch(exported: Path) -> None:
+    """ExecuTorch's own bundled-program verification, as its C++ executor_runner runs it on a device: the
+    .bpte's test case passes within the self-check's tolerance, and one whose expected logits moved fails."""
+    from executorch.devtools import BundledProgram
+    from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
+    from executorch.devtools.bundled_program.serialize import serialize_from_bundled_program_to_flatbuffer
+    from executorch.extension.pybindings.portable_lib import _load_bundled_program_from_buffer
+
+    from cnnx.core.contract import normalise
+    from cnnx.core.selfcheck import KEY, SelfCheck
+    from cnnx.core.spec import ModelSpec
+
+    beside = json.loads((exported / "mnist.pte.json").read_text())
+    check, spec = SelfCheck.decode(beside[KEY]), ModelSpec.from_dict(beside)
+    bundle = _load_bundled_program_from_buffer((exported / "mnist.bpte").read_bytes())
+    (out,) = bundle.verify_result_with_bundled_expected_output("forward", 0, rtol=0.0, atol=check.atol)
+    np.testing.assert_allclose(out.numpy(), check.logits, rtol=0, atol=check.atol)  # the self-check's images went in
+    assert out.shape == (8, 10)
+
+    x = torch.from_numpy(normalise(check.pixels, spec.mean, spec.std))
+    moved = MethodTestCase(inputs=[x], expected_outputs=[torch.from_numpy(check.logits + np.float32(0.01))])
+    program = BundledProgram(None, [MethodTestSuite("forward", [moved])], pte_file_path=str(exported / "mnist.pte"))
+    wrong = _load_bundled_program_from_buffer(serialize_from_bundled_program_to_flatbuffer(program))
+    with pytest.raises(RuntimeError, match="verification failed"):
+        wrong.verify_result_with_bundled_expected_output("forward", 0, rtol=0.0, atol=check.atol)
