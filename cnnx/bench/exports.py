@@ -15,7 +15,7 @@ from typing import Any
 
 from cnnx.export import FORMATS, ExportOptions, export_checkpoint, record
 from cnnx.export.formats import missing as tools_missing
-from cnnx.export.options import CHOICES
+from cnnx.export.options import CHOICES, ON_REQUEST
 from cnnx.export.source import Source
 
 EXPORTED = tuple(FORMATS)  # the formats that come from `cnnx export`
@@ -49,11 +49,13 @@ def _beside(src: Source) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
 def _missing_options(missing: set[str], req: ExportRequest) -> ExportOptions:
     """The export that makes the ``missing`` formats (each with the file it is made from), and int8
     quantised from an fp32 file made in the same call."""
-    wanted = [name for name in CHOICES if name in missing] or ["onnx"]  # int8 alone: from a new fp32 file
+    int8 = missing & set(ON_REQUEST)
+    sources = {FORMATS[name].REQUIRES for name in int8}  # an int8 file alone: made from a new fp32 file
+    wanted = [name for name in CHOICES if name in missing or name in sources]
     return ExportOptions(
         format=wanted[0],
         also=tuple(wanted[1:]),
-        int8="onnx-int8" in missing,
+        int8=bool(int8),
         int8_optional=True,
         data_dir=req.data_dir,
         arch=req.arch,

@@ -56,9 +56,10 @@ LABELS: dict[str, str] = {
     "openvino": "OpenVINO fp32",
     "executorch": "ExecuTorch .pte",
     "tflite": "LiteRT .tflite",
+    "tflite-int8": "LiteRT .tflite int8",
 }
 # the files `cnnx infer` runs: their cold start is `cnnx infer` itself
-EDGE = ("onnx", "onnx-int8", "onnx-fp16", "ort", "openvino", "tflite")
+EDGE = ("onnx", "onnx-int8", "onnx-fp16", "ort", "openvino", "tflite", "tflite-int8")
 BATCHES = (64, 1024)  # throughput batch sizes, images per call
 TARGETS = {"onnx_latency_vs_eager": ("<=", 1 / 3), "onnx_throughput_1024_vs_eager": (">=", 3.0)}
 WORKER = [sys.executable, "-m", "cnnx.bench.worker"]  # a fresh process that loads one format only

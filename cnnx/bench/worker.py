@@ -14,7 +14,7 @@ format needs, so one format's thread pools, allocator and imports never weigh on
 numbers. Stdlib at the top; numpy and the format's runtime load inside the functions.
 
 The job is a JSON object: ``format`` (eager, torchscript, onnx, onnx-int8, onnx-fp16, ort, openvino,
-executorch, tflite), ``file``, ``threads``, ``seconds`` (timing budget per batch size), ``batches``
+executorch, tflite, tflite-int8), ``file``, ``threads``, ``seconds`` (timing budget per batch size), ``batches``
 (throughput batch sizes), ``batch_file`` (.npy, (B, C, H, W) float32 normalised, B = the largest batch),
 ``test_x``/``test_y`` (.npy test images and labels) for ``measure``; ``image`` (a PNG) for ``cold``.
 The result is one JSON object on stdout.
@@ -136,6 +136,7 @@ _IMPORTS: dict[str, tuple[str, ...]] = {
     "openvino": ("openvino",),
     "executorch": ("torch", "executorch.runtime"),
     "tflite": ("ai_edge_litert.interpreter",),
+    "tflite-int8": ("ai_edge_litert.interpreter",),
 }
 _LOADERS: dict[str, Callable[[str, int], tuple[Run, Any]]] = {
     "eager": _load_eager,
@@ -147,6 +148,7 @@ _LOADERS: dict[str, Callable[[str, int], tuple[Run, Any]]] = {
     "openvino": _load_openvino,
     "executorch": _load_executorch,
     "tflite": _load_tflite,
+    "tflite-int8": _load_tflite,
 }
 
 

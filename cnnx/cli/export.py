@@ -61,7 +61,12 @@ def _shared(what: str) -> Decorator:
     "whose tools are installed (int8 only with --int8); the others are named as left out, with why (in "
     "the report and --json's skipped).",
 )
-@click.option("--int8", is_flag=True, help="Also write a static int8 (QDQ) ONNX file, with its own gate.")
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Also write the int8 file of each asked format that has one (static QDQ ONNX, full-integer TFLite), "
+    "each with its own gate.",
+)
 @click.option(
     "--out",
     type=click.Path(),

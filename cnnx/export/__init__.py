@@ -30,7 +30,7 @@ from cnnx.core.errors import Attempt, ModelFileError, ParityError
 from cnnx.core.spec import Extra
 from cnnx.export import parity, parity_data, record, selfcheck
 from cnnx.export.formats import FORMATS, NOT_MADE, Loaded, files_of, missing, onnx_fp32
-from cnnx.export.options import CHOICES, ExportOptions
+from cnnx.export.options import CHOICES, ON_REQUEST, ExportOptions
 from cnnx.export.source import Source, load_source
 from cnnx.train.checkpoint import file_sha256
 from cnnx.train.runner import TorchRunner
@@ -177,7 +177,7 @@ def _optional(job: _Job, name: str) -> bool:
     gated on decisions (fp16): a model whose logits nearly tie (an untrained one) can miss 99.9%."""
     bench_or_all = job.opts.format == "all" or job.opts.int8_optional
     lossy = bench_or_all and name in CHOICES["all"] and parity.GATES[name].atol is None
-    return (name == "onnx-int8" and job.opts.int8_optional) or lossy
+    return (name in ON_REQUEST and job.opts.int8_optional) or lossy
 
 
 def _export_all(job: _Job) -> dict[str, str]:
