@@ -23,15 +23,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 from cnnx.core.errors import ImageError
 from cnnx.core.fileio import atomic_write
 from cnnx.core.spec import ModelSpec
 
-VERSION = 4  # part of the cache file name: bump when the drawing changes
+VERSION = 6  # part of the cache file name: bump when the drawing changes
 CANVAS = 96  # pixels per side of the "photo" a negative is drawn on
+SCENES = 0.2  # share of the non-digits that are crops of ordinary scenes (``scene``), not ink on paper
 # letters that a person may write as a digit, or that the digit recipe makes one of: O/o/Q/D as 0,
 # I/l/i/j/J as 1, S/s as 5, Z/z as 2, B as 8, b/G as 6, g/q as 9
 LOOKALIKES = set("OoQDIlijJSsZzBbGgq")
@@ -166,6 +171,60 @@ def _blob(rng: np.random.Generator) -> np.ndarray:
     return np.where(a > cut, 255, 0).astype(np.uint8)
 
 
+def scene(rng: np.random.Generator) -> np.ndarray:
+    """(CANVAS, CANVAS) uint8 greyscale photo of no ink at all: a crop of an ordinary scene, drawn as
+    overlapping objects (the "dead leaves" model of natural images): shaded ellipses, slabs and
+    wedges of random sizes and tones over a lit background, some textured, then blurred, noisy and
+    sometimes stretched. What a camera pointed at a desk, a face or a wall gives the digit recipe.
+    """
+    from PIL import Image, ImageDraw, ImageFilter
+
+    v, u = np.mgrid[0:CANVAS, 0:CANVAS].astype(np.float32) / np.float32(CANVAS) - 0.5
+    turn = rng.uniform(0, 2 * np.pi)
+    base = rng.uniform(40, 220) + rng.uniform(-80, 80) * (np.cos(turn) * u + np.sin(turn) * v)
+    out = base.astype(np.float32)
+    for _ in range(int(rng.integers(2, 14))):
+        mask = Image.new("L", (CANVAS, CANVAS), 0)
+        draw = ImageDraw.Draw(mask)
+        cx, cy = rng.uniform(-10, CANVAS + 10, 2)
+        r = float(CANVAS * rng.uniform(0.04, 0.6) ** 1.5 + 2)
+        kind = int(rng.integers(4))
+        if kind == 0:
+            draw.ellipse((cx - r, cy - r * rng.uniform(0.3, 1.0), cx + r, cy + r * rng.uniform(0.3, 1.0)), fill=255)
+        elif kind == 1:  # a slab: a long rotated rectangle (an edge, a stripe, a pole)
+            a, length, width = rng.uniform(0, np.pi), r * rng.uniform(1.5, 4), r * rng.uniform(0.1, 0.5)
+            dx, dy, nx, ny = np.cos(a) * length, np.sin(a) * length, -np.sin(a) * width, np.cos(a) * width
+            draw.polygon([(cx - dx - nx, cy - dy - ny), (cx + dx - nx, cy + dy - ny),
+                          (cx + dx + nx, cy + dy + ny), (cx - dx + nx, cy - dy + ny)], fill=255)  # fmt: skip
+        elif kind == 2:  # a wedge or a polygon
+            n = int(rng.integers(3, 7))
+            angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+            draw.polygon([(cx + r * np.cos(t), cy + r * np.sin(t)) for t in angles], fill=255)
+        else:  # a half-plane: a table edge, a horizon
+            a = rng.uniform(0, 2 * np.pi)
+            far = 4 * CANVAS
+            pts = [(cx + far * np.cos(a + d), cy + far * np.sin(a + d)) for d in (-1.5, 0.0, 1.5)]
+            draw.polygon([(cx, cy), *pts], fill=255)
+        soft = mask.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 2.5))))
+        alpha = np.asarray(soft, np.float32) / 255
+        tone = rng.uniform(0, 255) + rng.uniform(-60, 60) * (np.cos(turn + 1) * u + np.sin(turn + 1) * v)
+        if rng.random() < 0.3:  # textured: gravel, grass, fabric
+            cells = int(rng.integers(8, 40))
+            noise = Image.fromarray((rng.random((cells, cells)) * 255).astype(np.uint8))
+            tone = tone + (
+                np.asarray(noise.resize((CANVAS, CANVAS), Image.Resampling.BICUBIC), np.float32) - 128
+            ) * rng.uniform(0.2, 0.8)
+        out = out * (1 - alpha) + tone * alpha
+    out += rng.normal(0, rng.uniform(1, 8), out.shape)
+    image = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+    if rng.random() < 0.5:
+        image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
+    if rng.random() < 0.5:  # cropped from a photo of another shape, resized as a camera app does
+        w = int(CANVAS * rng.uniform(0.6, 1.4))
+        image = image.resize((w, CANVAS), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
 def photograph(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(H, W) uint8 ink coverage (255 = ink) -> the same drawing as a greyscale photo of paper:
     dark ink on light paper at random levels, lit unevenly (a linear fall-off of up to 45% across the
@@ -194,7 +253,7 @@ def draw_negative(rng: np.random.Generator, fonts: list[object]) -> np.ndarray:
     """(CANVAS, CANVAS) uint8 ink of one non-digit (255 = ink)."""
     from PIL import Image, ImageDraw
 
-    kind = rng.choice(4, p=[0.4, 0.25, 0.2, 0.15])
+    kind = rng.choice(4, p=[0.35, 0.2, 0.3, 0.15])
     if kind == 3:
         return _blob(rng)
     img = Image.new("L", (CANVAS, CANVAS), 0)
@@ -205,25 +264,54 @@ def draw_negative(rng: np.random.Generator, fonts: list[object]) -> np.ndarray:
 
 def draw_digit(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(CANVAS, CANVAS) uint8 ink of a (28, 28) MNIST digit, enlarged 1.6-3.2x, placed off-centre. A
-    quarter each drawn with a thicker pen, with a finer pen, or seen at low resolution (a small digit
-    in a photo, a scan at 8-14 pixels: blocky strokes); the rest as MNIST drew them."""
+    fifth each drawn with a thicker pen, with a finer pen, seen at low resolution (a small digit in a
+    photo, a scan at 8-14 pixels: blocky strokes), or scanned into a form's box (stretched towards the
+    box's shape, then sampled at 8-16 pixels, as form readers and older digit sets store a digit);
+    the rest as MNIST drew them."""
     from PIL import Image, ImageFilter
 
     side = int(28 * rng.uniform(1.6, 3.2))
     ink = Image.fromarray(digit)
     look = rng.random()
-    if look < 0.25:
+    if look < 0.2:
         ink = ink.filter(ImageFilter.MaxFilter(3))
-    elif look < 0.5:
+    elif look < 0.4:
         low = int(rng.integers(8, 15))
         ink = ink.resize((low, low), Image.Resampling.BOX)
+    elif look >= 0.6 and look < 0.8:
+        ink = _boxed(digit, rng)
     ink = ink.resize((side, side), Image.Resampling.BICUBIC)
-    if 0.5 <= look < 0.75:  # a fine pen: strokes a pixel or two thinner at this size
+    if 0.4 <= look < 0.6:  # a fine pen: strokes a pixel or two thinner at this size
         ink = ink.filter(ImageFilter.MinFilter(3))
     out = np.zeros((CANVAS, CANVAS), np.uint8)
     top, left = (int(rng.integers(0, CANVAS - side + 1)) for _ in range(2))
     out[top : top + side, left : left + side] = np.asarray(ink)
     return out
+
+
+def _boxed(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A digit as a form reader stores it: its ink box stretched part of the way to a square (a narrow
+    1 becomes a wide bar with its flag and foot), sampled at 8-16 pixels."""
+    from PIL import Image
+
+    ys, xs = np.nonzero(digit > 40)
+    if not len(ys):
+        return Image.fromarray(digit)
+    box = digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    h, w = box.shape
+    reach = rng.uniform(0.3, 1.0)  # how far towards the box's shape: 1 = filled
+    width = max(1, int(round(w + (h - w) * reach))) if w < h else w
+    height = max(1, int(round(h + (w - h) * reach))) if h < w else h
+    low = int(rng.integers(8, 17))
+    margin = int(rng.integers(0, 2))
+    frame = Image.new("L", (4 * low, 4 * low), 0)
+    inner = 4 * (low - 2 * margin)
+    scale = inner / max(width, height)
+    stretched = Image.fromarray(box).resize(
+        (max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.BILINEAR
+    )
+    frame.paste(stretched, ((4 * low - stretched.width) // 2, (4 * low - stretched.height) // 2))
+    return frame.resize((low, low), Image.Resampling.BOX)
 
 
 def _load_fonts() -> list[object]:
@@ -246,9 +334,12 @@ def make_bank(spec: ModelSpec, count: int, seed: int = 0, digits: np.ndarray | N
     out = np.zeros((count, *spec.input_shape), np.uint8)
     made = 0
     while made < count:
-        ink = draw_negative(rng, fonts) if digits is None else draw_digit(digits[made], rng)
+        if digits is None and rng.random() < SCENES:
+            photo = scene(rng)
+        else:
+            photo = photograph(draw_negative(rng, fonts) if digits is None else draw_digit(digits[made], rng), rng)
         try:
-            out[made] = preprocess(photograph(ink, rng), spec)
+            out[made] = preprocess(photo, spec)
         except ImageError:  # too faint to find ink in: draw again
             continue
         made += 1
