@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -78,6 +79,33 @@ def test_banks_are_deterministic_cached_and_what_the_recipe_makes(tmp_path: Path
     photographed = ng.cached_bank(SPEC, 8, tmp_path, seed=1, digits=digits)
     assert photographed.shape == (8, 1, 28, 28) and photographed.max() > 200  # the recipe found the ink
     assert not any(letter in ng.LETTERS for letter in "OoIlSZB")
+
+
+def test_scenes_are_photos_the_digit_recipe_reads() -> None:
+    """A crop of an ordinary scene is a grey photo, not ink; most reach the network as some shape."""
+    from cnnx.core.errors import ImageError
+    from cnnx.runtime.image import preprocess
+
+    rng = np.random.default_rng(0)
+    read = 0
+    for _ in range(20):
+        photo = ng.scene(rng)
+        assert photo.dtype == np.uint8 and photo.shape[0] == ng.CANVAS and photo.std() > 1
+        with contextlib.suppress(ImageError):  # a flat crop: "no digit found", as the runtime says of the photo
+            read += int(preprocess(photo, SPEC).max() > 200)
+    assert read >= 10
+
+
+def test_a_digit_scanned_into_a_box_is_stretched_towards_it() -> None:
+    """A narrow 1 scanned into a form's square box comes out wider than MNIST drew it, at low resolution."""
+    one = np.zeros((28, 28), np.uint8)
+    one[4:24, 13:16] = 255  # 20 tall, 3 wide
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        boxed = np.asarray(ng._boxed(one, rng))
+        assert 8 <= boxed.shape[0] == boxed.shape[1] <= 16
+        ys, xs = np.nonzero(boxed > 20)
+        assert (np.ptp(xs) + 1) / (np.ptp(ys) + 1) > 0.4  # plainly downsampled it stays a bar: 0.2
 
 
 def test_distort_keeps_the_batch_shape_and_is_seeded() -> None:
