@@ -57,18 +57,24 @@ class Gate:
         return atol
 
 
-GATES: dict[str, Gate] = {
-    "onnx": Gate(atol=1e-4, min_agreement=1.0),
-    "torchscript": Gate(atol=1e-5, min_agreement=1.0),
-    "onnx-int8": Gate(
+def _int8(baseline: str, verify_atol: float) -> Gate:
+    """An int8 file's gate: decisions against its fp32 ``baseline`` (top-1 99.8%, accuracy -0.1 pp at
+    most) and at most 30% of its size; ``verify_atol`` is what a device may move a logit by."""
+    return Gate(
         atol=None,
         min_agreement=0.998,
-        baseline="onnx",
+        baseline=baseline,
         max_accuracy_drop=0.001,
         max_size_ratio=0.30,
         hint="nothing was written; export without --int8 to keep the fp32 files",
-        verify_atol=0.25,
-    ),
+        verify_atol=verify_atol,
+    )
+
+
+GATES: dict[str, Gate] = {
+    "onnx": Gate(atol=1e-4, min_agreement=1.0),
+    "torchscript": Gate(atol=1e-5, min_agreement=1.0),
+    "onnx-int8": _int8(baseline="onnx", verify_atol=0.25),
     # fp16 weights and activations: logits move by ~1e-3 relative, so the gate is on decisions
     "onnx-fp16": Gate(atol=None, min_agreement=0.999, max_accuracy_drop=0.0005, verify_atol=0.02),
     # the fp32 graph in onnxruntime's own format, optimised at conversion: same numbers as ONNX
@@ -82,15 +88,7 @@ GATES: dict[str, Gate] = {
     # full-integer TFLite (int8 weights, activations, input and output) against the fp32 .tflite; on a device,
     # LiteRT's reference int8 kernels differ from XNNPACK's by up to 2 output steps (0.16 each on the
     # default MNIST model, 2,000 test images), so a device may move a logit by a few steps
-    "tflite-int8": Gate(
-        atol=None,
-        min_agreement=0.998,
-        baseline="tflite",
-        max_accuracy_drop=0.001,
-        max_size_ratio=0.30,
-        hint="nothing was written; export without --int8 to keep the fp32 files",
-        verify_atol=0.5,
-    ),
+    "tflite-int8": _int8(baseline="tflite", verify_atol=0.5),
 }
 
 
