@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from cnnx.cli import emit_json, main
+from cnnx.core.spec import OPENSET_METHODS
 from cnnx.train.config import (  # stdlib only: no torch for --help
     BATCH,
     DEVICES,
@@ -99,6 +100,13 @@ _TRAIN_HELP_DEFAULTS = (
     type=float,
     help="Fraction of the held-out real images the refusal threshold may refuse (e.g. 0.005 = 0.5%); "
     f"0 = never refuse. [default: {TrainConfig.refuse}]",
+)
+@click.option(
+    "--refusal-score",
+    type=click.Choice(OPENSET_METHODS),
+    help="How the refusal scores an image: energy (T * logsumexp(logits / T); refuses more non-digits at the "
+    "same share of real images refused) or msp (the largest calibrated probability). "
+    f"[default: {TrainConfig.refusal_score}]",
 )
 @click.option("--seed", type=int, help=f"Seeds init, data order, augmentation, dropout. [default: {TrainConfig.seed}]")
 @click.option("--device", type=click.Choice(DEVICES), help="[default: auto = CUDA when present]")

@@ -35,7 +35,7 @@ RECIPES = {
     "resize": "convert to the colour mode and resize to the input size",
 }
 # How a spec's ``openset`` may score an input (cnnx.core.calibration implements them).
-OPENSET_METHODS = ("msp",)
+OPENSET_METHODS = ("msp", "energy")  # how a refusal scores an input (cnnx.core.calibration.scores)
 
 
 class Extra:

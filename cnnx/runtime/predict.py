@@ -161,16 +161,23 @@ class Classifier:
         """One image as the uint8 (C, H, W) pixels the model sees (before normalisation)."""
         return preprocess(source, self.spec, self.recipe)
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 (N, C, H, W) preprocessed pixels -> float32 (N, num_classes) calibrated probabilities."""
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (N, C, H, W) preprocessed pixels -> float32 (N, num_classes) logits, as the file computes them."""
         spec = self.spec
         out = [
-            cal.softmax(
-                self.model.run(normalise(pixels[i : i + self.batch_size], spec.mean, spec.std)), self.temperature
-            )
+            self.model.run(normalise(pixels[i : i + self.batch_size], spec.mean, spec.std))
             for i in range(0, len(pixels), self.batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (N, C, H, W) preprocessed pixels -> float32 (N, num_classes) calibrated probabilities."""
+        return cal.softmax(self.logits(pixels), self.temperature)
+
+    def _answers(self, pixels: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """(calibrated probabilities, why each image is refused or None) of uint8 (N, C, H, W) pixels."""
+        logits = self.logits(pixels)
+        return cal.softmax(logits, self.temperature), self._refusals(logits)
 
     def iter_predict(
         self, images: Iterable[ImageSource], top_k: int = 1, save_dir: str | Path | None = None
@@ -189,15 +196,15 @@ class Classifier:
         head = list(itertools.islice(chunks, 2))
         if len(head) == 1:  # a single batch has nothing to overlap with: no thread to start
             preds, good, pixels = self._prepare(*head[0], namer)
-            yield from self._finish(preds, good, self.probabilities(np.stack(pixels)) if pixels else None, k)
+            yield from self._finish(preds, good, self._answers(np.stack(pixels)) if pixels else None, k)
             return
         from concurrent.futures import ThreadPoolExecutor  # (and its logging) only for many batches
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnx-model") as pool:
-            running = None  # (predictions, decoded ones, Future of their (n, K) probabilities)
+            running = None  # (predictions, decoded ones, Future of their answers: probabilities, refusals)
             for decoded in itertools.chain(head, chunks):
                 preds, good, pixels = self._prepare(*decoded, namer)
-                job = pool.submit(self.probabilities, np.stack(pixels)) if pixels else None
+                job = pool.submit(self._answers, np.stack(pixels)) if pixels else None
                 if running is not None:
                     yield from self._finish(*running, k)
                 running = (preds, good, job)
@@ -225,14 +232,13 @@ class Classifier:
             pixels.append(result)
         return preds, good, pixels
 
-    def _finish(self, preds: list[Prediction], good: list[Prediction], probs: Any, k: int) -> list[Prediction]:
-        """Fill in the decoded predictions from ``probs``: an (n, K) array, a Future of one, or None."""
-        if probs is not None:
-            probs = probs.result() if hasattr(probs, "result") else probs  # (n, K)
+    def _finish(self, preds: list[Prediction], good: list[Prediction], answers: Any, k: int) -> list[Prediction]:
+        """Fill in the decoded predictions from ``answers``: ``_answers``' pair, a Future of one, or None."""
+        if answers is not None:
+            probs, refused = answers.result() if hasattr(answers, "result") else answers  # (n, K), n reasons
             order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (n, k) best first
             best = np.take_along_axis(probs, order, axis=1)  # (n, k) their probabilities
             classes = self.spec.classes
-            refused = self._refusals(probs)
             for pred, idx, ps, why in zip(good, order.tolist(), best.tolist(), refused, strict=False):
                 pred.top_k = [(classes[j], p) for j, p in zip(idx, ps, strict=False)]
                 pred.probability = ps[0]
@@ -242,12 +248,12 @@ class Classifier:
                     pred.index, pred.label = idx[0], classes[idx[0]]
         return preds
 
-    def _refusals(self, probs: np.ndarray) -> list[str | None]:
-        """Per row of (n, K) calibrated probabilities: why it is refused, or None when it is answered."""
+    def _refusals(self, logits: np.ndarray) -> list[str | None]:
+        """Per row of (n, K) logits: why it is refused, or None when it is answered."""
         if self.openset is None:
-            return [None] * len(probs)
+            return [None] * len(logits)
         threshold = float(self.openset["threshold"])
-        score = cal.scores(probs, self.openset["method"])  # (n,)
+        score = cal.scores(logits, self.temperature, self.openset["method"])  # (n,)
         noun = cal.noun(self.spec)
         return [
             None if s >= threshold else f"not a {noun}: score {s:.3f} is below the model's threshold {threshold:.3f}"

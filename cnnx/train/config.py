@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnx.core.errors import ConfigError
+from cnnx.core.spec import OPENSET_METHODS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -76,6 +77,7 @@ class TrainConfig:
     holdout: float = 0.08  # fraction of the training split held out to fit calibration and refusal (0 = neither)
     outliers: float | None = None  # weight of the loss on generated non-digits; None = 0.5 for digits, 0 otherwise
     refuse: float = 0.005  # fraction of held-out real images the refusal threshold may refuse (0 = never refuse)
+    refusal_score: str = "energy"  # how the refusal scores an input: energy or msp (cnnx.core.calibration.scores)
     amp: bool = False  # bfloat16 autocast of the training forward pass; weights, optimiser and checkpoints stay float32
 
     def __post_init__(self) -> None:
@@ -129,6 +131,11 @@ class TrainConfig:
             ),
             (0 <= self.refuse < 0.5, f"--refuse must be in [0, 0.5), got {self.refuse}", "e.g. 0.005 for 0.5%"),
             (
+                self.refusal_score in OPENSET_METHODS,
+                f"--refusal-score must be one of {', '.join(OPENSET_METHODS)}, got {self.refusal_score!r}",
+                None,
+            ),
+            (
                 self.save_every >= 0,
                 f"--save-every must be 0 (off) or a number of epochs, got {self.save_every}",
                 None,
@@ -148,6 +155,8 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         if "holdout" not in data:  # a run from before held-out images and outliers: resumed as it began
             data = {**data, "holdout": 0.0, "outliers": 0.0, "refuse": 0.0}
+        if "refusal_score" not in data:  # a run from before the energy score: its threshold stays on msp
+            data = {**data, "refusal_score": "msp"}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 

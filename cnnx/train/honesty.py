@@ -8,7 +8,8 @@
   the model learns to answer "none of these" with a flat output. Training digits photographed
   the same way join the batch too, with their labels.
 - ``fit_honesty``: the temperature minimising the held-out NLL, and the threshold on the
-  largest calibrated probability that refuses ``refuse`` of the held-out real images. Both go
+  refusal score (energy, or the largest calibrated probability) that refuses ``refuse`` of the
+  held-out real images. Both go
   into the model spec, which export copies into every file and the runtime applies.
 """
 
@@ -104,11 +105,14 @@ def held_out_logits(
     return torch.cat(out).numpy()
 
 
-def fit_honesty(logits: np.ndarray, labels: np.ndarray, refuse: float, what: str) -> dict[str, Any]:
+def fit_honesty(
+    logits: np.ndarray, labels: np.ndarray, refuse: float, what: str, method: str = "energy"
+) -> dict[str, Any]:
     """The spec fields ``calibration`` and ``openset`` fitted on held-out ``logits``; ``what`` says
     which images they are, e.g. "4,800 mnist training images held out of training".
 
-    ``refuse``: the share of those real images the threshold may refuse; 0 = no refusal.
+    ``refuse``: the share of those real images the threshold may refuse; 0 = no refusal. ``method``:
+    how an input is scored (``cnnx.core.calibration.scores``).
     """
     t = cal.fit_temperature(logits, labels)
     before, after = cal.softmax(logits), cal.softmax(logits, t)
@@ -122,9 +126,9 @@ def fit_honesty(logits: np.ndarray, labels: np.ndarray, refuse: float, what: str
     }
     fields: dict[str, Any] = {"calibration": calibration, "openset": None}
     if refuse > 0:
-        score = cal.scores(after, "msp")
+        score = cal.scores(logits, t, method)
         fields["openset"] = {
-            "method": "msp",
+            "method": method,
             "threshold": round(cal.threshold_for(score, refuse), 6),
             "false_refusal": refuse,
             "fitted_on": what,

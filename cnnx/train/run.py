@@ -256,7 +256,7 @@ class Run:
             return {}
         logits = held_out_logits(self.model, self.held, self.norm, self.cfg.eval_batch_size, MEMORY_FORMAT)
         what = f"{len(self.held):,} {self.data.name} training images held out of training"
-        return fit_honesty(logits, self.held.y.numpy(), self.cfg.refuse, what)
+        return fit_honesty(logits, self.held.y.numpy(), self.cfg.refuse, what, self.cfg.refusal_score)
 
     def save(self, record: dict[str, Any]) -> None:
         """Checkpoint the epoch: best.pt and epoch-NNN.pt as --save-min-acc and --save-every say, then last.pt."""

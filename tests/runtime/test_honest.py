@@ -58,6 +58,24 @@ def test_a_digit_above_the_threshold_is_answered(shipped_model: Path, tmp_path: 
     assert pred.label == "7" and pred.refused is None
 
 
+def test_the_energy_score_refuses_by_the_size_of_the_logits(shipped_model: Path, tmp_path: Path) -> None:
+    """An energy threshold is in logit units: the digit's score, from its logits, decides."""
+    plain = Classifier(shipped_model, reject=False)
+    pixels = plain.pixels(str(DIGIT))[None]
+    logits = plain.logits(pixels)
+    energy = float(np.log(np.exp(logits - logits.max()).sum()) + logits.max())  # T = 1
+    (tmp_path / "hi").mkdir(), (tmp_path / "lo").mkdir()
+    below = with_spec(shipped_model, tmp_path / "hi", calibration={"temperature": 1.0},
+                      openset={"method": "energy", "threshold": energy + 0.01})  # fmt: skip
+    above = with_spec(shipped_model, tmp_path / "lo", calibration={"temperature": 1.0},
+                      openset={"method": "energy", "threshold": energy - 0.01})  # fmt: skip
+    refused = Classifier(below).predict(str(DIGIT))[0]
+    assert refused.label is None and f"score {energy:.3f} is below" in refused.refused
+    assert Classifier(above).predict(str(DIGIT))[0].label == "7"
+    row = json.loads(run_cli("infer", str(DIGIT), "--model", str(below), "--json", check=True).stdout)
+    assert row["label"] is None and row["refused"].startswith("not a digit")
+
+
 def test_reject_on_a_model_without_a_threshold_is_a_one_line_error(shipped_model: Path, tmp_path: Path) -> None:
     model = with_spec(shipped_model, tmp_path, openset=None)  # as a file from before refusal reads
     proc = run_cli("infer", str(DIGIT), "--model", str(model), "--reject")

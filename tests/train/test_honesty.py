@@ -30,7 +30,8 @@ def test_the_run_holds_images_out_and_writes_calibration_and_refusal_into_the_sp
     spec = ModelSpec.from_dict(state["spec"])
     assert spec.calibration is not None and spec.calibration["temperature"] > 0
     assert "80 mnist training images held out" in spec.calibration["fitted_on"]
-    assert spec.openset is not None and spec.openset["method"] == "msp" and 0 < spec.openset["threshold"] < 1
+    assert spec.openset is not None and spec.openset["method"] == "energy"  # in logit units, T * logsumexp
+    assert np.isfinite(spec.openset["threshold"]) and state["config"]["refusal_score"] == "energy"
     assert state["config"]["holdout"] == 0.08 and state["config"]["outliers"] == 0.5  # settled for digits
     assert json.loads((trained_run / "metrics.json").read_text())["held_out_images"] == 80
 
@@ -60,6 +61,10 @@ def test_a_run_from_before_holdout_resumes_as_it_began() -> None:
         del old[key]
     cfg = TrainConfig.from_dict(old)
     assert (cfg.holdout, cfg.outliers, cfg.refuse) == (0.0, 0.0, 0.0)
+    before_energy = TrainConfig().to_dict()
+    del before_energy["refusal_score"]  # a run from before the energy score keeps refusing on msp
+    assert TrainConfig.from_dict(before_energy).refusal_score == "msp"
+    assert TrainConfig().refusal_score == "energy"
 
 
 def test_the_uniform_loss_is_least_for_a_flat_output() -> None:

@@ -104,6 +104,7 @@ def test_random_shift_moves_pixels_without_changing_mass() -> None:
     [
         (dict(epochs=0), "--epochs must be at least 1, got 0"),
         (dict(lr=-1.0), "--lr must be positive, got -1.0"),
+        (dict(refusal_score="odin"), "--refusal-score must be one of"),
         (dict(optimizer="rmsprop"), "--optimizer must be one of"),
         (dict(schedule="step"), "--schedule must be one of"),
         (dict(device="tpu"), "--device must be one of"),
