@@ -102,7 +102,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp((lo + hi) / 2))
 
 
-def scores(logits: np.ndarray, temperature: float = 1.0, method: str = "msp") -> np.ndarray:
+def scores(logits: np.ndarray, *, temperature: float = 1.0, method: str = "msp") -> np.ndarray:
     """(N, K) raw logits -> (N,) how much each input looks like one of the classes, by ``method``:
     "msp" the largest probability of ``softmax(logits / T)``, "energy" ``T * logsumexp(logits / T)``."""
     if method not in METHODS:
@@ -156,9 +156,10 @@ def summary(logits: np.ndarray, labels: np.ndarray, spec: ModelSpec, bins: int =
         "reliability": {"before": reliability(before, labels, bins), "after": reliability(after, labels, bins)},
     }
     if spec.openset:
-        answered = scores(logits, t, spec.openset["method"]) >= float(spec.openset["threshold"])
+        answered = scores(logits, temperature=t, method=spec.openset["method"]) >= float(spec.openset["threshold"])
         right = after.argmax(axis=1) == np.asarray(labels)
         out["threshold"] = float(spec.openset["threshold"])
+        out["method"] = spec.openset["method"]
         out["refused"] = int((~answered).sum())
         out["refused_share"] = float((~answered).mean()) if len(labels) else 0.0
         out["answered_accuracy"] = float(right[answered].mean()) if answered.any() else 0.0
@@ -176,7 +177,8 @@ def describe(found: dict[str, Any] | None) -> list[str]:
     ]
     if "threshold" in h:
         lines.append(
-            f"refusal: threshold {h['threshold']:.3f} refuses {100 * h['refused_share']:.2f}% ({h['refused']}) "
+            f"refusal: threshold {h['threshold']:.3f} ({h.get('method', 'msp')}) "
+            f"refuses {100 * h['refused_share']:.2f}% ({h['refused']}) "
             f"of these images; accuracy on the rest {100 * h['answered_accuracy']:.2f}%"
         )
     else:

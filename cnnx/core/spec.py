@@ -81,7 +81,7 @@ class ModelSpec:
     extra: dict[str, Any] = field(default_factory=dict)  # opset, parity results, ...
     # {"temperature": T, "fitted_on", "nll"/"ece" before and after}: probabilities are softmax(logits / T)
     calibration: dict[str, Any] | None = None
-    # {"method": "msp", "threshold": t, "false_refusal", "fitted_on"}: refuse inputs scoring below t
+    # {"method": "energy" or "msp", "threshold": t, "false_refusal", "fitted_on"}: refuse inputs scoring below t
     openset: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:

@@ -184,9 +184,13 @@ def _quantiser(detail: dict[str, Any], where: Path) -> Callable[[np.ndarray], np
     if dtype.kind not in "iu" or not scale > 0:
         raise ModelFileError(f"{where} takes {dtype} input without a scale; cnnx feeds float32, int8 or uint8")
     lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
-    return lambda x: np.clip(np.trunc(x / np.float32(scale) + np.copysign(np.float32(0.5), x)) + zero, lo, hi).astype(
-        dtype
-    )
+
+    def quantise(x: np.ndarray) -> np.ndarray:
+        q = (np.asarray(x, np.float32) / np.float32(scale)).astype(np.float64)  # divided in float32, as TFLite
+        rounded = np.sign(q) * np.floor(np.abs(q) + 0.5)  # half away from zero, exact in float64 (std::round)
+        return np.clip(rounded + zero, lo, hi).astype(dtype)
+
+    return quantise
 
 
 def _dequantiser(detail: dict[str, Any], where: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -56,6 +56,11 @@ class ExportOptions:
                 f"--int8 quantises the ONNX export or the TFLite one, but --format is {self.format}",
                 "use --format onnx, tflite or all with --int8",
             )
+        if self.int8 and self.format != "all":  # int8 asked for by name: its tools must be here too
+            for name in self._int8_names(self._asked()):
+                why = missing(name)
+                if why:
+                    raise ConfigError(f"--int8 with --format {FORMATS[name].REQUIRES} cannot be made here: {why}")
         if not 13 <= self.opset <= 23:
             raise ConfigError(
                 f"--opset must be between 13 and 23, got {self.opset}",

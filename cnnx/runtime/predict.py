@@ -253,7 +253,7 @@ class Classifier:
         if self.openset is None:
             return [None] * len(logits)
         threshold = float(self.openset["threshold"])
-        score = cal.scores(logits, self.temperature, self.openset["method"])  # (n,)
+        score = cal.scores(logits, temperature=self.temperature, method=self.openset["method"])  # (n,)
         noun = cal.noun(self.spec)
         return [
             None if s >= threshold else f"not a {noun}: score {s:.3f} is below the model's threshold {threshold:.3f}"

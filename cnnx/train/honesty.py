@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +127,11 @@ def fit_honesty(
     }
     fields: dict[str, Any] = {"calibration": calibration, "openset": None}
     if refuse > 0:
-        score = cal.scores(logits, t, method)
+        score = cal.scores(logits, temperature=t, method=method)
         fields["openset"] = {
             "method": method,
-            "threshold": round(cal.threshold_for(score, refuse), 6),
+            # rounded down: rounding up could refuse one more held-out image than asked
+            "threshold": math.floor(cal.threshold_for(score, refuse) * 1e6) / 1e6,
             "false_refusal": refuse,
             "fitted_on": what,
         }

@@ -59,15 +59,15 @@ def test_a_digit_above_the_threshold_is_answered(shipped_model: Path, tmp_path: 
 
 
 def test_the_energy_score_refuses_by_the_size_of_the_logits(shipped_model: Path, tmp_path: Path) -> None:
-    """An energy threshold is in logit units: the digit's score, from its logits, decides."""
+    """An energy threshold is in logit units, T * logsumexp(logits / T) with the spec's temperature."""
     plain = Classifier(shipped_model, reject=False)
     pixels = plain.pixels(str(DIGIT))[None]
-    logits = plain.logits(pixels)
-    energy = float(np.log(np.exp(logits - logits.max()).sum()) + logits.max())  # T = 1
+    z = plain.logits(pixels)[0].astype(np.float64)
+    energy = float(2.0 * np.log(np.exp((z - z.max()) / 2.0).sum()) + z.max())  # T = 2
     (tmp_path / "hi").mkdir(), (tmp_path / "lo").mkdir()
-    below = with_spec(shipped_model, tmp_path / "hi", calibration={"temperature": 1.0},
+    below = with_spec(shipped_model, tmp_path / "hi", calibration={"temperature": 2.0},
                       openset={"method": "energy", "threshold": energy + 0.01})  # fmt: skip
-    above = with_spec(shipped_model, tmp_path / "lo", calibration={"temperature": 1.0},
+    above = with_spec(shipped_model, tmp_path / "lo", calibration={"temperature": 2.0},
                       openset={"method": "energy", "threshold": energy - 0.01})  # fmt: skip
     refused = Classifier(below).predict(str(DIGIT))[0]
     assert refused.label is None and f"score {energy:.3f} is below" in refused.refused

@@ -55,6 +55,33 @@ def test_hold_out_is_seeded_and_disjoint() -> None:
     assert hold_out(split, 0.0, seed=3)[1] is None and hold_out(split, 0.04, seed=3)[1] is None  # 40 < MIN_HELD
 
 
+@pytest.mark.parametrize("method", ["energy", "msp"])
+def test_the_threshold_refuses_the_share_asked_of_the_held_out_images(method: str) -> None:
+    from cnnx.core import calibration as cal
+    from cnnx.train.honesty import fit_honesty
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 2000)
+    logits = rng.normal(0, 1, (2000, 10)) + 8 * np.eye(10)[labels] * rng.uniform(0.2, 1.5, (2000, 1))
+    fields = fit_honesty(logits.astype(np.float32), labels, 0.01, "synthetic", method)
+    t, threshold = fields["calibration"]["temperature"], fields["openset"]["threshold"]
+    assert fields["openset"]["method"] == method
+    score = cal.scores(logits, temperature=t, method=method)
+    assert (score < threshold).sum() == 20  # 1% of 2,000, never one more
+    expected = cal.softmax(logits, t).max(axis=1) if method == "msp" else t * np.log(np.exp(logits / t).sum(axis=1))
+    np.testing.assert_allclose(score, expected, rtol=1e-5)
+
+
+def test_a_run_refuses_by_the_score_it_was_told(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        epochs=1, batch_size=64, data_dir=str(MINI_MNIST), download=False, out=str(tmp_path / "r"), device="cpu"
+    )
+    cfg.outliers, cfg.plots, cfg.refusal_score = 0.0, False, "msp"
+    train(cfg)
+    spec = ModelSpec.from_dict(torch.load(tmp_path / "r" / "last.pt", weights_only=True)["spec"])
+    assert spec.openset is not None and spec.openset["method"] == "msp" and 0 < spec.openset["threshold"] < 1
+
+
 def test_a_run_from_before_holdout_resumes_as_it_began() -> None:
     old = TrainConfig().to_dict()
     for key in ("holdout", "outliers", "refuse"):
