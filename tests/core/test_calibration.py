@@ -103,16 +103,16 @@ def test_the_energy_score_is_t_logsumexp_and_keeps_the_logits_scale() -> None:
     """Energy sees how large the logits are, which softmax throws away: the same probabilities from
     logits ten times larger score higher, so a confident-looking flat-ish input can still be refused."""
     z = np.array([[4.0, 1.0, 0.0], [40.0, 10.0, 0.0], [0.4, 0.1, 0.0]])
-    e = cal.scores(z, 2.0, "energy")
+    e = cal.scores(z, temperature=2.0, method="energy")
     np.testing.assert_allclose(e, 2.0 * np.log(np.exp(z / 2.0).sum(axis=1)), rtol=1e-6)
     big = np.array([[400.0, 1.0, 0.0]])
-    assert np.isfinite(cal.scores(big, 0.5, "energy")).all()  # no overflow: shifted by the row max
-    same = cal.scores(np.array([[2.0, 1.0, 0.0], [12.0, 11.0, 10.0]]), 1.0, "msp")
+    assert np.isfinite(cal.scores(big, temperature=0.5, method="energy")).all()  # no overflow: shifted by the row max
+    same = cal.scores(np.array([[2.0, 1.0, 0.0], [12.0, 11.0, 10.0]]), method="msp")
     np.testing.assert_allclose(same[0], same[1], rtol=1e-6)  # msp: equal for logits shifted by 10
     assert (
-        cal.scores(np.array([[12.0, 11.0, 10.0]]), 1.0, "energy")[0]
-        > cal.scores(np.array([[2.0, 1.0, 0.0]]), 1.0, "energy")[0]
+        cal.scores(np.array([[12.0, 11.0, 10.0]]), method="energy")[0]
+        > cal.scores(np.array([[2.0, 1.0, 0.0]]), method="energy")[0]
     )
-    np.testing.assert_allclose(cal.scores(z, 2.0, "msp"), cal.softmax(z, 2.0).max(axis=1))
+    np.testing.assert_allclose(cal.scores(z, temperature=2.0, method="msp"), cal.softmax(z, 2.0).max(axis=1))
     with pytest.raises(ModelFileError, match="unknown refusal method"):
-        cal.scores(z, 1.0, "mahalanobis")
+        cal.scores(z, method="mahalanobis")
