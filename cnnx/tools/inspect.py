@@ -133,16 +133,20 @@ def _executorch(path: Path, data: bytes) -> dict[str, Any]:
     so not counted in the program's size). Read without ExecuTorch (or torch): the program is not loaded."""
     stem = path.name.removesuffix(path.suffix)
     beside, bundle = path.parent / (stem + PTE_SPEC), path.parent / (stem + PTE_BUNDLE)
-    raw: dict[str, Any] = {}
+    text = None
     if beside.is_file():
         try:
-            loaded = json.loads(beside.read_text())
-            raw = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            raw = {}  # _spec below says what is wrong with it
+            text = beside.read_text()
+        except (OSError, UnicodeDecodeError) as exc:  # unreadable: said where the spec would be
+            raise ModelFileError(f"cannot read {beside}: {first_line(exc)}") from None
+    try:
+        loaded = json.loads(text) if text is not None else {}
+    except ValueError:
+        loaded = {}  # _spec below says what is wrong with it
+    raw: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
 
     def read() -> ModelSpec | None:
-        return ModelSpec.from_dict(json.loads(beside.read_text())) if beside.is_file() else None
+        return ModelSpec.from_dict(json.loads(text)) if text is not None else None
 
     check = raw.get(SELFCHECK_KEY)
     return {

@@ -81,3 +81,11 @@ def test_onnx_files_say_whether_they_carry_a_self_check(exported: Path, tmp_path
         "self-check:       none: `cnnx verify` cannot check this file"
         in run_cli("inspect", str(tmp_path / "old.onnx")).stdout
     )
+
+
+def test_an_unreadable_spec_beside_a_pte_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "m.pte").write_bytes(b"\x00\x00\x00\x00ET12")  # never loaded: the program is not read
+    (tmp_path / "m.pte.json").write_bytes(b"\xff\xfe\x00 not text")
+    proc = run_cli("inspect", str(tmp_path / "m.pte"))
+    assert proc.returncode == 2 and "cannot read" in proc.stderr and "m.pte.json" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
