@@ -14,14 +14,21 @@ Micro needs) is run the same way: ``run`` quantises the normalised float input w
 tensor's scale and zero point, and dequantises the output with the output tensor's, so callers
 see float32 in and float32 logits out whatever the file holds.
 
-A converted file has a fixed batch axis (the converter cannot lower cnnx's flatten for a
-symbolic batch, and the XNNPACK delegate cannot resize its reshape), so ``run`` feeds a batch
-in pieces of the file's own batch size, the last one padded with zeros (every row is computed
-on its own: eval-mode batch norm, no cross-row op).
+The converter writes a fixed batch of one (it cannot lower cnnx's flatten for a symbolic batch;
+asked for one, it bakes the example's batch into every shape after the input). ``with_metadata``
+frees it (``free_batch``) where the graph allows: the input and every activation get the shape
+signature ``[-1, ...]`` and every RESHAPE's constant shape ``[1, ...]`` becomes ``[-1, ...]``, so
+LiteRT's ``resize_tensor_input`` runs ``n`` images per invoke (XNNPACK included). It does so only
+when every op is one that works row by row (``ROW_WISE``; a transpose, reduction or concatenation
+that keeps axis 0 apart) and every activation leads with the batch; otherwise the file keeps its
+fixed batch. ``run`` feeds a batch-free file pieces of up to ``CHUNK`` images, resizing only when
+the piece size changes; a fixed-batch file gets pieces of its own batch size, the last one padded
+with zeros (every row is computed on its own: eval-mode batch norm, no cross-row op).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from collections.abc import Callable, Iterator
@@ -41,6 +48,17 @@ SELFCHECK_KEY = "cnnx.selfcheck"  # metadata name of the self-check `cnnx verify
 IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier (bytes 4..8)
 ALIGN = 16  # buffer alignment the converter keeps, and the repack keeps
 FLATBUFFER_LIMIT = 2**31  # bytes a flatbuffer can hold; larger files keep their weights past it
+CHUNK = 256  # images per invoke at most for a batch-free file: (256, 24, 24, 24) float32 is 14 MB
+# ops that compute each row of the batch on its own and carry no batch size in their options or operands
+# (RESHAPE, TRANSPOSE, MEAN, SUM and CONCATENATION are checked one by one in _free_batch)
+ROW_WISE = frozenset(
+    {
+        *("ABS", "ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "DIV", "ELU", "EXP"),
+        *("FULLY_CONNECTED", "GELU", "HARD_SWISH", "LEAKY_RELU", "LOGISTIC", "LOG_SOFTMAX", "MAXIMUM"),
+        *("MAX_POOL_2D", "MINIMUM", "MUL", "NEG", "PRELU", "QUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1", "RSQRT"),
+        *("SOFTMAX", "SQRT", "SQUARE", "SUB", "TANH"),
+    }
+)
 
 
 def _absent(where: Path | str) -> ModelFileError:
@@ -113,13 +131,20 @@ def _signature(schema: Any, model: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def with_metadata(
-    data: bytes, entries: dict[str, bytes], where: Path | str = "the file", rename: Callable[[str], str] | None = None
+    data: bytes,
+    entries: dict[str, bytes],
+    where: Path | str = "the file",
+    rename: Callable[[str], str] | None = None,
+    free_batch: bool = False,
 ) -> bytes:
-    """``data`` repacked with ``entries`` in its metadata table (an entry of the same name replaced), and
-    every tensor's name passed through ``rename`` where one is given."""
+    """``data`` repacked with ``entries`` in its metadata table (an entry of the same name replaced), every
+    tensor's name passed through ``rename`` where one is given, and with ``free_batch`` its batch axis made
+    resizable where the graph allows (see the module's notes; otherwise left as it is)."""
     schema = _schema(where)
     with _reading(where):
         model = schema.ModelT.InitFromObj(_model(data, where))
+    if free_batch:
+        _free_batch(schema, model)
     if rename is not None:
         for graph in model.subgraphs or []:
             for tensor in graph.tensors or []:
@@ -142,6 +167,68 @@ def with_metadata(
     builder = flatbuffers.Builder(len(data) + sum(len(v) for v in entries.values()) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
     return bytes(builder.Output())
+
+
+def _free_batch(schema: Any, model: Any) -> bool:
+    """Give subgraph 0 of ``model`` (a ``ModelT``, changed in place) a batch axis of any size, if its graph
+    takes a batch of one and every op works row by row; True when it did, False (nothing changed) otherwise."""
+    if len(model.subgraphs or []) != 1:
+        return False
+    graph, buffers = model.subgraphs[0], model.buffers or []
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def constant(i: int) -> np.ndarray | None:  # an int32 operand's values, or None if it is not a constant
+        t = graph.tensors[i]
+        data = buffers[t.buffer].data if 0 <= t.buffer < len(buffers) else None
+        if data is None or not len(data) or t.type != schema.TensorType.INT32:
+            return None
+        return np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.int32)
+
+    activations = {int(i) for i in graph.inputs} | {int(i) for op in graph.operators for i in op.outputs}
+    if any(graph.tensors[i].shape is None or list(graph.tensors[i].shape[:1]) != [1] for i in activations):
+        return False  # a scalar, or an activation that does not lead with a batch of one
+    reshapes = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+        operand = constant(int(op.inputs[1])) if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
+        if not len(op.inputs) or int(op.inputs[0]) not in activations:
+            return False  # an op on constants alone, or whose first input is one
+        rank = len(graph.tensors[int(op.inputs[0])].shape)
+        if name == "RESHAPE" and operand is not None and len(operand) and operand[0] == 1:
+            reshapes.append(op)
+        elif not _keeps_rows(name, operand, rank, op.builtinOptions):
+            return False
+    for i in activations:
+        t = graph.tensors[i]
+        t.shapeSignature = np.array([-1, *t.shape[1:]], np.int32)
+    for op in reshapes:  # each its own copy of the shape: a constant can be shared with other ops
+        new = constant(int(op.inputs[1])).copy()  # type: ignore[union-attr]
+        new[0] = -1
+        buffer = schema.BufferT()
+        buffer.data, buffer.offset, buffer.size = np.frombuffer(new.tobytes(), np.uint8), 0, 0
+        buffers.append(buffer)
+        shape = copy.copy(graph.tensors[int(op.inputs[1])])
+        shape.buffer = len(buffers) - 1
+        graph.tensors.append(shape)
+        op.inputs = np.array([op.inputs[0], len(graph.tensors) - 1, *op.inputs[2:]], np.int32)
+        if op.builtinOptions is not None and getattr(op.builtinOptions, "newShape", None) is not None:
+            op.builtinOptions.newShape = [-1, *list(op.builtinOptions.newShape)[1:]]
+    model.buffers = buffers
+    return True
+
+
+def _keeps_rows(name: str, operand: np.ndarray | None, rank: int, options: Any) -> bool:
+    """Whether an op other than RESHAPE computes each row on its own: ``operand`` its second input's values
+    where that is an int32 constant (a permutation, the axes reduced), ``rank`` its first input's."""
+    batch = (0, -rank)  # axis 0, as a non-negative or a negative index
+    if name == "TRANSPOSE":
+        return operand is not None and len(operand) > 0 and operand[0] == 0
+    if name in ("MEAN", "SUM"):
+        return operand is not None and not any(int(a) in batch for a in operand)
+    if name == "CONCATENATION":
+        return options is not None and int(options.axis) not in batch
+    return name in ROW_WISE
 
 
 def _aligned(schema: Any, buffer: Any, data: np.ndarray | None = None) -> Any:
@@ -221,26 +308,37 @@ def open_tflite(path: Path, threads: int) -> tuple[Any, Callable[[np.ndarray], n
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; cnnx runs one of each")
-    shape = tuple(int(d) for d in inputs[0]["shape"])  # (B, C, H, W): B fixed in the file
-    batch, i_in, i_out = shape[0], inputs[0]["index"], outputs[0]["index"]
+    shape = tuple(int(d) for d in inputs[0]["shape"])  # (B, C, H, W): B as allocated now
+    free = int(inputs[0]["shape_signature"][0]) == -1 if len(inputs[0]["shape_signature"]) else False
+    i_in, i_out = inputs[0]["index"], outputs[0]["index"]
     quantise, dequantise = _quantiser(inputs[0], path), _dequantiser(outputs[0], path)
     lock = threading.Lock()  # one interpreter holds one input and one output tensor: one call at a time
+    allocated = [shape[0]]  # the batch the interpreter's tensors hold now
+
+    def invoke(part: np.ndarray, n: int) -> np.ndarray:
+        """Logits of ``part`` (a full batch: ``allocated[0]`` images), the first ``n`` rows."""
+        with lock:
+            if len(part) != allocated[0]:  # a batch-free file, given a piece of another size
+                interpreter.resize_tensor_input(i_in, [len(part), *shape[1:]])
+                interpreter.allocate_tensors()
+                allocated[0] = len(part)
+            interpreter.set_tensor(i_in, quantise(part))
+            interpreter.invoke()
+            return dequantise(interpreter.get_tensor(i_out)[:n])
 
     def run(x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)
         if x.ndim != len(shape) or x.shape[1:] != shape[1:]:
             raise ModelFileError(f"{path} takes batches of shape (N, {', '.join(map(str, shape[1:]))}), got {x.shape}")
+        step = CHUNK if free else shape[0]
         out = []
-        for i in range(0, len(x), batch):
-            part = x[i : i + batch]
+        for i in range(0, len(x), step):
+            part = x[i : i + step]
             n = len(part)
-            if n < batch:  # the last piece, padded: rows are independent
-                part = np.concatenate([part, np.zeros((batch - n, *shape[1:]), np.float32)])
+            if n < step and not free:  # the last piece, padded: rows are independent
+                part = np.concatenate([part, np.zeros((step - n, *shape[1:]), np.float32)])
             try:
-                with lock:
-                    interpreter.set_tensor(i_in, quantise(part))
-                    interpreter.invoke()
-                    out.append(dequantise(interpreter.get_tensor(i_out)[:n]))
+                out.append(invoke(part, n))
             except Exception as exc:
                 raise ModelFileError(f"{path} failed on a batch of shape {x.shape}: {first_line(exc)[:300]}") from None
         return np.concatenate(out) if out else np.zeros((0, int(outputs[0]["shape"][-1])), np.float32)

@@ -38,7 +38,7 @@ def test_export_writes_a_tflite_file_through_its_gate(made: tuple[Path, dict[str
     assert r["passed"] and r["method"] == "litert-torch" and r["top1_agreement"] == 1.0
     assert r["real"]["max_abs_diff"] <= 1e-4 and r["random"]["max_abs_diff"] <= 1e-4
     assert r["size_bytes"] == (folder / "mnist.tflite").stat().st_size
-    assert report["images"]["random_batches"] == [1, 2, 7, 64]  # batches past the file's own, run in pieces
+    assert report["images"]["random_batches"] == [1, 2, 7, 64]  # one invoke each: the file's batch is resizable
 
 
 def test_the_file_carries_its_spec_and_runs_any_batch_like_the_onnx_file(
@@ -56,10 +56,49 @@ def test_the_file_carries_its_spec_and_runs_any_batch_like_the_onnx_file(
     assert spec.extra["parity"]["passed"] and spec.arch == "mnist-bn" and "litert-torch" in spec.versions
     session = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"])
     x = normalise(read_idx(MINI_MNIST / "t10k-images-idx3-ubyte.gz")[:150, None], spec.mean, spec.std)
-    for n in (1, 2, 37, 150):  # the file takes one image a call: the rest run in pieces
+    for n in (1, 2, 37, 150):  # each batch in one invoke
         got = loaded.run(x[:n])
         assert got.shape == (n, 10) and got.dtype == np.float32
         np.testing.assert_allclose(got, session.run(None, {"input": x[:n]})[0], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mnist.tflite", "mnist.int8.tflite"])
+def test_a_batch_runs_in_one_invoke_and_equals_the_images_run_one_by_one(
+    made_int8: tuple[Path, dict], name: str
+) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from cnnx.core.contract import normalise
+    from cnnx.core.idx import read_idx
+    from cnnx.core.tfliteio import open_tflite
+    from cnnx.export.formats import litert_tflite
+
+    path = made_int8[0] / name
+    spec = litert_tflite.load(path, 1).spec()
+    interpreter, run = open_tflite(path, 1)
+    detail = interpreter.get_input_details()[0]
+    assert list(detail["shape_signature"]) == [-1, 1, 28, 28]  # converted at a batch of one, then freed
+    x = normalise(read_idx(MINI_MNIST / "t10k-images-idx3-ubyte.gz")[:64, None], spec.mean, spec.std)
+    one_by_one = np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
+    for n in (64, 7, 64):  # resized when the size changes, and back
+        got = run(x[:n])
+        assert list(interpreter.get_input_details()[0]["shape"]) == [n, 1, 28, 28]  # all n in one invoke
+        np.testing.assert_allclose(got, one_by_one[:n], rtol=0, atol=1e-5)
+    # LiteRT's own resize, as an application does it: a batch of n in one invoke, no cnnx in between
+    bare = Interpreter(model_path=str(path), num_threads=1)
+    bare.resize_tensor_input(detail["index"], [7, 1, 28, 28])
+    bare.allocate_tensors()
+    scale, zero = detail["quantization"]
+    q = (x[:7] / np.float32(scale or 1)).astype(np.float64)  # int8: quantised as TFLite's QUANTIZE does
+    feed = x[:7] if detail["dtype"] == np.float32 else np.clip(np.sign(q) * np.floor(np.abs(q) + 0.5) + zero, -128, 127)
+    bare.set_tensor(detail["index"], feed.astype(detail["dtype"]))
+    bare.invoke()
+    out = bare.get_output_details()[0]
+    got = bare.get_tensor(out["index"]).astype(np.float32)
+    if out["dtype"] != np.float32:
+        got = (got - out["quantization"][1]) * out["quantization"][0]
+    assert got.shape == (7, 10)
+    np.testing.assert_allclose(got, one_by_one[:7], rtol=0, atol=1e-5)
 
 
 def test_weight_changed_in_the_file_fails_and_leaves_nothing(

@@ -3,9 +3,12 @@
 Made by ``litert-torch`` (``litert_torch.convert``: ``torch.export``, lowered through StableHLO
 to TFLite ops); the gate loads the file back with LiteRT's interpreter (``ai_edge_litert``, its
 XNNPACK delegate on, as an application embeds it). The converter cannot lower cnnx's flatten
-with a symbolic batch axis, so the file takes a fixed batch of ``BATCH`` image(s), the usual
-shape of an on-device model; the loader (``cnnx.core.tfliteio.open_tflite``) runs larger
-batches one piece at a time.
+with a symbolic batch axis, so it converts a batch of ``BATCH`` image; the file is then given a
+batch axis of any size (``with_metadata(free_batch=True)`` in ``cnnx.core.tfliteio``: shape
+signatures ``[-1, ...]``, each RESHAPE's ``[1, ...]`` made ``[-1, ...]``), so LiteRT's
+``resize_tensor_input`` runs many images per invoke, and the gate's random batches check it.
+A graph with an op that is not known to keep rows apart keeps the fixed batch of one, and the
+loader runs it one image at a time.
 
 The spec is carried in the file itself, in the flatbuffer's ``metadata`` table under
 ``cnnx.spec`` (see ``cnnx.core.tfliteio``), so a ``.tflite`` needs nothing beside it and
@@ -36,7 +39,7 @@ from cnnx.core.tfliteio import SELFCHECK_KEY, SPEC_KEY, open_tflite, read_metada
 
 SUFFIX = ".tflite"
 METHODS = ("litert-torch",)
-BATCH = 1  # images per interpreter call, fixed in the file
+BATCH = 1  # images in the example the converter traces; the file is then resized to any batch
 SELFCHECK = True  # the self-check travels in the metadata table, beside the spec
 INSTALL = (
     'pip install "cnnx[litert]" in an environment of its own over the training install '
@@ -92,7 +95,7 @@ def export(model: nn.Module, spec: ModelSpec, path: Path, *, method: str = "lite
     made = {Extra.FORMAT: "tflite", Extra.PRECISION: "fp32"}
     versions = {**spec.versions, "litert-torch": dist_version("litert-torch")}
     full = spec.replace(versions=versions, extra={**spec.extra, **made})
-    data = with_metadata(data, {SPEC_KEY: spec_bytes(full)}, path)
+    data = with_metadata(data, {SPEC_KEY: spec_bytes(full)}, path, free_batch=True)
     atomic_write(path, lambda f: f.write(data))
     return path
 

@@ -16,8 +16,10 @@ full-integer, and it takes four times as long; this way every op is int8.
 
 The file's input and output are int8 with their own scale and zero point; ``cnnx.core.tfliteio``
 quantises the normalised float input and dequantises the logits, so every command runs it like
-the fp32 file. Its spec (``Extra.PRECISION`` "int8", how it was quantised) and self-check travel
-in the flatbuffer's metadata, as the fp32 file's do. Needs the litert extra, as the fp32 format.
+the fp32 file. Its batch axis is made resizable as the fp32 file's is (after quantisation: the
+calibrator runs the converted batch of one). Its spec (``Extra.PRECISION`` "int8", how it was
+quantised) and self-check travel in the flatbuffer's metadata, as the fp32 file's do. Needs the
+litert extra, as the fp32 format.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ SUFFIX = ".int8.tflite"
 METHODS = ("per-channel", "per-tensor")  # weight granularity, tried in this order until one passes the gate
 REQUIRES = "tflite"  # the fp32 file: the gate's baseline for accuracy, agreement and size
 SELFCHECK = True  # the self-check travels in the metadata table, beside the spec
-BATCH = fp32_format.BATCH  # images per interpreter call, fixed in the file
+BATCH = fp32_format.BATCH  # images per calibration call (the converted file's batch)
 _MODULE = re.compile(r"^(?:[a-z_]\w*\.)+(?=[A-Z_])")  # the module a layer's class is defined in, in a tensor's name
 
 
@@ -177,7 +179,7 @@ def export(
         "ai-edge-quantizer": fp32_format.dist_version("ai-edge-quantizer"),
     }
     full = spec.replace(versions=versions, extra={**spec.extra, **made})
-    data = with_metadata(data, {SPEC_KEY: fp32_format.spec_bytes(full)}, path, rename=short_name)
+    data = with_metadata(data, {SPEC_KEY: fp32_format.spec_bytes(full)}, path, rename=short_name, free_batch=True)
     atomic_write(path, lambda f: f.write(data))
     return path
 
