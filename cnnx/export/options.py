@@ -47,10 +47,7 @@ class ExportOptions:
         for asked in (self.format, *self.also):
             if asked not in CHOICES or (asked == "all" and asked != self.format):
                 raise ConfigError(f"--format must be one of {', '.join(CHOICES)}, got {asked!r}")
-            for name in CHOICES[asked] if asked != "all" else ():
-                why = missing(name)
-                if why:
-                    raise ConfigError(f"--format {asked} cannot be made here: {why}")
+            _tools_here(CHOICES[asked] if asked != "all" else (), f"--format {asked}")
         if self.int8 and not self._int8_names(self._asked()):
             raise ConfigError(
                 f"--int8 quantises the ONNX export or the TFLite one, but --format is {self.format}",
@@ -58,9 +55,7 @@ class ExportOptions:
             )
         if self.int8 and self.format != "all":  # int8 asked for by name: its tools must be here too
             for name in self._int8_names(self._asked()):
-                why = missing(name)
-                if why:
-                    raise ConfigError(f"--int8 with --format {FORMATS[name].REQUIRES} cannot be made here: {why}")
+                _tools_here((name,), f"--int8 with --format {FORMATS[name].REQUIRES}")
         if not 13 <= self.opset <= 23:
             raise ConfigError(
                 f"--opset must be between 13 and 23, got {self.opset}",
@@ -84,3 +79,12 @@ class ExportOptions:
     def _int8_names(asked: list[str]) -> list[str]:
         """The int8 formats made from the fp32 formats in ``asked``."""
         return [name for name in ON_REQUEST if FORMATS[name].REQUIRES in asked]
+
+
+def _tools_here(names: tuple[str, ...] | list[str], asked_as: str) -> None:
+    """ConfigError naming ``asked_as`` (the option as the user gave it) when a format in ``names`` cannot be
+    made on this machine (its tools are not installed)."""
+    for name in names:
+        why = missing(name)
+        if why:
+            raise ConfigError(f"{asked_as} cannot be made here: {why}")
