@@ -13,6 +13,12 @@ from cnnx.core.errors import CnnxError
 if TYPE_CHECKING:
     from cnnx.runtime.backends import Loader
 
+# where ExecuTorch's Python runtime (which brings torch) does not load, the way out for a .pte
+PTE_WAY_OUT = (
+    'pip install "cnnx[executorch]", which brings torch; or, with no Python at all, run {bundle} (the program '
+    "with these test images and logits) in ExecuTorch's executor_runner built with bundled-program support"
+)
+
 
 @main.command("verify")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
@@ -52,7 +58,6 @@ def _opener(path: Path) -> Loader | None:
         return None
     from cnnx.core.contract import first_line
     from cnnx.core.errors import ModelFileError
-    from cnnx.runtime.backends import PTE_VERIFY_WAY_OUT
 
     try:
         from cnnx.export.formats.executorch_pte import DeviceProgram, unavailable
@@ -64,6 +69,6 @@ def _opener(path: Path) -> Loader | None:
         raise ModelFileError(
             f"{path} is an ExecuTorch program, which cnnx verify runs with ExecuTorch's Python runtime "
             f"(it imports torch); that does not load here ({why})",
-            PTE_VERIFY_WAY_OUT.format(bundle=path.with_suffix(".bpte").name),
+            PTE_WAY_OUT.format(bundle=path.with_suffix(".bpte").name),
         )
     return DeviceProgram

@@ -54,12 +54,6 @@ NOT_RUN: dict[str, tuple[str, str]] = {
         "run it with ExecuTorch's runtime in your application, or give the .onnx file exported beside it",
     ),
 }
-# `cnnx verify` checks an ExecuTorch program with ExecuTorch's own Python runtime, opened on the torch side
-# (cnnx.export.formats.executorch_pte.DeviceProgram); where that does not load, this is the way out
-PTE_VERIFY_WAY_OUT = (
-    'pip install "cnnx[executorch]", which brings torch; or, with no Python at all, run {bundle} (the program '
-    "with these test images and logits) in ExecuTorch's executor_runner built with bundled-program support"
-)
 
 
 def open_model(path: str | Path, threads: int | None = None, options: SpecOptions | None = None) -> Model:

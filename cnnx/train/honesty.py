@@ -9,8 +9,8 @@
   the same way join the batch too, with their labels.
 - ``fit_honesty``: the temperature minimising the held-out NLL, and the threshold on the
   refusal score (energy, or the largest calibrated probability) that refuses ``refuse`` of the
-  held-out real images. Both go
-  into the model spec, which export copies into every file and the runtime applies.
+  held-out real images. Both go into the model spec, which export copies into every file and
+  the runtime applies.
 """
 
 from __future__ import annotations
