@@ -2,6 +2,7 @@
 
 from cnnx.runtime import Classifier
 Classifier("model.onnx").predict(["a.png"])[0].label
+Classifier("model.onnx").predict(EncodedImage("upload.png", data))[0].label   # bytes, no file
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cnnx.runtime.predict import Classifier, Prediction
+    from cnnx.runtime.predict import Classifier, EncodedImage, Prediction
 
-__all__ = ["Classifier", "Prediction"]
+__all__ = ["Classifier", "EncodedImage", "Prediction"]
 
 
 def __getattr__(name: str) -> Any:

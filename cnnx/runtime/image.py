@@ -11,10 +11,12 @@ writes; ``cnnx.core.contract.normalise`` turns a batch of them into the float32 
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -30,10 +32,24 @@ from cnnx.runtime.digit import mnist_digits
 WORK_SIZE = 320
 RECIPE_NAMES = ("mnist-digit", "resize")
 
-ImageSource = str | Path | Image.Image | np.ndarray
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file's bytes held in memory (an upload, a message), and the name it goes by.
+
+    Decoded by the same code as a file on disk, with no file written: same limits, same errors
+    (each naming ``name``)."""
+
+    name: str
+    data: bytes
+
+
+ImageSource = str | Path | Image.Image | np.ndarray | EncodedImage
 
 
 def source_name(source: ImageSource) -> str:
+    if isinstance(source, EncodedImage):
+        return source.name
     return str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
 
 
@@ -47,17 +63,21 @@ def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Imag
     if isinstance(source, np.ndarray):
         return _from_array(source)
     try:
-        im = _read(source, draft_size)  # a str is opened as it is: pathlib costs microseconds a file
+        if isinstance(source, EncodedImage):
+            im = _read(io.BytesIO(source.data), draft_size)
+        else:
+            # the file is opened here, not by Pillow: Pillow leaves it open when a decoder fails
+            # part-way, which over a folder of broken files would run out of file handles
+            with open(source, "rb") as fp:  # a str is opened as it is: pathlib costs microseconds a file
+                im = _read(fp, draft_size)
     except Exception as exc:  # every decoder failure becomes one line naming the file
         raise _unreadable(source, exc) from None
     return _upright(im)
 
 
-def _read(path: str | Path, draft_size: int | None) -> Image.Image:
-    """Decode the first frame of ``path`` with Pillow's pixel limit as a hard error."""
-    # the file is opened here, not by Pillow: Pillow leaves it open when a decoder fails
-    # part-way, which over a folder of broken files would run out of file handles
-    with open(path, "rb") as fp, warnings.catch_warnings():
+def _read(fp: BinaryIO, draft_size: int | None) -> Image.Image:
+    """Decode the first frame of the open file ``fp`` with Pillow's pixel limit as a hard error."""
+    with warnings.catch_warnings():
         # Pillow warns about damaged metadata (EXIF, ICC, text chunks) while the pixels are fine:
         # that would be lines of noise on the CLI's stderr
         warnings.simplefilter("ignore")
@@ -74,8 +94,9 @@ def _read(path: str | Path, draft_size: int | None) -> Image.Image:
     return im
 
 
-def _unreadable(path: str | Path, exc: Exception) -> ImageError:
+def _unreadable(source: str | Path | EncodedImage, exc: Exception) -> ImageError:
     """The one-line ImageError for a file that ``_read`` could not decode."""
+    path = source_name(source)
     if isinstance(exc, FileNotFoundError):
         return ImageError(f"{path}: no such file")
     if isinstance(exc, IsADirectoryError):
@@ -83,7 +104,10 @@ def _unreadable(path: str | Path, exc: Exception) -> ImageError:
     if isinstance(exc, PermissionError):
         return ImageError(f"{path}: permission denied")
     if isinstance(exc, UnidentifiedImageError):
-        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        if isinstance(source, EncodedImage):
+            empty = not source.data
+        else:
+            empty = Path(source).is_file() and Path(source).stat().st_size == 0
         return ImageError(f"{path}: {'empty file' if empty else 'not an image Pillow can read'}")
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         limit = f"over {Image.MAX_IMAGE_PIXELS:,} pixels"

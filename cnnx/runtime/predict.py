@@ -23,7 +23,7 @@ from cnnx.core.errors import ConfigError, ImageError, ModelFileError
 from cnnx.core.machine import physical_cores
 from cnnx.core.spec import SpecOptions
 from cnnx.runtime.backends import open_model
-from cnnx.runtime.image import RECIPE_NAMES, ImageSource, preprocess, save_preprocessed, source_name
+from cnnx.runtime.image import RECIPE_NAMES, EncodedImage, ImageSource, preprocess, save_preprocessed, source_name
 from cnnx.runtime.parallel import auto_workers, decode
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
@@ -267,14 +267,14 @@ class Classifier:
         errors: str = "raise",
         save_dir: str | Path | None = None,
     ) -> list[Prediction]:
-        """Classify images (paths, Pillow images or arrays); one Prediction each, in order.
+        """Classify images (paths, Pillow images, arrays, EncodedImage bytes); one Prediction each, in order.
 
         ``errors="raise"`` raises ImageError for the first image that cannot be read;
         ``errors="keep"`` returns it as a Prediction with ``error`` set instead.
         """
         if errors not in ("raise", "keep"):
             raise ConfigError(f"errors must be 'raise' or 'keep', got {errors!r}")
-        many = not (isinstance(images, (str, Path, np.ndarray)) or hasattr(images, "getpixel"))
+        many = not (isinstance(images, (str, Path, np.ndarray, EncodedImage)) or hasattr(images, "getpixel"))
         batch = cast("Iterable[ImageSource]", images) if many else [cast(ImageSource, images)]
         results = list(self.iter_predict(batch, top_k=top_k, save_dir=save_dir))
         if errors == "raise":

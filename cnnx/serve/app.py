@@ -9,6 +9,7 @@ server's log, never to the client).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,7 @@ from starlette.routing import Route
 from cnnx.core.errors import CnnxError
 from cnnx.serve import v2
 from cnnx.serve.batcher import Job
-from cnnx.serve.bodies import content_type, query_flag, query_int, read_body, read_images
+from cnnx.serve.bodies import content_type, query_flag, query_int, read_body, read_images, within
 from cnnx.serve.config import ServeConfig
 from cnnx.serve.errors import RequestError
 from cnnx.serve.metrics import Metrics, MetricsMiddleware
@@ -74,7 +75,7 @@ class Service:
         future = model.batcher.submit(job)
         self._queued(model)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.config.request_timeout)
+            return await within(self.config.request_timeout, asyncio.wrap_future(future))
         except asyncio.TimeoutError:
             raise RequestError(
                 503, f"the model did not answer within {self.config.request_timeout:g} s", headers={"Retry-After": "1"}
@@ -108,19 +109,33 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
-async def predict(request: Request) -> Response:
-    s = _service(request)
-    model = s.repo.get(request.query_params.get("model"))
-    k = query_int(request, "top_k", s.config.top_k, 1, 100_000)
-    preview = query_flag(request, "preprocessed")
-    with model.batcher.arriving():
-        uploads = await read_images(request, s.config)
-    version, preds = await s.run(model, Job(uploads=uploads, top_k=k, preview=preview))
-    body: dict[str, Any] = {"model": model.name, "version": version, "predictions": [p.to_dict() for p in preds]}
-    if not any(p.ok for p in preds):  # nothing classified: the request was bad, each reason is listed
-        body["error"] = "; ".join(p.error or "" for p in preds[:3]) + (" ..." if len(preds) > 3 else "")
-        return JSONResponse(body, status_code=400)
-    return JSONResponse(body)
+class Predict:
+    """POST /predict (the route every image takes) as a bare ASGI app.
+
+    Starlette wraps a function route in a Request/Response pair, an exception wrapper and
+    its own send wrapper on every call; here only the Request is made, and the answer is
+    sent as two ASGI messages. Errors are raised as from every other route: the app's
+    exception handlers answer them (a JSON error with a 4xx status).
+    """
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        request = Request(scope, receive)
+        s = _service(request)
+        model = s.repo.get(request.query_params.get("model"))
+        k = query_int(request, "top_k", s.config.top_k, 1, 100_000)
+        preview = query_flag(request, "preprocessed")
+        with model.batcher.arriving():
+            uploads = await read_images(request, s.config)
+        version, preds = await s.run(model, Job(uploads=uploads, top_k=k, preview=preview))
+        body: dict[str, Any] = {"model": model.name, "version": version, "predictions": [p.to_dict() for p in preds]}
+        status = 200
+        if not any(p.ok for p in preds):  # nothing classified: the request was bad, each reason is listed
+            body["error"] = "; ".join(p.error or "" for p in preds[:3]) + (" ..." if len(preds) > 3 else "")
+            status = 400
+        content = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
 
 async def infer(request: Request) -> Response:
@@ -206,7 +221,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 ROUTES = [
     Route("/", page, methods=["GET"]),
-    Route("/predict", predict, methods=["POST"]),
+    Route("/predict", Predict(), methods=["POST"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/v2", server_metadata, methods=["GET"]),
     Route("/v2/health/live", live, methods=["GET"]),

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from cnnx.runtime.image import EncodedImage
 from cnnx.runtime.predict import Classifier, Prediction
 from cnnx.serve.errors import RequestError
-from cnnx.serve.uploads import AsFiles, Upload, named
 
 _STOP = object()  # the last item a closing batcher takes
 
@@ -36,7 +36,7 @@ _STOP = object()  # the last item a closing batcher takes
 class Job:
     """One request's work: images to classify, or a tensor to run (the v2 protocol)."""
 
-    uploads: list[Upload] | None = None  # images, as received
+    uploads: list[EncodedImage] | None = None  # images, as received (the client's name, the bytes)
     tensor: np.ndarray | None = None  # float32 (n, C, H, W), already normalised
     top_k: int = 1  # classes listed per image
     preview: bool = False  # also return each image as the model saw it (a PNG data URL)
@@ -161,11 +161,10 @@ class Batcher:
     def _classify(clf: Classifier, version: int, jobs: list[Job]) -> None:
         uploads = [u for j in jobs for u in j.uploads or []]
         k = max(j.top_k for j in jobs)
-        with AsFiles(uploads) as paths, _preview_folder(any(j.preview for j in jobs)) as folder:
-            preds = clf.predict(paths, top_k=k, errors="keep", save_dir=folder)
+        with _preview_folder(any(j.preview for j in jobs)) as folder:
+            preds = clf.predict(uploads, top_k=k, errors="keep", save_dir=folder)
             if folder is not None:
                 _read_previews(preds)
-            preds = [named(p, path, u.name) for p, path, u in zip(preds, paths, uploads, strict=True)]
         start = 0
         for job in jobs:
             mine = preds[start : start + job.size]

@@ -80,6 +80,9 @@ class MetricsMiddleware:
 
     def __init__(self, app: Callable, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
+        # (route, method, status) -> (its request counter, its route's latency histogram): labels() takes a
+        # lock and checks the names on every call; the label sets are few (routes x methods x statuses)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -97,9 +100,12 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
-            m = self.metrics
+            label = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "")
-            m.requests.labels(label, method if method in METHODS else "other", str(status)).inc()
-            m.latency.labels(label).observe(time.perf_counter() - start)
+            key = (label, method if method in METHODS else "other", status)
+            children = self._children.get(key)
+            if children is None:
+                m = self.metrics
+                children = self._children[key] = (m.requests.labels(*key[:2], str(status)), m.latency.labels(label))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)

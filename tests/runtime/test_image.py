@@ -10,7 +10,7 @@ from cnnx.core.contract import normalise
 from cnnx.core.errors import ImageError
 from cnnx.core.idx import read_idx
 from cnnx.runtime.digit import mnist_digit, mnist_digits
-from cnnx.runtime.image import open_image, preprocess, preprocess_batch, save_preprocessed
+from cnnx.runtime.image import EncodedImage, open_image, preprocess, preprocess_batch, save_preprocessed
 from cnnx.testing.photolike import marker_like, photo_like
 from tests.support import DIGIT_SPEC
 
@@ -116,6 +116,8 @@ def test_every_kind_of_file_gives_the_digit(digits, tmp_path, kind):
             Image.fromarray((light * (1 - 0.85 * big)).round().astype(np.uint8)).save(path)
         got = preprocess(path, SPEC)
         assert got.shape == (1, 28, 28) and got.dtype == np.uint8
+        # the same file's bytes held in memory (an upload) decode to the same pixels
+        assert np.array_equal(preprocess(EncodedImage(path.name, path.read_bytes()), SPEC), got), kind
         exact = kind in ("inverted-png", "rgba-canvas-black", "rgba-canvas-white", "16-bit", "la")
         if exact:
             assert np.abs(got[0].astype(int) - d).max() <= 1, kind
@@ -237,6 +239,8 @@ def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # 10,000 pixels is now a "bomb"
     with pytest.raises(ImageError, match="too large"):
         preprocess(path, SPEC)
+    with pytest.raises(ImageError, match="^upload.png: too large"):
+        preprocess(EncodedImage("upload.png", path.read_bytes()), SPEC)
 
 
 @pytest.mark.parametrize(
@@ -253,6 +257,10 @@ def test_unreadable_files_name_the_file_and_the_reason(tmp_path, content, reason
     with pytest.raises(ImageError) as err:
         preprocess(path, SPEC)
     assert str(path) in str(err.value) and reason in str(err.value)
+    if content is not None:  # the same bytes in memory: named by the name they came with
+        with pytest.raises(ImageError) as err:
+            preprocess(EncodedImage("upload", path.read_bytes()), SPEC)
+        assert str(err.value).startswith("upload: ") and reason in str(err.value)
 
 
 def test_save_preprocessed_writes_the_exact_pixels(digits, tmp_path):

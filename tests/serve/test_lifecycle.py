@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from cnnx.runtime import Classifier
+from cnnx.runtime.image import EncodedImage
 from cnnx.serve.batcher import Batcher, Job
 from cnnx.serve.errors import RequestError
-from cnnx.serve.uploads import Upload
 from tests.serve.client import Load, Server, multipart
 from tests.serve.conftest import DIGITS
 from tests.support import run_cli
@@ -134,9 +134,9 @@ def test_a_full_queue_answers_503_with_retry_after(shipped_model):
     """The batcher's thread is not started, so nothing leaves the queue: the third job is refused."""
     batcher = Batcher(Classifier(shipped_model, threads=1), max_batch=8, max_delay=0.0, max_queue=2)
     for _ in range(2):
-        batcher.submit(Job(uploads=[Upload("seven.png", SEVEN)]))
+        batcher.submit(Job(uploads=[EncodedImage("seven.png", SEVEN)]))
     with pytest.raises(RequestError) as refused:
-        batcher.submit(Job(uploads=[Upload("seven.png", SEVEN)]))
+        batcher.submit(Job(uploads=[EncodedImage("seven.png", SEVEN)]))
     assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
     first = batcher.queue.queue[0].future
     batcher.start()  # the queued jobs now run, and are answered
