@@ -23,7 +23,15 @@ from cnnx.core.errors import ConfigError, ImageError, ModelFileError
 from cnnx.core.machine import physical_cores
 from cnnx.core.spec import SpecOptions
 from cnnx.runtime.backends import open_model
-from cnnx.runtime.image import RECIPE_NAMES, EncodedImage, ImageSource, preprocess, save_preprocessed, source_name
+from cnnx.runtime.image import (
+    RECIPE_NAMES,
+    EncodedImage,
+    ImageSource,
+    preprocess,
+    preprocess_batch,
+    save_preprocessed,
+    source_name,
+)
 from cnnx.runtime.parallel import auto_workers, decode
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "mnist.onnx"
@@ -85,6 +93,15 @@ class _Namer:
             name, n = f"{stem}-{n}.png", n + 1
         self.used.add(name)
         return self.folder / name
+
+
+@dataclass
+class Pending:
+    """Images decoded and waiting for the model (``Classifier.decode``)."""
+
+    predictions: list[Prediction]  # one per image, in order; those that failed carry their error
+    good: list[Prediction]  # those that decoded, in order
+    pixels: list[np.ndarray]  # their uint8 (C, H, W) pixels, in the same order
 
 
 def _chunks(items: Iterable[ImageSource], size: int) -> Iterator[tuple[int, list[ImageSource]]]:
@@ -174,8 +191,19 @@ class Classifier:
         """uint8 (N, C, H, W) preprocessed pixels -> float32 (N, num_classes) calibrated probabilities."""
         return cal.softmax(self.logits(pixels), self.temperature)
 
-    def _answers(self, pixels: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
-        """(calibrated probabilities, why each image is refused or None) of uint8 (N, C, H, W) pixels."""
+    # predict() in three steps, for a caller that runs them apart (cnnx serve decodes on its event loop
+    # and runs only the model in another thread): decode, answers (the model), finish.
+
+    def decode(self, images: Sequence[ImageSource], save_dir: str | Path | None = None) -> Pending:
+        """Step 1, no model call: the images decoded and preprocessed, and a Prediction for each
+        (those that could not be read already carry their error); ``save_dir`` as in predict."""
+        images = list(images)
+        namer = _Namer(Path(save_dir)) if save_dir is not None else None
+        return Pending(*self._prepare(0, images, preprocess_batch(images, self.spec, self.recipe), namer))
+
+    def answers(self, pixels: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """Step 2, the model: (calibrated probabilities, why each image is refused or None) of uint8
+        (N, C, H, W) pixels (``Pending.pixels``). onnxruntime runs without the GIL."""
         logits = self.logits(pixels)
         return cal.softmax(logits, self.temperature), self._refusals(logits)
 
@@ -196,7 +224,7 @@ class Classifier:
         head = list(itertools.islice(chunks, 2))
         if len(head) == 1:  # a single batch has nothing to overlap with: no thread to start
             preds, good, pixels = self._prepare(*head[0], namer)
-            yield from self._finish(preds, good, self._answers(np.stack(pixels)) if pixels else None, k)
+            yield from self._finish(preds, good, self.answers(np.stack(pixels)) if pixels else None, k)
             return
         from concurrent.futures import ThreadPoolExecutor  # (and its logging) only for many batches
 
@@ -204,7 +232,7 @@ class Classifier:
             running = None  # (predictions, decoded ones, Future of their answers: probabilities, refusals)
             for decoded in itertools.chain(head, chunks):
                 preds, good, pixels = self._prepare(*decoded, namer)
-                job = pool.submit(self._answers, np.stack(pixels)) if pixels else None
+                job = pool.submit(self.answers, np.stack(pixels)) if pixels else None
                 if running is not None:
                     yield from self._finish(*running, k)
                 running = (preds, good, job)
@@ -232,8 +260,14 @@ class Classifier:
             pixels.append(result)
         return preds, good, pixels
 
+    def finish(
+        self, pending: Pending, answers: tuple[np.ndarray, list[str | None]] | None, top_k: int = 1
+    ) -> list[Prediction]:
+        """Step 3: the Predictions of ``pending`` with ``answers`` (step 2 on its pixels; None when it has none)."""
+        return self._finish(pending.predictions, pending.good, answers, min(top_k, self.spec.num_classes))
+
     def _finish(self, preds: list[Prediction], good: list[Prediction], answers: Any, k: int) -> list[Prediction]:
-        """Fill in the decoded predictions from ``answers``: ``_answers``' pair, a Future of one, or None."""
+        """Fill in the decoded predictions from ``answers``: ``answers()``' pair, a Future of one, or None."""
         if answers is not None:
             probs, refused = answers.result() if hasattr(answers, "result") else answers  # (n, K), n reasons
             order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # (n, k) best first

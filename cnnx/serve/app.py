@@ -54,7 +54,7 @@ class Service:
             self.track(model)
 
     def _batched(self, name: str, images: int) -> None:
-        """(batcher thread) One model run of ``images`` images."""
+        """One model run of ``images`` images (called by the model's batcher)."""
         self.metrics.batch.labels(name).observe(images)
         model = self.repo.models.get(name)
         if model is not None:
@@ -62,7 +62,7 @@ class Service:
 
     def _queued(self, model: Model) -> None:
         """The queue-depth gauge, set when the queue changes (a gauge several workers can add up)."""
-        self.metrics.queue.labels(model.name).set(model.batcher.queue.qsize())
+        self.metrics.queue.labels(model.name).set(len(model.batcher.queue))
 
     def track(self, model: Model) -> None:
         m = self.metrics
@@ -75,7 +75,7 @@ class Service:
         future = model.batcher.submit(job)
         self._queued(model)
         try:
-            return await within(self.config.request_timeout, asyncio.wrap_future(future))
+            return await within(self.config.request_timeout, future)
         except asyncio.TimeoutError:
             raise RequestError(
                 503, f"the model did not answer within {self.config.request_timeout:g} s", headers={"Retry-After": "1"}
@@ -241,14 +241,13 @@ def build_app(config: ServeConfig, announce: Callable[[str], None] | None = None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        service.repo.start()
         loop = asyncio.get_running_loop()
         # no SIGHUP (Windows), or not the main thread: reloading stays with the route
         with suppress(AttributeError, NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(service.reload_all()))
         yield
         service.closing = True
-        await run_in_threadpool(service.repo.close, config.shutdown_timeout)
+        await service.repo.close(config.shutdown_timeout)
 
     app = Starlette(
         routes=ROUTES,

@@ -1,35 +1,43 @@
 """Micro-batching: requests that arrive together run through the model together.
 
-One thread per model takes jobs from a bounded queue. It takes every job already
-waiting, up to ``max_batch`` images; while requests are still being read (``arriving``)
-it waits for them, at most ``max_delay`` seconds after the batch began. A lone request
-therefore never waits, and under load each model call carries the requests that came
-in during the previous one. Decoding happens in this thread too, through the runtime's
-own ``Classifier.predict``, so the event loop only moves bytes.
+Each model has a bounded queue, emptied by one task on the server's event loop. The task takes
+every job waiting, up to ``max_batch`` images; while requests are still being read (``arriving``)
+it waits for them, at most ``max_delay`` seconds after the batch began. A lone request therefore
+never waits, and under load each model call carries the requests that came in during the previous
+one.
+
+Only the model call leaves the event loop, for the model's own thread (onnxruntime runs without
+the GIL, so the loop reads and answers other requests meanwhile). Small uploads, up to
+INLINE_BYTES a batch (64 digit PNGs are 20 KB), are decoded on the loop itself: decoding them in
+a second Python thread made the two threads take turns at the GIL for every batch, and cost a
+fifth to a quarter of the throughput at concurrency 32 (bench/serve_load.py). Larger uploads
+(photos) are decoded in the model's thread, so the loop never stalls on them.
 
 The model is read once per batch: a reload swaps ``current`` (classifier, version) whole, the
 batch in flight finishes on the old model and the next one runs on the new.
+
+Everything here but ``current`` is used from the event loop only.
 """
 
 from __future__ import annotations
 
-import queue
+import asyncio
 import tempfile
-import threading
-import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, InvalidStateError
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from cnnx.runtime.image import EncodedImage
 from cnnx.runtime.predict import Classifier, Prediction
+from cnnx.serve.bodies import within
 from cnnx.serve.errors import RequestError
 
-_STOP = object()  # the last item a closing batcher takes
+INLINE_BYTES = 256 * 1024  # encoded bytes a batch may hold and still be decoded on the event loop
 
 
 @dataclass
@@ -40,7 +48,7 @@ class Job:
     tensor: np.ndarray | None = None  # float32 (n, C, H, W), already normalised
     top_k: int = 1  # classes listed per image
     preview: bool = False  # also return each image as the model saw it (a PNG data URL)
-    future: Future = field(default_factory=Future)  # -> (version, predictions or (n, K) float32 logits)
+    future: asyncio.Future | None = None  # set by submit -> (version, predictions or (n, K) float32 logits)
 
     @property
     def size(self) -> int:
@@ -48,13 +56,17 @@ class Job:
 
 
 def _settle(job: Job, result: Any = None, error: BaseException | None = None) -> None:
-    """Hand a job its answer; a job whose client has gone (cancelled) takes none."""
-    with suppress(InvalidStateError):
-        job.future.set_exception(error) if error is not None else job.future.set_result(result)
+    """Hand a job its answer; a job whose client has gone (its future cancelled) takes none."""
+    future = job.future
+    if future is None or future.done():
+        return
+    future.set_exception(error) if error is not None else future.set_result(result)
 
 
 class Batcher:
-    """A model's queue and the thread that runs it; ``submit(job)`` returns the job's Future."""
+    """A model's queue, the task that empties it and the thread the model runs in.
+
+    ``submit(job)`` (on the event loop) returns the job's asyncio Future."""
 
     def __init__(
         self,
@@ -66,84 +78,76 @@ class Batcher:
         name: str = "model",
     ) -> None:
         self.current = (classifier, 1)  # (classifier, version): replaced whole by a reload; a batch reads it once
-        self.max_batch, self.max_delay = max_batch, max_delay  # images; seconds
-        self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self.max_batch, self.max_delay, self.max_queue = max_batch, max_delay, max_queue  # images; seconds; jobs
+        self.queue: deque[Job] = deque()  # jobs waiting for the model
         self.observe = observe or (lambda n: None)  # called with each batch's image count
+        self.name = name
         self._arriving = 0  # requests being read that will submit a job
-        self._lock = threading.Lock()
-        self._carry: Job | None = None  # a job that did not fit the last batch: the next one starts with it
-        self.thread = threading.Thread(target=self._loop, name=f"cnnx-batch-{name}", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
+        self._more: asyncio.Event | None = None  # set by submit while a batch waits for arriving requests
+        self._task: asyncio.Task | None = None  # empties the queue; started by the first job, ends with the queue
+        self._model = ThreadPoolExecutor(1, thread_name_prefix=f"cnnx-model-{name}")
 
     @contextmanager
     def arriving(self) -> Iterator[None]:
         """Around reading a request: the batch being gathered waits for it (up to max_delay)."""
-        with self._lock:
-            self._arriving += 1
+        self._arriving += 1
         try:
             yield
         finally:
-            with self._lock:
-                self._arriving -= 1
+            self._arriving -= 1
 
-    def submit(self, job: Job) -> Future:
-        try:
-            self.queue.put_nowait(job)
-        except queue.Full:
+    def submit(self, job: Job) -> asyncio.Future:
+        if len(self.queue) >= self.max_queue:
             raise RequestError(
                 503,
-                f"the server is busy: {self.queue.maxsize} requests are already waiting for the model",
+                f"the server is busy: {self.max_queue} requests are already waiting for the model",
                 "retry in a second",
                 headers={"Retry-After": "1"},
-            ) from None
+            )
+        loop = asyncio.get_running_loop()
+        job.future = loop.create_future()
+        self.queue.append(job)
+        if self._more is not None:
+            self._more.set()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._empty(), name=f"cnnx-batch-{self.name}")
         return job.future
 
-    def close(self, timeout: float | None = None) -> None:
-        """Finish every job already queued, then stop the thread."""
-        if self.thread.is_alive():
-            self.queue.put(_STOP)
-            self.thread.join(timeout)
+    async def close(self, timeout: float | None = None) -> None:
+        """Finish every job already queued (up to ``timeout`` seconds), then stop the model's thread."""
+        if self._task is not None and not self._task.done():
+            await asyncio.wait([self._task], timeout=timeout)
+        self._model.shutdown(wait=False)
 
-    def _loop(self) -> None:
-        while True:
-            first = self._carry if self._carry is not None else self.queue.get()
-            self._carry = None
-            if first is _STOP:
-                return
-            batch, stop = self._gather(first)
-            batch = [j for j in batch if j.future.set_running_or_notify_cancel()]  # clients still there
-            if batch:
-                self._run(batch)
-            if stop:
-                return
+    async def _empty(self) -> None:
+        while self.queue:
+            batch = [j for j in await self._gather() if j.future is not None and not j.future.done()]
+            if batch:  # the clients still there (a request that timed out has cancelled its future)
+                await self._run(batch)
 
-    def _gather(self, first: Job) -> tuple[list[Job], bool]:
-        """(the batch starting with ``first``, whether the stop sign was met)."""
+    async def _gather(self) -> list[Job]:
+        """The next batch: the first job waiting, then those that fit behind it."""
+        first = self.queue.popleft()
         batch, n = [first], first.size
-        deadline = time.monotonic() + self.max_delay
-        while n < self.max_batch:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_delay
+        while True:
+            while self.queue and n + self.queue[0].size <= self.max_batch:
+                job = self.queue.popleft()
+                batch.append(job)
+                n += job.size
+            wait = deadline - loop.time()
+            if self.queue or n >= self.max_batch or not self._arriving or wait <= 0:
+                return batch  # full (the next job starts the next batch), or nothing more is coming in time
+            self._more = asyncio.Event()
             try:
-                job = self.queue.get_nowait()
-            except queue.Empty:
-                wait = deadline - time.monotonic()
-                if wait <= 0 or not self._arriving:
-                    break
-                try:
-                    job = self.queue.get(timeout=wait)
-                except queue.Empty:
-                    break
-            if job is _STOP:
-                return batch, True
-            if n + job.size > self.max_batch:
-                self._carry = job
-                break
-            batch.append(job)
-            n += job.size
-        return batch, False
+                await within(wait, self._more.wait())
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._more = None
 
-    def _run(self, batch: list[Job]) -> None:
+    async def _run(self, batch: list[Job]) -> None:
         clf, version = self.current
         images = [j for j in batch if j.uploads is not None]
         tensors = [j for j in batch if j.uploads is None]
@@ -152,17 +156,24 @@ class Batcher:
             if not jobs:
                 continue
             try:
-                work(clf, version, jobs)
+                await work(clf, version, jobs)
             except Exception as exc:  # the model failed on this batch: its requests say so, the next batch runs
                 for job in jobs:
                     _settle(job, error=exc)
 
-    @staticmethod
-    def _classify(clf: Classifier, version: int, jobs: list[Job]) -> None:
+    async def _off_loop(self, work: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._model, work, *args)
+
+    async def _classify(self, clf: Classifier, version: int, jobs: list[Job]) -> None:
         uploads = [u for j in jobs for u in j.uploads or []]
         k = max(j.top_k for j in jobs)
         with _preview_folder(any(j.preview for j in jobs)) as folder:
-            preds = clf.predict(uploads, top_k=k, errors="keep", save_dir=folder)
+            if sum(len(u.data) for u in uploads) <= INLINE_BYTES:
+                pending = clf.decode(uploads, save_dir=folder)
+            else:
+                pending = await self._off_loop(clf.decode, uploads, folder)
+            answers = await self._off_loop(clf.answers, np.stack(pending.pixels)) if pending.pixels else None
+            preds = clf.finish(pending, answers, k)
             if folder is not None:
                 _read_previews(preds)
         start = 0
@@ -175,10 +186,9 @@ class Batcher:
                     p.preprocessed = None
             _settle(job, (version, mine))
 
-    @staticmethod
-    def _forward(clf: Classifier, version: int, jobs: list[Job]) -> None:
+    async def _forward(self, clf: Classifier, version: int, jobs: list[Job]) -> None:
         x = np.concatenate([j.tensor for j in jobs if j.tensor is not None])  # (N, C, H, W) float32
-        logits = clf.model.run(x)  # (N, K)
+        logits = await self._off_loop(clf.model.run, x)  # (N, K)
         start = 0
         for job in jobs:
             _settle(job, (version, logits[start : start + job.size]))

@@ -179,7 +179,6 @@ class Repository:
             model = self.models.get(name)
             if model is None:
                 model = self._new(name, path, (clf, seconds))
-                model.batcher.start()
                 self.models[name] = model
             else:
                 model.batcher.current = (clf, model.version + 1)  # the swap: one reference, read once per batch
@@ -191,10 +190,7 @@ class Repository:
         kept = f"; still serving version {model.version}" if model else ""
         return RequestError(422, f"model {name!r} did not reload: {why}{kept}", "fix the file and reload again")
 
-    def start(self) -> None:
-        for model in self.models.values():
-            model.batcher.start()
-
-    def close(self, timeout: float | None = None) -> None:
-        for model in self.models.values():
-            model.batcher.close(timeout)
+    async def close(self, timeout: float | None = None) -> None:
+        """Finish the requests already queued (each model up to ``timeout`` seconds), then stop."""
+        for model in list(self.models.values()):
+            await model.batcher.close(timeout)

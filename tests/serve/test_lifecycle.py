@@ -3,6 +3,7 @@ a request under load), the bounded queue, graceful shutdown on SIGTERM, the comm
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import threading
@@ -131,18 +132,21 @@ def test_no_request_fails_while_the_model_is_reloaded_under_load(model_dir):
 
 
 def test_a_full_queue_answers_503_with_retry_after(shipped_model):
-    """The batcher's thread is not started, so nothing leaves the queue: the third job is refused."""
-    batcher = Batcher(Classifier(shipped_model, threads=1), max_batch=8, max_delay=0.0, max_queue=2)
-    for _ in range(2):
+    """Three jobs submitted in one go, before the batcher's task has had a turn: the third is refused."""
+
+    async def scenario() -> tuple[RequestError, int, list]:
+        batcher = Batcher(Classifier(shipped_model, threads=1), max_batch=8, max_delay=0.0, max_queue=2)
+        first = batcher.submit(Job(uploads=[EncodedImage("seven.png", SEVEN)]))
         batcher.submit(Job(uploads=[EncodedImage("seven.png", SEVEN)]))
-    with pytest.raises(RequestError) as refused:
-        batcher.submit(Job(uploads=[EncodedImage("seven.png", SEVEN)]))
-    assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
-    first = batcher.queue.queue[0].future
-    batcher.start()  # the queued jobs now run, and are answered
-    version, predictions = first.result(60)
+        with pytest.raises(RequestError) as refused:
+            batcher.submit(Job(uploads=[EncodedImage("seven.png", SEVEN)]))
+        version, predictions = await asyncio.wait_for(first, 60)  # the queued jobs run, and are answered
+        await batcher.close(30)
+        return refused.value, version, predictions
+
+    refused, version, predictions = asyncio.run(scenario())
+    assert refused.status == 503 and refused.headers == {"Retry-After": "1"}
     assert version == 1 and predictions[0].label == "7"
-    batcher.close(30)
 
 
 def test_over_http_a_busy_server_answers_200_or_503_and_never_fails(shipped_model):
