@@ -1,6 +1,6 @@
 """`cnnx serve` under load, side by side with what a user would otherwise write, on this machine.
 
-    python bench/serve_load.py [--model cnnx/models/mnist.onnx] [--seconds 10] [--soak 100000]
+    python bench/serve_load.py [--model cnnx/models/mnist.onnx] [--seconds 5] [--rounds 3] [--soak 100000]
 
 Servers, each on loopback, onnxruntime with one thread per process:
   cnnx   `cnnx serve` (micro-batching; the runtime's full mnist-digit preprocessing)
@@ -15,11 +15,13 @@ Load generator: wrk (Debian's `wrk`), one thread, a Lua script that posts the sa
 (cnnx/samples/digits/mnist-7.png) as image/png and reports the latency percentiles and errors.
 wrk runs on the same 2 cores as the server, as every client on an edge box would.
 
-Measured: requests/s, p50/p99 latency and errors at concurrency 1, 8 and 32 for each server;
-one request carrying 256 images (cnnx, multipart); resident memory before and after --soak
-requests (concurrency 8) for cnnx and plain (one process each); --seconds of load at concurrency
-8 while the model is reloaded through the route every 0.25 s (cnnx and cnnx-2w, where a reload
-reaches one worker and is passed to the other). The bad-request matrix is tests/serve/test_bad_requests.py.
+Measured: requests/s, p50/p99 latency and errors at concurrency 1, 8 and 32 for each server,
+--seconds a run, --rounds rounds with the servers taking turns (this machine's speed drifts by a
+third within minutes), each figure the median over the rounds; one request carrying 256 images
+(cnnx, multipart); resident memory before and after --soak requests (concurrency 8) for cnnx and
+plain (one process each); 10 s of load at concurrency 8 while the model is reloaded through the
+route every 0.25 s (cnnx and cnnx-2w, where a reload reaches one worker and is passed to the other).
+The bad-request matrix is tests/serve/test_bad_requests.py.
 
 Prints a table and writes bench/results/serve_load.json; the exit code is 1 when a target is missed.
 """
@@ -29,6 +31,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +49,7 @@ from cnnx.core.machine import machine_info  # noqa: E402
 
 DIGIT = REPO / "cnnx" / "samples" / "digits" / "mnist-7.png"
 CONCURRENCY = (1, 8, 32)
+RELOAD_SECONDS = 10  # of load at concurrency 8 while the model is reloaded every 0.25 s
 # per row: `cnnx serve` options (as shipped, resize-only preprocessing = the plain endpoint's work, two
 # processes), or the plain endpoint's uvicorn worker count
 SERVERS: dict[str, list[str]] = {
@@ -186,26 +190,53 @@ def multipart_body(n: int, folder: Path) -> tuple[Path, str]:
     return path, f"multipart/form-data; boundary={boundary}"
 
 
-def measure(model: Path, seconds: float, soak: int) -> dict[str, Any]:
-    result: dict[str, Any] = {"servers": {}, "soak": {}}
+def measure(model: Path, seconds: float, soak: int, rounds: int) -> dict[str, Any]:
+    """Every server started at once (an idle one takes no CPU), then ``rounds`` rounds, each running
+    every server at every concurrency in turn: a change in the machine's speed during the run falls
+    on every server alike. Each point is the median over the rounds (requests/s, p50, p99 apart)."""
+    result: dict[str, Any] = {"servers": {}, "soak": {}, "rounds": rounds}
     folder = Path(tempfile.mkdtemp(prefix="cnnx-serve-load-"))
-    for name in SERVERS:
-        proc, url = start(name, model)
-        try:
-            wrk(url, 8, 3, DIGIT, "image/png")  # warm-up
-            result["servers"][name] = {c: wrk(url, c, seconds, DIGIT, "image/png") for c in CONCURRENCY}
+    procs: dict[str, tuple[subprocess.Popen, str]] = {}
+    try:
+        for name in SERVERS:
+            procs[name] = start(name, model)
+            wrk(procs[name][1], 8, 3, DIGIT, "image/png")  # warm-up
+        runs: dict[str, dict[int, list[dict[str, Any]]]] = {name: {c: [] for c in CONCURRENCY} for name in SERVERS}
+        for _ in range(rounds):
+            for name, (_, url) in procs.items():
+                for c in CONCURRENCY:
+                    runs[name][c].append(wrk(url, c, seconds, DIGIT, "image/png"))
+        result["servers"] = {name: {c: median_run(rs) for c, rs in per.items()} for name, per in runs.items()}
+        for name, (proc, url) in procs.items():
             if name in ("cnnx", "plain"):  # one process each: its resident memory is the server's
                 result["soak"][name] = soak_run(proc.pid, url, soak)
             if name == "cnnx":
                 body, kind = multipart_body(256, folder)
-                big = wrk(url, 1, seconds, body, kind)
+                big = median_run([wrk(url, 1, seconds, body, kind) for _ in range(rounds)])
                 result["big_request"] = {**big, "images_per_s": big["rps"] * 256}
             if name.startswith("cnnx") and name != "cnnx-resize":
-                result.setdefault("reload", {})[name] = reload_under_load(url, seconds)
-        finally:
+                result.setdefault("reload", {})[name] = reload_under_load(url, RELOAD_SECONDS)
+    finally:
+        for proc, _ in procs.values():
             proc.terminate()
             proc.wait(60)
     return result
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests/s, p50 and p99 each the median over ``runs``; requests and failures added up."""
+
+    def mid(key: str) -> float:
+        return float(statistics.median(r[key] for r in runs))
+
+    return {
+        "rps": mid("rps"),
+        "p50_ms": mid("p50_ms"),
+        "p99_ms": mid("p99_ms"),
+        "requests": sum(r["requests"] for r in runs),
+        "failed": sum(r["failed"] for r in runs),
+        "rps_runs": [round(r["rps"], 1) for r in runs],
+    }
 
 
 def soak_run(pid: int, url: str, requests: int) -> dict[str, Any]:
@@ -307,7 +338,8 @@ def report(r: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=REPO / "cnnx" / "models" / "mnist.onnx")
-    ap.add_argument("--seconds", type=float, default=10, help="each measured run")
+    ap.add_argument("--seconds", type=float, default=5, help="each measured run")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each point, interleaved; the median is reported")
     ap.add_argument("--soak", type=int, default=100_000, help="requests between the two memory readings")
     ap.add_argument("--plain", type=int, metavar="PORT", help=argparse.SUPPRESS)  # run the plain server
     ap.add_argument("--plain-workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -329,7 +361,7 @@ def main() -> None:
         return
     r: dict[str, Any] = {"machine": machine_info(), "model": str(args.model), "load_before": os.getloadavg()}
     r["command"] = " ".join(["python", "bench/serve_load.py", *sys.argv[1:]])
-    r.update(measure(args.model, args.seconds, args.soak))
+    r.update(measure(args.model, args.seconds, args.soak, args.rounds))
     r["load_after"] = os.getloadavg()
     r["targets"] = targets(r)
     RESULTS.mkdir(parents=True, exist_ok=True)
