@@ -16,6 +16,7 @@ from cnnx.core.calibration import softmax
 from cnnx.core.contract import normalise
 from cnnx.runtime import Classifier
 from tests.serve.client import Load, Server
+from tests.serve.conftest import DIGITS
 from tests.support import infer_json, run_cli
 
 
@@ -69,6 +70,25 @@ def test_a_request_of_256_images(server, digit_pngs):
     assert [p["path"] for p in preds] == [p.name for p in paths]
     right = sum(p["label"] == path.stem.split("_")[1] for p, path in zip(preds, paths, strict=True))
     assert right >= 250, right  # the shipped model is 99.5% accurate on MNIST
+
+
+def test_a_request_too_large_to_decode_on_the_event_loop_answers_as_cnnx_infer(
+    server, shipped_model, sample_files, tmp_path
+):
+    """Over INLINE_BYTES of uploads in a batch are decoded in the model's thread, not on the loop: same answers."""
+    from cnnx.serve.batcher import INLINE_BYTES
+
+    rng = np.random.default_rng(0)
+    seven = np.asarray(Image.open(DIGITS / "mnist-7.png").resize((700, 700), Image.BILINEAR), np.float32)
+    page = np.clip(235 - 0.8 * seven + rng.normal(0, 8, seven.shape), 0, 255).astype(np.uint8)  # noisy: a big PNG
+    big = tmp_path / "noisy-page.png"
+    Image.fromarray(page).save(big)
+    files = [big, *sample_files]
+    assert sum(p.stat().st_size for p in files) > INLINE_BYTES
+    expected = _as_served(infer_json(shipped_model, *files))
+    reply = server.post_files([(p.name, p.read_bytes()) for p in files], "/predict?top_k=3")
+    assert reply.status == 200 and reply.json["predictions"] == expected
+    assert server.request("GET", "/v2/health/live").status == 200  # and the server goes on
 
 
 def test_the_input_the_model_saw_comes_back_as_a_png(server, shipped_model, sample_files):
