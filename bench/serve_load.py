@@ -1,6 +1,7 @@
 """`cnnx serve` under load, side by side with what a user would otherwise write, on this machine.
 
     python bench/serve_load.py [--model cnnx/models/mnist.onnx] [--seconds 5] [--rounds 3] [--soak 100000]
+        [--baseline CHECKOUT]
 
 Servers, each on loopback, onnxruntime with one thread per process:
   cnnx   `cnnx serve` (micro-batching; the runtime's full mnist-digit preprocessing)
@@ -9,6 +10,7 @@ Servers, each on loopback, onnxruntime with one thread per process:
   plain  a FastAPI endpoint on the same uvicorn, one onnxruntime call per request (Pillow: grey,
          resize to the input size, normalise: less work per image than cnnx's recipe)
   plain-2w     the same endpoint under `uvicorn --workers 2`
+  cnnx-baseline  with --baseline CHECKOUT: `cnnx serve` as that checkout (an older commit) has it
 BentoML is not measured: it is not installed here (the numbers would need its own environment).
 
 Load generator: wrk (Debian's `wrk`), one thread, a Lua script that posts the same 28x28 PNG
@@ -49,6 +51,7 @@ from cnnx.core.machine import machine_info  # noqa: E402
 
 DIGIT = REPO / "cnnx" / "samples" / "digits" / "mnist-7.png"
 CONCURRENCY = (1, 8, 32)
+CHECKOUTS: dict[str, Path] = {}  # server name -> the cnnx checkout it runs from, when not this one
 RELOAD_SECONDS = 10  # of load at concurrency 8 while the model is reloaded every 0.25 s
 # per row: `cnnx serve` options (as shipped, resize-only preprocessing = the plain endpoint's work, two
 # processes), or the plain endpoint's uvicorn worker count
@@ -120,7 +123,8 @@ def start(name: str, model: Path) -> tuple[subprocess.Popen, str]:
     """(process, URL) of a server, once it answers a digit."""
     if name.startswith("cnnx"):
         cmd = [sys.executable, "-m", "cnnx", "serve", "--port", "0", "--model", str(model), *SERVERS[name]]
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        # run from a checkout, `python -m cnnx` is that checkout's cnnx (--baseline: an older one)
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=CHECKOUTS.get(name, REPO))
         assert proc.stderr is not None
         line = proc.stderr.readline()
         found = re.search(r"listening on (http://\S+) ", line)
@@ -210,10 +214,11 @@ def measure(model: Path, seconds: float, soak: int, rounds: int) -> dict[str, An
         for name, (proc, url) in procs.items():
             if name in ("cnnx", "plain"):  # one process each: its resident memory is the server's
                 result["soak"][name] = soak_run(proc.pid, url, soak)
-            if name == "cnnx":
+            if name in ("cnnx", "cnnx-baseline"):
                 body, kind = multipart_body(256, folder)
                 big = median_run([wrk(url, 1, seconds, body, kind) for _ in range(rounds)])
-                result["big_request"] = {**big, "images_per_s": big["rps"] * 256}
+                key = "big_request" if name == "cnnx" else "big_request_baseline"
+                result[key] = {**big, "images_per_s": big["rps"] * 256}
             if name.startswith("cnnx") and name != "cnnx-resize":
                 result.setdefault("reload", {})[name] = reload_under_load(url, RELOAD_SECONDS)
     finally:
@@ -317,19 +322,27 @@ def targets(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
 
 
 def report(r: dict[str, Any]) -> None:
-    print(f"{'server':<12} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'server':<14} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, rows in r["servers"].items():
         for c, row in rows.items():
             print(
-                f"{name:<12} {c:>4} {row['rps']:>9,.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['failed']:>7}"
+                f"{name:<14} {c:>4} {row['rps']:>9,.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['failed']:>7}"
             )
     for name, s in r["soak"].items():
         print(
             f"{name}: RSS {s['rss_before_mb']:.1f} MB -> {s['rss_after_mb']:.1f} MB over {s['requests']:,} requests"
             f" ({s['failed']} failed)"
         )
-    b = r["big_request"]
-    print(f"cnnx: one request of 256 images: {b['images_per_s']:,.0f} images/s (p50 {b['p50_ms']:.1f} ms)")
+    for key, name in (("big_request", "cnnx"), ("big_request_baseline", "cnnx-baseline")):
+        if key in r:
+            b = r[key]
+            print(f"{name}: one request of 256 images: {b['images_per_s']:,.0f} images/s (p50 {b['p50_ms']:.1f} ms)")
+    if "baseline" in r:
+        now, then = r["servers"]["cnnx"][32], r["servers"]["cnnx-baseline"][32]
+        print(
+            f"cnnx vs cnnx-baseline ({r['baseline']['commit']}) at concurrency 32: {now['rps'] / then['rps']:.2f}x, "
+            f"p99 {now['p99_ms']:.1f} vs {then['p99_ms']:.1f} ms"
+        )
     for what, ok, figure in r["targets"]:
         print(f"{'met   ' if ok else 'MISSED'} {what}: {figure}")
     print(f"load average before {r['load_before']}, after {r['load_after']}")
@@ -341,6 +354,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5, help="each measured run")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each point, interleaved; the median is reported")
     ap.add_argument("--soak", type=int, default=100_000, help="requests between the two memory readings")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run `cnnx serve` from another checkout (e.g. `git worktree add /tmp/old COMMIT`), as cnnx-baseline",
+    )
     ap.add_argument("--plain", type=int, metavar="PORT", help=argparse.SUPPRESS)  # run the plain server
     ap.add_argument("--plain-workers", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -360,6 +379,14 @@ def main() -> None:
         )
         return
     r: dict[str, Any] = {"machine": machine_info(), "model": str(args.model), "load_before": os.getloadavg()}
+    if args.baseline:
+        SERVERS["cnnx-baseline"] = []
+        CHECKOUTS["cnnx-baseline"] = args.baseline.resolve()
+        commit = ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"]
+        r["baseline"] = {
+            "checkout": str(args.baseline),
+            "commit": subprocess.run(commit, capture_output=True, text=True).stdout.strip(),
+        }
     r["command"] = " ".join(["python", "bench/serve_load.py", *sys.argv[1:]])
     r.update(measure(args.model, args.seconds, args.soak, args.rounds))
     r["load_after"] = os.getloadavg()
