@@ -88,7 +88,7 @@ def load(path: Path, threads: int, preprocess: str | None = None) -> tuple[Class
     start = time.perf_counter()
     clf = Classifier(
         path, threads=threads, preprocess=preprocess, workers=1
-    )  # uploads are in-memory files: decode in-process
+    )  # uploads are bytes in memory: decoded in this process, never in worker processes
     x = np.zeros((1, *clf.spec.input_shape), np.float32)  # (1, C, H, W)
     logits = clf.model.run(x)
     if logits.shape != (1, clf.spec.num_classes) or not np.isfinite(logits).all():
