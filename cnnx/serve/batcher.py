@@ -7,11 +7,13 @@ never waits, and under load each model call carries the requests that came in du
 one.
 
 Only the model call leaves the event loop, for the model's own thread (onnxruntime runs without
-the GIL, so the loop reads and answers other requests meanwhile). Small uploads, up to
-INLINE_BYTES a batch (64 digit PNGs are 20 KB), are decoded on the loop itself: decoding them in
-a second Python thread made the two threads take turns at the GIL for every batch, and cost a
-fifth to a quarter of the throughput at concurrency 32 (bench/serve_load.py). Larger uploads
-(photos) are decoded in the model's thread, so the loop never stalls on them.
+the GIL, so the loop reads and answers other requests meanwhile). Small batches of uploads, up to
+INLINE_IMAGES images and INLINE_BYTES (64 digit PNGs are 20 KB, about 10 ms of decoding), are
+decoded on the loop itself: decoding them in a second Python thread, as the server before this
+design did, made the two threads take turns at the GIL for every batch (that server answered about
+a fifth fewer requests at concurrency 32: `bench/serve_load.py --baseline`). Larger batches
+(photos, a request of hundreds of images) are decoded in the model's thread, so the loop never
+stalls on them for long.
 
 The model is read once per batch: a reload swaps ``current`` (classifier, version) whole, the
 batch in flight finishes on the old model and the next one runs on the new.
@@ -37,7 +39,8 @@ from cnnx.runtime.predict import Classifier, Prediction
 from cnnx.serve.bodies import within
 from cnnx.serve.errors import RequestError
 
-INLINE_BYTES = 256 * 1024  # encoded bytes a batch may hold and still be decoded on the event loop
+# a batch of at most this many images and encoded bytes is decoded on the event loop
+INLINE_IMAGES, INLINE_BYTES = 64, 256 * 1024
 
 
 @dataclass
@@ -168,7 +171,7 @@ class Batcher:
         uploads = [u for j in jobs for u in j.uploads or []]
         k = max(j.top_k for j in jobs)
         with _preview_folder(any(j.preview for j in jobs)) as folder:
-            if sum(len(u.data) for u in uploads) <= INLINE_BYTES:
+            if len(uploads) <= INLINE_IMAGES and sum(len(u.data) for u in uploads) <= INLINE_BYTES:
                 pending = clf.decode(uploads, save_dir=folder)
             else:
                 pending = await self._off_loop(clf.decode, uploads, folder)

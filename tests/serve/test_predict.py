@@ -75,7 +75,8 @@ def test_a_request_of_256_images(server, digit_pngs):
 def test_a_request_too_large_to_decode_on_the_event_loop_answers_as_cnnx_infer(
     server, shipped_model, sample_files, tmp_path
 ):
-    """Over INLINE_BYTES of uploads in a batch are decoded in the model's thread, not on the loop: same answers."""
+    """Over INLINE_BYTES of uploads in a batch are decoded in the model's thread, not on the loop: same answers
+    (so are over INLINE_IMAGES images: test_a_request_of_256_images)."""
     from cnnx.serve.batcher import INLINE_BYTES
 
     rng = np.random.default_rng(0)
