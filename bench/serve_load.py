@@ -20,9 +20,10 @@ wrk runs on the same 2 cores as the server, as every client on an edge box would
 Measured: requests/s, p50/p99 latency and errors at concurrency 1, 8 and 32 for each server,
 --seconds a run, --rounds rounds with the servers taking turns (this machine's speed drifts by a
 third within minutes), each figure the median over the rounds; one request carrying 256 images
-(cnnx, multipart); resident memory before and after --soak requests (concurrency 8) for cnnx and
-plain (one process each); 10 s of load at concurrency 8 while the model is reloaded through the
-route every 0.25 s (cnnx and cnnx-2w, where a reload reaches one worker and is passed to the other).
+(cnnx and cnnx-baseline, multipart, in the same rounds); resident memory before and after --soak
+requests (concurrency 8) for cnnx and plain (one process each); 10 s of load at concurrency 8
+while the model is reloaded through the route every 0.25 s (cnnx and cnnx-2w, where a reload
+reaches one worker and is passed to the other).
 The bad-request matrix is tests/serve/test_bad_requests.py.
 
 Prints a table and writes bench/results/serve_load.json; the exit code is 1 when a target is missed.
@@ -53,6 +54,7 @@ DIGIT = REPO / "cnnx" / "samples" / "digits" / "mnist-7.png"
 CONCURRENCY = (1, 8, 32)
 CHECKOUTS: dict[str, Path] = {}  # server name -> the cnnx checkout it runs from, when not this one
 RELOAD_SECONDS = 10  # of load at concurrency 8 while the model is reloaded every 0.25 s
+BIG = {"cnnx": "big_request", "cnnx-baseline": "big_request_baseline"}  # servers sent one request of 256 images
 # per row: `cnnx serve` options (as shipped, resize-only preprocessing = the plain endpoint's work, two
 # processes), or the plain endpoint's uvicorn worker count
 SERVERS: dict[str, list[str]] = {
@@ -206,19 +208,21 @@ def measure(model: Path, seconds: float, soak: int, rounds: int) -> dict[str, An
             procs[name] = start(name, model)
             wrk(procs[name][1], 8, 3, DIGIT, "image/png")  # warm-up
         runs: dict[str, dict[int, list[dict[str, Any]]]] = {name: {c: [] for c in CONCURRENCY} for name in SERVERS}
+        big = {name: list[dict[str, Any]]() for name in BIG if name in procs}  # one request of 256 images
+        body, kind = multipart_body(256, folder)
         for _ in range(rounds):
             for name, (_, url) in procs.items():
                 for c in CONCURRENCY:
                     runs[name][c].append(wrk(url, c, seconds, DIGIT, "image/png"))
+                if name in big:
+                    big[name].append(wrk(url, 1, seconds, body, kind))
         result["servers"] = {name: {c: median_run(rs) for c, rs in per.items()} for name, per in runs.items()}
+        for name, rs in big.items():
+            run = median_run(rs)
+            result[BIG[name]] = {**run, "images_per_s": run["rps"] * 256}
         for name, (proc, url) in procs.items():
             if name in ("cnnx", "plain"):  # one process each: its resident memory is the server's
                 result["soak"][name] = soak_run(proc.pid, url, soak)
-            if name in ("cnnx", "cnnx-baseline"):
-                body, kind = multipart_body(256, folder)
-                big = median_run([wrk(url, 1, seconds, body, kind) for _ in range(rounds)])
-                key = "big_request" if name == "cnnx" else "big_request_baseline"
-                result[key] = {**big, "images_per_s": big["rps"] * 256}
             if name.startswith("cnnx") and name != "cnnx-resize":
                 result.setdefault("reload", {})[name] = reload_under_load(url, RELOAD_SECONDS)
     finally:
