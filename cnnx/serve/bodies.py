@@ -23,7 +23,7 @@ _timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
 
 async def within(seconds: float, work: Awaitable[T]) -> T:
     """``await work``, raising asyncio.TimeoutError after ``seconds``. With Python 3.11+ this is
-    asyncio.timeout (no task or future made per call: a tenth of /predict's time went to wait_for)."""
+    asyncio.timeout, which makes no task or future per call as wait_for does (every request waits twice)."""
     if _timeout is None:
         return await asyncio.wait_for(work, seconds)
     async with _timeout(seconds):

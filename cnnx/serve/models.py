@@ -86,9 +86,7 @@ def load(path: Path, threads: int, preprocess: str | None = None) -> tuple[Class
     """(a verified classifier for ``path``, seconds it took). Verified: the model runs on one
     all-zero input and gives one finite row of as many scores as the spec has classes."""
     start = time.perf_counter()
-    clf = Classifier(
-        path, threads=threads, preprocess=preprocess, workers=1
-    )  # uploads are bytes in memory: decoded in this process, never in worker processes
+    clf = Classifier(path, threads=threads, preprocess=preprocess)  # decoding: the batcher, via Classifier.decode
     x = np.zeros((1, *clf.spec.input_shape), np.float32)  # (1, C, H, W)
     logits = clf.model.run(x)
     if logits.shape != (1, clf.spec.num_classes) or not np.isfinite(logits).all():
