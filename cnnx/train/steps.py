@@ -8,7 +8,10 @@ of a distributed run consumes the same draws as a single process would.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +41,37 @@ def make_optimizer(
     """``name`` (config.OPTIMIZERS) over the model's parameters; ``momentum`` is SGD's, or Adam's beta1."""
     params = model.parameters()
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+        return _eager(torch.optim.SGD)(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
-    return torch.optim.AdamW(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+        return _eager(torch.optim.Adam)(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    return _eager(torch.optim.AdamW)(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+
+
+_O = TypeVar("_O", bound=torch.optim.Optimizer)
+# The optimiser methods torch wraps for torch.compile: the wrappers import torch._dynamo on their first call
+_COMPILE_WRAPPED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict", "step")
+
+
+@functools.cache
+def _eager(cls: type[_O]) -> type[_O]:
+    """``cls`` with its methods called past torch's torch.compile wrappers: the same arithmetic and state.
+
+    torch wraps an optimiser's ``step``, ``zero_grad``, ``add_param_group`` and ``(load_)state_dict``
+    so that torch.compile leaves them alone, and the first call of each imports ``torch._dynamo``: 1.2 s
+    on a 2-core CPU, nearly as long as importing torch, in every `cnnx train` (which never compiles).
+    Here each runs the function inside the wrappers (``step`` under no_grad, as its wrapper does for
+    a non-differentiable optimiser, which cnnx's all are). A torch whose methods are not wrapped this way gets ``cls`` back.
+    """
+    inner = {name: inspect.unwrap(getattr(cls, name)) for name in _COMPILE_WRAPPED}
+    if any(fn is getattr(cls, name) for name, fn in inner.items()):
+        return cls
+
+    def step(self: torch.optim.Optimizer, closure: Any = None) -> Any:
+        with torch.no_grad():
+            return inner["step"](self, closure)
+
+    methods: dict[str, Any] = {name: inner[name] for name in _COMPILE_WRAPPED if name != "step"}
+    return cast(type[_O], type(cls.__name__, (cls,), {**methods, "step": step, "__module__": __name__}))
 
 
 class Normalizer:
