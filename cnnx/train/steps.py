@@ -60,7 +60,8 @@ def _eager(cls: type[_O]) -> type[_O]:
     so that torch.compile leaves them alone, and the first call of each imports ``torch._dynamo``: 1.2 s
     on a 2-core CPU, nearly as long as importing torch, in every `cnnx train` (which never compiles).
     Here each runs the function inside the wrappers (``step`` under no_grad, as its wrapper does for
-    a non-differentiable optimiser, which cnnx's all are). A torch whose methods are not wrapped this way gets ``cls`` back.
+    a non-differentiable optimiser, which cnnx's all are). A torch whose methods are not wrapped this
+    way gets ``cls`` back.
     """
     inner = {name: inspect.unwrap(getattr(cls, name)) for name in _COMPILE_WRAPPED}
     if any(fn is getattr(cls, name) for name, fn in inner.items()):
