@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,26 @@ MIN_HELD = 50  # held-out images needed to fit a temperature and a threshold wor
 # per training image in a batch: photographed digits and non-digits added (bench/honest.py, tune sets)
 DIGIT_SHARE, OTHER_SHARE = 0.5, 0.25
 BANK = 6000  # images per bank kept on the device; shifted (and non-digits mirrored) afresh each time drawn
+BANK_SEED = 0  # every run uses the banks a seed-0 run makes: one pair per machine, not one per seed
+
+
+def held_out_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(sorted indices that train, sorted indices held out) of a split of ``n`` images: ``fraction`` of
+    them by a seeded shuffle of its own, so the same seed always holds out the same images and the
+    run's generators are untouched. Fewer than MIN_HELD images would fit a temperature and a threshold
+    to noise: then none are held out."""
+    k = int(round(n * fraction))
+    if k < MIN_HELD:
+        return torch.arange(n), None
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(n))
+    return order[k:].sort().values, order[:k].sort().values
 
 
 def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
-    """(what trains, what is held out): ``fraction`` of ``split`` by a seeded shuffle of its own,
-    so the same seed always holds out the same images and the run's generators are untouched.
-    Fewer than MIN_HELD images would fit a temperature and a threshold to noise: then none are held out."""
-    k = int(round(len(split) * fraction))
-    if k < MIN_HELD:
+    """(what trains, what is held out) of ``split``, as ``held_out_indices`` chooses."""
+    kept, held = held_out_indices(len(split), fraction, seed)
+    if held is None:
         return split, None
-    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(split)))
-    kept, held = order[k:].sort().values, order[:k].sort().values
     return Split(split.x[kept], split.y[kept]), Split(split.x[held], split.y[held])
 
 
@@ -62,15 +72,34 @@ class Photographed:
     that anything the recipe made is no digit, and refuses real photos of digits.
     """
 
-    def __init__(self, spec: ModelSpec, train: Split, cache_dir: Path, device: torch.device, seed: int) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        train: Split,
+        holdout: float,
+        seed: int,
+        cache_dir: Path,
+        device: torch.device,
+        say: Callable[[str], None] = lambda text: None,
+    ) -> None:
+        """``train``: the whole training split, of which this run (``seed``) holds ``holdout`` out.
+
+        The banks are the ones a run of seed BANK_SEED makes, whatever this run's seed: made once
+        (``say`` is told; about 40 s on a 2-core CPU) and loaded in milliseconds by every later run.
+        Its digits are picked from the images that train in a BANK_SEED run; those this run holds
+        out are left out of its bank (held-out images never train, photographed or not).
+        """
         from cnnx.train.data.negatives import cached_bank
 
-        count = min(BANK, len(train))
-        pick = torch.from_numpy(np.random.default_rng(seed + 1).choice(len(train), count, replace=False))
-        digits = train.x[pick]  # (count, 1, 28, 28) uint8, of the images that train
-        self.digit_y = train.y[pick].to(device)
-        self.digit_x = torch.from_numpy(cached_bank(spec, count, cache_dir, seed, digits[:, 0].numpy())).to(device)
-        self.other_x = torch.from_numpy(cached_bank(spec, count, cache_dir, seed)).to(device)  # (count, C, H, W)
+        kept, _ = held_out_indices(len(train), holdout, BANK_SEED)
+        count = min(BANK, len(kept))
+        pick = kept[torch.from_numpy(np.random.default_rng(BANK_SEED + 1).choice(len(kept), count, replace=False))]
+        digits = train.x[pick]  # (count, 1, 28, 28) uint8
+        _, held = held_out_indices(len(train), holdout, seed)
+        trains = ~torch.isin(pick, held) if held is not None else torch.ones(count, dtype=torch.bool)
+        photographed = torch.from_numpy(cached_bank(spec, count, cache_dir, BANK_SEED, digits[:, 0].numpy(), say))
+        self.digit_x, self.digit_y = photographed[trains].to(device), train.y[pick][trains].to(device)
+        self.other_x = torch.from_numpy(cached_bank(spec, count, cache_dir, BANK_SEED, None, say)).to(device)
 
     def counts(self, batch: int) -> tuple[int, int]:
         """(photographed digits, non-digits) that join a global batch of ``batch`` training images."""

@@ -22,6 +22,9 @@ class TqdmReporter(Reporter):
     def _say(self, text: str) -> None:
         click.echo(text, err=True)
 
+    def note(self, text: str) -> None:
+        self._say(text)
+
     def start(self, info: dict[str, Any]) -> None:
         self.run_dir = info["run_dir"]
         resumed = f", resuming after epoch {info['resumed_from_epoch']}" if info["resumed_from_epoch"] else ""

@@ -44,6 +44,7 @@ MEMORY_FORMAT = torch.channels_last
 class Reporter:
     """Receives progress; the CLI draws bars from it. Core code never prints."""
 
+    def note(self, text: str) -> None: ...  # what the run is doing before its first epoch, when it takes long
     def start(self, info: dict[str, Any]) -> None: ...
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
     def step(self, images: int, loss: float | None) -> None: ...
@@ -114,7 +115,8 @@ class Run:
         self.photos = None  # photographed digits and non-digits, for --outliers
         if cfg.outliers:
             # made once and kept with the downloaded datasets (never in a --data-dir, which may be read-only)
-            self.photos = Photographed(self.spec, trains, default_data_dir() / "cnnx-banks", device, cfg.seed)
+            banks = default_data_dir() / "cnnx-banks"
+            self.photos = Photographed(self.spec, self.data.train, cfg.holdout, cfg.seed, banks, device, reporter.note)
         self.epochs_done, self.best = 0, -1.0
         self.metrics: list[dict[str, Any]] = []  # one record per epoch done, resumed ones included
         self.pred: torch.Tensor | None = None  # the latest epoch's (N,) test predictions, for confusion.png

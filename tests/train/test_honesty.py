@@ -12,12 +12,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from cnnx.core.idx import read_idx  # noqa: E402
 from cnnx.core.spec import ModelSpec  # noqa: E402
 from cnnx.train.config import TrainConfig  # noqa: E402
 from cnnx.train.data import Split  # noqa: E402
 from cnnx.train.data import negatives as ng  # noqa: E402
 from cnnx.train.data.mnist import FACTS  # noqa: E402
-from cnnx.train.honesty import hold_out, uniform_loss  # noqa: E402
+from cnnx.train.honesty import Photographed, held_out_indices, hold_out, uniform_loss  # noqa: E402
 from cnnx.train.loop import train  # noqa: E402
 from cnnx.train.steps import random_distort  # noqa: E402
 from tests.support import MINI_MNIST  # noqa: E402
@@ -111,6 +112,26 @@ def test_banks_are_deterministic_cached_and_what_the_recipe_makes(tmp_path: Path
     photographed = ng.cached_bank(SPEC, 8, tmp_path, seed=1, digits=digits)
     assert photographed.shape == (8, 1, 28, 28) and photographed.max() > 200  # the recipe found the ink
     assert not any(letter in ng.LETTERS for letter in "OoIlSZB")
+
+
+def test_every_seed_trains_on_the_banks_a_seed_0_run_makes(tmp_path: Path) -> None:
+    """The photographed banks are made once per machine, not once per seed (about 40 s on a 2-core
+    CPU each time): a run of any seed loads seed 0's, less the digits it holds out itself."""
+    images = torch.from_numpy(read_idx(next(MINI_MNIST.glob("train-images*"))).copy())[:200, None]
+    labels = torch.from_numpy(read_idx(next(MINI_MNIST.glob("train-labels*"))).astype(np.int64))[:200]
+    split, cpu, said = Split(images, labels), torch.device("cpu"), []
+    first = Photographed(SPEC, split, 0.25, 0, tmp_path, cpu, said.append)
+    assert len(said) == 2 and "once" in said[0]  # the digits, then the non-digits: both made now
+    other = Photographed(SPEC, split, 0.25, 3, tmp_path, cpu, said.append)
+    assert len(said) == 2 and len(list(tmp_path.iterdir())) == 2  # loaded, not made again
+    assert torch.equal(first.other_x, other.other_x)
+    assert len(first.digit_x) == 150  # the 150 images a seed-0 run trains on (50 of 200 held out)
+    # seed 3 holds out other images: those of the bank are left out, the rest are the same pictures
+    kept0, _ = held_out_indices(200, 0.25, 0)
+    _, held3 = held_out_indices(200, 0.25, 3)
+    assert held3 is not None and len(other.digit_x) == len(set(kept0.tolist()) - set(held3.tolist())) < 150
+    rows = {bytes(x.numpy()) for x in first.digit_x}
+    assert all(bytes(x.numpy()) in rows for x in other.digit_x)
 
 
 def test_scenes_are_photos_the_digit_recipe_reads() -> None:

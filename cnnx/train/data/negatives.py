@@ -16,12 +16,15 @@ photo of them would:
 The evaluation sets that report how well refusing works are made elsewhere
 (``cnnx.testing.openset``) from other fonts, other photos and other seeds.
 
-Pillow and numpy; the bank is made once (a few seconds) and cached as an ``.npy`` file.
+Pillow and numpy; a bank is made once and cached as an ``.npy`` file: 6,000 non-digits take about
+25 s on a 2-core CPU and 6,000 photographed digits about 15 s (4.2 and 2.6 ms an image), and every
+later run loads them, whatever its seed (``cnnx.train.honesty.Photographed``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -347,10 +350,15 @@ def make_bank(spec: ModelSpec, count: int, seed: int = 0, digits: np.ndarray | N
 
 
 def cached_bank(
-    spec: ModelSpec, count: int, cache_dir: Path, seed: int = 0, digits: np.ndarray | None = None
+    spec: ModelSpec,
+    count: int,
+    cache_dir: Path,
+    seed: int = 0,
+    digits: np.ndarray | None = None,
+    say: Callable[[str], None] = lambda text: None,
 ) -> np.ndarray:
     """``make_bank``, kept in ``cache_dir`` (named by what it was made from) so later runs load it in
-    milliseconds."""
+    milliseconds; ``say`` is told before one is made."""
     import hashlib
 
     c, h, w = spec.input_shape
@@ -363,6 +371,8 @@ def cached_bank(
                 return bank
         except (OSError, ValueError):
             pass  # a damaged cache file: make it again
+    what = "non-digits" if digits is None else "digits"
+    say(f"making {count:,} photographed {what} for outlier exposure, once: later runs load {path}")
     bank = make_bank(spec, count, seed, digits)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
