@@ -5,14 +5,15 @@ per-epoch evaluation and checkpoint included), then reads the run's metrics.json
 "Time to X%" is the wall time from process start to the end of the first epoch
 whose test accuracy reached X% (the epochs after it are subtracted from the wall).
 "Outside epochs" is the wall time less every epoch's own (training, test pass, held-out fit):
-start-up, imports, data, outlier banks (made on a seed's first run, loaded after), checkpoints,
+start-up, imports, data, outlier banks (made on a machine's first run, loaded after), checkpoints,
 plots and exit; "outside training" also counts the per-epoch test passes and held-out fits.
 
     python bench/train_speed.py --data-dir ../shared/data/mnist --preset default --seeds 0 1 2
     python bench/train_speed.py --data-dir ../shared/data/mnist --preset best --seeds 0 1 2
     python bench/train_speed.py --data-dir ../shared/data/mnist --nproc 2     # torchrun, 2 Gloo processes
+    python bench/train_speed.py --data-dir ../shared/data/mnist --name no-outliers -- --outliers 0 --holdout 0
 
-Prints a table and writes bench/results/train_speed-<preset>[-ddpN].json. With --nproc N the
+Prints a table and writes bench/results/train_speed-<preset>[-ddpN][-<name>].json. With --nproc N the
 command runs under `torchrun --standalone --nproc-per-node N` (same global batch and learning
 rate), and the table compares its accuracy with the 1-process result file of the same preset.
 """
@@ -92,6 +93,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--nproc", type=int, default=1, help="processes under torchrun (1 = plain cnnx train)")
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--name", default="", help="added to the JSON file's name, e.g. for a run with extra options")
     ap.add_argument("extra", nargs="*", help="extra `cnnx train` options, after --")
     args = ap.parse_args()
 
@@ -145,6 +147,8 @@ def main() -> None:
             f"wall median {summary['wall_median'] / base['wall_median']:.2f}x"
         )
     path = single if args.nproc == 1 else out / f"train_speed-{args.preset}-ddp{args.nproc}.json"
+    if args.name:
+        path = path.with_name(f"{path.stem}-{args.name}.json")
     path.write_text(
         json.dumps(
             {
