@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import click
@@ -123,6 +124,10 @@ def test_missing_data_is_one_line_no_traceback(tmp_path: Path) -> None:
 
 def test_data_dir_from_environment(tmp_path: Path) -> None:
     pytest.importorskip("torch")
+    data = tmp_path / "data"  # a copy: the run keeps its photographed banks there, not in the package
+    data.mkdir()
+    for f in MINI_MNIST.glob("*-ubyte.gz"):
+        shutil.copy(f, data)
     proc = run_cli(
         "train",
         "mnist",
@@ -132,10 +137,11 @@ def test_data_dir_from_environment(tmp_path: Path) -> None:
         "--out",
         str(tmp_path / "run"),
         "--json",
-        env={"CNNX_DATA_DIR": str(MINI_MNIST)},
+        env={"CNNX_DATA_DIR": str(data)},
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["epochs"] == 1
+    assert len(list((data / "cnnx-banks").glob("*.npy"))) == 2
 
 
 def test_bad_option_values_are_one_line(tmp_path: Path) -> None:
