@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from torch import nn
 from cnnx.core import calibration as cal
 from cnnx.core.spec import ModelSpec
 from cnnx.train.data import Split
+from cnnx.train.data.negatives import Progress, cached_bank, quiet
 from cnnx.train.steps import Normalizer, random_shift
 
 MIN_HELD = 50  # held-out images needed to fit a temperature and a threshold worth keeping
@@ -80,26 +80,24 @@ class Photographed:
         seed: int,
         cache_dir: Path,
         device: torch.device,
-        say: Callable[[str], None] = lambda text: None,
+        progress: Progress = quiet,
     ) -> None:
         """``train``: the whole training split, of which this run (``seed``) holds ``holdout`` out.
 
         The banks are the ones a run of seed BANK_SEED makes, whatever this run's seed: made once
-        (``say`` is told; about 40 s on a 2-core CPU) and loaded in milliseconds by every later run.
+        (``progress`` follows it; about 40 s on a 2-core CPU) and loaded in milliseconds by every later run.
         Its digits are picked from the images that train in a BANK_SEED run; those this run holds
         out are left out of its bank (held-out images never train, photographed or not).
         """
-        from cnnx.train.data.negatives import cached_bank
-
         kept, _ = held_out_indices(len(train), holdout, BANK_SEED)
         count = min(BANK, len(kept))
         pick = kept[torch.from_numpy(np.random.default_rng(BANK_SEED + 1).choice(len(kept), count, replace=False))]
         digits = train.x[pick]  # (count, 1, 28, 28) uint8
         _, held = held_out_indices(len(train), holdout, seed)
         trains = ~torch.isin(pick, held) if held is not None else torch.ones(count, dtype=torch.bool)
-        photographed = torch.from_numpy(cached_bank(spec, count, cache_dir, BANK_SEED, digits[:, 0].numpy(), say))
+        photographed = torch.from_numpy(cached_bank(spec, count, cache_dir, BANK_SEED, digits[:, 0].numpy(), progress))
         self.digit_x, self.digit_y = photographed[trains].to(device), train.y[pick][trains].to(device)
-        self.other_x = torch.from_numpy(cached_bank(spec, count, cache_dir, BANK_SEED, None, say)).to(device)
+        self.other_x = torch.from_numpy(cached_bank(spec, count, cache_dir, BANK_SEED, None, progress)).to(device)
 
     def counts(self, batch: int) -> tuple[int, int]:
         """(photographed digits, non-digits) that join a global batch of ``batch`` training images."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -22,8 +23,16 @@ class TqdmReporter(Reporter):
     def _say(self, text: str) -> None:
         click.echo(text, err=True)
 
-    def note(self, text: str) -> None:
-        self._say(text)
+    def task(self, text: str, total: int) -> Callable[[], None]:
+        self._say(text)  # said in logs too, where there is no bar
+        bar = tqdm(total=total, unit="img", leave=False, disable=None, dynamic_ncols=True)
+
+        def tick() -> None:
+            bar.update(1)
+            if bar.n >= total:
+                bar.close()
+
+        return tick
 
     def start(self, info: dict[str, Any]) -> None:
         self.run_dir = info["run_dir"]

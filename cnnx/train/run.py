@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,7 +45,10 @@ MEMORY_FORMAT = torch.channels_last
 class Reporter:
     """Receives progress; the CLI draws bars from it. Core code never prints."""
 
-    def note(self, text: str) -> None: ...  # what the run is doing before its first epoch, when it takes long
+    def task(self, text: str, total: int) -> Callable[[], None]:
+        """A long job before the first epoch (``total`` units): returns the call made per unit done."""
+        return lambda: None
+
     def start(self, info: dict[str, Any]) -> None: ...
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
     def step(self, images: int, loss: float | None) -> None: ...
@@ -116,7 +120,7 @@ class Run:
         if cfg.outliers:
             # made once and kept with the downloaded datasets (never in a --data-dir, which may be read-only)
             banks = default_data_dir() / "cnnx-banks"
-            self.photos = Photographed(self.spec, self.data.train, cfg.holdout, cfg.seed, banks, device, reporter.note)
+            self.photos = Photographed(self.spec, self.data.train, cfg.holdout, cfg.seed, banks, device, reporter.task)
         self.epochs_done, self.best = 0, -1.0
         self.metrics: list[dict[str, Any]] = []  # one record per epoch done, resumed ones included
         self.pred: torch.Tensor | None = None  # the latest epoch's (N,) test predictions, for confusion.png

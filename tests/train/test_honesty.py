@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,10 +120,16 @@ def test_every_seed_trains_on_the_banks_a_seed_0_run_makes(tmp_path: Path) -> No
     CPU each time): a run of any seed loads seed 0's, less the digits it holds out itself."""
     images = torch.from_numpy(read_idx(next(MINI_MNIST.glob("train-images*"))).copy())[:200, None]
     labels = torch.from_numpy(read_idx(next(MINI_MNIST.glob("train-labels*"))).astype(np.int64))[:200]
-    split, cpu, said = Split(images, labels), torch.device("cpu"), []
-    first = Photographed(SPEC, split, 0.25, 0, tmp_path, cpu, said.append)
-    assert len(said) == 2 and "once" in said[0]  # the digits, then the non-digits: both made now
-    other = Photographed(SPEC, split, 0.25, 3, tmp_path, cpu, said.append)
+    split, cpu, said, ticks = Split(images, labels), torch.device("cpu"), [], []
+
+    def progress(text: str, total: int) -> Callable[[], None]:
+        said.append((text, total))
+        return lambda: ticks.append(1)
+
+    first = Photographed(SPEC, split, 0.25, 0, tmp_path, cpu, progress)
+    # the digits, then the non-digits: both made now, a tick per image
+    assert [total for _, total in said] == [150, 150] and "once" in said[0][0] and len(ticks) == 300
+    other = Photographed(SPEC, split, 0.25, 3, tmp_path, cpu, progress)
     assert len(said) == 2 and len(list(tmp_path.iterdir())) == 2  # loaded, not made again
     assert torch.equal(first.other_x, other.other_x)
     assert len(first.digit_x) == 150  # the 150 images a seed-0 run trains on (50 of 200 held out)

@@ -56,6 +56,19 @@ FONTS = (
 )
 
 
+# A long job's progress: called with what it does and how many units, it returns the call made per unit done
+Progress = Callable[[str, int], Callable[[], None]]
+
+
+def _none() -> None:
+    return None
+
+
+def quiet(text: str, total: int) -> Callable[[], None]:
+    """The Progress that shows nothing."""
+    return _none
+
+
 def _font_dir() -> Path | None:
     try:
         import matplotlib
@@ -325,10 +338,13 @@ def _load_fonts() -> list[object]:
     return [ImageFont.truetype(str(p), size=size) for p in found if p.is_file() for size in (56, 72)]
 
 
-def make_bank(spec: ModelSpec, count: int, seed: int = 0, digits: np.ndarray | None = None) -> np.ndarray:
+def make_bank(
+    spec: ModelSpec, count: int, seed: int = 0, digits: np.ndarray | None = None, tick: Callable[[], None] = _none
+) -> np.ndarray:
     """(count, 1, 28, 28) uint8 images as the model sees them: photographed, then the spec's recipe.
 
     ``digits`` None: non-digits. ``digits`` (count, 28, 28) uint8: those digits, photographed alike.
+    ``tick`` is called once per image made.
     """
     from cnnx.runtime.image import preprocess
 
@@ -346,6 +362,7 @@ def make_bank(spec: ModelSpec, count: int, seed: int = 0, digits: np.ndarray | N
         except ImageError:  # too faint to find ink in: draw again
             continue
         made += 1
+        tick()
     return out
 
 
@@ -355,10 +372,10 @@ def cached_bank(
     cache_dir: Path,
     seed: int = 0,
     digits: np.ndarray | None = None,
-    say: Callable[[str], None] = lambda text: None,
+    progress: Progress = quiet,
 ) -> np.ndarray:
     """``make_bank``, kept in ``cache_dir`` (named by what it was made from) so later runs load it in
-    milliseconds; ``say`` is told before one is made."""
+    milliseconds; ``progress`` follows the making of one."""
     import hashlib
 
     c, h, w = spec.input_shape
@@ -372,8 +389,8 @@ def cached_bank(
         except (OSError, ValueError):
             pass  # a damaged cache file: make it again
     what = "non-digits" if digits is None else "digits"
-    say(f"making {count:,} photographed {what} for outlier exposure, once: later runs load {path}")
-    bank = make_bank(spec, count, seed, digits)
+    tick = progress(f"making {count:,} photographed {what} for outlier exposure, once: later runs load {path}", count)
+    bank = make_bank(spec, count, seed, digits, tick)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: np.save(f, bank))
