@@ -16,9 +16,9 @@ photo of them would:
 The evaluation sets that report how well refusing works are made elsewhere
 (``cnnx.testing.openset``) from other fonts, other photos and other seeds.
 
-Pillow and numpy; a bank is made once and cached as an ``.npy`` file: 6,000 non-digits take about
-25 s on a 2-core CPU and 6,000 photographed digits about 15 s (4.2 and 2.6 ms an image), and every
-later run loads them, whatever its seed (``cnnx.train.honesty.Photographed``).
+Pillow and numpy; a bank is made once and cached as an ``.npy`` file (the two banks of 6,000 images
+take 40-45 s on a 2-core CPU: a new seed's run in bench/train_speed.py before they were shared), and
+every later run loads them, whatever its seed (``cnnx.train.honesty.Photographed``).
 """
 
 from __future__ import annotations
