@@ -3,7 +3,9 @@ a model exported from it by the real `cnnx export`, the shipped model, digit fil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,13 +32,21 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder holding mnist.onnx and mnist.torchscript exported from ``trained_run`` by the real
-    `cnnx export` (once per session), each checked against the checkpoint."""
-    folder = tmp_path_factory.getbasetemp() / "runtime-model"
-    if not (folder / "mnist.onnx").exists():
-        run_cli("export", str(trained_run), "--format", "all", "--out", str(folder / "mnist.onnx"), check=True)
-    return folder
+def export_all(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    """`cnnx export RUN --format all --json` of ``trained_run`` (its best.pt) by the real CLI, once per
+    session, each format checked against the checkpoint: (folder of mnist.* files, the JSON report,
+    stderr)."""
+    folder = tmp_path_factory.mktemp("runtime-model")
+    proc = run_cli(
+        "export", str(trained_run), "--format", "all", "--out", str(folder / "mnist.onnx"), "--json", check=True
+    )
+    return folder, json.loads(proc.stdout), proc.stderr  # stdout is the JSON report only; progress went to stderr
+
+
+@pytest.fixture(scope="session")
+def exported(export_all: tuple[Path, dict[str, Any], str]) -> Path:
+    """The folder holding mnist.onnx, mnist.torchscript and the other formats ``export_all`` wrote."""
+    return export_all[0]
 
 
 @pytest.fixture(scope="session")

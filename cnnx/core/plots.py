@@ -53,15 +53,15 @@ def save_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str = "") 
     fig = figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
     style = {"marker": "o", "markersize": 3}  # a one-epoch run still shows its point
-    for key, label in (("train_loss", "train"), ("test_loss", "test")):
+    for key, label in (("train_loss", "train"), ("holdout_loss", "held out"), ("test_loss", "test")):
         if all(key in m for m in metrics):
             loss_ax.plot(epochs, [m[key] for m in metrics], label=label, **style)
-    for key, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
+    for key, label in (("train_accuracy", "train"), ("holdout_accuracy", "held out"), ("test_accuracy", "test")):
         if all(key in m for m in metrics):
             acc_ax.plot(epochs, [100 * m[key] for m in metrics], label=label, **style)
     best = max(metrics, key=lambda m: m["test_accuracy"])
     acc_ax.set_title(f"best test accuracy {100 * best['test_accuracy']:.2f}% (epoch {best['epoch']})", fontsize=9)
-    losses = [m[k] for m in metrics for k in ("train_loss", "test_loss") if m.get(k, 0) > 0]
+    losses = [m[k] for m in metrics for k in ("train_loss", "holdout_loss", "test_loss") if m.get(k, 0) > 0]
     if losses and max(losses) > 10 * min(losses):  # e.g. a first epoch's test loss 50x the last: log scale
         loss_ax.set_yscale("log")
     for ax, name in ((loss_ax, "loss (cross-entropy)"), (acc_ax, "accuracy (%)")):

@@ -60,6 +60,13 @@ def train_args(out: Path, epochs: int, seed: int) -> list[str]:
     ]
 
 
+def _ctrl_c_reaches_python() -> None:
+    """In the child before exec: SIGINT back to its default. A parent started in the background by a
+    shell ignores SIGINT, its children inherit that, and Python then installs no KeyboardInterrupt
+    handler: Ctrl-C (the SIGINT the tests send) would never reach the training loop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Training:
     """One `python -m cnnx ...` process; a thread drains its stderr and notes when training starts."""
 
@@ -72,6 +79,7 @@ class Training:
             text=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=_ctrl_c_reaches_python,
         )
         self.lines: list[str] = []
         self.training = threading.Event()  # set at "training <arch> ...": data loaded, model built

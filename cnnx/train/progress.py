@@ -66,9 +66,10 @@ class TqdmReporter(Reporter):
     def epoch_end(self, r: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.close()
+        held = f"held-out accuracy {100 * r['holdout_accuracy']:.2f}%, " if "holdout_accuracy" in r else ""
         self._say(
             f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, test loss {r['test_loss']:.4f}, "
-            f"test accuracy {100 * r['test_accuracy']:.2f}%, {r['images_per_second']:,.0f} img/s, "
+            f"{held}test accuracy {100 * r['test_accuracy']:.2f}%, {r['images_per_second']:,.0f} img/s, "
             f"{r['epoch_seconds']:.1f} s"
         )
 

@@ -165,7 +165,7 @@ class Run:
             self.reporter.epoch_start(epoch, self.cfg.epochs, self.steps_per_epoch)
             trained = self.train_epoch(epoch)
             test_loss, test_accuracy = self.evaluate()
-            self.honesty = self.fit_honesty()
+            self.honesty, held = self.fit_honesty()
             record = {
                 "epoch": epoch,
                 "train_loss": trained["loss"],
@@ -176,6 +176,7 @@ class Run:
                 "train_seconds": trained["seconds"],
                 "epoch_seconds": time.perf_counter() - t0,
                 "images_per_second": len(self.train_y) / trained["seconds"],
+                **held,
             }
             self.save(record)
             self.log(record)
@@ -256,13 +257,21 @@ class Run:
         )
         return loss, accuracy
 
-    def fit_honesty(self) -> dict[str, Any]:
-        """The spec's calibration and refusal threshold, fitted on the held-out images (none held out: neither)."""
+    def fit_honesty(self) -> tuple[dict[str, Any], dict[str, float]]:
+        """The spec's calibration and refusal threshold, fitted on the held-out images, and the epoch's
+        figures on them (``holdout_loss``, before calibration, and ``holdout_accuracy``): the numbers to
+        choose options by, leaving the test split for reporting. None held out: neither."""
         if self.held is None:
-            return {}
+            return {}, {}
         logits = held_out_logits(self.model, self.held, self.norm, self.cfg.eval_batch_size, MEMORY_FORMAT)
+        labels = self.held.y.numpy()
         what = f"{len(self.held):,} {self.data.name} training images held out of training"
-        return fit_honesty(logits, self.held.y.numpy(), self.cfg.refuse, what, self.cfg.refusal_score)
+        fields = fit_honesty(logits, labels, self.cfg.refuse, what, self.cfg.refusal_score)
+        figures = {
+            "holdout_loss": fields["calibration"]["nll_before"],
+            "holdout_accuracy": float((logits.argmax(1) == labels).mean()),
+        }
+        return fields, figures
 
     def save(self, record: dict[str, Any]) -> None:
         """Checkpoint the epoch: best.pt and epoch-NNN.pt as --save-min-acc and --save-every say, then last.pt."""

@@ -22,6 +22,8 @@ SCALARS = {  # tag -> key of the loop's per-epoch record
     "loss/test": "test_loss",
     "accuracy/train": "train_accuracy",
     "accuracy/test": "test_accuracy",
+    "loss/held_out": "holdout_loss",
+    "accuracy/held_out": "holdout_accuracy",
     "lr": "lr",
 }
 

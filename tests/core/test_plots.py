@@ -113,8 +113,11 @@ def test_tensorboard_and_save_every_through_the_cli(tmp_path: Path) -> None:
     assert {"last.pt", "best.pt", "epoch-001.pt", "epoch-002.pt", "curves.png", "confusion.png"} <= names
     assert torch.load(out / "epoch-001.pt", weights_only=True)["epoch"] == 1
     scalars = read_scalars(out / "tensorboard")
-    assert set(scalars) == {"loss/train", "loss/test", "accuracy/train", "accuracy/test", "lr"}
+    held = {"loss/held_out", "accuracy/held_out"}  # the 8% of the training split held out of training
+    assert set(scalars) == {"loss/train", "loss/test", "accuracy/train", "accuracy/test", "lr", *held}
     assert [step for step, _ in scalars["accuracy/test"]] == [1, 2]
+    held_out = [e["holdout_accuracy"] for e in result["epoch_metrics"]]
+    assert [v for _, v in scalars["accuracy/held_out"]] == pytest.approx(held_out)
     assert scalars["accuracy/test"][-1][1] == pytest.approx(result["final_accuracy"])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

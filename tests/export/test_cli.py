@@ -21,11 +21,10 @@ pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
-    """best.pt of the 2-epoch run exported as ONNX and TorchScript through the real CLI: (folder, report, stderr)."""
-    out = tmp_path_factory.mktemp("export") / "models"
-    proc = run_cli("export", str(trained_run / "best.pt"), "--format", "all", "--out", str(out), "--json", check=True)
-    return out, json.loads(proc.stdout), proc.stderr  # stdout is the JSON report only; progress went to stderr
+def exported(export_all: tuple[Path, dict[str, Any], str]) -> tuple[Path, dict[str, Any], str]:
+    """The 2-epoch run (its best.pt) exported in every format through the real CLI with --json, once
+    per session (tests/conftest.py): (folder of mnist.* files, report, stderr)."""
+    return export_all
 
 
 @pytest.fixture
@@ -64,10 +63,10 @@ def test_all_formats_written_with_passing_parity_report(exported: tuple[Path, di
     out, report, _ = exported
     from cnnx.export.formats import NOT_MADE, missing
 
-    files = ["best.fp16.onnx", "best.onnx", "best.ort", "best.required_operators.config", "best.torchscript"]
-    files += ["best.bin", "best.xml"] if not missing("openvino") else []  # the optional formats, when installed
-    files += ["best.pte", "best.pte.json", "best.bpte"] if not missing("executorch") else []
-    files += ["best.tflite"] if not missing("tflite") else []  # litert-torch: in an environment of its own
+    files = ["mnist.fp16.onnx", "mnist.onnx", "mnist.ort", "mnist.required_operators.config", "mnist.torchscript"]
+    files += ["mnist.bin", "mnist.xml"] if not missing("openvino") else []  # the optional formats, when installed
+    files += ["mnist.pte", "mnist.pte.json", "mnist.bpte"] if not missing("executorch") else []
+    files += ["mnist.tflite"] if not missing("tflite") else []  # litert-torch: in an environment of its own
     assert sorted(p.name for p in out.iterdir()) == sorted([*files, "parity.json"])
     assert json.loads((out / "parity.json").read_text()) == report
     assert report["images"]["images"] == 500 and report["images"]["random_batches"] == [1, 2, 7, 64]
@@ -98,7 +97,7 @@ def test_onnx_contract_and_metadata_round_trip(exported: tuple[Path, dict[str, A
     from cnnx.core.spec import ModelSpec
     from cnnx.train.checkpoint import file_sha256, load_checkpoint
 
-    path = exported[0] / "best.onnx"
+    path = exported[0] / "mnist.onnx"
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (inp,), (outp,) = session.get_inputs(), session.get_outputs()
@@ -124,7 +123,7 @@ def test_dynamic_batch_runs_at_1_and_37_and_matches_torch(
 ) -> None:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(exported[0] / "best.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(exported[0] / "mnist.onnx"), providers=["CPUExecutionProvider"])
     x, y = _images(37, 0.1307, 0.3081)
     expected = _torch_logits(trained_run / "best.pt", x)
     for n in (1, 37):
@@ -141,7 +140,7 @@ def test_torchscript_carries_spec_and_matches_torch(
 
     from cnnx.train.runner import load_torchscript
 
-    module, text = load_torchscript(exported[0] / "best.torchscript", "cnnx_spec.json")
+    module, text = load_torchscript(exported[0] / "mnist.torchscript", "cnnx_spec.json")
     spec = json.loads(text)
     assert spec["arch"] == "mnist-bn" and spec["extra"]["parity"]["passed"]
     x, _ = _images(37, spec["mean"][0], spec["std"][0])
@@ -197,7 +196,7 @@ def test_inspect_onnx_needs_neither_torch_nor_onnx(exported: tuple[Path, dict[st
     code = (
         "import json, sys\n"
         "from cnnx.cli import main\n"
-        f"try:\n    main(['inspect', {str(exported[0] / 'best.onnx')!r}, '--json'])\n"
+        f"try:\n    main(['inspect', {str(exported[0] / 'mnist.onnx')!r}, '--json'])\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx'))))\n"
     )
@@ -210,7 +209,7 @@ def test_inspect_onnx_needs_neither_torch_nor_onnx(exported: tuple[Path, dict[st
     assert info["inputs"] == [{"name": "input", "shape": ["batch", 1, 28, 28], "type": "tensor(float)"}]
     assert info["outputs"][0]["shape"] == ["batch", 10]
     assert info["spec"]["arch"] == "mnist-bn" and info["parity"]["passed"]
-    assert info["size_bytes"] == (exported[0] / "best.onnx").stat().st_size
+    assert info["size_bytes"] == (exported[0] / "mnist.onnx").stat().st_size
 
 
 def test_inspect_torchscript_and_checkpoint(exported: tuple[Path, dict[str, Any], str], trained_run: Path) -> None:
@@ -218,7 +217,7 @@ def test_inspect_torchscript_and_checkpoint(exported: tuple[Path, dict[str, Any]
 
     from cnnx.cli import main
 
-    ts = json.loads(CliRunner().invoke(main, ["inspect", str(exported[0] / "best.torchscript"), "--json"]).stdout)
+    ts = json.loads(CliRunner().invoke(main, ["inspect", str(exported[0] / "mnist.torchscript"), "--json"]).stdout)
     assert ts["kind"] == "torchscript" and ts["spec"]["extra"]["torchscript"] in ("script", "trace")
     assert ts["outputs"][0]["shape"] == ["N", 10] and ts["parity"]["passed"]
     result = CliRunner().invoke(main, ["inspect", str(trained_run / "best.pt")])
@@ -288,10 +287,10 @@ def test_an_exported_file_is_refused_as_the_source_with_the_way_out(
     from cnnx.cli import main
 
     renamed = tmp_path / "model.pt"  # TorchScript under a checkpoint's name is found by its contents
-    shutil.copy(exported[0] / "best.torchscript", renamed)
+    shutil.copy(exported[0] / "mnist.torchscript", renamed)
     cases = [
-        (exported[0] / "best.onnx", "ONNX"),
-        (exported[0] / "best.torchscript", "TorchScript"),
+        (exported[0] / "mnist.onnx", "ONNX"),
+        (exported[0] / "mnist.torchscript", "TorchScript"),
         (renamed, "TorchScript"),
     ]
     for path, kind in cases:

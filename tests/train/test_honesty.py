@@ -38,6 +38,26 @@ def test_the_run_holds_images_out_and_writes_calibration_and_refusal_into_the_sp
     assert json.loads((trained_run / "metrics.json").read_text())["held_out_images"] == 80
 
 
+def test_every_epoch_reports_its_figures_on_the_held_out_images(trained_run: Path) -> None:
+    """metrics.json's holdout_accuracy is the saved model's accuracy on exactly the images held out
+    (recomputed here from the checkpoint), and holdout_loss the NLL calibration started from."""
+    from cnnx.export.source import load_source
+
+    epochs = json.loads((trained_run / "metrics.json").read_text())["epoch_metrics"]
+    assert all(0 <= e["holdout_accuracy"] <= 1 and e["holdout_loss"] > 0 for e in epochs)
+    state = torch.load(trained_run / "last.pt", weights_only=True)
+    spec = ModelSpec.from_dict(state["spec"])
+    assert epochs[-1]["holdout_loss"] == spec.calibration["nll_before"]
+    _, held = held_out_indices(1000, 0.08, state["config"]["seed"])
+    assert held is not None and len(held) == 80
+    x = read_idx(MINI_MNIST / "train-images-idx3-ubyte.gz")[held.numpy()].astype(np.float32) / 255.0
+    y = read_idx(MINI_MNIST / "train-labels-idx1-ubyte.gz")[held.numpy()]
+    x = (x[:, None] - spec.mean[0]) / spec.std[0]
+    with torch.inference_mode():
+        logits = load_source(trained_run / "last.pt").model(torch.from_numpy(x)).numpy()
+    assert epochs[-1]["holdout_accuracy"] == pytest.approx((logits.argmax(1) == y).mean())
+
+
 def test_without_held_out_images_there_is_neither(tmp_path: Path) -> None:
     cfg = TrainConfig(
         epochs=1, batch_size=64, data_dir=str(MINI_MNIST), download=False, out=str(tmp_path / "r"), device="cpu"
@@ -46,6 +66,8 @@ def test_without_held_out_images_there_is_neither(tmp_path: Path) -> None:
     train(cfg)
     spec = ModelSpec.from_dict(torch.load(tmp_path / "r" / "last.pt", weights_only=True)["spec"])
     assert spec.calibration is None and spec.openset is None
+    (epoch,) = json.loads((tmp_path / "r" / "metrics.json").read_text())["epoch_metrics"]
+    assert "holdout_accuracy" not in epoch and "holdout_loss" not in epoch
 
 
 def test_hold_out_is_seeded_and_disjoint() -> None:
