@@ -4,9 +4,11 @@ For each seed, runs the real CLI in a subprocess (start-up, data, training, ever
 per-epoch evaluation and checkpoint included), then reads the run's metrics.json.
 "Time to X%" is the wall time from process start to the end of the first epoch
 whose test accuracy reached X% (the epochs after it are subtracted from the wall).
-"Outside epochs" is the wall time less every epoch's own (training, test pass, held-out fit):
-start-up, imports, data, outlier banks (made on a machine's first run, loaded after), checkpoints,
-plots and exit; "outside training" also counts the per-epoch test passes and held-out fits.
+"Held-out" is the accuracy on the training images the run holds out of training (--holdout):
+choose options by it, and report the test accuracy. "Outside epochs" is the wall time less every
+epoch's own (training, test pass, held-out fit): start-up, imports, data, outlier banks (made on a
+machine's first run, loaded after), checkpoints, plots and exit; "outside training" also counts
+the per-epoch test passes and held-out fits.
 
     python bench/train_speed.py --data-dir ../shared/data/mnist --preset default --seeds 0 1 2
     python bench/train_speed.py --data-dir ../shared/data/mnist --preset best --seeds 0 1 2
@@ -74,6 +76,8 @@ def run_one(preset: str, seed: int, data_dir: str, extra: list[str], nproc: int 
         "outside_epochs_seconds": wall - sum(e["epoch_seconds"] for e in epochs),
         "outside_training_seconds": wall - sum(e["train_seconds"] for e in epochs),
         "final_accuracy": result["final_accuracy"],
+        # the last epoch's accuracy on the training images held out of training: what to choose options by
+        "holdout_accuracy": epochs[-1].get("holdout_accuracy"),
         "epoch_accuracy": [e["test_accuracy"] for e in epochs],
         "epoch_seconds": [e["epoch_seconds"] for e in epochs],
         "time_to": time_to,
@@ -84,6 +88,10 @@ def run_one(preset: str, seed: int, data_dir: str, extra: list[str], nproc: int 
         "config": result["config"],
         "versions": result["versions"],
     }
+
+
+def _pct(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.2f}%"
 
 
 def main() -> None:
@@ -103,13 +111,15 @@ def main() -> None:
         runs.append(r)
         tt = "  ".join(f"{k}%: {'-' if v is None else f'{v:5.1f}s'}" for k, v in r["time_to"].items())
         print(
-            f"seed {seed}: final {100 * r['final_accuracy']:.2f}%  wall {r['wall_seconds']:5.1f}s  "
+            f"seed {seed}: final {100 * r['final_accuracy']:.2f}%  held-out {_pct(r['holdout_accuracy'])}  "
+            f"wall {r['wall_seconds']:5.1f}s  "
             f"outside epochs {r['outside_epochs_seconds']:4.1f}s  "
             f"outside training {r['outside_training_seconds']:4.1f}s  {tt}",
             flush=True,
         )
 
     accs = [r["final_accuracy"] for r in runs]
+    held = [r["holdout_accuracy"] for r in runs if r["holdout_accuracy"] is not None]
     walls = [r["wall_seconds"] for r in runs]
     summary = {
         "preset": args.preset,
@@ -120,6 +130,7 @@ def main() -> None:
         "seeds": args.seeds,
         "accuracy_mean": statistics.mean(accs),
         "accuracy_worst": min(accs),
+        "holdout_accuracy_mean": statistics.mean(held) if held else None,  # None: --holdout 0
         "wall_median": statistics.median(walls),
         "wall_worst": max(walls),
         "outside_epochs_median": statistics.median(r["outside_epochs_seconds"] for r in runs),
@@ -127,11 +138,13 @@ def main() -> None:
     }
     print()
     print(
-        f"{'preset':<10} {'arch':<10} {'params':>7} {'epochs':>6} {'acc mean':>9} {'acc worst':>9} "
+        f"{'preset':<10} {'arch':<10} {'params':>7} {'epochs':>6} {'held-out mean':>13} "
+        f"{'acc mean':>9} {'acc worst':>9} "
         f"{'wall median':>11} {'wall worst':>10} {'outside epochs':>14} {'outside training':>16}"
     )
     print(
         f"{summary['preset']:<10} {summary['arch']:<10} {summary['parameters']:>7,} {summary['epochs']:>6} "
+        f"{_pct(summary['holdout_accuracy_mean']):>13} "
         f"{100 * summary['accuracy_mean']:>8.2f}% {100 * summary['accuracy_worst']:>8.2f}% "
         f"{summary['wall_median']:>10.1f}s {summary['wall_worst']:>9.1f}s "
         f"{summary['outside_epochs_median']:>13.1f}s {summary['outside_training_median']:>15.1f}s"
