@@ -150,8 +150,9 @@ _TRAIN_HELP_DEFAULTS = (
 @click.option(
     "--save-min-acc",
     type=float,
-    help="Write best.pt and epoch-NNN.pt only from this test accuracy up, a fraction "
-    "(0.97 = 97%); last.pt is always written. [default: 0]",
+    help="Write best.pt and epoch-NNN.pt only from this accuracy up, a fraction (0.97 = 97%): on the "
+    "held-out images, or the test split when none are held out (the accuracy best.pt is chosen by); "
+    "last.pt is always written. [default: 0]",
 )
 @click.option(
     "--tensorboard/--no-tensorboard",
@@ -218,22 +219,26 @@ def _epochs(n: int) -> str:
     return f"{n} epoch{'s' if n != 1 else ''}"
 
 
+CHOSEN_BY = {"holdout_accuracy": "held-out accuracy", "test_accuracy": "test accuracy"}
+
+
 def _finished_line(s: dict[str, Any]) -> str:
     """The run's last line: what it reached and which checkpoints it left (metrics.json's summary)."""
     if not s["epochs_trained"]:
         return f"nothing to do: {s['run_dir']} finished its {_epochs(s['epochs'])}"
+    by = s.get("chosen_by", "test_accuracy")
     done = (
-        f"done: {s['arch']} on {s['dataset']}, {_epochs(s['epochs'])}, test accuracy "
-        f"{100 * s['final_accuracy']:.2f}% (best {100 * s['best_accuracy']:.2f}%) "
-        f"in {s['wall_seconds']:.1f} s on {s['device']}"
+        f"done: {s['arch']} on {s['dataset']}, {_epochs(s['epochs'])}, test accuracy {100 * s['final_accuracy']:.2f}%"
     )
+    ran = f"in {s['wall_seconds']:.1f} s on {s['device']}"
     if s["best_checkpoint"] is None:
-        bar = s["config"]["save_min_acc"]
+        bar, reached = s["config"]["save_min_acc"], max((m[by] for m in s["epoch_metrics"] if by in m), default=0.0)
         return (
-            f"{done}; no checkpoint reached --save-min-acc {bar:g} ({100 * bar:.2f}%): "
-            f"no best.pt, only last.pt in {s['run_dir']}"
+            f"{done} {ran}; no epoch reached --save-min-acc {bar:g} ({100 * bar:.2f}%) in {CHOSEN_BY[by]} "
+            f"(best {100 * reached:.2f}%): no best.pt, only last.pt in {s['run_dir']}"
         )
-    return f"{done}; checkpoints in {s['run_dir']}"
+    best = f"best.pt: epoch {s['best_epoch']}, test accuracy {100 * s['best_accuracy']:.2f}%, chosen by {CHOSEN_BY[by]}"
+    return f"{done} ({best}) {ran}; checkpoints in {s['run_dir']}"
 
 
 def _interrupted_message(run_dir: str | None) -> str:

@@ -7,7 +7,7 @@ A cnnx checkpoint is a plain dict of tensors and builtins, so it loads with
      "model": state_dict, "optimizer": ..., "scheduler": ...,
      "rng": {"torch": ByteTensor, "data": ByteTensor, "cuda": [ByteTensor]},
      "epoch": epochs completed, "config": TrainConfig as dict,
-     "metrics": [per-epoch records], "best_accuracy": float,
+     "metrics": [per-epoch records], "best_accuracy": best.pt's test accuracy or None,
      "spec": ModelSpec as dict}
 
 Every failure to read or write one is a one-line ``CheckpointError``: a file that
@@ -83,7 +83,8 @@ def snapshot_name(epoch: int) -> str:
 
 def keep_files(cfg: TrainConfig, epoch: int, accuracy: float, is_best: bool) -> list[str]:
     """Names of the files beside last.pt that this epoch's checkpoint is also written to: best.pt and
-    the ``--save-every`` snapshots, only from ``--save-min-acc`` up (seed 000 saves only at 97% or more)."""
+    the ``--save-every`` snapshots, only from ``--save-min-acc`` up (seed 000 saves only at 97% or more);
+    ``accuracy`` is the one best.pt is chosen by (held-out, or test when nothing is held out)."""
     if accuracy < cfg.save_min_acc:
         return []
     names = [BEST] if is_best else []

@@ -58,7 +58,7 @@ class Reporter:
 @dataclass
 class TrainResult:
     run_dir: Path
-    best_accuracy: float
+    best_accuracy: float | None  # test accuracy of the epoch in best.pt; None: no epoch reached --save-min-acc
     final_accuracy: float
     epochs: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +99,8 @@ class Run:
         self.arch, self.flip = cfg.arch, cfg.flip
         self.run_dir = run_dir or new_run_dir(cfg, world)
         trains, self.held = hold_out(self.data.train, cfg.holdout, cfg.seed)  # held: calibration and refusal
+        # best.pt is chosen on the held-out images, so the test split stays a result; none held out: on the test
+        self.chosen_by = "holdout_accuracy" if self.held is not None else "test_accuracy"
         self.train_x, self.train_y = trains.x.to(device), trains.y.to(device)  # uint8, int64
         self.norm = Normalizer(self.data.mean, self.data.std, device)
         self.model = build_model(cfg.arch, len(self.data.classes), self.data.input_shape).to(device)
@@ -121,7 +123,7 @@ class Run:
             # made once and kept with the downloaded datasets (never in a --data-dir, which may be read-only)
             banks = default_data_dir() / "cnnx-banks"
             self.photos = Photographed(self.spec, self.data.train, cfg.holdout, cfg.seed, banks, device, reporter.task)
-        self.epochs_done, self.best = 0, -1.0
+        self.epochs_done = 0
         self.metrics: list[dict[str, Any]] = []  # one record per epoch done, resumed ones included
         self.pred: torch.Tensor | None = None  # the latest epoch's (N,) test predictions, for confusion.png
         self.tb: Any = None  # a TensorBoardLog with --tensorboard, on rank 0
@@ -151,7 +153,7 @@ class Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         rng.restore(state["rng"], self.gen, self.device, self.world)
-        self.epochs_done, self.metrics, self.best = state["epoch"], list(state["metrics"]), state["best_accuracy"]
+        self.epochs_done, self.metrics = state["epoch"], list(state["metrics"])
 
     def fit(self, t_start: float) -> TrainResult:
         """The epochs not yet done, each trained, evaluated, saved and logged; then the run's summary."""
@@ -273,12 +275,17 @@ class Run:
         }
         return fields, figures
 
+    def best_epoch(self) -> dict[str, Any] | None:
+        """The record of the epoch best.pt holds: the highest ``chosen_by`` accuracy at --save-min-acc or
+        above, the earliest on a tie; None while no epoch reached it."""
+        kept = [m for m in self.metrics if m.get(self.chosen_by, -1.0) >= self.cfg.save_min_acc]
+        return max(kept, key=lambda m: m[self.chosen_by], default=None)
+
     def save(self, record: dict[str, Any]) -> None:
         """Checkpoint the epoch: best.pt and epoch-NNN.pt as --save-min-acc and --save-every say, then last.pt."""
         self.metrics.append(record)
         accuracy = record["test_accuracy"]
-        is_best = accuracy > self.best
-        self.best = max(self.best, accuracy)
+        best = self.best_epoch()
         payload = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -287,13 +294,13 @@ class Run:
             "epoch": record["epoch"],
             "config": self.cfg.to_dict(),
             "metrics": self.metrics,
-            "best_accuracy": self.best,
+            "best_accuracy": None if best is None else best["test_accuracy"],  # best.pt's, on the test split
             "spec": self.spec.replace(test_accuracy=accuracy, **self.honesty).to_dict(),
         }
         if self.world.is_main:
             # last.pt last: a resume starts from it, so a crash between the writes must not leave
             # a last.pt that counts this epoch as the best while best.pt still holds an older one
-            for name in ckpt.keep_files(self.cfg, record["epoch"], accuracy, is_best):
+            for name in ckpt.keep_files(self.cfg, record["epoch"], record[self.chosen_by], best is record):
                 ckpt.save_checkpoint(payload, self.run_dir / name)
             ckpt.save_checkpoint(payload, self.run_dir / LAST)
 
@@ -314,13 +321,17 @@ class Run:
             title = f"{self.arch} on {self.data.name}"
             plots = draw_pictures(self.run_dir, self.metrics, self.data.test.y, self.pred, self.data.classes, title)
         final = self.metrics[-1]["test_accuracy"]
+        best = self.best_epoch()
         summary = {
             **{k: v for k, v in self.info().items() if k not in _START_ONLY},
             "epochs": cfg.epochs,
             "epochs_trained": max(cfg.epochs - self.epochs_done, 0),  # 0: resumed a finished run
             "final_accuracy": final,
-            "best_accuracy": self.best,
-            # None when no epoch reached --save-min-acc: then last.pt is the run's only checkpoint
+            # best.pt's epoch and its test accuracy, chosen by "holdout_accuracy" (or "test_accuracy" when
+            # nothing is held out); None when no epoch reached --save-min-acc: last.pt is the only checkpoint
+            "chosen_by": self.chosen_by,
+            "best_epoch": None if best is None else best["epoch"],
+            "best_accuracy": None if best is None else best["test_accuracy"],
             "best_checkpoint": str(self.run_dir / BEST) if (self.run_dir / BEST).is_file() else None,
             "wall_seconds": time.perf_counter() - t_start,
             "config": cfg.to_dict(),
@@ -330,7 +341,7 @@ class Run:
         }
         if world.is_main:
             atomic_write(self.run_dir / METRICS, lambda f: f.write(json.dumps(summary, indent=2).encode()), sweep=True)
-        return TrainResult(self.run_dir, self.best, final, self.metrics, summary)
+        return TrainResult(self.run_dir, summary["best_accuracy"], final, self.metrics, summary)
 
     def info(self) -> dict[str, Any]:
         """What the run is, for the reporter's first line and the summary."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -30,10 +31,15 @@ def test_checkpoint_round_trip_weights_only(trained_run: Path) -> None:
     assert state["epoch"] == 2 and state["config"]["epochs"] == 2
 
 
-def test_best_checkpoint_holds_best_accuracy(trained_run: Path) -> None:
+def test_best_checkpoint_is_the_epoch_with_the_best_held_out_accuracy(trained_run: Path) -> None:
+    """Chosen on the images held out of training, never on the test split (the earliest epoch on a tie)."""
     best = ckpt.load_checkpoint(trained_run / "best.pt")
-    accs = [m["test_accuracy"] for m in ckpt.load_checkpoint(trained_run / "last.pt")["metrics"]]
-    assert best["spec"]["test_accuracy"] == max(accs)
+    metrics = ckpt.load_checkpoint(trained_run / "last.pt")["metrics"]
+    chosen = max(metrics, key=lambda m: m["holdout_accuracy"])
+    assert best["epoch"] == chosen["epoch"] and best["spec"]["test_accuracy"] == chosen["test_accuracy"]
+    summary = json.loads((trained_run / "metrics.json").read_text())
+    assert summary["chosen_by"] == "holdout_accuracy" and summary["best_epoch"] == chosen["epoch"]
+    assert summary["best_accuracy"] == chosen["test_accuracy"] == best["best_accuracy"]
 
 
 def test_failed_write_keeps_previous_file(tmp_path: Path) -> None:

@@ -36,13 +36,14 @@ def test_a_bar_no_epoch_reaches_is_said_and_a_finished_run_has_nothing_to_do(tmp
     proc = run_cli("train", *QUICK, "--epochs", "1", "--save-min-acc", "0.999", "--out", str(run), check=True)
     last = proc.stdout.strip().splitlines()[-1]
     reached = re.fullmatch(
-        r"done: seed000-net on mnist, 1 epoch, test accuracy (\d+\.\d\d)% \(best (\d+\.\d\d)%\) in [\d.]+ s "
-        r"on cpu; no checkpoint reached --save-min-acc 0\.999 \(99\.90%\): no best\.pt, only last\.pt in "
-        + re.escape(str(run)),
+        r"done: seed000-net on mnist, 1 epoch, test accuracy (\d+\.\d\d)% in [\d.]+ s on cpu; no epoch reached "
+        r"--save-min-acc 0\.999 \(99\.90%\) in held-out accuracy \(best (\d+\.\d\d)%\): no best\.pt, only "
+        r"last\.pt in " + re.escape(str(run)),
         last,
     )
     assert reached, last
-    assert float(reached.group(2)) < 99.9
+    (epoch,) = json.loads((run / "metrics.json").read_text())["epoch_metrics"]
+    assert float(reached.group(2)) == round(100 * epoch["holdout_accuracy"], 2) < 99.9
     assert sorted(p.name for p in run.iterdir()) == ["last.pt", "metrics.json"]
     assert json.loads((run / "metrics.json").read_text())["best_checkpoint"] is None
 
@@ -55,7 +56,9 @@ def test_the_last_line_names_the_checkpoints_when_best_pt_was_written(tmp_path: 
     run = tmp_path / "run"
     proc = run_cli("train", *QUICK, "--epochs", "2", "--out", str(run), check=True)
     last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("done: seed000-net on mnist, 2 epochs, test accuracy ")
-    assert last.endswith(f"; checkpoints in {run}")
     summary = json.loads((run / "metrics.json").read_text())
+    best = f"best.pt: epoch {summary['best_epoch']}, test accuracy {100 * summary['best_accuracy']:.2f}%"
+    assert last.startswith("done: seed000-net on mnist, 2 epochs, test accuracy ")
+    assert f"({best}, chosen by held-out accuracy) in " in last
+    assert last.endswith(f"; checkpoints in {run}")
     assert summary["best_checkpoint"] == str(run / "best.pt") and summary["epochs_trained"] == 2

@@ -66,8 +66,10 @@ def test_without_held_out_images_there_is_neither(tmp_path: Path) -> None:
     train(cfg)
     spec = ModelSpec.from_dict(torch.load(tmp_path / "r" / "last.pt", weights_only=True)["spec"])
     assert spec.calibration is None and spec.openset is None
-    (epoch,) = json.loads((tmp_path / "r" / "metrics.json").read_text())["epoch_metrics"]
+    summary = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    (epoch,) = summary["epoch_metrics"]
     assert "holdout_accuracy" not in epoch and "holdout_loss" not in epoch
+    assert summary["chosen_by"] == "test_accuracy" and summary["best_epoch"] == 1  # nothing else to choose on
 
 
 def test_hold_out_is_seeded_and_disjoint() -> None:

@@ -162,7 +162,7 @@ def test_random_shift_moves_pixels_without_changing_mass() -> None:
         (dict(save_every=-1), "--save-every must be 0 (off) or a number of epochs, got -1"),
         (
             dict(save_min_acc=97.0),
-            "--save-min-acc is a fraction of the test images, got 97.0 (e.g. --save-min-acc 0.97",
+            "--save-min-acc is a fraction of the images, got 97.0 (e.g. --save-min-acc 0.97",
         ),
     ],
 )
