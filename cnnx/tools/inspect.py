@@ -343,7 +343,7 @@ def _header_lines(info: dict[str, Any]) -> list[str]:
         ops = info["operators"]
         lines.append(_line("operators", f"{ops['count']} kinds, listed in {ops['file']} (for a minimal build)"))
     if info.get("best_accuracy") is not None:
-        lines.append(_line("best accuracy", f"{100 * info['best_accuracy']:.2f}%"))
+        lines.append(_line("best.pt accuracy", f"{100 * info['best_accuracy']:.2f}% on the test split"))
     for key in ("epoch", "parameters", "tensors", "values", "fits_archs", "entries"):
         value = info.get(key)
         if value is not None:

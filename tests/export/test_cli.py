@@ -224,7 +224,7 @@ def test_inspect_torchscript_and_checkpoint(exported: tuple[Path, dict[str, Any]
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert "cnnx-checkpoint" in text and "mnist-bn" in text and "epoch:" in text
-    assert "best accuracy:" in text and "parameters:" in text
+    assert "best.pt accuracy: " in text and "% on the test split" in text and "parameters:" in text
 
 
 def test_inspect_rejects_a_file_that_is_no_model(tmp_path: Path) -> None:
