@@ -226,7 +226,7 @@ def _finished_line(s: dict[str, Any]) -> str:
     """The run's last line: what it reached and which checkpoints it left (metrics.json's summary)."""
     if not s["epochs_trained"]:
         return f"nothing to do: {s['run_dir']} finished its {_epochs(s['epochs'])}"
-    by = s.get("chosen_by", "test_accuracy")
+    by = s["chosen_by"]
     done = (
         f"done: {s['arch']} on {s['dataset']}, {_epochs(s['epochs'])}, test accuracy {100 * s['final_accuracy']:.2f}%"
     )

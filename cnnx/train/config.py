@@ -71,9 +71,7 @@ class TrainConfig:
     val_split: float = 0.2  # image folders without train/ and test/: fraction of each class held out for testing
     flip: bool | None = None  # random horizontal flips; None = the dataset's (CIFAR-10 yes; digits, folders no)
     save_every: int = 0  # also keep epoch-NNN.pt every N epochs (0 = only last.pt and best.pt)
-    save_min_acc: float = (
-        0.0  # write best.pt and epoch-NNN.pt only at this accuracy (fraction; held-out, else test) or above
-    )
+    save_min_acc: float = 0.0  # write best.pt and epoch-NNN.pt only from this accuracy up (best.pt's measure)
     tensorboard: bool = False  # write TensorBoard scalars and sample images to <run folder>/tensorboard
     plots: bool = True  # draw curves.png and confusion.png into the run folder at the end
     holdout: float = 0.08  # fraction of the training split held out to fit calibration and refusal (0 = neither)
