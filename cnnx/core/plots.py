@@ -59,7 +59,7 @@ def save_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str = "") 
     for key, label in (("train_accuracy", "train"), ("holdout_accuracy", "held out"), ("test_accuracy", "test")):
         if all(key in m for m in metrics):
             acc_ax.plot(epochs, [100 * m[key] for m in metrics], label=label, **style)
-    if all("holdout_accuracy" in m for m in metrics):  # the epoch best.pt holds: chosen on the held-out images
+    if all("holdout_accuracy" in m for m in metrics):  # best.pt is chosen by it (cnnx.train.run.Run.best_epoch)
         best = max(metrics, key=lambda m: m["holdout_accuracy"])
         chosen = f"best held-out accuracy {100 * best['holdout_accuracy']:.2f}% (epoch {best['epoch']}), "
         acc_ax.set_title(f"{chosen}test {100 * best['test_accuracy']:.2f}%", fontsize=9)
