@@ -1,8 +1,10 @@
-"""Every picture cnnx draws, headless: learning curves and labelled image grids (matplotlib),
-the confusion matrix and the misclassified images (Pillow alone, so ``cnnx eval`` draws them on a
-device without matplotlib, and a training run draws the same confusion matrix).
+"""Every picture cnnx draws, headless. With Pillow alone: the learning curves, the confusion
+matrix, the misclassified images and the reliability diagram, so a training run draws its
+pictures without importing matplotlib (which takes longer than drawing them) and ``cnnx eval``
+draws on a device without it. With matplotlib: labelled image grids (``cnnx samples``) and
+``cnnx bench``'s chart.
 
-numpy at import time; matplotlib and Pillow are imported when a picture is drawn. The
+numpy at import time; Pillow and matplotlib are imported when a picture is drawn. The
 matplotlib figures are built on its object API with the Agg canvas, never ``pyplot``: no
 display is needed, no global state is touched, and importing is a third cheaper. Every file
 is written atomically (temp file, then rename).
@@ -11,6 +13,7 @@ is written atomically (temp file, then rename).
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,43 +46,6 @@ def save_png(fig: Any, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)  # no bbox_inches="tight": the size stays predictable
     return atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
-
-
-def save_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, train and test, side by side (1000x400 pixels)."""
-    if not metrics:
-        raise ConfigError("no finished epoch to plot")
-    epochs = [m["epoch"] for m in metrics]
-    fig = figure(10, 4)
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    style = {"marker": "o", "markersize": 3}  # a one-epoch run still shows its point
-    for key, label in (("train_loss", "train"), ("holdout_loss", "held out"), ("test_loss", "test")):
-        if all(key in m for m in metrics):
-            loss_ax.plot(epochs, [m[key] for m in metrics], label=label, **style)
-    for key, label in (("train_accuracy", "train"), ("holdout_accuracy", "held out"), ("test_accuracy", "test")):
-        if all(key in m for m in metrics):
-            acc_ax.plot(epochs, [100 * m[key] for m in metrics], label=label, **style)
-    if all("holdout_accuracy" in m for m in metrics):  # best.pt is chosen by it (cnnx.train.run.Run.best_epoch)
-        best = max(metrics, key=lambda m: m["holdout_accuracy"])
-        chosen = f"best held-out accuracy {100 * best['holdout_accuracy']:.2f}% (epoch {best['epoch']}), "
-        acc_ax.set_title(f"{chosen}test {100 * best['test_accuracy']:.2f}%", fontsize=9)
-    else:
-        best = max(metrics, key=lambda m: m["test_accuracy"])
-        acc_ax.set_title(f"best test accuracy {100 * best['test_accuracy']:.2f}% (epoch {best['epoch']})", fontsize=9)
-    losses = [m[k] for m in metrics for k in ("train_loss", "holdout_loss", "test_loss") if m.get(k, 0) > 0]
-    if losses and max(losses) > 10 * min(losses):  # e.g. a first epoch's test loss 50x the last: log scale
-        loss_ax.set_yscale("log")
-    for ax, name in ((loss_ax, "loss (cross-entropy)"), (acc_ax, "accuracy (%)")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title)
-    # fixed margins rather than tight_layout(), which costs one more full draw
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88 if title else 0.95, wspace=0.25)
-    return save_png(fig, path)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -153,6 +119,210 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- Pillow pictures (no matplotlib)
+
+CURVES_SIZE = (1000, 400)  # pixels of curves.png
+GRID_COLOUR = (230, 230, 230)
+# matplotlib's first three colours, the ones curves.png always gave train, held out and test
+SERIES = (
+    ("train_loss", "train_accuracy", "train", (31, 119, 180)),
+    ("holdout_loss", "holdout_accuracy", "held out", (255, 127, 14)),
+    ("test_loss", "test_accuracy", "test", (44, 160, 44)),
+)
+
+
+def nice_ticks(lo: float, hi: float, most: int = 6, integer: bool = False) -> list[float]:
+    """Round values inside [lo, hi] for an axis: a step of 1, 2, 2.5 or 5 times a power of ten
+    (a whole number when ``integer``), at most about ``most`` steps."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / most
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    if integer:
+        step = float(max(1, round(step)))
+    first = math.ceil(lo / step - 1e-9) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Powers of ten inside [lo, hi] (0 < lo < hi), with 2x and 5x between them when fewer than three fit."""
+    ticks = [10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
+    if sum(lo <= t <= hi for t in ticks) < 3:
+        ticks = [t * m for t in ticks for m in (1, 2, 5)]
+    return [t for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+
+
+class _Canvas:
+    """A white Pillow image addressed in final pixels but drawn ``scale`` times larger and reduced on
+    saving, so lines come out smooth; text in Pillow's scalable default font (FreeType)."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        from PIL import Image, ImageDraw, ImageFont
+
+        self.size = size
+        # without FreeType, Pillow's bitmap font cannot be enlarged: draw at the final size
+        self.scale = 2 if isinstance(ImageFont.load_default(size=10), ImageFont.FreeTypeFont) else 1
+        self.img = Image.new("RGB", (size[0] * self.scale, size[1] * self.scale), "white")
+        self.draw = ImageDraw.Draw(self.img)
+        self.fonts: dict[float, Any] = {}
+
+    def font(self, px: float) -> Any:
+        from PIL import ImageFont
+
+        if px not in self.fonts:
+            self.fonts[px] = ImageFont.load_default(size=px * self.scale)
+        return self.fonts[px]
+
+    def text_size(self, text: str, px: float) -> tuple[float, float]:
+        left, top, right, bottom = self.draw.textbbox((0, 0), text, font=self.font(px))
+        return (right - left) / self.scale, (bottom - top) / self.scale
+
+    def text(self, xy: tuple[float, float], text: str, px: float, align: str = "left", fill: Any = "black") -> None:
+        """``text`` with its vertical middle at xy[1], and its left end, centre or right end at xy[0]."""
+        w, h = self.text_size(text, px)
+        x = xy[0] - {"left": 0, "center": w / 2, "right": w}[align]
+        left, top, _, _ = self.draw.textbbox((0, 0), text, font=self.font(px))
+        at = ((x * self.scale) - left, ((xy[1] - h / 2) * self.scale) - top)
+        self.draw.text(at, text, fill=fill, font=self.font(px))
+
+    def vertical_text(self, xy: tuple[float, float], text: str, px: float) -> None:
+        """``text`` read bottom to top, centred on xy."""
+        from PIL import Image, ImageDraw
+
+        s = self.scale
+        w, h = self.text_size(text, px)
+        strip = Image.new("L", (int(w * s) + 4, int(h * s) + 4 * s), 0)
+        left, top, _, _ = self.draw.textbbox((0, 0), text, font=self.font(px))
+        ImageDraw.Draw(strip).text((2 - left, 2 * s - top), text, fill=255, font=self.font(px))
+        turned = strip.rotate(90, expand=True)
+        self.img.paste((0, 0, 0), (int(xy[0] * s - turned.width / 2), int(xy[1] * s - turned.height / 2)), turned)
+
+    def line(self, points: Sequence[tuple[float, float]], fill: Any, width: float = 1.0) -> None:
+        s = self.scale
+        self.draw.line([(x * s, y * s) for x, y in points], fill=fill, width=max(1, round(width * s)), joint="curve")
+
+    def dot(self, xy: tuple[float, float], radius: float, fill: Any) -> None:
+        s, (x, y) = self.scale, xy
+        self.draw.ellipse(((x - radius) * s, (y - radius) * s, (x + radius) * s, (y + radius) * s), fill=fill)
+
+    def rectangle(self, box: tuple[float, float, float, float], outline: Any, fill: Any = None) -> None:
+        s = self.scale
+        self.draw.rectangle(tuple(v * s for v in box), outline=outline, fill=fill, width=max(1, s // 2 + s % 2))
+
+    def save(self, path: Path) -> Path:
+        from PIL import Image
+
+        img = self.img.resize(self.size, Image.Resampling.LANCZOS) if self.scale > 1 else self.img
+        try:
+            return atomic_write(Path(path), lambda f: img.save(f, format="PNG"))
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: {exc}", "choose a writable run folder") from None
+
+
+def _panel(
+    c: _Canvas,
+    box: tuple[float, float, float, float],
+    xs: Sequence[float],
+    lines: Sequence[tuple[str, tuple[int, int, int], Sequence[float]]],
+    ylabel: str,
+    log: bool = False,
+) -> None:
+    """One plot in ``box`` (left, top, right, bottom): a line with dots per (label, colour, ys),
+    grid, ticks, axis names, and a legend in the corner that hides the fewest points of the lines."""
+    left, top, right, bottom = box
+
+    def shown(y: float) -> bool:  # a diverged run's NaN or inf, or 0 on a log scale, leaves a gap
+        return math.isfinite(y) and (y > 0 or not log)
+
+    ys = [y for _, _, values in lines for y in values if shown(y)] or [1.0]
+    lo, hi = min(ys), max(ys)
+    if log:
+        lo, hi = math.log10(lo), math.log10(hi)
+    pad = (hi - lo) * 0.05 or (abs(hi) * 0.05 or 0.5)  # 5% of the range free above and below, as matplotlib
+    lo, hi = lo - pad, hi + pad
+    x_lo, x_hi = min(xs), max(xs)
+    x_pad = (x_hi - x_lo) * 0.05 or 0.5
+    x_lo, x_hi = x_lo - x_pad, x_hi + x_pad
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        v = math.log10(y) if log else y
+        return left + (x - x_lo) / (x_hi - x_lo) * (right - left), bottom - (v - lo) / (hi - lo) * (bottom - top)
+
+    ticks = log_ticks(10**lo, 10**hi) if log else nice_ticks(lo, hi)
+    for t in ticks:
+        y = px(x_lo, t)[1]
+        c.line(((left, y), (right, y)), GRID_COLOUR)
+        c.line(((left - 4, y), (left, y)), "black")
+        c.text((left - 7, y), f"{round(t, 10):g}", 11, align="right")
+    for t in nice_ticks(x_lo, x_hi, most=10, integer=True):
+        x = px(t, 10**lo if log else lo)[0]
+        c.line(((x, top), (x, bottom)), GRID_COLOUR)
+        c.line(((x, bottom), (x, bottom + 4)), "black")
+        c.text((x, bottom + 13), f"{t:g}", 11, align="center")
+    c.text(((left + right) / 2, bottom + 33), "epoch", 12, align="center")
+    c.vertical_text((left - 58, (top + bottom) / 2), ylabel, 12)
+    drawn: list[tuple[float, float]] = []  # the lines' points, and 20 along each segment
+    for _, colour, values in lines:
+        points = [px(x, y) for x, y in zip(xs, values, strict=True) if shown(y)]
+        if len(points) > 1:
+            c.line(points, colour, 1.5)
+        for p in points:
+            c.dot(p, 2.5, colour)
+        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+            drawn += [(x0 + (x1 - x0) * k / 20, y0 + (y1 - y0) * k / 20) for k in range(20)]
+        drawn += points[-1:]
+    c.rectangle(box, outline="black")
+    # the legend: a short line and a dot before each name, in a framed white box, in the first of
+    # matplotlib's corners (upper right, upper left, lower left, lower right) that hides the fewest points
+    width = max(c.text_size(name, 11)[0] for name, _, _ in lines) + 44
+    height = 18 * len(lines) + 8
+
+    def hidden(spot: tuple[float, float]) -> int:
+        return sum(spot[0] <= x <= spot[0] + width and spot[1] <= y <= spot[1] + height for x, y in drawn)
+
+    free_x, free_y = right - left - width - 16, bottom - top - height - 16
+    corners = [(left + 8 + fx * free_x, top + 8 + fy * free_y) for fx, fy in ((1, 0), (0, 0), (0, 1), (1, 1))]
+    lx, ly = min(corners, key=hidden)
+    c.rectangle((lx, ly, lx + width, ly + height), outline=(204, 204, 204), fill="white")
+    for n, (name, colour, _) in enumerate(lines):
+        y = ly + 13 + 18 * n
+        c.line(((lx + 8, y), (lx + 30, y)), colour, 1.5)
+        c.dot((lx + 19, y), 2.5, colour)
+        c.text((lx + 36, y), name, 11)
+
+
+def save_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, train, held out and test, side by side (1000x400 pixels), Pillow alone.
+
+    The loss is drawn on a log scale when its largest value is over ten times its smallest. The
+    accuracy plot's title names the epoch with the best held-out accuracy (what best.pt is chosen
+    by), or the best test accuracy when nothing was held out.
+    """
+    if not metrics:
+        raise ConfigError("no finished epoch to plot")
+    epochs = [float(m["epoch"]) for m in metrics]
+    present = [s for s in SERIES if all(s[0] in m and s[1] in m for m in metrics)]
+    losses = [(name, colour, [float(m[loss]) for m in metrics]) for loss, _, name, colour in present]
+    accuracies = [(name, colour, [100 * float(m[acc]) for m in metrics]) for _, acc, name, colour in present]
+    positive = [v for _, _, values in losses for v in values if 0 < v < math.inf]
+    log = bool(positive) and max(positive) > 10 * min(positive)  # e.g. a first epoch's test loss 50x the last
+    if all("holdout_accuracy" in m for m in metrics):  # best.pt is chosen by it (cnnx.train.run.Run.best_epoch)
+        best = max(metrics, key=lambda m: m["holdout_accuracy"])
+        chosen = f"best held-out accuracy {100 * best['holdout_accuracy']:.2f}% (epoch {best['epoch']}), "
+        acc_title = f"{chosen}test {100 * best['test_accuracy']:.2f}%"
+    else:
+        best = max(metrics, key=lambda m: m["test_accuracy"])
+        acc_title = f"best test accuracy {100 * best['test_accuracy']:.2f}% (epoch {best['epoch']})"
+    c = _Canvas(CURVES_SIZE)
+    top = 58 if title else 34
+    if title:
+        c.text((CURVES_SIZE[0] / 2, 16), title, 15, align="center")
+    _panel(c, (80, top, 475, 338), epochs, losses, "loss (cross-entropy)", log=log)
+    acc_box = (590, top, 985, 338)
+    c.text(((acc_box[0] + acc_box[2]) / 2, top - 12), acc_title, 11, align="center")
+    _panel(c, acc_box, epochs, accuracies, "accuracy (%)")
+    return c.save(path)
+
 
 CELL = 44  # pixels per matrix cell
 MARGIN = 70  # room for the class names and axis titles

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from cnnx.core import plots  # noqa: E402
 from cnnx.core.errors import ConfigError  # noqa: E402
 from cnnx.train.checkpoint import keep_files  # noqa: E402
 from cnnx.train.config import TrainConfig  # noqa: E402
-from tests.support import MINI_MNIST, run_cli  # noqa: E402
+from tests.support import MINI_MNIST, REPO, run_cli  # noqa: E402
 
 
 def _metrics(n: int) -> list[dict]:
@@ -34,12 +36,55 @@ def _metrics(n: int) -> list[dict]:
     ]
 
 
+def _colour_pixels(path: Path, rgb: tuple[int, int, int]) -> int:
+    """How many pixels of the PNG are within a small distance of ``rgb``."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.int64)
+    return int((np.abs(pixels - np.array(rgb)).sum(axis=2) < 40).sum())
+
+
 def test_curves_png_is_real_and_of_the_documented_size(tmp_path: Path) -> None:
     for n in (1, 12):  # a single epoch still draws
         path = plots.save_curves(_metrics(n), tmp_path / f"c{n}.png", "title")
         assert plots.png_size(path) == (1000, 400)
+    diverged = [{**m, "train_loss": float("nan"), "test_loss": float("inf")} for m in _metrics(3)]
+    assert plots.png_size(plots.save_curves(diverged, tmp_path / "nan.png")) == (1000, 400)
     with pytest.raises(ConfigError):
         plots.save_curves([], tmp_path / "none.png")
+
+
+def test_curves_draw_each_series_in_its_colour(tmp_path: Path) -> None:
+    train, held, test = (colour for *_, colour in plots.SERIES)
+    plain = plots.save_curves(_metrics(5), tmp_path / "plain.png")
+    assert _colour_pixels(plain, train) > 300 and _colour_pixels(plain, test) > 300
+    assert _colour_pixels(plain, held) == 0  # nothing held out: no held-out line, nor its legend entry
+    with_held = [
+        {**m, "holdout_loss": 2 * m["test_loss"], "holdout_accuracy": m["test_accuracy"] - 0.1} for m in _metrics(5)
+    ]
+    both = plots.save_curves(with_held, tmp_path / "held.png")
+    assert _colour_pixels(both, held) > 300
+
+
+def test_curves_need_no_matplotlib(tmp_path: Path) -> None:
+    """A run draws its curves with Pillow alone: here matplotlib cannot be imported at all."""
+    code = (
+        "import sys\nsys.modules['matplotlib'] = None\nfrom pathlib import Path\nfrom cnnx.core import plots\n"
+        f"m = [{{'epoch': e, 'train_loss': 1 / e, 'test_loss': 1 / e, 'train_accuracy': 0.9, 'test_accuracy': 0.9}} "
+        f"for e in (1, 2, 3)]\nprint(plots.png_size(plots.save_curves(m, Path({str(tmp_path / 'c.png')!r}))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(1000, 400)"
+
+
+def test_axis_ticks_are_round_numbers() -> None:
+    assert plots.nice_ticks(0.0, 1.0) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert plots.nice_ticks(94.6, 99.8) == pytest.approx([95, 96, 97, 98, 99])
+    assert plots.nice_ticks(0.55, 12.45, most=10, integer=True) == [2, 4, 6, 8, 10, 12]
+    assert plots.nice_ticks(0.5, 1.5, most=10, integer=True) == [1]  # one epoch: one tick, a whole number
+    assert plots.nice_ticks(3.0, 3.0) == pytest.approx([3.0])
+    assert plots.log_ticks(0.004, 3.0) == pytest.approx([0.01, 0.1, 1])
+    assert plots.log_ticks(0.04, 2.1) == pytest.approx([0.05, 0.1, 0.2, 0.5, 1, 2])  # under three decades
 
 
 def test_confusion_counts_and_png(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ every later run loads them, whatever its seed (``cnnx.train.honesty.Photographed
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -70,11 +71,11 @@ def quiet(text: str, total: int) -> Callable[[], None]:
 
 
 def _font_dir() -> Path | None:
-    try:
-        import matplotlib
-    except ImportError:
+    """matplotlib's font folder, found without importing matplotlib (which takes longer than a run's plots)."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or spec.origin is None:
         return None
-    return Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
+    return Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf"
 
 
 def _letter(draw: object, rng: np.random.Generator, fonts: list[object]) -> None:
