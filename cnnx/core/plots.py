@@ -120,6 +120,20 @@ def png_size(path: Path) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- Pillow pictures (no matplotlib)
 
+
+def _text_size(draw: Any, text: str, font: Any) -> tuple[int, int]:
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    return right - left, bottom - top
+
+
+def write_png(img: Any, path: str | Path, hint: str) -> Path:
+    """A Pillow image written atomically as a PNG; a ConfigError with ``hint`` when it cannot be."""
+    try:
+        return atomic_write(Path(path), lambda f: img.save(f, format="PNG"))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}", hint) from None
+
+
 CURVES_SIZE = (1000, 400)  # pixels of curves.png
 GRID_COLOUR = (230, 230, 230)
 # matplotlib's first three colours, the ones curves.png always gave train, held out and test
@@ -174,8 +188,8 @@ class _Canvas:
         return self.fonts[px]
 
     def text_size(self, text: str, px: float) -> tuple[float, float]:
-        left, top, right, bottom = self.draw.textbbox((0, 0), text, font=self.font(px))
-        return (right - left) / self.scale, (bottom - top) / self.scale
+        w, h = _text_size(self.draw, text, self.font(px))
+        return w / self.scale, h / self.scale
 
     def text(self, xy: tuple[float, float], text: str, px: float, align: str = "left", fill: Any = "black") -> None:
         """``text`` with its vertical middle at xy[1], and its left end, centre or right end at xy[0]."""
@@ -213,10 +227,7 @@ class _Canvas:
         from PIL import Image
 
         img = self.img.resize(self.size, Image.Resampling.LANCZOS) if self.scale > 1 else self.img
-        try:
-            return atomic_write(Path(path), lambda f: img.save(f, format="PNG"))
-        except OSError as exc:
-            raise ConfigError(f"cannot write {path}: {exc}", "choose a writable run folder") from None
+        return write_png(img, path, "choose a writable run folder")
 
 
 def _panel(
@@ -328,11 +339,6 @@ CELL = 44  # pixels per matrix cell
 MARGIN = 70  # room for the class names and axis titles
 
 
-def _text_size(draw: Any, text: str, font: Any) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    return right - left, bottom - top
-
-
 def draw_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Write a (K, K) confusion matrix as a PNG: rows = true class, columns = predicted.
 
@@ -370,10 +376,7 @@ def draw_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | Pa
             draw.text(
                 (x0 + (CELL - tw) // 2, y0 + (CELL - th) // 2), count, fill="white" if s > 0.6 else "black", font=font
             )
-    try:
-        return atomic_write(path, lambda f: img.save(f, format="PNG"))
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc}", "choose a writable --confusion path") from None
+    return write_png(img, path, "choose a writable --confusion path")
 
 
 TILE_SCALE = 3  # 28x28 digits drawn at 84x84: big enough to read the ink
@@ -411,10 +414,7 @@ def draw_errors(
         img.paste(tile.resize((tw, th), Image.Resampling.NEAREST), (x, y))
         draw.text((x, y + th + 2), f"true {m.true[:10]}", fill="black", font=font)
         draw.text((x, y + th + 13), f"said {m.predicted[:10]} {m.probability:.2f}", fill=(200, 0, 0), font=font)
-    try:
-        return atomic_write(path, lambda f: img.save(f, format="PNG"))
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc}", "choose a writable --errors path") from None
+    return write_png(img, path, "choose a writable --errors path")
 
 
 def draw_reliability(
@@ -452,7 +452,4 @@ def draw_reliability(
         draw.line((x0, y0 + side, x0 + side, y0), fill=(150, 150, 150))  # the diagonal: accuracy = confidence
         draw.text((x0, y0 + side + 4), "confidence 0 .. 1 (red: bin mean)", fill="black", font=font)
         draw.text((x0 - 34, y0), "acc", fill="black", font=font)
-    try:
-        return atomic_write(path, lambda f: img.save(f, format="PNG"))
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc}", "choose a writable --reliability path") from None
+    return write_png(img, path, "choose a writable --reliability path")
