@@ -193,21 +193,19 @@ class _Canvas:
 
     def text(self, xy: tuple[float, float], text: str, px: float, align: str = "left", fill: Any = "black") -> None:
         """``text`` with its vertical middle at xy[1], and its left end, centre or right end at xy[0]."""
-        w, h = self.text_size(text, px)
-        x = xy[0] - {"left": 0, "center": w / 2, "right": w}[align]
-        left, top, _, _ = self.draw.textbbox((0, 0), text, font=self.font(px))
-        at = ((x * self.scale) - left, ((xy[1] - h / 2) * self.scale) - top)
-        self.draw.text(at, text, fill=fill, font=self.font(px))
+        s, font = self.scale, self.font(px)
+        left, top, right, bottom = self.draw.textbbox((0, 0), text, font=font)  # drawn pixels
+        x = xy[0] * s - {"left": 0, "center": (right - left) / 2, "right": right - left}[align]
+        self.draw.text((x - left, xy[1] * s - (bottom - top) / 2 - top), text, fill=fill, font=font)
 
     def vertical_text(self, xy: tuple[float, float], text: str, px: float) -> None:
         """``text`` read bottom to top, centred on xy."""
         from PIL import Image, ImageDraw
 
-        s = self.scale
-        w, h = self.text_size(text, px)
-        strip = Image.new("L", (int(w * s) + 4, int(h * s) + 4 * s), 0)
-        left, top, _, _ = self.draw.textbbox((0, 0), text, font=self.font(px))
-        ImageDraw.Draw(strip).text((2 - left, 2 * s - top), text, fill=255, font=self.font(px))
+        s, font = self.scale, self.font(px)
+        left, top, right, bottom = self.draw.textbbox((0, 0), text, font=font)
+        strip = Image.new("L", (int(right - left) + 4, int(bottom - top) + 4 * s), 0)
+        ImageDraw.Draw(strip).text((2 - left, 2 * s - top), text, fill=255, font=font)
         turned = strip.rotate(90, expand=True)
         self.img.paste((0, 0, 0), (int(xy[0] * s - turned.width / 2), int(xy[1] * s - turned.height / 2)), turned)
 
