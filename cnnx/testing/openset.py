@@ -17,6 +17,9 @@ different random streams (the role is part of the seed) and different stroke par
 - ``handwritten_letters`` ("report"): the same letters in OpenCV's Hershey stroke fonts (two
   script faces and three print faces, some slanted), drawn with a pen of random width and
   warped by a smooth random displacement field, so no two are alike.
+- ``pen_letters`` ("tune"): letters written with a pen from another source: the STIX glyphs thinned
+  to a one-pixel skeleton and redrawn with a round pen of random width, so a recipe for
+  handwriting-like letters is chosen on these and the Hershey letters stay a report.
 - ``scribbles`` and ``shapes``: random pen curves and zig-zags; triangles, squares, diamonds,
   stars, crosses, arrows, hearts (outlined or filled). These are the kinds training draws too
   (drawn here by other code, pens, sizes and random streams), so a model may do better on them
@@ -159,6 +162,45 @@ def printed_letters(n: int, role: str = "report", seed: int = 0) -> list[Image.I
         size = int(rng.integers(40, 161))
         stroke = int(rng.integers(0, size // 30 + 1))  # bolder ink: 0 to 3% of the size
         out.append(on_paper(_glyph(letter, ImageFont.truetype(str(font), size), stroke), rng))
+    return out
+
+
+def thin(ink: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning: the one-pixel-wide skeleton (uint8 0/1) of a (H, W) boolean image."""
+    img = np.pad(ink.astype(np.uint8), 1)
+    while True:
+        removed = 0
+        for step in (0, 1):
+            c = img[1:-1, 1:-1]
+            # the 8 neighbours clockwise from the one above: P2 .. P9 in Zhang and Suen's paper
+            p = [img[:-2, 1:-1], img[:-2, 2:], img[1:-1, 2:], img[2:, 2:]]
+            p += [img[2:, 1:-1], img[2:, :-2], img[1:-1, :-2], img[:-2, :-2]]
+            count = sum(q.astype(np.int32) for q in p)
+            rises = sum(((p[k] == 0) & (p[(k + 1) % 8] == 1)).astype(np.int32) for k in range(8))
+            if step == 0:
+                side = (p[0] * p[2] * p[4] == 0) & (p[2] * p[4] * p[6] == 0)
+            else:
+                side = (p[0] * p[2] * p[6] == 0) & (p[0] * p[4] * p[6] == 0)
+            kill = (c == 1) & (count >= 2) & (count <= 6) & (rises == 1) & side
+            removed += int(kill.sum())
+            c[kill] = 0
+        if not removed:
+            return img[1:-1, 1:-1]
+
+
+def pen_letters(n: int, role: str = "tune", seed: int = 0) -> list[Image.Image]:
+    """``n`` letters written with a pen: the role's fonts' glyphs thinned to a skeleton and redrawn
+    with a round pen of random width, letters and fonts taken in turn, 40-160 px high."""
+    rng = _rng("pen", role, seed)
+    fonts = [font_path(name) for name in FONTS[role]]
+    out = []
+    for i in range(n):
+        letter, font = LETTERS[i % len(LETTERS)], fonts[(i // len(LETTERS)) % len(fonts)]
+        size = int(rng.integers(40, 161))
+        skeleton = thin(_glyph(letter, ImageFont.truetype(str(font), size), 0) > 0.5)
+        pen = 2 * int(rng.integers(size // 80 + 1, size // 30 + 2)) + 1  # odd: a round pen centred on the line
+        ink = Image.fromarray(skeleton * 255).filter(ImageFilter.MaxFilter(pen)).filter(ImageFilter.GaussianBlur(0.8))
+        out.append(on_paper(np.asarray(ink, np.float32) / 255.0, rng))
     return out
 
 
@@ -378,9 +420,10 @@ def _sets(role: str) -> list[OpenSet]:
     fonts = ", ".join(f.removesuffix(".ttf") for f in FONTS[role])
     photos = ", ".join(TUNE_PHOTOS if role == "tune" else REPORT_PHOTOS)
     hand = [OpenSet("letters-hand-report", role, "Hershey letters, warped", handwritten_letters, 390)]
+    pen = [OpenSet("letters-pen-tune", role, f"letters thinned, redrawn with a pen, fonts {fonts}", pen_letters, 390)]
     return [
         OpenSet(f"letters-printed-{role}", role, f"printed letters, fonts {fonts}", printed_letters, 390),
-        *(hand if role == "report" else []),  # report only: no tune set of it
+        *(hand if role == "report" else pen),  # handwriting-like letters: Hershey to report, pen letters to tune
         OpenSet(f"scribbles-{role}", role, "random pen curves and zig-zags", scribbles, 300),
         OpenSet(f"shapes-{role}", role, "outlined/filled " + "/".join(SHAPES), shapes, 350),
         OpenSet(f"photos-{role}", role, f"photo crops of {photos}", photo_crops, 300),

@@ -24,6 +24,7 @@ from tests.support import MINI_MNIST, REPO, with_spec
 GENERATORS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "printed_letters": (openset.printed_letters, ("matplotlib",)),
     "handwritten_letters": (openset.handwritten_letters, ("cv2",)),
+    "pen_letters": (openset.pen_letters, ("matplotlib",)),
     "scribbles": (openset.scribbles, ()),
     "shapes": (openset.shapes, ()),
     "rings": (openset.rings, ()),
@@ -31,6 +32,7 @@ GENERATORS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "photo_crops": (openset.photo_crops, ("skimage", "matplotlib")),
     "foreign_digits": (openset.foreign_digits, ("sklearn",)),
 }
+LETTERS = ("printed_letters", "handwritten_letters", "pen_letters")
 
 
 def _make(name: str, n: int, role: str = "report", seed: int = 0) -> list[Image.Image]:
@@ -64,7 +66,7 @@ def test_each_generator_gives_n_rgb_pictures_of_a_photo_size(name: str) -> None:
             assert grey.std() > 3, "a blank picture"  # something stands out: ink, or a photo's content
 
 
-@pytest.mark.parametrize("name", ["printed_letters", "handwritten_letters", "scribbles", "shapes", "rings"])
+@pytest.mark.parametrize("name", [*LETTERS, "scribbles", "shapes", "rings"])
 def test_drawn_sets_are_dark_ink_on_light_paper(name: str) -> None:
     for im in _make(name, 5):
         grey = np.asarray(im.convert("L"), np.float32)
@@ -72,9 +74,7 @@ def test_drawn_sets_are_dark_ink_on_light_paper(name: str) -> None:
         assert np.percentile(grey, 1) < np.median(grey) - 40, "the ink is darker than the paper"
 
 
-@pytest.mark.parametrize(
-    "name", ["printed_letters", "handwritten_letters", "scribbles", "shapes", "photo_crops", "blank_pages"]
-)
+@pytest.mark.parametrize("name", [*LETTERS, "scribbles", "shapes", "photo_crops", "blank_pages"])
 def test_tune_and_report_differ_for_the_same_seed(name: str) -> None:
     assert not set(_bytes(_make(name, 4, "tune"))) & set(_bytes(_make(name, 4, "report")))
 
@@ -115,6 +115,23 @@ def test_foreign_digits_split_by_index_parity() -> None:
     tune = openset.foreign_digits(7, "tune")[1]
     report = openset.foreign_digits(7, "report")[1]
     assert tune == list(target[0::2][:7]) and report == list(target[1::2][:7])
+
+
+def test_thinning_leaves_a_connected_line_one_pixel_wide() -> None:
+    bar = np.zeros((20, 60), bool)
+    bar[5:15, 10:50] = True  # a stroke 10 pixels thick
+    line = openset.thin(bar)
+    assert line.dtype == np.uint8 and set(np.unique(line)) == {0, 1}
+    rows = np.nonzero(line.any(axis=1))[0]
+    assert len(rows) == 1 and 5 <= rows[0] < 15  # one row, inside the bar
+    cols = np.nonzero(line[rows[0]])[0]
+    assert cols.min() < 20 and cols.max() > 40 and np.all(np.diff(cols) == 1)  # most of its length, no gap
+    ring = np.zeros((40, 40), bool)
+    yy, xx = np.mgrid[:40, :40]
+    ring[(np.hypot(yy - 20, xx - 20) > 8) & (np.hypot(yy - 20, xx - 20) < 15)] = True
+    skeleton = openset.thin(ring)
+    assert skeleton.sum() < ring.sum() / 4 and skeleton[20, 20] == 0  # a thin ring: the hole stays a hole
+    assert not skeleton[(np.hypot(yy - 20, xx - 20) <= 8) | (np.hypot(yy - 20, xx - 20) >= 15)].any()
 
 
 def test_blank_pages_hold_no_ink() -> None:
