@@ -152,17 +152,27 @@ def _glyph(letter: str, font: ImageFont.FreeTypeFont, stroke: int) -> np.ndarray
     return _crop(np.asarray(canvas, np.float32) / 255.0)
 
 
-def printed_letters(n: int, role: str = "report", seed: int = 0) -> list[Image.Image]:
-    """``n`` printed letters in the role's fonts, letters and fonts taken in turn, 40-160 px high."""
-    rng = _rng("printed", role, seed)
+def _letters(kind: str, n: int, role: str, seed: int, ink: Callable[..., np.ndarray]) -> list[Image.Image]:
+    """``n`` letters in the role's fonts, letters and fonts taken in turn, 40-160 px high, each drawn by
+    ``ink(letter, font, rng)`` ((H, W) ink in [0, 1]) and put on paper."""
+    rng = _rng(kind, role, seed)
     fonts = [font_path(name) for name in FONTS[role]]
     out = []
     for i in range(n):
         letter, font = LETTERS[i % len(LETTERS)], fonts[(i // len(LETTERS)) % len(fonts)]
         size = int(rng.integers(40, 161))
-        stroke = int(rng.integers(0, size // 30 + 1))  # bolder ink: 0 to 3% of the size
-        out.append(on_paper(_glyph(letter, ImageFont.truetype(str(font), size), stroke), rng))
+        out.append(on_paper(ink(letter, ImageFont.truetype(str(font), size), rng), rng))
     return out
+
+
+def printed_letters(n: int, role: str = "report", seed: int = 0) -> list[Image.Image]:
+    """``n`` printed letters in the role's fonts, letters and fonts taken in turn, 40-160 px high."""
+
+    def printed(letter: str, font: ImageFont.FreeTypeFont, rng: np.random.Generator) -> np.ndarray:
+        stroke = int(rng.integers(0, int(font.size) // 30 + 1))  # bolder ink: 0 to 3% of the size
+        return _glyph(letter, font, stroke)
+
+    return _letters("printed", n, role, seed, printed)
 
 
 def thin(ink: np.ndarray) -> np.ndarray:
@@ -191,17 +201,15 @@ def thin(ink: np.ndarray) -> np.ndarray:
 def pen_letters(n: int, role: str = "tune", seed: int = 0) -> list[Image.Image]:
     """``n`` letters written with a pen: the role's fonts' glyphs thinned to a skeleton and redrawn
     with a round pen of random width, letters and fonts taken in turn, 40-160 px high."""
-    rng = _rng("pen", role, seed)
-    fonts = [font_path(name) for name in FONTS[role]]
-    out = []
-    for i in range(n):
-        letter, font = LETTERS[i % len(LETTERS)], fonts[(i // len(LETTERS)) % len(fonts)]
-        size = int(rng.integers(40, 161))
-        skeleton = thin(_glyph(letter, ImageFont.truetype(str(font), size), 0) > 0.5)
+
+    def written(letter: str, font: ImageFont.FreeTypeFont, rng: np.random.Generator) -> np.ndarray:
+        size = int(font.size)
+        skeleton = thin(_glyph(letter, font, 0) > 0.5)
         pen = 2 * int(rng.integers(size // 80 + 1, size // 30 + 2)) + 1  # odd: a round pen centred on the line
         ink = Image.fromarray(skeleton * 255).filter(ImageFilter.MaxFilter(pen)).filter(ImageFilter.GaussianBlur(0.8))
-        out.append(on_paper(np.asarray(ink, np.float32) / 255.0, rng))
-    return out
+        return np.asarray(ink, np.float32) / 255.0
+
+    return _letters("pen", n, role, seed, written)
 
 
 def _warp(ink: np.ndarray, rng: np.random.Generator, cv2: Any) -> np.ndarray:
