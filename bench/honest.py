@@ -3,6 +3,7 @@ its probabilities are calibrated.
 
     python bench/honest.py [--model M.onnx ...] [--vs BASELINE.onnx] [--json out.json]
         [--sets tune|report|all] [--n N] [--reliability PNG] [--work DIR] [--data DIR] [--reject on|off]
+        [--matched PCT ...]
 
 The sets of cnnx/testing/openset.py (printed and handwritten letters, scribbles, shapes, rings,
 blank pages, photo crops, scikit-learn's foreign handwritten digits) and those made from MNIST
@@ -22,6 +23,13 @@ Prints one table, per set and model: images, role, accepted as a class %, refuse
 and on the MNIST test digits the expected calibration error (15 bins) and the negative
 log-likelihood. --json writes the same numbers with the machine and the command. A model
 whose runtime cannot refuse accepts everything (refused 0 %).
+
+--matched PCT (repeatable) adds a table that compares models at the same operating point: each
+model's threshold moved to refuse PCT % of the role's photo-like digits (unread images count as
+refused), and what it would then accept of each set without digits and refuse of the foreign
+digits. A model's own threshold is fitted on a few thousand held-out digits, so where it lands moves
+from seed to seed; two recipes compared at their own thresholds can differ only in where that
+landed. The score is the model's own (msp for a model that carries none).
 
 MNIST comes from --data, else $CNNX_DATA_DIR, else ../shared/data/mnist beside the repository,
 else the 1,000 + 500 digits shipped in cnnx/samples/mnist (said in the table's title).
@@ -201,6 +209,64 @@ def measure(clf: Any, s: BenchSet, paths: list[Path], labels: list[int | None]) 
     return row
 
 
+def scores_of(clf: Any, paths: list[Path]) -> np.ndarray:
+    """(N,) each image's refusal score by the model's method (msp for a model without one); -inf
+    where the runtime cannot read the image (it is refused whatever the threshold)."""
+    pending = clf.decode(paths)
+    method = (clf.spec.openset or {}).get("method", "msp")
+    out = np.full(len(paths), -np.inf)
+    if pending.pixels:
+        read = [i for i, p in enumerate(pending.predictions) if p.error is None]
+        logits = clf.logits(np.stack(pending.pixels))
+        out[read] = cal.scores(logits, temperature=clf.temperature, method=method)
+    return out
+
+
+def matched(
+    scores: dict[tuple[str, str], np.ndarray], sets: list[BenchSet], model: str, pct: float
+) -> list[dict[str, Any]]:
+    """Per role: ``model``'s threshold moved to refuse ``pct`` % of the role's photo-like digits, and
+    the share of each set without digits it would accept, pooled too, and of foreign digits refused."""
+    out = []
+    for role in openset.ROLES:
+        ref = scores.get((model, f"mnist-photo-{role}"))
+        if ref is None:
+            continue
+        threshold = cal.threshold_for(ref, pct / 100)
+        row: dict[str, Any] = {"model": model, "role": role, "photo_refused_pct": pct, "threshold": threshold}
+        accepted, total = 0, 0
+        for s in sets:
+            got = scores.get((model, s.name))
+            if s.role != role or got is None or not s.counted:
+                continue
+            if s.labelled and s.name.startswith("foreign"):
+                row["foreign_refused_pct"] = 100 * float(np.mean(got < threshold))
+            elif not s.labelled:
+                row[s.name] = 100 * float(np.mean(got >= threshold))
+                accepted, total = accepted + int(np.sum(got >= threshold)), total + len(got)
+        row["non_digits_pct"] = 100 * accepted / total if total else None
+        out.append(row)
+    return out
+
+
+def matched_table(rows: list[dict[str, Any]]) -> str:
+    """The --matched rows: one line per model and operating point; a column per set without digits."""
+    fixed = ("model", "role", "photo_refused_pct", "threshold")
+    names = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in fixed]
+    label = {"foreign_refused_pct": "foreign ref%", "non_digits_pct": "non-digits%"}
+    head = f"{'model':<16} {'role':<7} {'photo refused%':>14} {'threshold':>9} " + " ".join(
+        f"{label.get(n, n.replace('-tune', '').replace('-report', ''))[:13]:>13}" for n in names
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        cells = [f"{'-' if r.get(n) is None else format(r[n], '.1f'):>13}" for n in names]
+        lines.append(
+            f"{r['model'][:16]:<16} {r['role']:<7} {r['photo_refused_pct']:>14.1f} {r['threshold']:>9.3f} "
+            + " ".join(cells)
+        )
+    return "\n".join(lines)
+
+
 def pooled(rows: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
     """Per role, all counted sets without digits together: the share accepted as a digit."""
     out = []
@@ -268,6 +334,14 @@ def main() -> None:
     ap.add_argument("--work", help="folder for the generated sets, kept and reused [default: a temp folder]")
     ap.add_argument("--data", help="MNIST folder [default: $CNNX_DATA_DIR, ../shared/data/mnist, the shipped sample]")
     ap.add_argument("--reject", choices=("on", "off"), help="refusal on or off [default: what each model's spec says]")
+    ap.add_argument(
+        "--matched",
+        type=float,
+        action="append",
+        metavar="PCT",
+        help="also compare the models with each threshold moved to refuse PCT %% of the role's photo-like "
+        "digits, repeatable (e.g. --matched 1 --matched 2)",
+    )
     args = ap.parse_args()
     from cnnx.runtime.predict import DEFAULT_MODEL
 
@@ -289,13 +363,20 @@ def main() -> None:
         rows = [{"model": name, **measure(clf, s, *files[s.name])} for name, clf in classifiers.items() for s in sets]
         rows.sort(key=lambda r: [s.name for s in sets].index(r["set"]))  # a set's models side by side
         rows += [p for name in models for p in pooled(rows, name)]
+        at: list[dict[str, Any]] = []
+        if args.matched:
+            scores = {(m, s.name): scores_of(clf, files[s.name][0]) for m, clf in classifiers.items() for s in sets}
+            at = [r for pct in args.matched for name in models for r in matched(scores, sets, name, pct)]
     print(f"# {'full MNIST' if full else 'the mini MNIST sample'} from {root}; sets: {args.sets}")
     print(table(rows))
     print("* shown apart, not pooled in the non-digits rows: 0 look-alikes, two-digit numbers, blank pages")
+    if at:
+        print("\n# at matched operating points: each threshold moved to refuse the share of photo-like digits shown")
+        print(matched_table(at))
     if args.reliability:
         print(reliability(rows, Path(args.reliability)))
     if args.json:
-        Path(args.json).write_text(json.dumps(as_json(models, root, full, sets, files, rows, t0), indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(as_json(models, root, full, sets, files, rows, at, t0), indent=2) + "\n")
 
 
 def as_json(
@@ -305,6 +386,7 @@ def as_json(
     sets: list[BenchSet],
     files: dict[str, Written],
     rows: list[dict[str, Any]],
+    at: list[dict[str, Any]],
     t0: float,
 ) -> dict[str, Any]:
     """What --json writes: the command, the machine, the models, the sets and every row of the table."""
@@ -326,6 +408,7 @@ def as_json(
             for s in sets
         ],
         "results": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+        "matched": at,
     }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnx.core import calibration as cal
 from cnnx.core.errors import ConfigError
 from cnnx.testing import openset
 from tests.support import MINI_MNIST, REPO, with_spec
@@ -232,6 +233,50 @@ def test_the_bench_counts_what_the_real_runtime_refuses(tmp_path: Path, shipped_
     }
     assert strict["accepted_pct"] + strict["refused_pct"] + strict["unread_pct"] == pytest.approx(100)
     assert plain["refused_pct"] == 0 and plain["accepted_pct"] + plain["unread_pct"] == pytest.approx(100)
+
+
+def test_matched_operating_points_move_each_threshold_to_refuse_the_same_share_of_photo_like_digits() -> None:
+    def bench_set(name: str, labelled: bool = False, counted: bool = True) -> Any:
+        return honest.BenchSet(name, "tune", "test", 4, lambda f, n: ([], []), labelled, counted)
+
+    sets = [
+        bench_set("mnist-photo-tune", labelled=True),
+        bench_set("scribbles-tune"),
+        bench_set("shapes-tune"),
+        bench_set("foreign-digits-tune", labelled=True),
+        bench_set("rings-tune", counted=False),
+    ]
+    scores = {
+        ("m", "mnist-photo-tune"): np.arange(100.0),  # refusing 2% of them: below 2.0
+        ("m", "scribbles-tune"): np.array([0.0, 1.5, 2.0, 50.0, -np.inf]),  # -inf: an image it cannot read
+        ("m", "shapes-tune"): np.array([9.0, 1.0, 0.5, 0.1, 0.0]),
+        ("m", "foreign-digits-tune"): np.array([1.0, 3.0, 5.0, 7.0]),
+        ("m", "rings-tune"): np.array([99.0]),
+    }
+    (row,) = honest.matched(scores, sets, "m", 2)
+    assert row["threshold"] == 2.0 and row["role"] == "tune" and row["photo_refused_pct"] == 2
+    assert row["scribbles-tune"] == 40 and row["shapes-tune"] == 20
+    assert row["non_digits_pct"] == 30  # 3 of the 10 images without digits
+    assert row["foreign_refused_pct"] == 25
+    assert "rings-tune" not in row  # shown apart, as in the main table
+    assert honest.matched(scores, sets, "other model", 2) == []
+    assert "scribbles" in honest.matched_table([row]) and "40.0" in honest.matched_table([row])
+
+
+def test_scores_of_gives_each_readable_image_the_score_the_runtime_refuses_by(
+    tmp_path: Path, shipped_model: Path
+) -> None:
+    from cnnx.runtime import Classifier
+
+    Image.new("L", (28, 28), 255).save(tmp_path / "blank.png")
+    paths = [REPO / "cnnx" / "samples" / "digits" / "mnist-7.png", tmp_path / "blank.png"]
+    clf = honest.open_model(shipped_model, None)
+    got = honest.scores_of(clf, paths)
+    assert isinstance(clf, Classifier) and clf.spec.openset is not None
+    logits = clf.logits(clf.pixels(paths[0])[None])
+    want = cal.scores(logits, temperature=clf.temperature, method=clf.spec.openset["method"])
+    assert got[0] == pytest.approx(float(want[0])) and got[0] >= clf.spec.openset["threshold"]
+    assert got[1] == -np.inf  # a blank page is refused before any model runs, whatever the threshold
 
 
 @pytest.mark.slow
