@@ -26,10 +26,11 @@ whose runtime cannot refuse accepts everything (refused 0 %).
 
 --matched PCT (repeatable) adds a table that compares models at the same operating point: each
 model's threshold moved to refuse PCT % of the role's photo-like digits (unread images count as
-refused), and what it would then accept of each set without digits and refuse of the foreign
-digits. A model's own threshold is fitted on a few thousand held-out digits, so where it lands moves
-from seed to seed; two recipes compared at their own thresholds can differ only in where that
-landed. The score is the model's own (msp for a model that carries none).
+refused), and what it would then accept of each set without digits (and of them pooled) and refuse
+of the role's other digit sets (foreign handwriting; for "report" also MNIST test and marker
+digits). A model's own threshold is fitted on a few thousand held-out digits, so where it lands
+moves from seed to seed; two recipes compared at their own thresholds can differ only in where
+that landed. The score is the model's own (msp for a model that carries none).
 
 MNIST comes from --data, else $CNNX_DATA_DIR, else ../shared/data/mnist beside the repository,
 else the 1,000 + 500 digits shipped in cnnx/samples/mnist (said in the table's title).
@@ -226,10 +227,13 @@ def matched(
     scores: dict[tuple[str, str], np.ndarray], sets: list[BenchSet], model: str, pct: float
 ) -> list[dict[str, Any]]:
     """Per role: ``model``'s threshold moved to refuse ``pct`` % of the role's photo-like digits, and
-    the share of each set without digits it would accept, pooled too, and of foreign digits refused."""
+    the share it would accept of each set without digits ("<set> accepted %"), of them pooled
+    ("non-digits accepted %"), and the share it would refuse of the role's other digit sets ("<set>
+    refused %")."""
     out = []
     for role in openset.ROLES:
-        ref = scores.get((model, f"mnist-photo-{role}"))
+        reference = f"mnist-photo-{role}"
+        ref = scores.get((model, reference))
         if ref is None:
             continue
         threshold = cal.threshold_for(ref, pct / 100)
@@ -237,14 +241,14 @@ def matched(
         accepted, total = 0, 0
         for s in sets:
             got = scores.get((model, s.name))
-            if s.role != role or got is None or not s.counted:
+            if s.role != role or got is None or not s.counted or s.name == reference:
                 continue
-            if s.labelled and s.name.startswith("foreign"):
-                row["foreign_refused_pct"] = 100 * float(np.mean(got < threshold))
-            elif not s.labelled:
-                row[s.name] = 100 * float(np.mean(got >= threshold))
+            if s.labelled:
+                row[f"{s.name} refused %"] = 100 * float(np.mean(got < threshold))
+            else:
+                row[f"{s.name} accepted %"] = 100 * float(np.mean(got >= threshold))
                 accepted, total = accepted + int(np.sum(got >= threshold)), total + len(got)
-        row["non_digits_pct"] = 100 * accepted / total if total else None
+        row["non-digits accepted %"] = 100 * accepted / total if total else None
         out.append(row)
     return out
 
@@ -253,13 +257,16 @@ def matched_table(rows: list[dict[str, Any]]) -> str:
     """The --matched rows: one line per model and operating point; a column per set without digits."""
     fixed = ("model", "role", "photo_refused_pct", "threshold")
     names = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in fixed]
-    label = {"foreign_refused_pct": "foreign ref%", "non_digits_pct": "non-digits%"}
-    head = f"{'model':<16} {'role':<7} {'photo refused%':>14} {'threshold':>9} " + " ".join(
-        f"{label.get(n, n.replace('-tune', '').replace('-report', ''))[:13]:>13}" for n in names
-    )
+    # "letters-pen-tune accepted %" -> "letters-pen%", "foreign-digits-tune refused %" -> "foreign-digits refused%"
+    labels = [n.replace("-tune", "").replace("-report", "").replace(" accepted %", "%") for n in names]
+    labels = [lab.replace(" %", "%") for lab in labels]
+    head = f"{'model':<16} {'role':<7} {'photo refused%':>14} {'threshold':>9} " + " ".join(labels)
     lines = [head, "-" * len(head)]
     for r in rows:
-        cells = [f"{'-' if r.get(n) is None else format(r[n], '.1f'):>13}" for n in names]
+        cells = [
+            f"{'-' if r.get(n) is None else format(r[n], '.1f'):>{len(lab)}}"
+            for n, lab in zip(names, labels, strict=True)
+        ]
         lines.append(
             f"{r['model'][:16]:<16} {r['role']:<7} {r['photo_refused_pct']:>14.1f} {r['threshold']:>9.3f} "
             + " ".join(cells)

@@ -255,12 +255,14 @@ def test_matched_operating_points_move_each_threshold_to_refuse_the_same_share_o
     }
     (row,) = honest.matched(scores, sets, "m", 2)
     assert row["threshold"] == 2.0 and row["role"] == "tune" and row["photo_refused_pct"] == 2
-    assert row["scribbles-tune"] == 40 and row["shapes-tune"] == 20
-    assert row["non_digits_pct"] == 30  # 3 of the 10 images without digits
-    assert row["foreign_refused_pct"] == 25
-    assert "rings-tune" not in row  # shown apart, as in the main table
+    assert row["scribbles-tune accepted %"] == 40 and row["shapes-tune accepted %"] == 20
+    assert row["non-digits accepted %"] == 30  # 3 of the 10 images without digits
+    assert row["foreign-digits-tune refused %"] == 25
+    assert not any(k.startswith(("rings", "mnist-photo")) for k in row)  # shown apart; the reference itself
     assert honest.matched(scores, sets, "other model", 2) == []
-    assert "scribbles" in honest.matched_table([row]) and "40.0" in honest.matched_table([row])
+    head, _, line = honest.matched_table([row]).split("\n")
+    assert "scribbles%" in head and "foreign-digits refused%" in head and "non-digits%" in head
+    assert line.split()[-4:] == ["40.0", "20.0", "25.0", "30.0"]
 
 
 def test_scores_of_gives_each_readable_image_the_score_the_runtime_refuses_by(
