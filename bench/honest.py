@@ -372,7 +372,8 @@ def main() -> None:
         rows += [p for name in models for p in pooled(rows, name)]
         at: list[dict[str, Any]] = []
         if args.matched:
-            scores = {(m, s.name): scores_of(clf, files[s.name][0]) for m, clf in classifiers.items() for s in sets}
+            counted = [s for s in sets if s.counted]  # the sets shown apart are not in the matched table
+            scores = {(m, s.name): scores_of(clf, files[s.name][0]) for m, clf in classifiers.items() for s in counted}
             at = [r for pct in args.matched for name in models for r in matched(scores, sets, name, pct)]
     print(f"# {'full MNIST' if full else 'the mini MNIST sample'} from {root}; sets: {args.sets}")
     print(table(rows))
