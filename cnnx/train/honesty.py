@@ -45,8 +45,9 @@ def held_out_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, 
     k = int(round(n * fraction))
     if k < MIN_HELD:
         return torch.arange(n), None
-    order = torch.from_numpy(np.random.default_rng(seed).permutation(n))
-    return order[k:].sort().values, order[:k].sort().values
+    order = np.random.default_rng(seed).permutation(n)
+    # numpy's sort: torch's threaded one took 0.2 s for 60,000 indices with the other core busy
+    return torch.from_numpy(np.sort(order[k:])), torch.from_numpy(np.sort(order[:k]))
 
 
 def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
