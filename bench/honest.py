@@ -260,7 +260,8 @@ def matched_table(rows: list[dict[str, Any]]) -> str:
     # "letters-pen-tune accepted %" -> "letters-pen%", "foreign-digits-tune refused %" -> "foreign-digits refused%"
     labels = [n.replace("-tune", "").replace("-report", "").replace(" accepted %", "%") for n in names]
     labels = [lab.replace(" %", "%") for lab in labels]
-    head = f"{'model':<16} {'role':<7} {'photo refused%':>14} {'threshold':>9} " + " ".join(labels)
+    wide = max([16, *(len(r["model"]) for r in rows)])
+    head = f"{'model':<{wide}} {'role':<7} {'photo refused%':>14} {'threshold':>9} " + " ".join(labels)
     lines = [head, "-" * len(head)]
     for r in rows:
         cells = [
@@ -268,7 +269,7 @@ def matched_table(rows: list[dict[str, Any]]) -> str:
             for n, lab in zip(names, labels, strict=True)
         ]
         lines.append(
-            f"{r['model'][:16]:<16} {r['role']:<7} {r['photo_refused_pct']:>14.1f} {r['threshold']:>9.3f} "
+            f"{r['model']:<{wide}} {r['role']:<7} {r['photo_refused_pct']:>14.1f} {r['threshold']:>9.3f} "
             + " ".join(cells)
         )
     return "\n".join(lines)
