@@ -26,6 +26,7 @@ import argparse
 import json
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,6 @@ from cnnx.core.machine import machine_info  # noqa: E402
 from cnnx.testing import openset  # noqa: E402
 
 METHODS = ("energy", "msp", "mahalanobis", "knn1", "knn10")
-TUNE_PHOTO_SOURCES = 1000  # mnist-photo-tune is made from the first 1,000 of honest's fixed draw
 
 
 class FeatureScores:
@@ -102,7 +102,7 @@ def fit_digits(root: Path, config: dict[str, Any], count: int) -> tuple[np.ndarr
     assert files is not None
     x, y = read_idx(files["train-images"]), read_idx(files["train-labels"])
     kept, _ = held_out_indices(len(y), float(config.get("holdout", 0.0)), int(config.get("seed", 0)))
-    tune_sources = np.random.default_rng(7).permutation(len(y))[:TUNE_PHOTO_SOURCES]  # as honest._mnist_sets
+    tune_sources = honest.tune_digit_order(len(y))[: honest.PHOTO_TUNE]
     pool = np.setdiff1d(kept.numpy(), tune_sources)
     pick = np.sort(np.random.default_rng(0).choice(pool, min(count, len(pool)), replace=False))
     return x[pick][:, None], y[pick]
@@ -153,8 +153,6 @@ def main() -> None:
     sets = [honest._openset(s) for s in openset.SETS] + honest._mnist_sets(root)
     sets = [s for s in sets if s.role == "tune" and s.counted]
     t0 = time.perf_counter()
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="cnnx-features-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)

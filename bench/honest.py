@@ -106,11 +106,19 @@ def _mnist_root(data: str | None) -> tuple[Path, bool]:
     return REPO / "cnnx" / "samples" / "mnist", False
 
 
+PHOTO_TUNE = 1000  # photo-like tune digits: the first of tune_digit_order's draw of MNIST train
+
+
+def tune_digit_order(n: int) -> np.ndarray:
+    """The fixed random order of n MNIST training digits that the tune sets draw from, first to last."""
+    return np.random.default_rng(7).permutation(n)
+
+
 def _mnist_sets(root: Path) -> list[BenchSet]:
     files = locate_mnist(root)
     assert files is not None
     split = {s: (read_idx(files[f"{s}-images"]), read_idx(files[f"{s}-labels"])) for s in ("train", "test")}
-    pick = np.random.default_rng(7).permutation(len(split["train"][1]))  # tune digits: a fixed random draw
+    pick = tune_digit_order(len(split["train"][1]))
     train = (split["train"][0][pick], split["train"][1][pick])
     test = split["test"]
 
@@ -146,7 +154,7 @@ def _mnist_sets(root: Path) -> list[BenchSet]:
         BenchSet("mnist-test", "report", f"MNIST test digits ({root})", len(test[1]), plain, True, calibration=True),
         BenchSet("mnist-photo-report", "report", "photo-like MNIST test digits", 1000, photos(test, 0), True),
         BenchSet("mnist-marker-report", "report", "marker-drawn MNIST test digits", 500, marker, True),
-        BenchSet("mnist-photo-tune", "tune", "photo-like MNIST train digits", 1000, photos(train, 1), True),
+        BenchSet("mnist-photo-tune", "tune", "photo-like MNIST train digits", PHOTO_TUNE, photos(train, 1), True),
     ]
 
 

@@ -63,7 +63,7 @@ def test_features_are_what_the_last_layer_reads() -> None:
 def test_fit_digits_are_trained_digits_never_held_out_or_behind_the_photo_like_tune_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(fs, "TUNE_PHOTO_SOURCES", 300)  # the sample's 1,000 would all be tune sources
+    monkeypatch.setattr(fs.honest, "PHOTO_TUNE", 300)  # the sample's 1,000 would all be tune sources
     files = locate_mnist(MINI_MNIST)
     assert files is not None
     x, y = read_idx(files["train-images"]), read_idx(files["train-labels"])
@@ -74,4 +74,4 @@ def test_fit_digits_are_trained_digits_never_held_out_or_behind_the_photo_like_t
     np.testing.assert_array_equal(y[index], got_y)
     _, held = held_out_indices(len(y), 0.08, 3)
     assert held is not None and not set(index) & set(held.tolist())
-    assert not set(index) & set(np.random.default_rng(7).permutation(len(y))[:300].tolist())
+    assert not set(index) & set(fs.honest.tune_digit_order(len(y))[:300].tolist())
