@@ -12,12 +12,15 @@ hook, so any registered network works):
 - ``knn1`` / ``knn10``: the cosine similarity of the L2-normalised features to their 1st / 10th
   nearest training digit (Sun et al., 2022);
 
-beside ``energy`` and ``msp`` of the same network. The training digits that fit them are ``--fit``
-images the run trained on (its held-out images and the MNIST digits the photo-like tune set is made
-from left out). Each score's threshold is then moved to refuse PCT % of the photo-like tune digits,
-as ``bench/honest.py --matched`` does, and the table shows what it would accept of every tune set
-without digits (and pooled) and refuse of the foreign digits. Tune sets only: this chooses a method,
-so it never looks at a report set. Needs torch (the checkpoint is read, not the export).
+beside three scores of the same network's logits: ``energy`` and ``msp`` (as the runtime computes
+them, at the spec's temperature) and ``maxlogit``, the largest logit (Hendrycks et al., 2022). The
+training digits that fit the feature scores are ``--fit`` images the run trained on (its held-out
+images and the MNIST digits the photo-like tune set is made from left out). Each score's threshold
+is then moved to refuse PCT % of the photo-like tune digits, as ``bench/honest.py --matched`` does,
+and the table shows what it would accept of every tune set without digits (and pooled) and refuse
+of the foreign digits; --json also keeps each score's median on every set, to see where the sets
+lie. Tune sets only: this chooses a method, so it never looks at a report set. Needs torch (the
+checkpoint is read, not the export).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from cnnx.core.idx import locate_mnist, read_idx  # noqa: E402
 from cnnx.core.machine import machine_info  # noqa: E402
 from cnnx.testing import openset  # noqa: E402
 
-METHODS = ("energy", "msp", "mahalanobis", "knn1", "knn10")
+METHODS = ("energy", "msp", "maxlogit", "mahalanobis", "knn1", "knn10")
 
 
 class FeatureScores:
@@ -128,6 +131,7 @@ def score_sets(path: Path, files: dict[str, Any], root: Path, fit: int) -> dict[
             got = {
                 "energy": cal.scores(logits, temperature=temperature, method="energy"),
                 "msp": cal.scores(logits, temperature=temperature, method="msp"),
+                "maxlogit": logits.max(axis=1),
                 "mahalanobis": scorer.mahalanobis(feats),
                 "knn1": scorer.knn(feats, 1),
                 "knn10": scorer.knn(feats, 10),
@@ -171,6 +175,11 @@ def main() -> None:
             "seconds": time.perf_counter() - t0,
             "fit": args.fit,
             "matched": rows,
+            # each score's median on each set (unread images left out): where the sets lie
+            "medians": [
+                {"model": m, "set": s, "median": float(np.median(v[np.isfinite(v)])) if np.isfinite(v).any() else None}
+                for (m, s), v in scores.items()
+            ],
         }
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
 
