@@ -9,7 +9,7 @@ import click
 from cnnx.cli import main
 from cnnx.core.errors import ConfigError
 
-# the packages of the `serve` extra, by import name (python-multipart is imported by Starlette's form parser)
+# the packages of the `serve` extra, by import name (python-multipart reads multipart uploads)
 STACK = ("starlette", "uvicorn", "prometheus_client", "python_multipart")
 
 

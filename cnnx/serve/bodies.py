@@ -7,15 +7,20 @@ request reach the model, and nothing waits on a client for longer than the reque
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
-from starlette.datastructures import UploadFile
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from cnnx.core.contract import first_line
 from cnnx.runtime.image import EncodedImage
 from cnnx.serve.config import ServeConfig
 from cnnx.serve.errors import RequestError, bad
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 T = TypeVar("T")
 _timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
@@ -99,47 +104,89 @@ async def read_images(request: Request, config: ServeConfig) -> list[EncodedImag
         raise bad("the body is empty", "send an image's bytes, or multipart/form-data with image files")
     if kind != "multipart/form-data":
         return [EncodedImage("body", body)]
-    uploads = await _parts(request, body, config.max_images)
+    uploads = file_parts(body, request.headers.get("content-type", ""), config.max_images)
     if not uploads:
         raise bad("the multipart body holds no files", "send each image as a file part (filename=...)")
-    if len(uploads) > config.max_images:
-        raise RequestError(413, f"{len(uploads)} images in one request; this server takes at most {config.max_images}")
     return uploads
 
 
-async def _parts(request: Request, body: bytes, max_images: int) -> list[EncodedImage]:
-    """The file parts of a multipart body already read (Starlette's parser over the bytes)."""
-    from starlette.formparsers import MultiPartException
+MAX_FIELDS = 100  # parts without a file name in one multipart body (read, then dropped)
 
-    replayed = Request(request.scope, receive=_receive(body))
+
+def file_parts(body: bytes, header: str, max_images: int) -> list[EncodedImage]:
+    """The file parts of a multipart/form-data body read whole, in order, each named by its file name
+    (or, without one, its field name); parts that are not files are dropped. 400 for a malformed body,
+    413 beyond ``max_images`` files.
+
+    python-multipart's parser, fed the body once. Starlette's form parser runs the same parser but
+    makes an UploadFile over a spooled temporary file for every part: for one request of 256 digit
+    PNGs it took about 50 us a part, a quarter of the request's time, against about 15 us here.
+    """
+    boundary = parse_options_header(header)[1].get(b"boundary")
+    if not boundary:
+        raise bad("malformed multipart body: the Content-Type names no boundary")
+    parts = _Parts(max_images)
+    parser = MultipartParser(boundary, parts.callbacks())
     try:
-        form = await replayed.form(max_files=max_images + 1, max_fields=100, max_part_size=len(body) + 1)
-    except MultiPartException as exc:
-        raise bad(f"malformed multipart body: {exc.message}") from None
-    except Exception as exc:  # python-multipart meets hostile bytes with assorted errors
-        raise bad(f"malformed multipart body ({type(exc).__name__})") from None
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as exc:
+        raise bad(f"malformed multipart body ({first_line(exc, 200)})") from None
+    return parts.files
+
+
+class _Parts:
+    """python-multipart's callbacks, collecting the file parts of one body."""
+
+    def __init__(self, max_images: int) -> None:
+        self.max_images = max_images
+        self.files: list[EncodedImage] = []
+        self.fields = 0  # parts without a file name so far
+        self.name: list[bytes] = []  # the header being read: its name and value, as they come
+        self.value: list[bytes] = []
+        self.disposition = b""  # the part's Content-Disposition
+        self.data: list[bytes] = []  # the part's bytes, as they come
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.begin,
+            "on_header_field": lambda d, a, b: self.name.append(d[a:b]),
+            "on_header_value": lambda d, a, b: self.value.append(d[a:b]),
+            "on_header_end": self.header,
+            "on_part_data": lambda d, a, b: self.data.append(d[a:b]),
+            "on_part_end": self.end,
+        }
+
+    def begin(self) -> None:
+        self.disposition, self.data = b"", []
+
+    def header(self) -> None:
+        if b"".join(self.name).strip().lower() == b"content-disposition":
+            self.disposition = b"".join(self.value)
+        self.name, self.value = [], []
+
+    def end(self) -> None:
+        options = parse_options_header(self.disposition)[1] if self.disposition else {}
+        filename = options.get(b"filename")
+        if filename is None:
+            self.fields += 1
+            if self.fields > MAX_FIELDS:
+                raise bad(f"malformed multipart body: over {MAX_FIELDS} parts that are not files")
+            return
+        if len(self.files) == self.max_images:
+            raise RequestError(
+                413, f"over {self.max_images} images in one request; this server takes at most {self.max_images}"
+            )
+        name = _text(filename) or _text(options.get(b"name", b"")) or f"part {len(self.files) + 1}"
+        self.files.append(EncodedImage(name, b"".join(self.data)))
+
+
+def _text(raw: bytes) -> str:
+    """A header parameter as text: UTF-8, or Latin-1 when it is not (every byte is some Latin-1 character)."""
     try:
-        uploads = []
-        for field, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                uploads.append(EncodedImage(value.filename or field, await value.read()))
-        return uploads
-    finally:
-        await form.close()  # large parts spill into temporary files: close them now
-
-
-def _receive(body: bytes) -> Callable[[], Awaitable[dict]]:
-    """An ASGI ``receive`` that hands over ``body`` whole, then says the client left."""
-    sent = False
-
-    async def receive() -> dict:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
