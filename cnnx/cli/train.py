@@ -25,6 +25,7 @@ from cnnx.train.config import (  # stdlib only: no torch for --help
     PRESETS,
     SCHEDULES,
     TrainConfig,
+    default_data_dir,
 )
 
 # ---------------------------------------------------------------- train
@@ -183,6 +184,8 @@ def train(
 
     Example: cnnx train mnist --epochs 1 --out artifacts/runs/quick
     """
+    if dataset == "mnist" and resume is None and not list_archs:
+        prefetch_mnist(options["data_dir"])  # while torch imports
     from cnnx.train import distributed as ddp
     from cnnx.train import loop
     from cnnx.train.progress import TqdmReporter, archs_table
@@ -213,6 +216,16 @@ def train(
         emit_json(result.summary)
     else:
         click.echo(_finished_line(result.summary))
+
+
+def prefetch_mnist(data_dir: str | None) -> None:
+    """Start reading MNIST's files in a thread, when they are there: zlib inflates them without the GIL,
+    so importing torch and reading the data overlap (about 0.3 s less before the first epoch on 2 cores)."""
+    from cnnx.core.idx import locate_mnist, prefetch
+
+    files = locate_mnist(Path(data_dir) if data_dir else default_data_dir())
+    if files is not None:
+        prefetch(files.values())
 
 
 def _epochs(n: int) -> str:

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cnnx.core.errors import ConfigError
 from cnnx.core.spec import OPENSET_METHODS
+
+ENV_DATA_DIR = "CNNX_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """Where datasets are looked for (and downloaded to) when --data-dir is not given."""
+    env = os.environ.get(ENV_DATA_DIR)
+    return Path(env) if env else Path.home() / ".cache" / "cnnx" / "data"
+
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnx.core.errors import ConfigError, DataNotFoundError
-from cnnx.train.config import BATCH, LR, TrainConfig, folder_batch, folder_lr
+from cnnx.train.config import BATCH, ENV_DATA_DIR, LR, TrainConfig, default_data_dir, folder_batch, folder_lr
 from cnnx.train.data import cifar10, folder, mnist
-from cnnx.train.data.base import ENV_DATA_DIR, Dataset, DatasetFacts, Split, default_data_dir
+from cnnx.train.data.base import Dataset, DatasetFacts, Split
 from cnnx.train.models import get_arch
 
 __all__ = [

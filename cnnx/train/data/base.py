@@ -22,7 +22,6 @@ from cnnx.core.contract import first_line
 from cnnx.core.errors import DataNotFoundError
 from cnnx.core.spec import ModelSpec
 
-ENV_DATA_DIR = "CNNX_DATA_DIR"
 T = TypeVar("T")
 
 
@@ -112,11 +111,6 @@ class Dataset:
     def input_shape(self) -> tuple[int, int, int]:
         c, h, w = self.train.x.shape[1:]
         return (int(c), int(h), int(w))
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get(ENV_DATA_DIR)
-    return Path(env) if env else Path.home() / ".cache" / "cnnx" / "data"
 
 
 def locate_or_download(

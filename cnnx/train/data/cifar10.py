@@ -18,7 +18,8 @@ import torch
 
 from cnnx.core.contract import first_line
 from cnnx.core.errors import DataNotFoundError
-from cnnx.train.data.base import ENV_DATA_DIR, Dataset, DatasetFacts, Split, default_data_dir, locate_or_download
+from cnnx.train.config import ENV_DATA_DIR, default_data_dir
+from cnnx.train.data.base import Dataset, DatasetFacts, Split, locate_or_download
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))

@@ -14,7 +14,8 @@ import torch
 
 from cnnx.core.errors import DataNotFoundError
 from cnnx.core.idx import MNIST_FILES, locate_mnist, read_idx
-from cnnx.train.data.base import ENV_DATA_DIR, Dataset, DatasetFacts, Split, default_data_dir, locate_or_download
+from cnnx.train.config import ENV_DATA_DIR, default_data_dir
+from cnnx.train.data.base import Dataset, DatasetFacts, Split, locate_or_download
 
 FACTS = DatasetFacts(
     name="mnist",
