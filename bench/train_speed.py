@@ -14,10 +14,15 @@ the per-epoch test passes and held-out fits.
     python bench/train_speed.py --data-dir ../shared/data/mnist --preset best --seeds 0 1 2
     python bench/train_speed.py --data-dir ../shared/data/mnist --nproc 2     # torchrun, 2 Gloo processes
     python bench/train_speed.py --data-dir ../shared/data/mnist --name no-outliers -- --outliers 0 --holdout 0
+    python bench/train_speed.py --data-dir ../shared/data/mnist --name torch-builds \
+        --python python --python /path/to/cpu-venv/bin/python      # two installs of torch, seeds interleaved
 
 Prints a table and writes bench/results/train_speed-<preset>[-ddpN][-<name>].json. With --nproc N the
 command runs under `torchrun --standalone --nproc-per-node N` (same global batch and learning
 rate), and the table compares its accuracy with the 1-process result file of the same preset.
+With --python given more than once, every seed runs under each interpreter in turn (so a drift of the
+machine's speed falls on all alike), a row each, and the JSON holds each one's summary and runs
+under "compared".
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ from cnnx.core.machine import machine_info  # noqa: E402
 THRESHOLDS = (0.990, 0.993, 0.994, 0.995)
 
 
-def run_one(preset: str, seed: int, data_dir: str, extra: list[str], nproc: int = 1) -> dict:
+def run_one(
+    preset: str, seed: int, data_dir: str, extra: list[str], nproc: int = 1, python: str = sys.executable
+) -> dict:
     out = Path(tempfile.mkdtemp(prefix="cnnx-bench-")) / "run"
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else []
     cmd = [
-        sys.executable,
+        python,
         *launcher,
         "-m",
         "cnnx",
@@ -87,6 +94,7 @@ def run_one(preset: str, seed: int, data_dir: str, extra: list[str], nproc: int 
         "processes": result.get("processes", 1),
         "config": result["config"],
         "versions": result["versions"],
+        "python": python,
     }
 
 
@@ -94,40 +102,18 @@ def _pct(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:.2f}%"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=os.environ.get("CNNX_MNIST_DIR", "../shared/data/mnist"))
-    ap.add_argument("--preset", default="default")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--nproc", type=int, default=1, help="processes under torchrun (1 = plain cnnx train)")
-    ap.add_argument("--out", default="bench/results")
-    ap.add_argument("--name", default="", help="added to the JSON file's name, e.g. for a run with extra options")
-    ap.add_argument("extra", nargs="*", help="extra `cnnx train` options, after --")
-    args = ap.parse_args()
-
-    runs = []
-    for seed in args.seeds:
-        r = run_one(args.preset, seed, args.data_dir, args.extra, args.nproc)
-        runs.append(r)
-        tt = "  ".join(f"{k}%: {'-' if v is None else f'{v:5.1f}s'}" for k, v in r["time_to"].items())
-        print(
-            f"seed {seed}: final {100 * r['final_accuracy']:.2f}%  held-out {_pct(r['holdout_accuracy'])}  "
-            f"wall {r['wall_seconds']:5.1f}s  "
-            f"outside epochs {r['outside_epochs_seconds']:4.1f}s  "
-            f"outside training {r['outside_training_seconds']:4.1f}s  {tt}",
-            flush=True,
-        )
-
+def summarise(runs: list[dict], preset: str, nproc: int, seeds: list[int]) -> dict:
     accs = [r["final_accuracy"] for r in runs]
     held = [r["holdout_accuracy"] for r in runs if r["holdout_accuracy"] is not None]
     walls = [r["wall_seconds"] for r in runs]
-    summary = {
-        "preset": args.preset,
-        "processes": args.nproc,
+    return {
+        "preset": preset,
+        "processes": nproc,
         "arch": runs[0]["arch"],
         "parameters": runs[0]["parameters"],
         "epochs": runs[0]["epochs"],
-        "seeds": args.seeds,
+        "seeds": seeds,
+        "torch": runs[0]["versions"].get("torch"),
         "accuracy_mean": statistics.mean(accs),
         "accuracy_worst": min(accs),
         "holdout_accuracy_mean": statistics.mean(held) if held else None,  # None: --holdout 0
@@ -136,22 +122,60 @@ def main() -> None:
         "outside_epochs_median": statistics.median(r["outside_epochs_seconds"] for r in runs),
         "outside_training_median": statistics.median(r["outside_training_seconds"] for r in runs),
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=os.environ.get("CNNX_MNIST_DIR", "../shared/data/mnist"))
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--nproc", type=int, default=1, help="processes under torchrun (1 = plain cnnx train)")
+    ap.add_argument(
+        "--python",
+        action="append",
+        help="interpreter to run `cnnx train` with, repeatable (another install of torch) [default: this one]",
+    )
+    ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--name", default="", help="added to the JSON file's name, e.g. for a run with extra options")
+    ap.add_argument("extra", nargs="*", help="extra `cnnx train` options, after --")
+    args = ap.parse_args()
+    pythons = args.python or [sys.executable]
+
+    runs: list[list[dict]] = [[] for _ in pythons]  # by interpreter, in --python's order
+    for seed in args.seeds:
+        for i, py in enumerate(pythons):  # each seed under every interpreter in turn
+            r = run_one(args.preset, seed, args.data_dir, args.extra, args.nproc, py)
+            runs[i].append(r)
+            tt = "  ".join(f"{k}%: {'-' if v is None else f'{v:5.1f}s'}" for k, v in r["time_to"].items())
+            who = f"torch {r['versions'].get('torch')} " if len(pythons) > 1 else ""
+            print(
+                f"{who}seed {seed}: final {100 * r['final_accuracy']:.2f}%  held-out {_pct(r['holdout_accuracy'])}  "
+                f"wall {r['wall_seconds']:5.1f}s  "
+                f"outside epochs {r['outside_epochs_seconds']:4.1f}s  "
+                f"outside training {r['outside_training_seconds']:4.1f}s  {tt}",
+                flush=True,
+            )
+
+    summaries = [summarise(r, args.preset, args.nproc, args.seeds) for r in runs]
     print()
     print(
-        f"{'preset':<10} {'arch':<10} {'params':>7} {'epochs':>6} {'held-out mean':>13} "
+        f"{'preset':<10} {'torch':<16} {'arch':<10} {'params':>7} {'epochs':>6} {'held-out mean':>13} "
         f"{'acc mean':>9} {'acc worst':>9} "
         f"{'wall median':>11} {'wall worst':>10} {'outside epochs':>14} {'outside training':>16}"
     )
-    print(
-        f"{summary['preset']:<10} {summary['arch']:<10} {summary['parameters']:>7,} {summary['epochs']:>6} "
-        f"{_pct(summary['holdout_accuracy_mean']):>13} "
-        f"{100 * summary['accuracy_mean']:>8.2f}% {100 * summary['accuracy_worst']:>8.2f}% "
-        f"{summary['wall_median']:>10.1f}s {summary['wall_worst']:>9.1f}s "
-        f"{summary['outside_epochs_median']:>13.1f}s {summary['outside_training_median']:>15.1f}s"
-    )
+    for summary in summaries:
+        print(
+            f"{summary['preset']:<10} {summary['torch'] or '-':<16} {summary['arch']:<10} "
+            f"{summary['parameters']:>7,} {summary['epochs']:>6} "
+            f"{_pct(summary['holdout_accuracy_mean']):>13} "
+            f"{100 * summary['accuracy_mean']:>8.2f}% {100 * summary['accuracy_worst']:>8.2f}% "
+            f"{summary['wall_median']:>10.1f}s {summary['wall_worst']:>9.1f}s "
+            f"{summary['outside_epochs_median']:>13.1f}s {summary['outside_training_median']:>15.1f}s"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     single = out / f"train_speed-{args.preset}.json"
+    summary = summaries[0]
     if args.nproc > 1 and single.exists():
         base = json.loads(single.read_text())["summary"]
         summary["vs_1_process_pp"] = 100 * (summary["accuracy_mean"] - base["accuracy_mean"])
@@ -162,18 +186,13 @@ def main() -> None:
     path = single if args.nproc == 1 else out / f"train_speed-{args.preset}-ddp{args.nproc}.json"
     if args.name:
         path = path.with_name(f"{path.stem}-{args.name}.json")
-    path.write_text(
-        json.dumps(
-            {
-                "summary": summary,
-                "runs": runs,
-                "machine": machine_info(),
-                "date": time.strftime("%Y-%m-%d"),
-                "command": " ".join(sys.argv),
-            },
-            indent=2,
-        )
+    found: dict = (
+        {"summary": summary, "runs": runs[0]}
+        if len(pythons) == 1
+        else {"compared": [{"python": py, "summary": summaries[i], "runs": runs[i]} for i, py in enumerate(pythons)]}
     )
+    found.update(machine=machine_info(), date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv))
+    path.write_text(json.dumps(found, indent=2))
     print(f"\nwrote {path}")
 
 

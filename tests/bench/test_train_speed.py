@@ -1,0 +1,48 @@
+"""bench/train_speed.py as it is run, on the mini MNIST: one interpreter, and two compared seed by seed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import MINI_MNIST, REPO
+
+pytest.importorskip("torch")
+
+QUICK = ["--", "--epochs", "1", "--outliers", "0", "--holdout", "0", "--no-plots"]
+
+
+def _bench(out: Path, *args: str) -> dict:
+    cmd = [sys.executable, "bench/train_speed.py", "--data-dir", str(MINI_MNIST), "--out", str(out), *args, *QUICK]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (path,) = out.glob("train_speed-*.json")
+    return json.loads(path.read_text()) | {"_stdout": done.stdout, "_name": path.name}
+
+
+def test_two_interpreters_run_each_seed_in_turn_a_row_each(tmp_path):
+    result = _bench(tmp_path, "--seeds", "0", "1", "--python", sys.executable, "--python", sys.executable, "--name", "t")
+    assert result["_name"] == "train_speed-default-t.json"
+    compared = result["compared"]
+    assert [c["python"] for c in compared] == [sys.executable, sys.executable]
+    for c in compared:
+        assert [r["seed"] for r in c["runs"]] == [0, 1] and c["summary"]["seeds"] == [0, 1]
+        assert c["summary"]["torch"] == c["runs"][0]["versions"]["torch"]
+        assert 0 < c["summary"]["outside_epochs_median"] < c["summary"]["wall_median"]
+    # the same install twice: the same seeds train to the same accuracy (runs are deterministic)
+    assert [r["final_accuracy"] for r in compared[0]["runs"]] == [r["final_accuracy"] for r in compared[1]["runs"]]
+    lines = result["_stdout"].splitlines()
+    seeds = [line.split("seed ")[1][0] for line in lines if " seed " in line and "final" in line]
+    assert seeds == ["0", "0", "1", "1"]  # interleaved, so a drift of the machine falls on both alike
+    table = lines[lines.index(next(line for line in lines if line.startswith("preset"))) + 1 :]
+    assert sum(line.startswith("default") for line in table) == 2
+
+
+def test_one_interpreter_keeps_the_single_summary(tmp_path):
+    result = _bench(tmp_path, "--seeds", "0")
+    assert result["_name"] == "train_speed-default.json"
+    assert result["summary"]["seeds"] == [0] and len(result["runs"]) == 1 and "compared" not in result
