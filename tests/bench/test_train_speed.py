@@ -25,7 +25,8 @@ def _bench(out: Path, *args: str) -> dict:
 
 
 def test_two_interpreters_run_each_seed_in_turn_a_row_each(tmp_path):
-    result = _bench(tmp_path, "--seeds", "0", "1", "--python", sys.executable, "--python", sys.executable, "--name", "t")
+    twice = ["--python", sys.executable, "--python", sys.executable]
+    result = _bench(tmp_path, "--seeds", "0", "1", *twice, "--name", "t")
     assert result["_name"] == "train_speed-default-t.json"
     compared = result["compared"]
     assert [c["python"] for c in compared] == [sys.executable, sys.executable]
