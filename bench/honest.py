@@ -177,11 +177,37 @@ def open_model(path: Path, reject: bool | None) -> Any:
     return Classifier(path, reject=reject)
 
 
-def measure(clf: Any, s: BenchSet, paths: list[Path], labels: list[int | None]) -> dict[str, Any]:
-    """One model on one set: the numbers of the table (percentages of all images)."""
+@dataclass
+class Ran:
+    """One model on one set's files: what ``run_set`` gives."""
+
+    predictions: list[Any]  # one Prediction per file, every class listed; an unreadable one carries its error
+    scores: np.ndarray  # (N,) refusal scores; -inf where the runtime cannot read the image
+    seconds: float
+
+
+def run_set(clf: Any, paths: list[Path]) -> Ran:
+    """``clf`` on the files, each decoded once as `cnnx infer` reads it: the Predictions that
+    ``predict(paths, top_k=every class, errors="keep")`` gives, and each image's refusal score by the
+    model's method (msp for a model without one; -inf where the runtime cannot read the image: it is
+    refused whatever the threshold), both from the same logits."""
     t0 = time.perf_counter()
-    preds = clf.predict(paths, top_k=len(clf.classes), errors="keep")
-    seconds = time.perf_counter() - t0
+    pending = clf.decode(paths)
+    scores = np.full(len(paths), -np.inf)
+    answers = None
+    if pending.pixels:
+        logits = clf.logits(np.stack(pending.pixels))
+        answers = clf.answers_of(logits)
+        read = [i for i, p in enumerate(pending.predictions) if p.error is None]
+        method = (clf.spec.openset or {}).get("method", "msp")
+        scores[read] = cal.scores(logits, temperature=clf.temperature, method=method)
+    preds = clf.finish(pending, answers, top_k=len(clf.classes))
+    return Ran(preds, scores, time.perf_counter() - t0)
+
+
+def measure(clf: Any, s: BenchSet, ran: Ran, labels: list[int | None]) -> dict[str, Any]:
+    """One model on one set (``run_set``'s result): the numbers of the table (percentages of all images)."""
+    preds, seconds = ran.predictions, ran.seconds
     n = len(preds)
     # "not a digit: score 0.41 is below ...": counted by the reason before its numbers
     reasons = Counter(str(p.refused).split(":")[0] for p in preds if getattr(p, "refused", None))
@@ -216,19 +242,6 @@ def measure(clf: Any, s: BenchSet, paths: list[Path], labels: list[int | None]) 
         row.update(ece=cal.ece(probs, y, bins=15), nll=cal.nll(probs, y), calibration_images=len(full))
         row["_probs"], row["_labels"] = probs, y  # for the reliability diagram; not written to JSON
     return row
-
-
-def scores_of(clf: Any, paths: list[Path]) -> np.ndarray:
-    """(N,) each image's refusal score by the model's method (msp for a model without one); -inf
-    where the runtime cannot read the image (it is refused whatever the threshold)."""
-    pending = clf.decode(paths)
-    method = (clf.spec.openset or {}).get("method", "msp")
-    out = np.full(len(paths), -np.inf)
-    if pending.pixels:
-        read = [i for i, p in enumerate(pending.predictions) if p.error is None]
-        logits = clf.logits(np.stack(pending.pixels))
-        out[read] = cal.scores(logits, temperature=clf.temperature, method=method)
-    return out
 
 
 def matched(
@@ -376,13 +389,18 @@ def main() -> None:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         files = {s.name: materialise(s, work, args.n) for s in sets}
-        rows = [{"model": name, **measure(clf, s, *files[s.name])} for name, clf in classifiers.items() for s in sets]
+        ran = {(name, s.name): run_set(clf, files[s.name][0]) for name, clf in classifiers.items() for s in sets}
+        rows = [
+            {"model": name, **measure(clf, s, ran[name, s.name], files[s.name][1])}
+            for name, clf in classifiers.items()
+            for s in sets
+        ]
         rows.sort(key=lambda r: [s.name for s in sets].index(r["set"]))  # a set's models side by side
         rows += [p for name in models for p in pooled(rows, name)]
         at: list[dict[str, Any]] = []
         if args.matched:
             counted = [s for s in sets if s.counted]  # the sets shown apart are not in the matched table
-            scores = {(m, s.name): scores_of(clf, files[s.name][0]) for m, clf in classifiers.items() for s in counted}
+            scores = {(m, s.name): ran[m, s.name].scores for m in classifiers for s in counted}
             at = [r for pct in args.matched for name in models for r in matched(scores, sets, name, pct)]
     print(f"# {'full MNIST' if full else 'the mini MNIST sample'} from {root}; sets: {args.sets}")
     print(table(rows))

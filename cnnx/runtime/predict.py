@@ -204,7 +204,10 @@ class Classifier:
     def answers(self, pixels: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
         """Step 2, the model: (calibrated probabilities, why each image is refused or None) of uint8
         (N, C, H, W) pixels (``Pending.pixels``). onnxruntime runs without the GIL."""
-        logits = self.logits(pixels)
+        return self.answers_of(self.logits(pixels))
+
+    def answers_of(self, logits: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """Step 2 from (N, num_classes) logits already computed (``logits``): what ``answers`` returns."""
         return cal.softmax(logits, self.temperature), self._refusals(logits)
 
     def iter_predict(

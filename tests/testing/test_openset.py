@@ -203,7 +203,9 @@ class _Refuser:
 
 def test_the_bench_counts_refusals_accuracy_and_calibration_as_the_runtime_reports_them() -> None:
     s = honest.BenchSet("x-report", "report", "test", 4, lambda f, n: ([], []), labelled=True, calibration=True)
-    row = honest.measure(_Refuser(), s, [Path(f"{i}.png") for i in range(4)], [0, 1, 0, 1])
+    clf = _Refuser()
+    ran = honest.Ran(clf.predict([Path(f"{i}.png") for i in range(4)], 2, "keep"), np.zeros(4), 0.0)
+    row = honest.measure(clf, s, ran, [0, 1, 0, 1])
     assert (row["accepted_pct"], row["refused_pct"], row["unread_pct"], row["confident_pct"]) == (50, 25, 25, 25)
     assert row["accuracy_pct"] == 25 and row["accuracy_accepted_pct"] == 50  # a refused digit is not right
     assert row["refusal_reasons"] == {"not a digit": 1}  # counted by the reason, without its numbers
@@ -225,9 +227,10 @@ def test_the_bench_counts_what_the_real_runtime_refuses(tmp_path: Path, shipped_
     onnx.save(proto, str(tmp_path / "refusing.onnx"))
     s = honest._openset(next(x for x in openset.SETS if x.name == "scribbles-report"))
     paths, labels = honest.materialise(s, tmp_path / "sets", 12)
-    strict = honest.measure(honest.open_model(tmp_path / "refusing.onnx", None), s, paths, labels)
-    unthresholded = with_spec(shipped_model, tmp_path, openset=None)
-    plain = honest.measure(honest.open_model(unthresholded, None), s, paths, labels)
+    refusing = honest.open_model(tmp_path / "refusing.onnx", None)
+    strict = honest.measure(refusing, s, honest.run_set(refusing, paths), labels)
+    unthresholded = honest.open_model(with_spec(shipped_model, tmp_path, openset=None), None)
+    plain = honest.measure(unthresholded, s, honest.run_set(unthresholded, paths), labels)
     assert strict["refused_pct"] > 0 and strict["refusal_reasons"] == {
         "not a digit": round(strict["refused_pct"] * 12 / 100)
     }
@@ -265,20 +268,30 @@ def test_matched_operating_points_move_each_threshold_to_refuse_the_same_share_o
     assert line.split()[-4:] == ["40.0", "20.0", "25.0", "30.0"]
 
 
-def test_scores_of_gives_each_readable_image_the_score_the_runtime_refuses_by(
+def test_run_set_gives_predicts_answers_and_the_score_the_runtime_refuses_by(
     tmp_path: Path, shipped_model: Path
 ) -> None:
     from cnnx.runtime import Classifier
 
     Image.new("L", (28, 28), 255).save(tmp_path / "blank.png")
-    paths = [REPO / "cnnx" / "samples" / "digits" / "mnist-7.png", tmp_path / "blank.png"]
+    digits = sorted((REPO / "cnnx" / "samples" / "digits").iterdir())  # README.md too: not an image
+    paths = [*digits, tmp_path / "blank.png"]
     clf = honest.open_model(shipped_model, None)
-    got = honest.scores_of(clf, paths)
+    ran = honest.run_set(clf, paths)
     assert isinstance(clf, Classifier) and clf.spec.openset is not None
-    logits = clf.logits(clf.pixels(paths[0])[None])
-    want = cal.scores(logits, temperature=clf.temperature, method=clf.spec.openset["method"])
-    assert got[0] == pytest.approx(float(want[0])) and got[0] >= clf.spec.openset["threshold"]
-    assert got[1] == -np.inf  # a blank page is refused before any model runs, whatever the threshold
+    # each image decoded once, yet the predictions are predict's, refusals included
+    want = clf.predict(paths, top_k=len(clf.classes), errors="keep")
+    assert [p.to_dict() for p in ran.predictions] == [p.to_dict() for p in want]
+    seven = paths.index(REPO / "cnnx" / "samples" / "digits" / "mnist-7.png")
+    logits = clf.logits(clf.pixels(paths[seven])[None])
+    score = cal.scores(logits, temperature=clf.temperature, method=clf.spec.openset["method"])
+    assert ran.scores[seven] == pytest.approx(float(score[0]))
+    threshold = clf.spec.openset["threshold"]
+    # an image read is refused exactly when its score is below the threshold; one not read scores -inf
+    for p, v in zip(want, ran.scores, strict=True):
+        assert (bool(p.refused) == bool(v < threshold)) if p.error is None else v == -np.inf
+    assert ran.scores[-1] == -np.inf and want[-1].error  # a blank page: refused before any model runs
+    assert ran.seconds > 0
 
 
 @pytest.mark.slow
