@@ -119,8 +119,8 @@ def file_parts(body: bytes, header: str, max_images: int) -> list[EncodedImage]:
     413 beyond ``max_images`` files.
 
     python-multipart's parser, fed the body once. Starlette's form parser runs the same parser but
-    makes an UploadFile over a spooled temporary file for every part: for one body of 256 digit PNGs
-    it took 25-50 us a part in-process, against 17-18 us here.
+    makes an UploadFile over a spooled temporary file for every part (for one body of 256 digit PNGs,
+    25-50 us a part against 17-18 us here, in a one-off in-process timing on 2026-12-07).
     """
     boundary = parse_options_header(header)[1].get(b"boundary")
     if not boundary:
