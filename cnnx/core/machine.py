@@ -56,23 +56,19 @@ def shared_threads() -> int:
     return max(1, min(4, usable_cores() // 2))
 
 
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")  # what bench JSON records
+
+
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores, OS and Python: what a timing needs beside it to mean something."""
+    """CPU model and the vector features timings depend on, cores, OS and Python: what a timing needs
+    beside it to mean something (one Xeon model name covers CPUs with and without bf16)."""
     cpuinfo = Path("/proc/cpuinfo")
-    cpu = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in cpuinfo.read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            "unknown",
-        )
-        if cpuinfo.exists()
-        else platform.processor()
-    )
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     return {
-        "cpu": cpu or "unknown",
+        "cpu": cpu or platform.processor() or "unknown",
+        "cpu_features": [f for f in CPU_FEATURES if f in flags],  # empty where /proc/cpuinfo is not there
         "cores": os.cpu_count(),
         "usable_cores": usable_cores(),
         "platform": platform.platform(),
