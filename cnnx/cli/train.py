@@ -22,10 +22,12 @@ from cnnx.train.config import (  # stdlib only: no torch for --help
     MIN_SIZE,
     MIN_STEPS,
     OPTIMIZERS,
+    PRESET_ARCH_DATASET,
     PRESETS,
     SCHEDULES,
     TrainConfig,
     default_data_dir,
+    preset_options,
 )
 
 # ---------------------------------------------------------------- train
@@ -45,12 +47,13 @@ _TRAIN_HELP_DEFAULTS = (
     default="default",
     show_default=True,
     help="Named option set, explicit options override it: "
-    + "; ".join(f"{k} = {', '.join(f'{o} {v}' for o, v in p.items()) or 'the defaults'}" for k, p in PRESETS.items()),
+    + "; ".join(f"{k} = {', '.join(f'{o} {v}' for o, v in p.items()) or 'the defaults'}" for k, p in PRESETS.items())
+    + f" (a preset's arch applies to {PRESET_ARCH_DATASET} only)",
 )
 @click.option(
     "--arch",
     help="Architecture name (see `cnnx train --list-archs`). [default: the dataset's; "
-    "image folders: mnist-bn for grey 28x28 images, else cifar-bn]",
+    "image folders: mnist-bn16 for grey 28x28 images, else cifar-bn]",
 )
 @click.option("--epochs", type=int, help=f"Passes over the training data. [default: {TrainConfig.epochs}]")
 @click.option(
@@ -163,8 +166,9 @@ _TRAIN_HELP_DEFAULTS = (
 @click.option(
     "--amp/--no-amp",
     default=None,
-    help="Mixed precision: bfloat16 autocast of the training forward pass (fast on GPUs with tensor "
-    "cores; on most CPUs slower). Weights, checkpoints and evaluation stay float32. [default: off]",
+    help="Mixed precision: bfloat16 autocast of the training forward pass (fast on CPUs with AMX and on "
+    "GPUs with tensor cores; on other CPUs slower). Weights, checkpoints and evaluation stay float32. "
+    "[default: on for a CPU with AMX, where it was measured to keep the accuracy; else off]",
 )
 @click.option(
     "--plots/--no-plots", default=None, help="Draw curves.png and confusion.png into the run folder. [default: on]"
@@ -197,8 +201,9 @@ def train(
         raise click.UsageError("give a DATASET (mnist, cifar10 or a folder) or --resume RUN")
     if resume is not None and any(v is not None for v in options.values()):
         raise click.UsageError("--resume continues a run with its saved options; give no other training options")
-    settings = {**PRESETS[preset], **{k: v for k, v in options.items() if v is not None}}
-    cfg = TrainConfig(dataset=dataset or "mnist", **settings)
+    dataset = dataset or "mnist"
+    settings = {**preset_options(preset, dataset), **{k: v for k, v in options.items() if v is not None}}
+    cfg = TrainConfig(dataset=dataset, **settings)
     reporter = TqdmReporter()  # progress on stderr, --json or not
     is_main = ddp.world_from_env().is_main  # ranks 1.. of a torchrun job: rank 0 reports for all
     try:

@@ -234,7 +234,7 @@ class Run:
         cfg, world = self.cfg, self.world
         x, y, own = self.assemble(idx)
         labelled = len(idx) + (self.photos.counts(len(idx))[0] if self.photos is not None else 0)  # global rows
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.amp):  # bf16: no loss scaling needed
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=bool(cfg.amp)):  # bf16: no loss scaling needed
             logits, others = self.net(x).split([len(y), len(x) - len(y)])
             if world.enabled:  # this rank's share of the global mean; DDP's gradient average undoes the
                 # factor. A sum, not a mean: a rank whose share is empty (a last batch smaller than

@@ -103,7 +103,7 @@ def test_train_human_output_and_resume(tmp_path: Path) -> None:
         check=True,
     )
     assert "epoch 1: train loss" in first.stderr and "test accuracy" in first.stderr
-    assert first.stdout.startswith("done: mnist-bn on mnist, 1 epoch, test accuracy ")
+    assert first.stdout.startswith("done: mnist-bn16 on mnist, 1 epoch, test accuracy ")
     again = run_cli("train", "--resume", str(out))
     assert again.returncode == 0, again.stderr
     assert "epoch 2" not in again.stderr  # the run was complete: nothing left to do
@@ -157,5 +157,5 @@ def test_bad_option_values_are_one_line(tmp_path: Path) -> None:
 def test_list_archs() -> None:
     pytest.importorskip("torch")
     proc = run_cli("train", "--list-archs", check=True)
-    for name in ("mnist-bn", "seed000-net", "seed001-net", "seed002-net", "seed004-demomodel"):
+    for name in ("mnist-bn16", "mnist-bn", "seed000-net", "seed001-net", "seed002-net", "seed004-demomodel"):
         assert name in proc.stdout

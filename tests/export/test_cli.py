@@ -142,7 +142,7 @@ def test_torchscript_carries_spec_and_matches_torch(
 
     module, text = load_torchscript(exported[0] / "mnist.torchscript", "cnnx_spec.json")
     spec = json.loads(text)
-    assert spec["arch"] == "mnist-bn" and spec["extra"]["parity"]["passed"]
+    assert spec["arch"] == "mnist-bn16" and spec["extra"]["parity"]["passed"]
     x, _ = _images(37, spec["mean"][0], spec["std"][0])
     with torch.inference_mode():
         got = module(torch.from_numpy(x)).numpy()
@@ -208,7 +208,7 @@ def test_inspect_onnx_needs_neither_torch_nor_onnx(exported: tuple[Path, dict[st
     assert info["kind"] == "onnx" and info["opset"]["ai.onnx"] == 18 and info["ir_version"] >= 7
     assert info["inputs"] == [{"name": "input", "shape": ["batch", 1, 28, 28], "type": "tensor(float)"}]
     assert info["outputs"][0]["shape"] == ["batch", 10]
-    assert info["spec"]["arch"] == "mnist-bn" and info["parity"]["passed"]
+    assert info["spec"]["arch"] == "mnist-bn16" and info["parity"]["passed"]
     assert info["size_bytes"] == (exported[0] / "mnist.onnx").stat().st_size
 
 
@@ -223,7 +223,7 @@ def test_inspect_torchscript_and_checkpoint(exported: tuple[Path, dict[str, Any]
     result = CliRunner().invoke(main, ["inspect", str(trained_run / "best.pt")])
     assert result.exit_code == 0, result.output
     text = result.stdout
-    assert "cnnx-checkpoint" in text and "mnist-bn" in text and "epoch:" in text
+    assert "cnnx-checkpoint" in text and "mnist-bn16" in text and "epoch:" in text
     assert "best.pt accuracy: " in text and "% on the test split" in text and "parameters:" in text
 
 
@@ -254,7 +254,7 @@ def test_inspect_of_a_run_folder_reads_its_best_pt(run_copy: Path) -> None:
     proc = run_cli("inspect", str(run_copy), "--json", check=True)
     info = json.loads(proc.stdout)
     assert info["file"] == str(run_copy / "best.pt") and info["sha256"] == _sha(run_copy / "best.pt")
-    assert info["kind"] == "cnnx-checkpoint" and info["spec"]["arch"] == "mnist-bn"
+    assert info["kind"] == "cnnx-checkpoint" and info["spec"]["arch"] == "mnist-bn16"
 
 
 def test_parity_json_keeps_a_format_until_its_file_is_replaced(run_copy: Path) -> None:

@@ -48,7 +48,7 @@ def test_the_program_carries_its_spec_beside_it_and_runs_any_batch_like_the_onnx
     loaded = executorch_pte.load(exported / "mnist.pte", 1)
     spec = loaded.spec()
     assert spec.extra["format"] == "executorch" and spec.extra["delegate"] == "xnnpack"
-    assert spec.extra["parity"]["passed"] and spec.arch == "mnist-bn" and "executorch" in spec.versions
+    assert spec.extra["parity"]["passed"] and spec.arch == "mnist-bn16" and "executorch" in spec.versions
     session = ort.InferenceSession(str(exported / "mnist.onnx"), providers=["CPUExecutionProvider"])
     x = normalise(read_idx(MINI_MNIST / "t10k-images-idx3-ubyte.gz")[:150, None], spec.mean, spec.std)
     for n in (1, 37, executorch_pte.MAX_BATCH, 150):  # past the program's bound: run in pieces
@@ -84,7 +84,7 @@ def test_inspect_reads_a_program_and_its_spec_without_loading_it(exported: Path)
     from tests.support import run_cli
 
     info = json.loads(run_cli("inspect", str(exported / "mnist.pte"), "--json", check=True).stdout)
-    assert info["kind"] == "executorch" and info["spec"]["arch"] == "mnist-bn"
+    assert info["kind"] == "executorch" and info["spec"]["arch"] == "mnist-bn16"
     assert info["spec"]["extra"]["delegate"] == "xnnpack" and info["parity"]["passed"]
     assert set(info["files"]) == {"mnist.pte", "mnist.pte.json"}
     assert info["selfcheck"] == {"images": 8, "format": "executorch", "atol": 1e-4}

@@ -31,7 +31,7 @@ def test_all_writes_openvino_ir_through_its_gate(exported: Path, report: dict[st
     assert r["passed"] and r["method"] == "from-onnx" and r["top1_agreement"] == 1.0
     assert r["real"]["max_abs_diff"] <= 1e-4 and r["random"]["max_abs_diff"] <= 1e-4
     sizes = (exported / "mnist.xml").stat().st_size + (exported / "mnist.bin").stat().st_size
-    assert r["size_bytes"] == sizes and (exported / "mnist.bin").stat().st_size > 300_000  # float32, not fp16
+    assert r["size_bytes"] == sizes and (exported / "mnist.bin").stat().st_size > 250_000  # float32, not fp16
 
 
 def test_ir_carries_the_spec_and_runs_like_the_onnx_file(exported: Path) -> None:
@@ -43,7 +43,7 @@ def test_ir_carries_the_spec_and_runs_like_the_onnx_file(exported: Path) -> None
     core = ov.Core()
     model = core.read_model(str(exported / "mnist.xml"))
     spec = ModelSpec.from_dict(json.loads(model.get_rt_info(["cnnx", "spec"]).astype(str)))
-    assert spec.extra["format"] == "openvino" and spec.extra["parity"]["passed"] and spec.arch == "mnist-bn"
+    assert spec.extra["format"] == "openvino" and spec.extra["parity"]["passed"] and spec.arch == "mnist-bn16"
     assert model.has_rt_info(["cnnx", "selfcheck"])
     assert [sorted(p.get_names()) for p in model.inputs] == [["input"]]
     x = normalise(read_idx(MINI_MNIST / "t10k-images-idx3-ubyte.gz")[:37, None], spec.mean, spec.std)

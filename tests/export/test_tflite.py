@@ -53,7 +53,7 @@ def test_the_file_carries_its_spec_and_runs_any_batch_like_the_onnx_file(
     loaded = litert_tflite.load(made[0] / "mnist.tflite", 1)
     spec = loaded.spec()
     assert spec.extra["format"] == "tflite" and spec.extra["precision"] == "fp32"
-    assert spec.extra["parity"]["passed"] and spec.arch == "mnist-bn" and "litert-torch" in spec.versions
+    assert spec.extra["parity"]["passed"] and spec.arch == "mnist-bn16" and "litert-torch" in spec.versions
     session = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"])
     x = normalise(read_idx(MINI_MNIST / "t10k-images-idx3-ubyte.gz")[:150, None], spec.mean, spec.std)
     for n in (1, 2, 37, 150):  # each batch in one invoke
@@ -130,7 +130,7 @@ def test_infer_runs_the_file_without_torch(made: tuple[Path, dict[str, Any]], on
 
 def test_inspect_reads_the_spec_and_the_fixed_batch(made: tuple[Path, dict[str, Any]]) -> None:
     info = json.loads(run_cli("inspect", str(made[0] / "mnist.tflite"), "--json", check=True).stdout)
-    assert info["kind"] == "tflite" and info["spec"]["arch"] == "mnist-bn" and info["parity"]["passed"]
+    assert info["kind"] == "tflite" and info["spec"]["arch"] == "mnist-bn16" and info["parity"]["passed"]
     assert info["inputs"][0]["shape"] == [1, 1, 28, 28] and info["outputs"][0]["shape"] == [1, 10]
     assert info["selfcheck"]["images"] == 8 and info["selfcheck"]["format"] == "tflite"
 

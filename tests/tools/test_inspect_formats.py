@@ -26,7 +26,7 @@ def test_an_ort_file_shows_its_spec_self_check_and_operator_config_without_torch
     assert json.loads(modules) == []
     info = json.loads(text)
     config = exported / "mnist.required_operators.config"
-    assert info["kind"] == "ort" and info["spec"]["arch"] == "mnist-bn" and info["spec"]["extra"]["format"] == "ort"
+    assert info["kind"] == "ort" and info["spec"]["arch"] == "mnist-bn16" and info["spec"]["extra"]["format"] == "ort"
     assert info["parity"]["passed"] and info["selfcheck"] == {"images": 8, "format": "ort", "atol": 1e-4}
     assert info["files"] == {"mnist.ort": ort.stat().st_size, config.name: config.stat().st_size}
     assert info["size_bytes"] == sum(info["files"].values()) and info["operators"]["count"] >= 5
@@ -42,7 +42,7 @@ def test_a_renamed_ort_file_is_still_read_as_one(exported: Path, tmp_path: Path)
     copy = tmp_path / "model.onnx"  # no config beside it, and the wrong suffix
     shutil.copy(exported / "mnist.ort", copy)
     info = _inspect(copy)
-    assert info["kind"] == "ort" and info["spec"]["arch"] == "mnist-bn" and "files" not in info
+    assert info["kind"] == "ort" and info["spec"]["arch"] == "mnist-bn16" and "files" not in info
     assert info["size_bytes"] == copy.stat().st_size and "operators" not in info
 
 

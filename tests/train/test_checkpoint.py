@@ -22,7 +22,7 @@ def test_checkpoint_round_trip_weights_only(trained_run: Path) -> None:
     for key in ("model", "optimizer", "scheduler", "rng", "epoch", "config", "metrics", "spec"):
         assert key in state, key
     spec = ModelSpec.from_dict(state["spec"])
-    assert spec.arch == "mnist-bn" and spec.input_shape == (1, 28, 28)
+    assert spec.arch == "mnist-bn16" and spec.input_shape == (1, 28, 28)
     assert spec.mean == (0.1307,) and spec.std == (0.3081,)
     assert spec.classes == [str(i) for i in range(10)] and spec.preprocess == "mnist-digit"
     assert spec.test_accuracy == state["metrics"][-1]["test_accuracy"]

@@ -53,6 +53,32 @@ def test_every_option_given_reaches_the_config(tmp_path: Path, monkeypatch: pyte
     assert cfg.out == str(tmp_path / "r") and cfg.batch_size == TrainConfig.batch_size  # not given: the default
 
 
+@pytest.mark.parametrize(
+    "args,arch",
+    [
+        (["mnist", "--preset", "best"], "mnist-bn"),  # the network the best preset was measured with
+        (["mnist", "--preset", "best", "--arch", "mnist-bn16"], "mnist-bn16"),  # an explicit option wins
+        (["cifar10", "--preset", "best"], None),  # other datasets keep their own network
+        (["mnist"], None),  # the dataset's default: mnist-bn16
+    ],
+)
+def test_the_best_preset_picks_its_network_for_mnist_only(
+    args: list[str], arch: str | None, monkeypatch, tmp_path
+) -> None:
+    import cnnx.train.loop as loop
+
+    seen: list[TrainConfig] = []
+
+    def stop(cfg: TrainConfig, reporter: object, resume: Path | None = None) -> None:
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(loop, "train", stop)
+    result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert seen[0].arch == arch and seen[0].epochs == (8 if "best" in args else 3)
+
+
 def test_help_needs_no_torch() -> None:
     code = (
         "import sys\nfrom cnnx.cli import main\n"

@@ -38,7 +38,7 @@ def test_a_digit_folder_trains_well_in_one_epoch_with_no_options(digits: Path, t
     cfg = summary["config"]
     assert (cfg["grayscale"], cfg["image_size"], cfg["flip"]) == (True, 28, False)
     assert (cfg["batch_size"], cfg["lr"]) == (32, 0.02 * 32 / 256)  # 1,200 training digits: 38 steps an epoch
-    assert summary["arch"] == "mnist-bn" and summary["epoch_metrics"][0]["test_loss"] < 1.0
+    assert summary["arch"] == "mnist-bn16" and summary["epoch_metrics"][0]["test_loss"] < 1.0
     assert summary["final_accuracy"] > 0.85  # 300 held-out digits; 94% when measured
     spec = torch.load(run / "last.pt", weights_only=True)["spec"]
     assert spec["input_shape"] == [1, 28, 28] and spec["color"] == "L"

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from cnnx.core.errors import ConfigError  # noqa: E402
 from cnnx.train import checkpoint as ckpt  # noqa: E402
 from cnnx.train.config import TrainConfig  # noqa: E402
-from cnnx.train.loop import Reporter, train  # noqa: E402
+from cnnx.train.loop import Reporter, bf16_is_fast, train  # noqa: E402
 from cnnx.train.steps import lr_factor, make_optimizer, random_shift  # noqa: E402
 from tests.support import MINI_MNIST, REPO  # noqa: E402
 
@@ -230,8 +230,8 @@ def test_cuda_run_loads_on_cpu(tmp_path: Path) -> None:
 
 
 def test_mixed_precision_trains_and_keeps_float32_weights(tmp_path: Path) -> None:
-    # bf16 autocast runs on the CPU too, so the code path is tested here; its speed matters on GPUs
-    fp32 = train(_cfg(tmp_path / "fp32", epochs=2))
+    # bf16 autocast runs on every CPU, so the code path is tested here; fast on CPUs with AMX and GPUs
+    fp32 = train(_cfg(tmp_path / "fp32", epochs=2, amp=False))
     amp = train(_cfg(tmp_path / "amp", epochs=2, amp=True))
     assert amp.final_accuracy > 0.8 and abs(amp.final_accuracy - fp32.final_accuracy) < 0.05
     assert amp.epochs[0]["train_loss"] != fp32.epochs[0]["train_loss"]  # autocast really ran
@@ -240,6 +240,19 @@ def test_mixed_precision_trains_and_keeps_float32_weights(tmp_path: Path) -> Non
     assert all(t.dtype in (torch.float32, torch.int64) for t in state["model"].values())
     resumed = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k != "amp"})
     assert resumed.amp is False  # checkpoints from before the option resume as float32 runs
+    assert ckpt.load_checkpoint(fp32.run_dir)["config"]["amp"] is False
+
+
+def test_mixed_precision_by_default_only_where_bf16_is_fast(tmp_path: Path) -> None:
+    """--amp unset: on for a CPU with AMX (measured to train faster to the same accuracy), else off;
+    resolved before training, so the checkpoint says how the run trained and a resume trains alike."""
+    assert TrainConfig().amp is None
+    r = train(_cfg(tmp_path / "auto", epochs=1))
+    amx = bool(torch.cpu._is_amx_tile_supported())
+    state = ckpt.load_checkpoint(r.run_dir)
+    assert state["config"]["amp"] is amx and TrainConfig.from_dict(state["config"]).amp is amx  # what --resume reads
+    assert json.loads((r.run_dir / "metrics.json").read_text())["config"]["amp"] is amx
+    assert bf16_is_fast(torch.device("cpu")) is amx and not bf16_is_fast(torch.device("meta"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -46,3 +46,15 @@ def test_every_arch_returns_logits_of_the_right_shape(name: str) -> None:
 def test_unknown_arch_names_the_choices() -> None:
     with pytest.raises(ConfigError, match="mnist-bn"):
         get_arch("resnet9000")
+
+
+def test_digits_default_to_mnist_bn16_and_mnist_bn_keeps_its_widths() -> None:
+    """Checkpoints name their network; one trained as mnist-bn (the shipped model's, the default until
+    mnist-bn16) must still build with the shapes its state_dict holds."""
+    from cnnx.train.data import default_arch
+
+    assert default_arch("mnist") == "mnist-bn16"
+    assert default_arch("folder", (1, 28, 28)) == "mnist-bn16"  # grey 28x28 folders train the digits' default
+    shapes = {name: [tuple(p.shape) for p in build_model(name, 10).parameters()] for name in ("mnist-bn", "mnist-bn16")}
+    assert shapes["mnist-bn"][0] == (24, 1, 5, 5) and shapes["mnist-bn16"][0] == (16, 1, 5, 5)
+    assert [sum(torch.Size(s).numel() for s in v) for v in shapes.values()] == [78_194, 74_522]

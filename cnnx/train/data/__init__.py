@@ -63,7 +63,7 @@ def facts_of(name: str) -> DatasetFacts | None:
 
 def default_arch(name: str, input_shape: tuple[int, int, int] | None = None) -> str:
     """The architecture ``cnnx train NAME`` trains without --arch. A folder whose images (``input_shape``)
-    are those of a registered dataset trains that dataset's default (grey 28x28: mnist-bn)."""
+    are those of a registered dataset trains that dataset's default (grey 28x28: mnist-bn16)."""
     facts = facts_of(name)
     if facts:
         return facts.default_arch

@@ -25,7 +25,7 @@ FACTS = DatasetFacts(
     std=(0.3081,),
     preprocess="mnist-digit",
     hflip=False,
-    default_arch="mnist-bn",
+    default_arch="mnist-bn16",
 )
 
 

@@ -14,18 +14,23 @@ def _conv_pool_bn(cin: int, cout: int, k: int) -> list[nn.Module]:
 
 
 class MnistBN(nn.Module):
-    """cnnx's default MNIST network: a small BatchNorm CNN chosen by measurement.
+    """cnnx's MNIST network: a small BatchNorm CNN chosen by measurement.
 
     (N, 1, 28, 28) -> conv5x5(c1) -> pool -> BN/ReLU    (N, c1, 12, 12)
                    -> conv3x3(c2) -> pool -> BN/ReLU    (N, c2, 5, 5)
                    -> conv3x3(c3) -> BN/ReLU            (N, c3, 3, 3)
                    -> linear(9 * c3 -> classes)
-    With (24, 48, 128): 78,194 parameters (312 KB fp32 ONNX, 90 KB int8), 1.9 M
-    multiply-accumulates per image. On a 2-core CPU it reaches 99.2-99.3% after
-    two epochs and 99.4-99.5% after three (bench/train_speed.py). Wider 5-conv
-    variants were 2-4x slower per epoch for no accuracy gain at equal time; the
-    128-channel last conv (instead of 64) costs little time and keeps the int8
-    file under 30% of the fp32 one (fixed quantisation overhead is ~11 KB).
+    ``mnist-bn`` is (24, 48, 128): 78,194 parameters, 1.9 M multiply-accumulates per
+    image. ``mnist-bn16`` (the default for digits) is (16, 48, 128): 74,522 parameters,
+    1.4 M multiply-accumulates, and a training step in 0.5-0.6x the time on a CPU with
+    AVX-512, for the same held-out accuracy (bench/train_speed.py). Most of the saving
+    is not the FLOPs: the first block's maps are the largest tensors of a step, and
+    with 24 channels (not a multiple of the 16 floats a vector holds) their channels_last
+    max-pool backward, BatchNorm backward and gradient zero-fill fall off the
+    vectorised paths (3-6x slower each, in torch.profiler). Wider 5-conv variants were
+    2-4x slower per epoch for no accuracy gain at equal time; the 128-channel last conv
+    (instead of 64) costs little time and keeps the int8 file under 30% of the fp32 one
+    (fixed quantisation overhead is ~11 KB).
     """
 
     def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (24, 48, 128)) -> None:
