@@ -16,13 +16,15 @@ the per-epoch test passes and held-out fits.
     python bench/train_speed.py --data-dir ../shared/data/mnist --name no-outliers -- --outliers 0 --holdout 0
     python bench/train_speed.py --data-dir ../shared/data/mnist --name torch-builds \
         --python python --python /path/to/cpu-venv/bin/python      # two installs of torch, seeds interleaved
+    python bench/train_speed.py --data-dir ../shared/data/mnist --name archs \
+        --arch mnist-bn16 --arch mnist-bn                           # two networks, seeds interleaved
 
 Prints a table and writes bench/results/train_speed-<preset>[-ddpN][-<name>].json. With --nproc N the
 command runs under `torchrun --standalone --nproc-per-node N` (same global batch and learning
 rate), and the table compares its accuracy with the 1-process result file of the same preset.
-With --python given more than once, every seed runs under each interpreter in turn (so a drift of the
-machine's speed falls on all alike), a row each, and the JSON holds each one's summary and runs
-under "compared".
+With --python or --arch given more than once, every seed runs under each interpreter and
+architecture in turn (so a drift of the machine's speed falls on all alike), a row each, and the
+JSON holds each one's summary and runs under "compared".
 """
 
 from __future__ import annotations
@@ -135,19 +137,28 @@ def main() -> None:
         action="append",
         help="interpreter to run `cnnx train` with, repeatable (another install of torch) [default: this one]",
     )
+    ap.add_argument(
+        "--arch",
+        action="append",
+        help="architecture to train (`cnnx train --arch`), repeatable [default: the preset's]",
+    )
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--name", default="", help="added to the JSON file's name, e.g. for a run with extra options")
     ap.add_argument("extra", nargs="*", help="extra `cnnx train` options, after --")
     args = ap.parse_args()
     pythons = args.python or [sys.executable]
+    archs: list[str | None] = args.arch or [None]
+    arms = [(py, arch) for py in pythons for arch in archs]  # what is compared, a row each
 
-    runs: list[list[dict]] = [[] for _ in pythons]  # by interpreter, in --python's order
+    runs: list[list[dict]] = [[] for _ in arms]  # by arm, in --python's then --arch's order
     for seed in args.seeds:
-        for i, py in enumerate(pythons):  # each seed under every interpreter in turn
-            r = run_one(args.preset, seed, args.data_dir, args.extra, args.nproc, py)
+        for i, (py, arch) in enumerate(arms):  # each seed under every arm in turn
+            extra = args.extra + (["--arch", arch] if arch else [])
+            r = run_one(args.preset, seed, args.data_dir, extra, args.nproc, py)
             runs[i].append(r)
             tt = "  ".join(f"{k}%: {'-' if v is None else f'{v:5.1f}s'}" for k, v in r["time_to"].items())
             who = f"torch {r['versions'].get('torch')} " if len(pythons) > 1 else ""
+            who += f"{r['arch']} " if len(archs) > 1 else ""
             print(
                 f"{who}seed {seed}: final {100 * r['final_accuracy']:.2f}%  held-out {_pct(r['holdout_accuracy'])}  "
                 f"wall {r['wall_seconds']:5.1f}s  "
@@ -159,13 +170,13 @@ def main() -> None:
     summaries = [summarise(r, args.preset, args.nproc, args.seeds) for r in runs]
     print()
     print(
-        f"{'preset':<10} {'torch':<16} {'arch':<10} {'params':>7} {'epochs':>6} {'held-out mean':>13} "
+        f"{'preset':<10} {'torch':<16} {'arch':<13} {'params':>7} {'epochs':>6} {'held-out mean':>13} "
         f"{'acc mean':>9} {'acc worst':>9} "
         f"{'wall median':>11} {'wall worst':>10} {'outside epochs':>14} {'outside training':>16}"
     )
     for summary in summaries:
         print(
-            f"{summary['preset']:<10} {summary['torch'] or '-':<16} {summary['arch']:<10} "
+            f"{summary['preset']:<10} {summary['torch'] or '-':<16} {summary['arch']:<13} "
             f"{summary['parameters']:>7,} {summary['epochs']:>6} "
             f"{_pct(summary['holdout_accuracy_mean']):>13} "
             f"{100 * summary['accuracy_mean']:>8.2f}% {100 * summary['accuracy_worst']:>8.2f}% "
@@ -188,8 +199,13 @@ def main() -> None:
         path = path.with_name(f"{path.stem}-{args.name}.json")
     found: dict = (
         {"summary": summary, "runs": runs[0]}
-        if len(pythons) == 1
-        else {"compared": [{"python": py, "summary": summaries[i], "runs": runs[i]} for i, py in enumerate(pythons)]}
+        if len(arms) == 1
+        else {
+            "compared": [
+                {"python": py, "arch": arch, "summary": summaries[i], "runs": runs[i]}
+                for i, (py, arch) in enumerate(arms)
+            ]
+        }
     )
     found.update(machine=machine_info(), date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv))
     path.write_text(json.dumps(found, indent=2))

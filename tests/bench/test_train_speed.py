@@ -47,3 +47,13 @@ def test_one_interpreter_keeps_the_single_summary(tmp_path):
     result = _bench(tmp_path, "--seeds", "0")
     assert result["_name"] == "train_speed-default.json"
     assert result["summary"]["seeds"] == [0] and len(result["runs"]) == 1 and "compared" not in result
+
+
+def test_two_architectures_run_each_seed_in_turn_a_row_each(tmp_path):
+    result = _bench(tmp_path, "--seeds", "0", "--arch", "mnist-bn16", "--arch", "mnist-bn", "--name", "a")
+    compared = result["compared"]
+    assert [c["arch"] for c in compared] == [c["summary"]["arch"] for c in compared] == ["mnist-bn16", "mnist-bn"]
+    assert [c["summary"]["parameters"] for c in compared] == [74_522, 78_194]
+    assert all(c["runs"][0]["config"]["arch"] == c["arch"] for c in compared)
+    lines = result["_stdout"].splitlines()
+    assert [line.split(" seed ")[0] for line in lines if " seed 0: final" in line] == ["mnist-bn16", "mnist-bn"]
