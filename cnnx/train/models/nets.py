@@ -22,12 +22,12 @@ class MnistBN(nn.Module):
                    -> linear(9 * c3 -> classes)
     ``mnist-bn`` is (24, 48, 128): 78,194 parameters, 1.9 M multiply-accumulates per
     image. ``mnist-bn16`` (the default for digits) is (16, 48, 128): 74,522 parameters,
-    1.4 M multiply-accumulates, and a training step in 0.5-0.6x the time on a CPU with
-    AVX-512, for the same held-out accuracy (bench/train_speed.py). Most of the saving
+    1.4 M multiply-accumulates, and an epoch in 0.58x the time on a CPU with AVX-512,
+    for the same held-out accuracy (bench/train_speed.py --arch ...). Most of the saving
     is not the FLOPs: the first block's maps are the largest tensors of a step, and
     with 24 channels (not a multiple of the 16 floats a vector holds) their channels_last
     max-pool backward, BatchNorm backward and gradient zero-fill fall off the
-    vectorised paths (3-6x slower each, in torch.profiler). Wider 5-conv variants were
+    vectorised paths (4-8x slower each, in torch.profiler). Wider 5-conv variants were
     2-4x slower per epoch for no accuracy gain at equal time; the 128-channel last conv
     (instead of 64) costs little time and keeps the int8 file under 30% of the fp32 one
     (fixed quantisation overhead is ~11 KB).
