@@ -167,8 +167,9 @@ _TRAIN_HELP_DEFAULTS = (
     "--amp/--no-amp",
     default=None,
     help="Mixed precision: bfloat16 autocast of the training forward pass (fast on CPUs with AMX and on "
-    "GPUs with tensor cores; on other CPUs slower). Weights, checkpoints and evaluation stay float32. "
-    "[default: on for a CPU with AMX, where it was measured to keep the accuracy; else off]",
+    "GPUs with tensor cores; slower on CPUs without bf16 instructions). Weights, checkpoints and "
+    "evaluation stay float32. [default: on for a CPU with AMX, where it was measured to keep the accuracy; "
+    "else off]",
 )
 @click.option(
     "--plots/--no-plots", default=None, help="Draw curves.png and confusion.png into the run folder. [default: on]"

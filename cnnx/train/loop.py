@@ -71,7 +71,7 @@ def resolve_device(name: str) -> torch.device:
 def bf16_is_fast(device: torch.device) -> bool:
     """Whether --amp's default is on: bf16 autocast where it was measured to train faster to the same
     held-out accuracy, a CPU with AMX tiles (the default preset in 0.58-0.64x the time, bench/train_speed.py).
-    Off on CPUs without AMX, where bf16 is emulated and slower, and on CUDA, where it was not measured."""
+    Off on other CPUs (without bf16 instructions it is emulated, and slower) and on CUDA: not measured."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x: absent means no
     return device.type == "cpu" and probe is not None and bool(probe())
 
