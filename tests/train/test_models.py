@@ -58,3 +58,15 @@ def test_digits_default_to_mnist_bn16_and_mnist_bn_keeps_its_widths() -> None:
     shapes = {name: [tuple(p.shape) for p in build_model(name, 10).parameters()] for name in ("mnist-bn", "mnist-bn16")}
     assert shapes["mnist-bn"][0] == (24, 1, 5, 5) and shapes["mnist-bn16"][0] == (16, 1, 5, 5)
     assert [sum(torch.Size(s).numel() for s in v) for v in shapes.values()] == [78_194, 74_522]
+
+
+def test_mnist_bn16s_steps_its_first_conv_instead_of_pooling() -> None:
+    """mnist-bn16s: the same parameters and 12x12 first maps as mnist-bn16, made by a stride-2 conv."""
+    strided, pooled = build_model("mnist-bn16s", 10), build_model("mnist-bn16", 10)
+    assert [p.shape for p in strided.parameters()] == [p.shape for p in pooled.parameters()]
+    first = strided.features[0]
+    assert isinstance(first, torch.nn.Conv2d) and first.stride == (2, 2)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in strided.features[:3])
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert strided.features[:3](x).shape == pooled.features[:4](x).shape == (2, 16, 12, 12)
