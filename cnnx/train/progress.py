@@ -41,7 +41,7 @@ class TqdmReporter(Reporter):
             f"training {info['arch']} ({info['parameters']:,} parameters) on {info['dataset']} "
             f"({info['train_images']:,} train / {info['held_out_images']:,} held out / "
             f"{info['test_images']:,} test images), "
-            f"device {info['device']}{resumed}; run folder {info['run_dir']}"
+            f"device {info['device']}, {info['precision']}{resumed}; run folder {info['run_dir']}"
         )
         skipped = info.get("skipped_images") or []
         if skipped:  # the run goes on without these files

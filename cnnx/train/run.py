@@ -350,6 +350,7 @@ class Run:
             "dataset": self.data.name,
             "arch": self.arch,
             "device": str(self.device),
+            "precision": "bfloat16 autocast" if self.cfg.amp else "float32",  # --amp, as resolved for this device
             "parameters": count_parameters(self.model),
             "train_images": len(self.train_y),
             "held_out_images": len(self.held) if self.held is not None else 0,

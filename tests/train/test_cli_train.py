@@ -20,12 +20,14 @@ QUICK += ["--batch-size", "64", "--no-plots"]
 
 def test_json_result_on_stdout_progress_on_stderr(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = run_cli("train", *QUICK, "--epochs", "2", "--out", str(run), "--json", check=True)
+    proc = run_cli("train", *QUICK, "--epochs", "2", "--out", str(run), "--json", "--no-amp", check=True)
     summary = json.loads(proc.stdout)  # stdout holds the result and nothing else
     assert summary["epochs"] == 2 and summary["run_dir"] == str(run)
+    assert summary["precision"] == "float32"
     lines = proc.stderr.splitlines()
     assert lines[0].startswith(
-        "training seed000-net (21,840 parameters) on mnist (920 train / 80 held out / 500 test images)"
+        "training seed000-net (21,840 parameters) on mnist (920 train / 80 held out / 500 test images), "
+        "device cpu, float32;"
     )
     assert [line.split(":")[0] for line in lines[1:]] == ["epoch 1", "epoch 2"]
     assert f"test accuracy {100 * summary['final_accuracy']:.2f}%" in lines[-1]
@@ -62,3 +64,10 @@ def test_the_last_line_names_the_checkpoints_when_best_pt_was_written(tmp_path: 
     assert f"({best}, chosen by held-out accuracy) in " in last
     assert last.endswith(f"; checkpoints in {run}")
     assert summary["best_checkpoint"] == str(run / "best.pt") and summary["epochs_trained"] == 2
+
+
+def test_the_first_line_says_when_training_runs_in_bfloat16(tmp_path: Path) -> None:
+    """--amp (the default on CPUs with AMX) is said up front: the figures of such a run differ from float32's."""
+    proc = run_cli("train", *QUICK, "--epochs", "1", "--out", str(tmp_path / "run"), "--amp", "--json", check=True)
+    assert ", device cpu, bfloat16 autocast;" in proc.stderr.splitlines()[0]
+    assert json.loads(proc.stdout)["precision"] == "bfloat16 autocast"
