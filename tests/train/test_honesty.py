@@ -199,3 +199,18 @@ def test_distort_keeps_the_batch_shape_and_is_seeded() -> None:
     b = random_distort(x, 1.0, torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)
     assert a.min() >= -1e-3 and a.max() <= 255 + 1e-3 and not torch.equal(a, x.float())
+
+
+def test_distort_leaves_half_the_images_as_they_were_and_a_share_of_the_batch_draws_as_the_whole() -> None:
+    """Each image's distortion is its own: a rank's share of a batch (part of drawn) gets the same
+    values the whole batch gives those images, and the images not drawn for distortion pass exactly."""
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.rand(64, 1, 28, 28, generator=gen) * 255).to(torch.uint8)
+    whole = random_distort(x, 1.0, torch.Generator().manual_seed(5))
+    share = random_distort(x[16:40], 1.0, torch.Generator().manual_seed(5), slice(16, 40), 64)
+    assert torch.equal(share, whole[16:40])
+    same = [torch.equal(whole[i], x[i].float()) for i in range(64)]
+    assert 16 <= sum(same) <= 48  # about half pass unchanged
+    ones = [random_distort(x[:1], 1.0, torch.Generator().manual_seed(seed)) for seed in range(8)]
+    kept = [torch.equal(one, x[:1].float()) for one in ones]  # a batch with no image to distort too
+    assert any(kept) and not all(kept) and all(one.shape == (1, 1, 28, 28) for one in ones)
