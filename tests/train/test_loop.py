@@ -146,6 +146,20 @@ def test_random_shift_moves_pixels_without_changing_mass() -> None:
     assert (y != x).any(dim=(1, 2, 3)).sum() > 40  # most images moved (1/25 stay put)
 
 
+def test_random_shift_translates_each_image_whole_and_a_share_of_the_batch_as_the_whole() -> None:
+    x = torch.zeros(256, 2, 28, 30, dtype=torch.uint8)
+    x[:, 0, 10, 12], x[:, 1, 20, 3] = 255, 7  # one pixel a channel
+    y = random_shift(x, 2, torch.Generator().manual_seed(1))
+    moves = set()
+    for image in y:
+        (r0, c0), (r1, c1) = (image[0] == 255).nonzero()[0].tolist(), (image[1] == 7).nonzero()[0].tolist()
+        assert (r0 - 10, c0 - 12) == (r1 - 20, c1 - 3)  # both channels moved alike
+        moves.add((r0 - 10, c0 - 12))
+    assert moves == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # all 25 shifts, no other
+    share = random_shift(x[64:192], 2, torch.Generator().manual_seed(1), slice(64, 192), 256)
+    assert torch.equal(share, y[64:192])
+
+
 @pytest.mark.parametrize(
     ("bad", "words"),
     [
