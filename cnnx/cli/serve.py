@@ -43,9 +43,9 @@ def _check_stack() -> None:
 @click.option(
     "--threads",
     type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="onnxruntime (or OpenVINO) threads per model; 0 = physical cores.",
+    default=None,
+    help="onnxruntime (or OpenVINO) threads per model; 0 = physical cores. "
+    "[default: the physical cores shared among the --workers, at least 1 each]",
 )
 @click.option(
     "--preprocess",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnx.core.errors import ConfigError
+from cnnx.core.machine import physical_cores
 
 MB = 1024 * 1024
 
@@ -16,7 +17,7 @@ class ServeConfig:
     model: str | None = None  # a model file (.onnx, .ort, .xml, .tflite) or a folder of them; None = shipped
     host: str = "127.0.0.1"  # address to bind: loopback unless told otherwise
     port: int = 8000  # TCP port; 0 = any free port (the one chosen is printed)
-    threads: int = 1  # onnxruntime intra-op threads per model; 0 = the physical cores
+    threads: int | None = None  # onnxruntime intra-op threads per model; None = model_threads; 0 = physical cores
     preprocess: str | None = None  # None = the recipe each model's spec names; "plain" = resize only
     max_batch: int = 64  # images run through the model together, at most (a larger request runs alone)
     max_delay_ms: float = 2.0  # how long a batch waits for requests still being read, at most, in ms
@@ -33,7 +34,7 @@ class ServeConfig:
     def __post_init__(self) -> None:
         checks = [
             ("--port", self.port, 0 <= self.port <= 65535, "0 to 65535"),
-            ("--threads", self.threads, self.threads >= 0, "0 (automatic) or more"),
+            ("--threads", self.threads, self.threads is None or self.threads >= 0, "0 (automatic) or more"),
             ("--max-batch", self.max_batch, self.max_batch >= 1, "at least 1"),
             ("--max-delay-ms", self.max_delay_ms, 0 <= self.max_delay_ms <= 1000, "0 to 1000"),
             ("--max-queue", self.max_queue, self.max_queue >= 1, "at least 1"),
@@ -50,6 +51,15 @@ class ServeConfig:
         for option, value, ok, want in checks:
             if not ok:
                 raise ConfigError(f"{option} {value} is out of range", f"give {want}")
+
+    @property
+    def model_threads(self) -> int:
+        """Each model's threads: --threads, or by default the physical cores shared among the worker
+        processes (at least one each), so a lone server runs a large batch on every core and N workers
+        do not take N times the cores between them."""
+        if self.threads is not None:
+            return self.threads
+        return max(1, physical_cores() // self.workers)
 
     @property
     def max_body(self) -> int:

@@ -131,7 +131,7 @@ class Repository:
         return dict(sorted(files.items()))
 
     def _new(self, name: str, path: Path, loaded: tuple[Classifier, float] | None = None) -> Model:
-        clf, seconds = loaded or load(path, self.config.threads, self.config.preprocess)
+        clf, seconds = loaded or load(path, self.config.model_threads, self.config.preprocess)
         c = self.config
         batcher = Batcher(
             clf, c.max_batch, c.max_delay_ms / 1000, c.max_queue, lambda n: self.observe(name, n), name=name
@@ -169,7 +169,7 @@ class Repository:
         path = self.path_of(name)
         with self._reloading:
             try:
-                clf, seconds = load(path, self.config.threads, self.config.preprocess)
+                clf, seconds = load(path, self.config.model_threads, self.config.preprocess)
             except CnnxError as exc:
                 raise self._kept(name, exc.message) from None
             except Exception as exc:  # anything else a broken file provokes

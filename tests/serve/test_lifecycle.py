@@ -210,3 +210,21 @@ def test_without_the_serve_extra_the_command_says_what_to_install():
     hide = "import sys; sys.modules['starlette'] = None; from cnnx.cli import main; main(['serve'])"
     proc = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and 'pip install "cnnx[serve]"' in proc.stderr and "starlette" in proc.stderr
+
+
+def test_each_model_runs_on_the_cores_shared_among_the_workers_unless_threads_says(shipped_model: Path) -> None:
+    """A lone server gives its model every physical core (a request of many images runs on them all);
+    N workers share them, at least one thread each; --threads N is taken as given."""
+    from cnnx.core.machine import physical_cores
+    from cnnx.serve.config import ServeConfig
+    from cnnx.serve.models import Repository
+
+    cores = physical_cores()
+    assert ServeConfig().model_threads == cores
+    assert ServeConfig(workers=2).model_threads == max(1, cores // 2)
+    assert ServeConfig(workers=64).model_threads == 1
+    assert ServeConfig(threads=3, workers=2).model_threads == 3
+    repo = Repository(ServeConfig(model=str(shipped_model)), lambda name, n: None)
+    assert repo.get(None).batcher.current[0].model.threads == cores
+    repo = Repository(ServeConfig(model=str(shipped_model), threads=1), lambda name, n: None)
+    assert repo.get(None).batcher.current[0].model.threads == 1
