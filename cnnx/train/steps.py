@@ -95,7 +95,7 @@ def random_shift(
     ``x`` is the ``part`` of a batch of ``drawn`` images (default: all of it): offsets are drawn
     for the whole batch, so every process of a distributed run consumes the same random numbers.
     """
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     s = max_shift
     padded = F.pad(x, (s, s, s, s))  # (N, C, H+2s, W+2s)
     dy, dx = torch.randint(0, 2 * s + 1, (2, drawn or n), generator=gen)[:, part].to(x.device)
