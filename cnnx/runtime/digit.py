@@ -126,15 +126,12 @@ def _clean(g: np.ndarray, level: np.ndarray, out_hw: tuple[int, int]) -> np.ndar
         cx = ink.sum(axis=1, dtype=np.float32) @ np.arange(w, dtype=np.float32) / mass - left
         new_top = _between(_round_half_even(oh / 2 - cy), 0, oh - (bottom - top))
         new_left = _between(_round_half_even(ow / 2 - cx), 0, ow - (right - left))
-        # gather: output row y shows input row y - new_top + top, inside the crop only
-        ys = np.arange(oh)[None, :] - new_top[:, None] + top[:, None]  # (D, oh)
-        xs = np.arange(ow)[None, :] - new_left[:, None] + left[:, None]  # (D, ow)
-        vy = (ys >= top[:, None]) & (ys < bottom[:, None])
-        vx = (xs >= left[:, None]) & (xs < right[:, None])
-        picked = ink[
-            np.arange(d.size)[:, None, None], _between(ys, 0, h - 1)[:, :, None], _between(xs, 0, w - 1)[:, None, :]
-        ]
-        out[d] = picked * (vy[:, :, None] & vx[:, None, :])
+        # output pixel (y, x) shows ink pixel (y - new_top + top, x - new_left + left): a window of the
+        # ink padded with zeros (ink outside the crop is zero already, the crop being its bounding box)
+        padded = np.zeros((d.size, h + 2 * oh, w + 2 * ow), dtype=np.uint8)
+        padded[:, oh : oh + h, ow : ow + w] = ink
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (oh, ow), axis=(1, 2))  # (D, h+oh+1, w+ow+1, oh, ow)
+        out[d] = windows[np.arange(d.size), top - new_top + oh, left - new_left + ow]
     return out
 
 

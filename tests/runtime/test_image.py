@@ -51,6 +51,30 @@ def test_mnist_digits_pass_through_unchanged(digits):
         assert long_side != 20 or min(rows[0], cols[0]) == 0 or max(rows[-1], cols[-1]) == 27, i
 
 
+@pytest.mark.parametrize("paper", [0, 255])
+def test_a_digit_anywhere_on_a_larger_page_comes_back_to_its_mnist_pixels(digits, paper):
+    # the digits of one batch, each at its own place on a larger page of one colour (light ink on black,
+    # dark ink on white), a pixel from each edge in turn (ink on the edge itself, faint as MNIST's is,
+    # makes a page look uneven): each is cut out and placed back where MNIST has it
+    images, _ = digits
+    kept = _unchanged(images)[:120]
+    rng = np.random.default_rng(1)
+    h, w = 45, 38
+    pages = np.full((len(kept), h, w), paper, np.uint8)
+    for n, i in enumerate(kept):
+        rows, cols = np.flatnonzero(images[i].any(1)), np.flatnonzero(images[i].any(0))
+        ink = images[i][rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        y = [1, h - ink.shape[0] - 1, int(rng.integers(1, h - ink.shape[0]))][n % 3]
+        x = [w - ink.shape[1] - 1, 1, int(rng.integers(1, w - ink.shape[1]))][n % 3]
+        pages[n, y : y + ink.shape[0], x : x + ink.shape[1]] = ink if paper == 0 else 255 - ink
+    assert np.array_equal(mnist_digits(pages), images[kept])
+
+
+def _unchanged(images: np.ndarray) -> np.ndarray:
+    """Indices of the digits the recipe leaves as they are: ink box 20 pixels, off the border."""
+    return np.flatnonzero((mnist_digits(images) == images).all(axis=(1, 2)))
+
+
 def test_png_files_of_digits_decode_to_the_idx_pixels(digits, tmp_path):
     images, _ = digits
     paths = []
