@@ -128,9 +128,8 @@ def _clean(g: np.ndarray, level: np.ndarray, out_hw: tuple[int, int]) -> np.ndar
         new_left = _between(_round_half_even(ow / 2 - cx), 0, ow - (right - left))
         # each crop pasted at its place (a copy of at most 20x20 bytes an image: cheaper, one by one, than
         # any vectorised gather for the few images of a server's batch, and as cheap for hundreds)
-        for i, j, t, b, lft, rgt, y, x in zip(
-            *(v.tolist() for v in (d, np.arange(d.size), top, bottom, left, right, new_top, new_left)), strict=True
-        ):
+        places = zip(*(v.tolist() for v in (d, top, bottom, left, right, new_top, new_left)), strict=True)
+        for j, (i, t, b, lft, rgt, y, x) in enumerate(places):
             out[i, y : y + b - t, x : x + rgt - lft] = ink[j, t:b, lft:rgt]
     return out
 

@@ -156,8 +156,8 @@ def _split(body: bytes, boundary: bytes) -> list[tuple[bytes, bytes]] | None:
     at = len(dash)  # where a part begins: CRLF, header lines, CRLF, CRLF, the data (only the data is copied)
     while body.startswith(b"\r\n", at):
         stop = body.find(delimiter, at)
-        end = body.find(b"\r\n\r\n", at, stop)
-        if stop < 0 or end < 0:
+        end = body.find(b"\r\n\r\n", at, stop) if stop >= 0 else -1
+        if end < 0:
             return None
         lines = body[at + 2 : end].split(b"\r\n") if end > at else []
         if len(lines) > CUT_HEADERS:
