@@ -18,13 +18,15 @@ the per-epoch test passes and held-out fits.
         --python python --python /path/to/cpu-venv/bin/python      # two installs of torch, seeds interleaved
     python bench/train_speed.py --data-dir ../shared/data/mnist --name archs \
         --arch mnist-bn16 --arch mnist-bn                           # two networks, seeds interleaved
+    python bench/train_speed.py --data-dir ../shared/data/mnist --name smoothing \
+        --with "" --with "--label-smoothing 0.05"                   # two option sets, seeds interleaved
 
 Prints a table and writes bench/results/train_speed-<preset>[-ddpN][-<name>].json. With --nproc N the
 command runs under `torchrun --standalone --nproc-per-node N` (same global batch and learning
 rate), and the table compares its accuracy with the 1-process result file of the same preset.
-With --python or --arch given more than once, every seed runs under each interpreter and
-architecture in turn (so a drift of the machine's speed falls on all alike), a row each, and the
-JSON holds each one's summary and runs under "compared".
+With --python, --arch or --with given more than once, every seed runs under each interpreter,
+architecture and set of options in turn (so a drift of the machine's speed falls on all alike), a
+row each, and the JSON holds each one's summary and runs under "compared".
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -142,23 +145,31 @@ def main() -> None:
         action="append",
         help="architecture to train (`cnnx train --arch`), repeatable [default: the preset's]",
     )
+    ap.add_argument(
+        "--with",
+        dest="options",
+        action="append",
+        help='`cnnx train` options of one arm, in one string, repeatable ("" = none) [default: only those after --]',
+    )
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--name", default="", help="added to the JSON file's name, e.g. for a run with extra options")
     ap.add_argument("extra", nargs="*", help="extra `cnnx train` options, after --")
     args = ap.parse_args()
     pythons = args.python or [sys.executable]
     archs: list[str | None] = args.arch or [None]
-    arms = [(py, arch) for py in pythons for arch in archs]  # what is compared, a row each
+    options: list[str] = args.options or [""]
+    arms = [(py, arch, o) for py in pythons for arch in archs for o in options]  # what is compared, a row each
 
-    runs: list[list[dict]] = [[] for _ in arms]  # by arm, in --python's then --arch's order
+    runs: list[list[dict]] = [[] for _ in arms]  # by arm, in --python's, --arch's then --with's order
     for seed in args.seeds:
-        for i, (py, arch) in enumerate(arms):  # each seed under every arm in turn
-            extra = args.extra + (["--arch", arch] if arch else [])
+        for i, (py, arch, o) in enumerate(arms):  # each seed under every arm in turn
+            extra = args.extra + shlex.split(o) + (["--arch", arch] if arch else [])
             r = run_one(args.preset, seed, args.data_dir, extra, args.nproc, py)
             runs[i].append(r)
             tt = "  ".join(f"{k}%: {'-' if v is None else f'{v:5.1f}s'}" for k, v in r["time_to"].items())
             who = f"torch {r['versions'].get('torch')} " if len(pythons) > 1 else ""
             who += f"{r['arch']} " if len(archs) > 1 else ""
+            who += f"[{o}] " if len(options) > 1 else ""
             print(
                 f"{who}seed {seed}: final {100 * r['final_accuracy']:.2f}%  held-out {_pct(r['holdout_accuracy'])}  "
                 f"wall {r['wall_seconds']:5.1f}s  "
@@ -174,7 +185,7 @@ def main() -> None:
         f"{'acc mean':>9} {'acc worst':>9} "
         f"{'wall median':>11} {'wall worst':>10} {'outside epochs':>14} {'outside training':>16}"
     )
-    for summary in summaries:
+    for summary, (_, _, o) in zip(summaries, arms, strict=True):
         print(
             f"{summary['preset']:<10} {summary['torch'] or '-':<16} {summary['arch']:<13} "
             f"{summary['parameters']:>7,} {summary['epochs']:>6} "
@@ -182,6 +193,7 @@ def main() -> None:
             f"{100 * summary['accuracy_mean']:>8.2f}% {100 * summary['accuracy_worst']:>8.2f}% "
             f"{summary['wall_median']:>10.1f}s {summary['wall_worst']:>9.1f}s "
             f"{summary['outside_epochs_median']:>13.1f}s {summary['outside_training_median']:>15.1f}s"
+            + (f"  [{o}]" if len(options) > 1 else "")
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -202,8 +214,8 @@ def main() -> None:
         if len(arms) == 1
         else {
             "compared": [
-                {"python": py, "arch": arch, "summary": summaries[i], "runs": runs[i]}
-                for i, (py, arch) in enumerate(arms)
+                {"python": py, "arch": arch, "with": o, "summary": summaries[i], "runs": runs[i]}
+                for i, (py, arch, o) in enumerate(arms)
             ]
         }
     )

@@ -57,3 +57,13 @@ def test_two_architectures_run_each_seed_in_turn_a_row_each(tmp_path):
     assert all(c["runs"][0]["config"]["arch"] == c["arch"] for c in compared)
     lines = result["_stdout"].splitlines()
     assert [line.split(" seed ")[0] for line in lines if " seed 0: final" in line] == ["mnist-bn16", "mnist-bn"]
+
+
+def test_two_option_sets_run_each_seed_in_turn_a_row_each(tmp_path):
+    result = _bench(tmp_path, "--seeds", "0", "--with", "", "--with", "--label-smoothing 0.1", "--name", "w")
+    compared = result["compared"]
+    assert [c["with"] for c in compared] == ["", "--label-smoothing 0.1"]
+    assert [c["runs"][0]["config"]["label_smoothing"] for c in compared] == [0.0, 0.1]
+    assert all(c["runs"][0]["config"]["epochs"] == 1 for c in compared)  # the options after -- apply to both
+    lines = result["_stdout"].splitlines()
+    assert [line.split(" seed ")[0] for line in lines if " seed 0: final" in line] == ["[]", "[--label-smoothing 0.1]"]
