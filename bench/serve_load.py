@@ -11,7 +11,11 @@ Servers, each on loopback, onnxruntime with one thread per process:
          resize to the input size, normalise: less work per image than cnnx's recipe)
   plain-2w     the same endpoint under `uvicorn --workers 2`
   cnnx-baseline  with --baseline CHECKOUT: `cnnx serve` as that checkout (an older commit) has it
-BentoML is not measured: it is not installed here (the numbers would need its own environment).
+  bentoml      the plain endpoint's work as a BentoML service (bench/bentoml_service.py), one worker
+  bentoml-2w   the same with two workers
+BentoML runs from an environment of its own (it pins its own web stack): --bentoml PYTHON names its
+interpreter, e.g. after `python -m venv /tmp/bento && /tmp/bento/bin/pip install bentoml onnxruntime
+pillow`; without it, BentoML is measured only when this interpreter can import it.
 
 Load generator: wrk (Debian's `wrk`), one thread, a Lua script that posts the same 28x28 PNG
 (cnnx/samples/digits/mnist-7.png) as image/png and reports the latency percentiles and errors.
@@ -20,8 +24,9 @@ wrk runs on the same 2 cores as the server, as every client on an edge box would
 Measured: requests/s, p50/p99 latency and errors at concurrency 1, 8 and 32 for each server,
 --seconds a run, --rounds rounds with the servers taking turns (this machine's speed drifts by a
 third within minutes), each figure the median over the rounds; one request carrying 256 images
-(cnnx and cnnx-baseline, multipart, in the same rounds); resident memory before and after --soak
-requests (concurrency 8) for cnnx and plain (one process each); 10 s of load at concurrency 8
+(cnnx and cnnx-baseline, multipart, in the same rounds); each server's memory after the rounds (the
+proportional set size of its processes added up: shared pages counted once); resident memory before
+and after --soak requests (concurrency 8) for cnnx and plain (one process each); 10 s of load at concurrency 8
 while the model is reloaded through the route every 0.25 s (cnnx and cnnx-2w, where a reload
 reaches one worker and is passed to the other).
 The bad-request matrix is tests/serve/test_bad_requests.py.
@@ -30,9 +35,11 @@ Prints a table and writes bench/results/serve_load.json; the exit code is 1 when
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -53,6 +60,7 @@ from cnnx.core.machine import machine_info  # noqa: E402
 DIGIT = REPO / "cnnx" / "samples" / "digits" / "mnist-7.png"
 CONCURRENCY = (1, 8, 32)
 CHECKOUTS: dict[str, Path] = {}  # server name -> the cnnx checkout it runs from, when not this one
+BENTOML: list[str] = []  # the interpreter that runs BentoML (--bentoml), when it is measured
 RELOAD_SECONDS = 10  # of load at concurrency 8 while the model is reloaded every 0.25 s
 BIG = {"cnnx": "big_request", "cnnx-baseline": "big_request_baseline"}  # servers sent one request of 256 images
 # per row: `cnnx serve` options (as shipped, resize-only preprocessing = the plain endpoint's work, two
@@ -106,13 +114,18 @@ def plain_app(model: str, mean: float, std: float, size: int) -> Any:
     return app
 
 
-def plain_from_env() -> Any:
-    """The plain endpoint for `uvicorn --workers N` (which imports its app by name in each worker)."""
+def plain_settings(model: str) -> tuple[float, float, int]:
+    """(mean, std, size) of a one-channel model: its own, from its spec, as its user would copy them."""
     from cnnx.runtime import Classifier
 
+    spec = Classifier(model).spec
+    return spec.mean[0], spec.std[0], spec.input_shape[1]
+
+
+def plain_from_env() -> Any:
+    """The plain endpoint for `uvicorn --workers N` (which imports its app by name in each worker)."""
     model = os.environ["CNNX_PLAIN_MODEL"]
-    spec = Classifier(model).spec  # the model's own mean, std and size, as its user would copy them
-    return plain_app(model, spec.mean[0], spec.std[0], spec.input_shape[1])
+    return plain_app(model, *plain_settings(model))
 
 
 def free_port() -> int:
@@ -123,7 +136,29 @@ def free_port() -> int:
 
 def start(name: str, model: Path) -> tuple[subprocess.Popen, str]:
     """(process, URL) of a server, once it answers a digit."""
-    if name.startswith("cnnx"):
+    log = None
+    if name.startswith("bentoml"):
+        port = free_port()
+        mean, std, size = plain_settings(str(model))
+        env = {
+            **os.environ,
+            "CNNX_BENTO_MODEL": str(model.resolve()),
+            "CNNX_BENTO_MEAN": repr(mean),
+            "CNNX_BENTO_STD": repr(std),
+            "CNNX_BENTO_SIZE": str(size),
+            "CNNX_BENTO_WORKERS": SERVERS[name][0],
+            "BENTOML_HOME": tempfile.mkdtemp(prefix="cnnx-bentoml-home-"),  # nothing left in ~/bentoml
+        }
+        cmd = [*BENTOML, "-m", "bentoml", "serve", "bentoml_service:Digits", "--host", "127.0.0.1", "--port", str(port)]
+        # its own process group: stop() ends the server and every worker it started; its log (a line
+        # a request, as BentoML ships) goes to a file, not between the bench's lines
+        log = Path(env["BENTOML_HOME"]) / "serve.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                cmd, cwd=Path(__file__).parent, env=env, stdout=out, stderr=out, start_new_session=True
+            )
+        url = f"http://127.0.0.1:{port}"
+    elif name.startswith("cnnx"):
         cmd = [sys.executable, "-m", "cnnx", "serve", "--port", "0", "--model", str(model), *SERVERS[name]]
         # run from a checkout, `python -m cnnx` is that checkout's cnnx (--baseline: an older one)
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=CHECKOUTS.get(name, REPO))
@@ -157,9 +192,24 @@ def start(name: str, model: Path) -> tuple[subprocess.Popen, str]:
                     return proc, url
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise SystemExit(f"{name} server did not answer a digit: {sys.exc_info()[1]}") from None
+                stop(proc, kill=True)
+                where = f" (its log: {log})" if log else ""
+                raise SystemExit(f"{name} server did not answer a digit: {sys.exc_info()[1]}{where}") from None
             time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen, kill: bool = False) -> None:
+    """End a server: SIGTERM (SIGKILL with ``kill``) to its process group when it has one of its own
+    (BentoML), else to the process, which ends its own workers."""
+    sig = signal.SIGKILL if kill else signal.SIGTERM
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+    proc.wait(60)
 
 
 def wrk(url: str, connections: int, seconds: float, body: Path, kind: str) -> dict[str, Any]:
@@ -174,6 +224,28 @@ def wrk(url: str, connections: int, seconds: float, body: Path, kind: str) -> di
     result["rps"] = result["requests"] / result["seconds"]
     result["failed"] = sum(result["errors"].values())
     return result
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Memory of process ``pid`` and all its descendants: their proportional set sizes added up, so
+    pages the processes share (a forked worker's copy of its parent) count once, not once a process."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+    return total / 1024
 
 
 def rss_mb(pid: int) -> float:
@@ -217,6 +289,7 @@ def measure(model: Path, seconds: float, soak: int, rounds: int) -> dict[str, An
                 if name in big:
                     big[name].append(wrk(url, 1, seconds, body, kind))
         result["servers"] = {name: {c: median_run(rs) for c, rs in per.items()} for name, per in runs.items()}
+        result["memory_mb"] = {name: round(tree_pss_mb(proc.pid), 1) for name, (proc, _) in procs.items()}
         for name, rs in big.items():
             run = median_run(rs)
             result[BIG[name]] = {**run, "images_per_s": run["rps"] * 256}
@@ -227,8 +300,7 @@ def measure(model: Path, seconds: float, soak: int, rounds: int) -> dict[str, An
                 result.setdefault("reload", {})[name] = reload_under_load(url, RELOAD_SECONDS)
     finally:
         for proc, _ in procs.values():
-            proc.terminate()
-            proc.wait(60)
+            stop(proc)
     return result
 
 
@@ -326,12 +398,23 @@ def targets(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
 
 
 def report(r: dict[str, Any]) -> None:
-    print(f"{'server':<14} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'server':<14} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'memory MB':>10}")
     for name, rows in r["servers"].items():
         for c, row in rows.items():
+            memory = f"{r['memory_mb'][name]:>10.1f}" if c == CONCURRENCY[0] else ""
             print(
                 f"{name:<14} {c:>4} {row['rps']:>9,.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['failed']:>7}"
+                f" {memory}"
             )
+    for mine, theirs in (("cnnx", "bentoml"), ("cnnx-2w", "bentoml-2w")):
+        if theirs in r["servers"]:
+            a, b = r["servers"][mine][32], r["servers"][theirs][32]
+            print(
+                f"{mine} vs {theirs} at concurrency 32: {a['rps'] / b['rps']:.2f}x the throughput, "
+                f"p99 {a['p99_ms']:.1f} vs {b['p99_ms']:.1f} ms"
+            )
+    if "bentoml" not in r["servers"]:
+        print("bentoml: not measured (pass --bentoml PYTHON, an interpreter with bentoml installed)")
     for name, s in r["soak"].items():
         print(
             f"{name}: RSS {s['rss_before_mb']:.1f} MB -> {s['rss_after_mb']:.1f} MB over {s['requests']:,} requests"
@@ -364,6 +447,11 @@ def main() -> None:
         metavar="CHECKOUT",
         help="also run `cnnx serve` from another checkout (e.g. `git worktree add /tmp/old COMMIT`), as cnnx-baseline",
     )
+    ap.add_argument(
+        "--bentoml",
+        metavar="PYTHON",
+        help="an interpreter with bentoml, onnxruntime and pillow installed [default: this one, if it has bentoml]",
+    )
     ap.add_argument("--plain", type=int, metavar="PORT", help=argparse.SUPPRESS)  # run the plain server
     ap.add_argument("--plain-workers", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -391,6 +479,13 @@ def main() -> None:
             "checkout": str(args.baseline),
             "commit": subprocess.run(commit, capture_output=True, text=True).stdout.strip(),
         }
+    bentoml = args.bentoml or (sys.executable if importlib.util.find_spec("bentoml") else None)
+    if bentoml:
+        BENTOML.append(bentoml)
+        SERVERS.update({"bentoml": ["1"], "bentoml-2w": ["2"]})
+        version = [bentoml, "-c", "import bentoml; print(bentoml.__version__)"]
+        found = subprocess.run(version, capture_output=True, text=True)
+        r["bentoml"] = {"python": bentoml, "version": found.stdout.strip()}
     r["command"] = " ".join(["python", "bench/serve_load.py", *sys.argv[1:]])
     r.update(measure(args.model, args.seconds, args.soak, args.rounds))
     r["load_after"] = os.getloadavg()
