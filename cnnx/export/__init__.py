@@ -25,10 +25,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from torch import nn
+
 from cnnx.core.contract import PARITY_FILE
 from cnnx.core.errors import Attempt, ModelFileError, ParityError
 from cnnx.core.spec import Extra
 from cnnx.export import parity, parity_data, record, selfcheck
+from cnnx.export.fold import fold_batchnorm
 from cnnx.export.formats import FORMATS, NOT_MADE, Loaded, files_of, missing, onnx_fp32
 from cnnx.export.options import CHOICES, ON_REQUEST, ExportOptions
 from cnnx.export.source import Source, load_source
@@ -80,6 +83,7 @@ class _Job:
     """What the formats of one export share."""
 
     src: Source
+    folded: tuple[nn.Module, int]  # src.model with its BatchNorms folded, and how many (cnnx.export.fold)
     data: parity_data.ParityData
     reference: parity.Outputs  # the checkpoint's own outputs on ``data``
     opts: ExportOptions
@@ -99,11 +103,14 @@ def _make(job: _Job, name: str, method: str) -> tuple[Loaded, parity.Candidate, 
     """Make ``name`` by ``method`` in the staging folder and load it back as a consumer would:
     (the loaded file, what it computes on the parity data, export seconds)."""
     fmt, path = FORMATS[name], job.path(name)
+    model, spec = job.src.model, job.src.spec
+    if getattr(fmt, "FOLD", False) and job.folded[1]:  # made from the folded module, and says so
+        model, spec = job.folded[0], spec.replace(extra={**spec.extra, Extra.FOLDED: job.folded[1]})
     t0 = time.perf_counter()
     built = {k: v.path for k, v in job.done.items()}  # the files a format may be made from (int8: fp32)
     fmt.export(
-        job.src.model,
-        job.src.spec,
+        model,
+        spec,
         path,
         method=method,
         opset=job.opts.opset,
@@ -269,7 +276,10 @@ def export_checkpoint(
     with _staging(folder) as staging, parity.torch_threads(opts.threads) as threads:
         reference, ref_accuracy = _reference(src, data)
         check_images = selfcheck.bundle(TorchRunner(src.model).run, data, src.spec)
-        job = _Job(src, data, reference, opts, threads, staging, stem, say, check_images)
+        folded = fold_batchnorm(src.model)
+        if folded[1] and any(getattr(FORMATS[n], "FOLD", False) for n in opts.names):
+            say(f"folded {folded[1]} BatchNorm layer{'s' if folded[1] > 1 else ''} into the convolution before each")
+        job = _Job(src, folded, data, reference, opts, threads, staging, stem, say, check_images)
         skipped = _export_all(job)
         report = _report(job, _latencies(job), ref_accuracy, folder)
         report = record.merge({**report, "skipped": skipped}, folder)

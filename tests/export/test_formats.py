@@ -240,3 +240,22 @@ def test_all_leaves_out_an_fp16_file_that_misses_its_gate_but_named_it_fails(
     assert not (tmp_path / "all" / "best.fp16.onnx").exists() and (tmp_path / "all" / "best.ort").is_file()
     named = _export(str(trained_run / "best.pt"), "--format", "onnx-fp16", *args, str(tmp_path / "one"))
     assert named.exit_code == 3 and not (tmp_path / "one").exists()
+
+
+def test_onnx_files_are_made_with_the_batchnorms_folded_and_say_so(exported: Path, report: dict[str, Any]) -> None:
+    """The default network pools between each convolution and its BatchNorm, which no runtime folds by
+    itself: the ONNX family is made with them folded (cnnx.export.fold), each gated on the unfolded checkpoint."""
+    from cnnx.core.spec import ModelSpec
+    from cnnx.export.formats import torchscript
+
+    graph = onnx.load(str(exported / "mnist.onnx")).graph
+    assert "BatchNormalization" not in {n.op_type for n in graph.node}
+    assert [n.op_type for n in graph.node][:3] == ["Conv", "MaxPool", "Relu"]
+    for name in ("mnist.onnx", "mnist.fp16.onnx", "mnist.ort"):
+        meta = _session(exported / name).get_modelmeta().custom_metadata_map
+        assert ModelSpec.from_onnx_metadata(meta).extra["batchnorm_folded"] == 3, name
+    # TorchScript is the checkpoint's module as it is: its gate (1e-5) is tighter than folding's rounding
+    script = torchscript.load(exported / "mnist.torchscript", threads=1)
+    assert "batchnorm_folded" not in script.spec().extra
+    assert len([m for _, m in script.module.named_modules() if m.original_name == "BatchNorm2d"]) == 3
+    assert report["formats"]["onnx"]["passed"] and report["formats"]["torchscript"]["passed"]

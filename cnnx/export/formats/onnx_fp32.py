@@ -34,6 +34,10 @@ from cnnx.core.spec import ONNX_PREFIX, Extra, ModelSpec
 SUFFIX = ".onnx"
 METHODS = ("dynamo", "legacy")  # tried in this order until one passes the parity gate
 SELFCHECK = True  # the file carries a self-check (cnnx.core.selfcheck) for `cnnx verify`
+# made from the module with its BatchNorms folded into the convolutions (cnnx.export.fold), which no
+# runtime does across a pool; the files made from this one (int8, fp16, ort, OpenVINO) inherit it.
+# TorchScript, ExecuTorch and TFLite are made from the checkpoint's module as it is.
+FOLD = True
 # 18: the opset torch's dynamo exporter implements natively (no version conversion) and
 # onnxruntime has run since 1.14, so older edge installs load the file too.
 DEFAULT_OPSET = 18
@@ -92,10 +96,11 @@ def name_batch_axis(proto: onnx.ModelProto) -> None:
 
 def made_from(spec: ModelSpec, fp32: onnx.ModelProto, made: dict[str, Any], **versions: str) -> ModelSpec:
     """The spec of a file made from the fp32 ONNX file ``fp32``: ``spec`` with that file's versions (and
-    ``versions``, the converter's) and the exporter that made its graph, plus ``made`` (format, precision...)."""
+    ``versions``, the converter's) and how its graph was made (exporter, BatchNorms folded), plus ``made``
+    (format, precision...)."""
     source = ModelSpec.from_onnx_metadata({p.key: p.value for p in fp32.metadata_props})
-    exporter = {k: v for k, v in source.extra.items() if k == Extra.EXPORTER}  # what made the fp32 graph
-    return spec.replace(versions={**source.versions, **versions}, extra={**spec.extra, **exporter, **made})
+    graph = {k: v for k, v in source.extra.items() if k in (Extra.EXPORTER, Extra.FOLDED)}  # how the graph was made
+    return spec.replace(versions={**source.versions, **versions}, extra={**spec.extra, **graph, **made})
 
 
 def opset_of(proto: onnx.ModelProto) -> int:

@@ -1,0 +1,78 @@
+"""BatchNorm folded into the convolution before it, in the module every export format is made from.
+
+In eval mode a BatchNorm2d is a per-channel affine map, ``y = s * x + t``, so after a Conv2d it
+can become part of the convolution's weights and bias. ONNX Runtime, OpenVINO and the TFLite
+converter fold a BatchNorm that follows its convolution directly, but cnnx's digit networks pool
+first (conv -> max-pool -> BatchNorm -> ReLU: BatchNorm and ReLU then run on a quarter of the
+pixels), and no runtime folds across the pool. The fold is exact all the same: a max-pool
+commutes with a per-channel map whose scale is positive (``max(s * x) + t = s * max(x) + t``), and
+an average pool without padding (or counting only real pixels) with any per-channel affine map.
+So a BatchNorm is folded when only such pools stand between it and a Conv2d in an nn.Sequential,
+and the scale is positive wherever a max-pool stands between them; any other is left as it is.
+
+The checkpoint's own module is not touched: export checks every file against it, so the parity
+gate proves each fold on real images (folding moves logits by about 1e-6 in float32).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def _pool_commutes(layer: nn.Module) -> tuple[bool, bool]:
+    """(whether ``layer`` is a pool that a per-channel affine map passes through, whether that map's
+    scale must then be positive)."""
+    if isinstance(layer, nn.MaxPool2d):
+        return True, True
+    if isinstance(layer, nn.AvgPool2d):
+        no_padding = layer.padding in (0, (0, 0)) or not layer.count_include_pad
+        return no_padding and layer.divisor_override is None, False
+    return False, False
+
+
+def _affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(scale, shift) of an eval-mode BatchNorm2d, or None when it normalises by batch statistics."""
+    if bn.running_mean is None or bn.running_var is None:
+        return None
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = bn.weight * scale
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale.detach(), shift.detach()
+
+
+def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
+    """(an eval-mode copy of ``model`` with every BatchNorm2d that can be folded folded into its
+    Conv2d and replaced by nn.Identity, how many were folded). ``model`` itself is not changed."""
+    folded = copy.deepcopy(model).eval()
+    uses: dict[int, int] = {}  # a module used in two places cannot take the fold for one of them
+    for _, m in folded.named_modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
+    count = 0
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        for i, bn in enumerate(list(seq)):
+            if type(bn) is not nn.BatchNorm2d or uses[id(bn)] > 1:
+                continue
+            j, positive = i - 1, False
+            while j >= 0 and _pool_commutes(seq[j])[0]:
+                positive |= _pool_commutes(seq[j])[1]
+                j -= 1
+            conv = seq[j] if j >= 0 else None
+            affine = _affine(bn)
+            if type(conv) is not nn.Conv2d or uses[id(conv)] > 1 or affine is None:
+                continue
+            scale, shift = affine
+            if positive and not bool((scale > 0).all()):
+                continue
+            with torch.no_grad():
+                conv.weight.mul_(scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
+                bias = shift if conv.bias is None else conv.bias * scale + shift
+                conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
+            seq[i] = nn.Identity()
+            count += 1
+    return folded, count
