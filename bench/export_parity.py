@@ -6,7 +6,8 @@
 2. ``cnnx export CKPT --format onnx --int8 --json`` likewise (int8 with its gate);
 3. int8 weights per channel and per tensor side by side, same calibration images, against the fp32 file;
 4. latency of torch (eager), fp32 ONNX and int8 ONNX at batch 1, 8 and 64, with 1 thread and with
-   every core: median and 90th percentile of many calls after warm-up.
+   every core: median and 90th percentile of many calls after warm-up; with ``--vs FILE``, an ONNX
+   file of the same model made otherwise (e.g. by an earlier cnnx) timed beside them.
 
 Prints tables and writes bench/results/export_parity.json. Latency on a shared machine is noisy:
 the load average before and after is recorded with the figures.
@@ -122,6 +123,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", required=True, help="a cnnx checkpoint (.pt) or run folder")
     ap.add_argument("--data-dir", help="MNIST folder (the four IDX files) [default: cnnx's lookup]")
     ap.add_argument("--out", type=Path, default=RESULTS / "export_parity.json")
+    ap.add_argument("--vs", type=Path, help="an ONNX file of the same model to time beside the export's")
     args = ap.parse_args()
     load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="cnnx-bench-export-"))
@@ -134,12 +136,15 @@ def main() -> None:
         files["onnx int8"] = Path(int8_report["formats"]["onnx-int8"]["file"])
     else:  # the gate failed, so the command wrote nothing: time the per-channel file anyway, labelled so
         files["onnx int8 (failed gate)"] = tmp / "per-channel.int8.onnx"
+    if args.vs:
+        files[f"vs {args.vs.name}"] = args.vs
     lat = latency(args.checkpoint, files, sorted({1, os.cpu_count() or 1}))
     result = {
         "machine": machine_info(),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "checkpoint": args.checkpoint,
+        "vs": str(args.vs) if args.vs else None,
         "format_all": {"wall_seconds": all_wall, "report": all_report},
         "int8": {"wall_seconds": int8_wall, "report": int8_report},
         "int8_methods": methods,
