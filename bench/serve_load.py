@@ -10,7 +10,8 @@ Servers, each on loopback, onnxruntime with one thread per process:
   plain  a FastAPI endpoint on the same uvicorn, one onnxruntime call per request (Pillow: grey,
          resize to the input size, normalise: less work per image than cnnx's recipe)
   plain-2w     the same endpoint under `uvicorn --workers 2`
-  cnnx-baseline  with --baseline CHECKOUT: `cnnx serve` as that checkout (an older commit) has it
+  cnnx-baseline  with --baseline CHECKOUT: `cnnx serve` as that checkout (an older commit) has it;
+               with --baseline-model FILE: serving that file instead (e.g. the same model exported otherwise)
   bentoml      the plain endpoint's work as a BentoML service (bench/bentoml_service.py), one worker
   bentoml-2w   the same with two workers
 BentoML runs from an environment of its own (it pins its own web stack): --bentoml PYTHON names its
@@ -60,6 +61,7 @@ from cnnx.core.machine import machine_info  # noqa: E402
 DIGIT = REPO / "cnnx" / "samples" / "digits" / "mnist-7.png"
 CONCURRENCY = (1, 8, 32)
 CHECKOUTS: dict[str, Path] = {}  # server name -> the cnnx checkout it runs from, when not this one
+MODELS: dict[str, Path] = {}  # server name -> the model file it serves, when not --model
 BENTOML: list[str] = []  # the interpreter that runs BentoML (--bentoml), when it is measured
 RELOAD_SECONDS = 10  # of load at concurrency 8 while the model is reloaded every 0.25 s
 BIG = {"cnnx": "big_request", "cnnx-baseline": "big_request_baseline"}  # servers sent one request of 256 images
@@ -137,6 +139,7 @@ def free_port() -> int:
 def start(name: str, model: Path) -> tuple[subprocess.Popen, str]:
     """(process, URL) of a server, once it answers a digit."""
     log = None
+    model = MODELS.get(name, model)
     if name.startswith("bentoml"):
         port = free_port()
         mean, std, size = plain_settings(str(model))
@@ -297,7 +300,8 @@ def measure(model: Path, seconds: float, soak: int, rounds: int) -> dict[str, An
             if name in ("cnnx", "plain"):  # one process each: its resident memory is the server's
                 result["soak"][name] = soak_run(proc.pid, url, soak)
             if name.startswith("cnnx") and name != "cnnx-resize":
-                result.setdefault("reload", {})[name] = reload_under_load(url, RELOAD_SECONDS)
+                served = MODELS.get(name, model).stem  # cnnx serve names a model by its file
+                result.setdefault("reload", {})[name] = reload_under_load(url, served, RELOAD_SECONDS)
     finally:
         for proc, _ in procs.values():
             stop(proc)
@@ -329,12 +333,12 @@ def soak_run(pid: int, url: str, requests: int) -> dict[str, Any]:
     return {"requests": done, "failed": failed, "rss_before_mb": before, "rss_after_mb": rss_mb(pid)}
 
 
-def reload_under_load(url: str, seconds: float) -> dict[str, Any]:
+def reload_under_load(url: str, model: str, seconds: float) -> dict[str, Any]:
     done, reloads = threading.Event(), []
 
     def reload() -> None:
         while not done.wait(0.25):
-            req = urllib.request.Request(url + "/v2/repository/models/mnist/load", b"", method="POST")
+            req = urllib.request.Request(url + f"/v2/repository/models/{model}/load", b"", method="POST")
             with urllib.request.urlopen(req, timeout=30) as r:
                 reloads.append(r.status)
 
@@ -427,7 +431,8 @@ def report(r: dict[str, Any]) -> None:
     if "baseline" in r:
         now, then = r["servers"]["cnnx"][32], r["servers"]["cnnx-baseline"][32]
         print(
-            f"cnnx vs cnnx-baseline ({r['baseline']['commit']}) at concurrency 32: {now['rps'] / then['rps']:.2f}x, "
+            f"cnnx vs cnnx-baseline ({r['baseline']['commit']}, {Path(r['baseline']['model']).name}) "
+            f"at concurrency 32: {now['rps'] / then['rps']:.2f}x, "
             f"p99 {now['p99_ms']:.1f} vs {then['p99_ms']:.1f} ms"
         )
     for what, ok, figure in r["targets"]:
@@ -446,6 +451,12 @@ def main() -> None:
         type=Path,
         metavar="CHECKOUT",
         help="also run `cnnx serve` from another checkout (e.g. `git worktree add /tmp/old COMMIT`), as cnnx-baseline",
+    )
+    ap.add_argument(
+        "--baseline-model",
+        type=Path,
+        metavar="FILE",
+        help="the file cnnx-baseline serves [default: --model]; without --baseline it runs from this checkout",
     )
     ap.add_argument(
         "--bentoml",
@@ -471,14 +482,18 @@ def main() -> None:
         )
         return
     r: dict[str, Any] = {"machine": machine_info(), "model": str(args.model), "load_before": os.getloadavg()}
-    if args.baseline:
+    if args.baseline or args.baseline_model:
         SERVERS["cnnx-baseline"] = []
-        CHECKOUTS["cnnx-baseline"] = args.baseline.resolve()
-        commit = ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"]
+        checkout = args.baseline or REPO
+        CHECKOUTS["cnnx-baseline"] = checkout.resolve()
+        commit = ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"]
         r["baseline"] = {
-            "checkout": str(args.baseline),
+            "checkout": str(checkout),
             "commit": subprocess.run(commit, capture_output=True, text=True).stdout.strip(),
+            "model": str(args.baseline_model or args.model),
         }
+        if args.baseline_model:
+            MODELS["cnnx-baseline"] = args.baseline_model.resolve()
     bentoml = args.bentoml or (sys.executable if importlib.util.find_spec("bentoml") else None)
     if bentoml:
         BENTOML.append(bentoml)
