@@ -1,10 +1,10 @@
-"""BatchNorm folded into the convolution before it, in the module every export format is made from.
+"""BatchNorm folded into the convolution before it, in the module the ONNX files are made from.
 
 In eval mode a BatchNorm2d is a per-channel affine map, ``y = s * x + t``, so after a Conv2d it
-can become part of the convolution's weights and bias. ONNX Runtime, OpenVINO and the TFLite
-converter fold a BatchNorm that follows its convolution directly, but cnnx's digit networks pool
-first (conv -> max-pool -> BatchNorm -> ReLU: BatchNorm and ReLU then run on a quarter of the
-pixels), and no runtime folds across the pool. The fold is exact all the same: a max-pool
+can become part of the convolution's weights and bias. torch's ONNX exporter and onnxruntime fold
+a BatchNorm that follows its convolution directly, but cnnx's digit networks pool first (conv ->
+max-pool -> BatchNorm -> ReLU: BatchNorm and ReLU then run on a quarter of the pixels), and
+neither folds across the pool. The fold is exact all the same: a max-pool
 commutes with a per-channel map whose scale is positive (``max(s * x) + t = s * max(x) + t``), and
 an average pool without padding (or counting only real pixels) with any per-channel affine map.
 So a BatchNorm is folded when only such pools stand between it and a Conv2d in an nn.Sequential,
@@ -58,9 +58,12 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
         for i, bn in enumerate(list(seq)):
             if type(bn) is not nn.BatchNorm2d or uses[id(bn)] > 1:
                 continue
-            j, positive = i - 1, False
-            while j >= 0 and _pool_commutes(seq[j])[0]:
-                positive |= _pool_commutes(seq[j])[1]
+            j, positive = i - 1, False  # walk back over the pools to the layer that made the input
+            while j >= 0:
+                crosses, needs_positive = _pool_commutes(seq[j])
+                if not crosses:
+                    break
+                positive |= needs_positive
                 j -= 1
             conv = seq[j] if j >= 0 else None
             affine = _affine(bn)
