@@ -90,28 +90,20 @@ end
 
 
 def plain_app(model: str, mean: float, std: float, size: int) -> Any:
-    """The endpoint a user would write: decode, resize, normalise, one onnxruntime call, softmax."""
+    """The endpoint a user would write: decode, then bench/plain_model.py's classification."""
     import io
 
-    import numpy as np
-    import onnxruntime as ort
+    import plain_model  # beside this script
     from fastapi import FastAPI, Request
     from PIL import Image
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = plain_model.session(model)
     app = FastAPI()
 
     @app.post("/predict")
     async def predict(request: Request) -> dict:  # (a real annotation: FastAPI reads it to pass the request)
-        image = Image.open(io.BytesIO(await request.body())).convert("L").resize((size, size))
-        x = (np.asarray(image, np.float32) / 255 - mean) / std
-        logits = session.run(None, {"input": x[None, None]})[0][0]
-        p = np.exp(logits - logits.max())
-        p /= p.sum()
-        k = int(p.argmax())
-        return {"label": str(k), "probability": float(p[k])}
+        image = Image.open(io.BytesIO(await request.body()))
+        return plain_model.classify(session, image, mean, std, size)
 
     return app
 
