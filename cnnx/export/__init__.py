@@ -276,8 +276,10 @@ def export_checkpoint(
     with _staging(folder) as staging, parity.torch_threads(opts.threads) as threads:
         reference, ref_accuracy = _reference(src, data)
         check_images = selfcheck.bundle(TorchRunner(src.model).run, data, src.spec)
-        folded = fold_batchnorm(src.model)
-        if folded[1] and any(getattr(FORMATS[n], "FOLD", False) for n in opts.names):
+        # only the formats made from the folded module (FOLD) need it; the others never see the copy
+        wanted = any(getattr(FORMATS[n], "FOLD", False) for n in opts.names)
+        folded = fold_batchnorm(src.model) if wanted else (src.model, 0)
+        if folded[1]:
             say(f"folded {folded[1]} BatchNorm layer{'s' if folded[1] > 1 else ''} into the convolution before each")
         job = _Job(src, folded, data, reference, opts, threads, staging, stem, say, check_images)
         skipped = _export_all(job)
