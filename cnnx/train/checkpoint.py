@@ -63,7 +63,8 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
         if not isinstance(cause, OSError):
             raise  # not the disk: a bug, keep its traceback
         reason = cause.strerror or str(cause)
-        if cause.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        full = cause.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+        if full:
             reason = f"the disk is full or the file size limit was reached ({reason})"
         kept = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
         then = (
@@ -72,7 +73,8 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
             else "run the same command again"
         )
         raise CheckpointError(
-            f"could not write {path}: {reason}; nothing was half-written and {kept}", f"free some space, then {then}"
+            f"could not write {path}: {reason}; nothing was half-written and {kept}",
+            f"{'free some space' if full else f'make {path.parent} writable'}, then {then}",
         ) from None
 
 

@@ -147,3 +147,13 @@ def test_first_checkpoint_failing_says_there_was_none(tmp_path: Path, monkeypatc
     with pytest.raises(CheckpointError, match=r"no earlier last.pt existed \(free some space, then run the same"):
         ckpt.save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_that_fails_for_another_reason_does_not_blame_the_disk(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError) as info:
+        ckpt.save_checkpoint({"epoch": 1}, blocker / "last.pt")
+    message = str(info.value)
+    assert message.startswith(f"could not write {blocker / 'last.pt'}: "), message
+    assert "free some space" not in message and f"make {blocker} writable" in message

@@ -137,3 +137,41 @@ def test_failed_download_into_an_existing_folder_leaves_it_as_it_was(
     code, lines = _train_mnist(cache, tmp_path / "run")
     assert code == 2 and "download failed: train-images-idx3-ubyte.gz" in lines[0]
     assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-batches-py", "notes.txt"]  # no MNIST/raw left
+
+
+def test_an_unwritable_run_folder_is_refused_before_any_epoch(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cnnx.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "run"
+    args = ["train", "mnist", "--data-dir", str(MINI_MNIST), "--out", str(out), "--epochs", "1", "--no-plots"]
+    result = CliRunner().invoke(main, args)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert lines == [f"error: cannot write the run folder {out}: Not a directory (pick another --out)"]
+
+
+def test_the_run_records_the_folder_its_data_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trained with $CNNX_DATA_DIR and no --data-dir, the run still knows its folder: export's parity
+    check, run without that variable, reads the same test images, not the sample shipped with cnnx."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cnnx.cli import main
+
+    data = tmp_path / "data"
+    shutil.copytree(MINI_MNIST, data)
+    monkeypatch.setenv("CNNX_DATA_DIR", str(data))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "mnist", "--out", str(run), "--epochs", "1", "--no-plots", "--json"])
+    assert result.exit_code == 0, result.output
+    assert Path(json.loads(result.stdout)["config"]["data_dir"]) == data
+    monkeypatch.setenv("CNNX_DATA_DIR", str(tmp_path / "nothing-here"))
+    result = CliRunner().invoke(main, ["export", str(run / "last.pt"), "--format", "onnx", "--json"])
+    assert result.exit_code == 0, result.output
+    images = json.loads(result.stdout)["images"]
+    assert Path(images["folder"]) == data and not images["sample"], images

@@ -89,6 +89,9 @@ def settled(cfg: TrainConfig, data: Dataset) -> TrainConfig:
         # outlier exposure needs non-images of the kind users mistake for the classes: cnnx draws
         # them for digits (cnnx.train.data.negatives), through the digit recipe
         "outliers": OUTLIER_WEIGHT if data.preprocess == "mnist-digit" else 0.0,
+        # the folder the files came from ($CNNX_DATA_DIR, the cache, a download): export's parity check and
+        # a resume read the same images without the environment the run had
+        "data_dir": data.source,
     }
     if folder:
         found.update(image_size=data.input_shape[1], grayscale=data.color == "L")
