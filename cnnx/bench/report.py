@@ -81,8 +81,8 @@ def render(result: dict[str, Any]) -> str:
     lines = [table(rows), "", *_target_lines(result), *notes]
     lines += [
         "",
-        f"accuracy on {img['images']:,} {img['dataset']} test images ({where}); every format on "
-        f"{result['threads']} thread(s), in a fresh process of its own",
+        f"accuracy on {img['images']:,} {img['dataset']} test image{'s' * (img['images'] != 1)} ({where}); "
+        f"every format on {result['threads']} thread(s), in a fresh process of its own",
         "peak MB: a process that loaded the model and ran one batch of 1,024; cold start: a new process "
         "classifying one PNG (ONNX: cnnx infer), median of " + str(result["options"]["cold_runs"]),
         f"{m['cpu']}, {m['cores']} cores; load average {m['load_average_before'][0]:.1f} before, "
@@ -120,4 +120,4 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         fontsize=10,
     )
     fig.subplots_adjust(left=0.115, right=0.99, bottom=0.12, top=0.8, wspace=0.12)
-    return save_png(fig, path)
+    return save_png(fig, path, "pick another --plot, or --no-plot")

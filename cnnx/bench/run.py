@@ -38,7 +38,7 @@ import numpy as np
 import cnnx
 from cnnx.bench.exports import ExportRequest, gated_exports
 from cnnx.core.errors import ConfigError, ModelFileError
-from cnnx.core.fileio import atomic_write
+from cnnx.core.fileio import atomic_write, folder_problem
 from cnnx.core.machine import machine_info, usable_cores
 from cnnx.export import parity_data as images
 from cnnx.export import shipped_files
@@ -282,15 +282,20 @@ def _result(
 
 
 def benchmark(source: Path, opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Export ``source`` if needed, measure every format, draw the chart; return the result."""
+    """Export ``source`` if needed, measure every format, draw the chart; return the result.
+
+    An unwritable chart path is refused before any work; a chart that still cannot be written at
+    the end leaves the result whole, with "plot" None and why in "plot_error"."""
     say = progress or (lambda _msg: None)
     t_start, load_before = time.perf_counter(), os.getloadavg()
     threads = opts.threads or usable_cores()
     src = load_source(Path(source), opts.arch)
+    chart = _chart_path(opts, src)  # refused now, not after minutes of measuring
     exports = gated_exports(src, ExportRequest(opts.data_dir, opts.arch, threads), say)
     data = images.load_images(src.spec, Path(opts.data_dir) if opts.data_dir else None, src.train_config)
+    n = data.source["images"]
     say(
-        f"test images: {data.source['images']} {data.source['dataset']} images from {data.source['folder']}; "
+        f"test images: {n} {data.source['dataset']} image{'s' * (n != 1)} from {data.source['folder']}; "
         f"{threads} thread(s) per format, {opts.seconds:g} s per batch size"
     )
     s = _Setting(opts, threads, Path(tempfile.mkdtemp(prefix="cnnx-bench-")), say, load_before)
@@ -301,9 +306,24 @@ def benchmark(source: Path, opts: BenchOptions, progress: Callable[[str], None] 
         shutil.rmtree(s.work, ignore_errors=True)
     result = _result(src, data, exports, rows, s)
     result["plot"] = None
-    if opts.plot != "":
+    if chart is not None:
         from cnnx.bench.report import plot
 
-        result["plot"] = str(plot(result, Path(opts.plot) if opts.plot else src.path.parent / "bench.png"))
+        try:
+            result["plot"] = str(plot(result, chart))
+        except ConfigError as exc:
+            # the measurements are the result: the caller prints them, then this error
+            result["plot_error"] = str(exc)
     result["wall_seconds"] = time.perf_counter() - t_start
     return result
+
+
+def _chart_path(opts: BenchOptions, src: Source) -> Path | None:
+    """Where the chart goes (None: no chart), once its folder is known to take a file."""
+    if opts.plot == "":
+        return None
+    path = Path(opts.plot) if opts.plot else src.path.parent / "bench.png"
+    why = folder_problem(path.parent)
+    if why:
+        raise ConfigError(f"cannot write the chart {path}: {why}", "pick another --plot, or --no-plot")
+    return path

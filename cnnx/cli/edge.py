@@ -104,7 +104,7 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
 @click.option(
     "--save-preprocessed",
     type=click.Path(file_okay=False),
-    help="Write exactly what the model saw, one PNG per image, into this folder.",
+    help="Write exactly what the model saw, one PNG per image, into this folder (made if missing).",
 )
 @click.option(
     "--progress/--no-progress",
@@ -135,6 +135,8 @@ def infer(
     from cnnx.runtime.output import Formatter
     from cnnx.runtime.sources import expand
 
+    if save_preprocessed:
+        _save_folder(save_preprocessed)
     paths, problems = expand(images)
     clf = _classifier(**model_options)
     for problem in problems:
@@ -150,6 +152,19 @@ def infer(
     if failed:
         click.echo(f"error: {failed} of {len(paths) + len(problems)} inputs could not be classified", err=True)
         sys.exit(1)
+
+
+def _save_folder(folder: str) -> None:
+    """Make the --save-preprocessed folder before any image is read: a folder that cannot be made is
+    one error for the command, not one per image with every prediction lost."""
+    from pathlib import Path
+
+    from cnnx.core.errors import ConfigError
+    from cnnx.core.fileio import folder_problem
+
+    why = folder_problem(Path(folder), keep=True)
+    if why:
+        raise ConfigError(f"cannot write the --save-preprocessed folder {folder}: {why}", "pick another folder")
 
 
 def _classifier(

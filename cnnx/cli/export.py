@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from cnnx.cli import emit_json, floats_option, main, names_option
-from cnnx.core.errors import CnnxError
+from cnnx.core.errors import CnnxError, ConfigError
 
 T = TypeVar("T")
 # --format's values: cnnx.export.options.CHOICES (tests/export check they agree); spelled out here so
@@ -188,3 +188,5 @@ def bench_cmd(checkpoint: str, no_plot: bool, as_json: bool, **options: Any) -> 
     result = benchmark(Path(checkpoint), opts, progress=lambda message: click.echo(message, err=True))
     result["command"] = " ".join(["cnnx", *sys.argv[1:]])
     emit_json(result) if as_json else click.echo(render(result))
+    if result.get("plot_error"):  # printed after the numbers, which stand without the chart
+        raise ConfigError(result["plot_error"])

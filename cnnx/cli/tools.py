@@ -9,6 +9,9 @@ import click
 from cnnx.cli import emit_json, main
 from cnnx.train.config import MAX_SIZE, MIN_SIZE, TrainConfig  # stdlib only: no torch for --help
 
+# cnnx.core.plots.MAX_GRID_IMAGES, spelled out here so --help loads no numpy (tests/tools check they agree)
+MAX_COUNT = 400
+
 
 @main.command()
 @click.argument("target", metavar="ARCH_CHECKPOINT_OR_RUN")
@@ -40,7 +43,7 @@ def summary(
 @click.option(
     "--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True, help="PNG file to write."
 )
-@click.option("--count", type=int, default=64, show_default=True, help="Images in the grid.")
+@click.option("--count", type=int, default=64, show_default=True, help=f"Images in the grid, 1 to {MAX_COUNT}.")
 @click.option("--columns", type=int, default=8, show_default=True, help="Images per row.")
 @click.option(
     "--split", type=click.Choice(["train", "test"]), default="train", show_default=True, help="Which split to draw."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,31 @@ def sweep_dead_temps(folder: Path) -> list[Path]:
         Path(entry.path).unlink(missing_ok=True)
         removed.append(Path(entry.path))
     return removed
+
+
+def folder_problem(folder: Path, keep: bool = False) -> str | None:
+    """Why no file can be written into ``folder``, or None. Checked by making it (with its parents)
+    and creating a file in it, so a command can refuse an unusable output path in one line before
+    any work, not fail at its first write. The folders made for the check are removed again unless
+    ``keep`` (and always when the check fails), so a refused or failed command leaves nothing."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    why = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # named as atomic_write names its temp files, so one left by a killed check is swept like theirs
+        probe = folder / f"{_temp_prefix(folder / 'check', os.getpid())}{os.urandom(6).hex()}.tmp"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+        probe.unlink()
+    except OSError as exc:
+        # "File exists" or "Not a directory" would not say which part of the path is in the way
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else (exc.strerror or str(exc))
+    if why or not keep:
+        for p in made:
+            with contextlib.suppress(OSError):  # never made, or not empty: not this check's to remove
+                p.rmdir()
+    return why
 
 
 def atomic_write(path: Path, write: Callable[[Any], Any], sweep: bool = False) -> Path:

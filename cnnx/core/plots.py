@@ -1,7 +1,7 @@
 """Every picture cnnx draws, headless. With Pillow alone: the learning curves, the confusion
-matrix, the misclassified images and the reliability diagram, so a training run draws its
-pictures without importing matplotlib (which takes longer than drawing them) and ``cnnx eval``
-draws on a device without it. With matplotlib: labelled image grids (``cnnx samples``) and
+matrix, the misclassified images, the reliability diagram and labelled image grids (``cnnx
+samples``), so a training run draws its pictures without importing matplotlib (which takes
+longer than drawing them) and ``cnnx eval`` draws on a device without it. With matplotlib:
 ``cnnx bench``'s chart.
 
 numpy at import time; Pillow and matplotlib are imported when a picture is drawn. The
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from cnnx.core.errors import ConfigError
-from cnnx.core.fileio import atomic_write
+from cnnx.core.fileio import atomic_write, folder_problem
 
 DPI = 100  # figure inches * DPI = pixels
 
@@ -41,11 +41,22 @@ def figure(width_in: float, height_in: float) -> Any:
     return fig
 
 
-def save_png(fig: Any, path: Path) -> Path:
-    """PNG of exactly figsize * DPI pixels, written to a temp file beside ``path`` and renamed over it."""
+def save_png(fig: Any, path: Path, hint: str) -> Path:
+    """PNG of exactly figsize * DPI pixels, written to a temp file beside ``path`` and renamed over it;
+    a ConfigError with ``hint`` when it cannot be."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)  # no bbox_inches="tight": the size stays predictable
-    return atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
+    return _write(Path(path), lambda f: f.write(buf.getvalue()), hint)
+
+
+def _write(path: Path, write: Any, hint: str) -> Path:
+    """``atomic_write``, its OSError turned into a one-line ConfigError with ``hint``."""
+    try:
+        return atomic_write(path, write)
+    except OSError as exc:
+        # the OS names the temp file it could not make; say what is wrong with the path asked for
+        why = folder_problem(path.parent) or exc.strerror or str(exc)
+        raise ConfigError(f"cannot write {path}: {why}", hint) from None
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -60,6 +71,9 @@ def grid_layout(n: int, h: int, w: int, ncols: int) -> tuple[int, int, int]:
     return -(-n // ncols), ncols, max(1, -(-80 // max(h, w)))
 
 
+MAX_GRID_IMAGES = 400  # 20 rows of 20: more images are too small to look at, and only cost memory
+
+
 def save_grid(
     images: np.ndarray,
     labels: Sequence[str],
@@ -72,14 +86,19 @@ def save_grid(
 
     The images are tiled the way ``torchvision.utils.make_grid`` tiles them (2-pixel
     padding, row by row), enlarged by a whole factor with no smoothing, with a
-    caption strip under every row; one ``imshow`` draws it all, so 100 images cost
-    no more than one.
+    caption strip under every row. Drawn with Pillow into one RGB image: memory is
+    the picture's own pixels, where a matplotlib figure with a text artist per image
+    took over a megabyte per image.
     """
+    from PIL import Image, ImageDraw, ImageFont
+
     if images.ndim != 4 or images.shape[1] not in (1, 3) or len(images) == 0 or images.dtype != np.uint8:
         raise ConfigError(
             f"cannot draw images of shape {images.shape} ({images.dtype})", "give uint8 (N, 1 or 3, H, W)"
         )
     n, c, h, w = images.shape
+    if n > MAX_GRID_IMAGES:
+        raise ConfigError(f"a grid holds at most {MAX_GRID_IMAGES} images, got {n:,}", "ask for fewer with --count")
     rows, cols, up = grid_layout(n, h, w, ncols)
     pad, caption = 2 * up, 16  # screen pixels
     cell_h, cell_w = h * up + pad + caption, w * up + pad
@@ -89,25 +108,21 @@ def save_grid(
     for k in range(n):
         y, x = top + (k // cols) * cell_h + pad, (k % cols) * cell_w + pad
         canvas[y : y + h * up, x : x + w * up] = big[k]  # a 1-channel image broadcasts to grey RGB
-    fig = figure(canvas.shape[1] / DPI, canvas.shape[0] / DPI)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(canvas, interpolation="nearest")
-    ax.axis("off")
+    img = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(img)
+    small, large = ImageFont.load_default(size=10), ImageFont.load_default(size=13)
     for k, label in enumerate(labels[:n]):
         y, x = top + (k // cols) * cell_h + pad + h * up, (k % cols) * cell_w + pad + w * up / 2
-        ax.text(
-            x,
-            y + caption / 2,
-            label,
-            ha="center",
-            va="center",
-            fontsize=7,
-            clip_on=True,
-            color=colors[k] if colors else "black",
-        )
+        _centred_text(draw, (x, y + caption / 2), str(label), small, colors[k] if colors else "black")
     if title:
-        ax.text(canvas.shape[1] / 2, top / 2, title, ha="center", va="center", fontsize=9)
-    return save_png(fig, path)
+        _centred_text(draw, (canvas.shape[1] / 2, top / 2), title, large, "black")
+    return write_png(img, path, "choose a writable --out path")
+
+
+def _centred_text(draw: Any, xy: tuple[float, float], text: str, font: Any, fill: Any) -> None:
+    """``text`` centred on ``xy``, measured from the pixels it draws (bitmap fonts take no anchor)."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.text((xy[0] - (left + right) / 2, xy[1] - (top + bottom) / 2), text, fill=fill, font=font)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -128,10 +143,7 @@ def _text_size(draw: Any, text: str, font: Any) -> tuple[int, int]:
 
 def write_png(img: Any, path: str | Path, hint: str) -> Path:
     """A Pillow image written atomically as a PNG; a ConfigError with ``hint`` when it cannot be."""
-    try:
-        return atomic_write(Path(path), lambda f: img.save(f, format="PNG"))
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc}", hint) from None
+    return _write(Path(path), lambda f: img.save(f, format="PNG"), hint)
 
 
 CURVES_SIZE = (1000, 400)  # pixels of curves.png

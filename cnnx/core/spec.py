@@ -97,8 +97,10 @@ class ModelSpec:
             raise ModelFileError(f"mean {self.mean} and std {self.std} need one value per channel ({channels})")
         if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
             raise ModelFileError(f"mean {self.mean} and std {self.std} must be finite numbers")
-        if any(s <= 0 for s in self.std):
-            raise ModelFileError(f"std must be positive, got {self.std}")
+        bad = next((i for i, s in enumerate(self.std) if s <= 0), None)
+        if bad is not None:
+            where = f" for channel {bad + 1} of {channels}" if channels > 1 else ""
+            raise ModelFileError(f"std must be positive, got {self.std[bad]:g}{where}")
         _check_honesty(self.calibration, self.openset)
         if self.preprocess not in RECIPES:
             raise ModelFileError(

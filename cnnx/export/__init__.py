@@ -28,7 +28,8 @@ from typing import Any
 from torch import nn
 
 from cnnx.core.contract import PARITY_FILE
-from cnnx.core.errors import Attempt, ModelFileError, ParityError
+from cnnx.core.errors import Attempt, ConfigError, ModelFileError, ParityError
+from cnnx.core.fileio import folder_problem
 from cnnx.core.spec import Extra
 from cnnx.export import parity, parity_data, record, selfcheck
 from cnnx.export.fold import fold_batchnorm
@@ -234,8 +235,9 @@ def _inputs(source: Path, opts: ExportOptions, say: Callable[[str], None]) -> tu
     src = load_source(Path(source), opts.arch, opts.mean, opts.std, opts.classes)
     say(f"loaded {src.path} ({src.kind}, {src.spec.arch}, {src.spec.num_classes} classes)")
     data = parity_data.load_images(src.spec, Path(opts.data_dir) if opts.data_dir else None, src.train_config)
+    n = data.source["images"]
     say(
-        f"parity images: {data.source['images']} {data.source['dataset']} test images from {data.source['folder']}"
+        f"parity images: {n} {data.source['dataset']} test image{'s' * (n != 1)} from {data.source['folder']}"
         + (" (the sample shipped with cnnx; give --data-dir for the full test set)" if data.source["sample"] else "")
     )
     return src, data
@@ -253,7 +255,10 @@ def _reference(src: Source, data: parity_data.ParityData) -> tuple[parity.Output
 @contextmanager
 def _staging(folder: Path) -> Iterator[Path]:
     """A temporary folder inside ``folder`` (created if needed), removed afterwards with ``folder`` if
-    this export created it and left it empty."""
+    this export created it and left it empty. A folder that cannot take files is a ConfigError."""
+    why = folder_problem(folder)
+    if why:
+        raise ConfigError(f"cannot write the export folder {folder}: {why}", "pick another --out")
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".cnnx-export-", dir=folder))

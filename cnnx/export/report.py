@@ -80,9 +80,11 @@ def render(report: dict[str, Any]) -> str:
     formats = report["formats"]
     written = [formats[n]["file"] for n in report.get("written", formats)]
     kept = [formats[n]["file"].rsplit("/", 1)[-1] for n in report.get("kept", [])]
+    n, threads = img["images"], report["threads"]
     lines = [
-        f"parity on {img['images']} {img['dataset']} test images ({where}) and random inputs at batch "
-        f"{', '.join(map(str, img['random_batches']))}; torch and onnxruntime on {report['threads']} threads",
+        f"parity on {n} {img['dataset']} test image{'s' * (n != 1)} ({where}) and random inputs at batch "
+        f"{', '.join(map(str, img['random_batches']))}; torch and onnxruntime on {threads} "
+        f"thread{'s' * (threads != 1)}",
         f"reference: PyTorch, eval mode, accuracy {_pct(report['reference']['accuracy'])}",
         *describe(report["reference"].get("honesty")),
         "",

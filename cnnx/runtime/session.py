@@ -11,11 +11,32 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnx.core.contract import OUTPUT_NAME, first_line, is_torch_file
+from cnnx.core.contract import OUTPUT_NAME, first_line, is_torch_file, is_torchscript
 from cnnx.core.errors import ModelFileError
 from cnnx.core.machine import physical_cores
 from cnnx.core.onnxio import open_session
 from cnnx.core.spec import ONNX_PREFIX, ModelSpec, SpecOptions
+
+
+def _torch_file_error(path: Path) -> ModelFileError:
+    """What to do with a PyTorch file given where an exported model belongs: a checkpoint is exported;
+    a TorchScript file already is an export, of a format this runtime does not run."""
+    if not is_torchscript(path):
+        return ModelFileError(
+            f"{path} is a PyTorch file, not an ONNX model",
+            f"export it first: cnnx export {path}, then give the .onnx file it writes",
+        )
+    beside = path.with_suffix(".onnx")
+    way_out = (
+        f"give {beside}, exported beside it"
+        if beside.is_file()
+        else "export the checkpoint it was made from to ONNX, e.g. cnnx export RUN/best.pt --format onnx"
+    )
+    return ModelFileError(
+        f"{path} is a TorchScript export; cnnx infer, verify and serve run ONNX (.onnx, .ort), OpenVINO (.xml) "
+        "and LiteRT (.tflite) files",
+        way_out,
+    )
 
 
 class OnnxModel:
@@ -32,10 +53,7 @@ class OnnxModel:
         if not self.path.is_file():
             raise ModelFileError(f"no model file at {self.path}", "give the path of an exported .onnx file")
         if is_torch_file(self.path):
-            raise ModelFileError(
-                f"{self.path} is a PyTorch file, not an ONNX model",
-                f"export it first: cnnx export {self.path}, then give the .onnx file it writes",
-            )
+            raise _torch_file_error(self.path)
         self.threads = physical_cores() if not threads else int(threads)
         try:
             self.session = open_session(self.path, self.threads)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from cnnx.core.errors import ConfigError
+from cnnx.core.fileio import folder_problem
 from cnnx.train.data import load_dataset
 
 
@@ -28,10 +29,13 @@ def save_samples(
     """Draw ``count`` images of ``split`` (a seeded random pick, or the first ones when ``seed`` is None)."""
     from cnnx.core import plots
 
-    if count < 1:
-        raise ConfigError(f"--count must be at least 1, got {count}")
+    if not 1 <= count <= plots.MAX_GRID_IMAGES:
+        raise ConfigError(f"--count must be 1 to {plots.MAX_GRID_IMAGES}, got {count}")
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
+    why = folder_problem(Path(out).parent)  # refused now, not after the dataset is read
+    if why:
+        raise ConfigError(f"cannot write {out}: {why}", "choose a writable --out path")
     data = load_dataset(
         dataset,
         data_dir,

@@ -164,6 +164,8 @@ def summarize_target(
     from cnnx.train import checkpoint as ckpt
     from cnnx.train.models import ARCHS, build_model, get_arch, num_classes_of
 
+    if num_classes is not None and num_classes < 1:  # 0 would otherwise read as "not given"
+        raise ConfigError(f"--classes must be at least 1, got {num_classes}")
     if target in ARCHS and not Path(target).exists():
         a = get_arch(target)
         shape = parse_input_size(input_size, a.input_shape)

@@ -183,8 +183,10 @@ def test_spec_options_take_the_colour_from_the_channels_and_say_what_is_missing(
         SpecOptions(mean=(0.5,), std=(0.5,), size=(8, 8)).to_spec(1, None, "m.onnx")
     with pytest.raises(ConfigError, match="2 channels"):
         SpecOptions(mean=(0.5,), std=(0.5,), size=(8, 8)).to_spec(2, 3, "m.onnx")
-    with pytest.raises(ConfigError, match="std must be positive"):
+    with pytest.raises(ConfigError, match="^std must be positive, got 0$"):
         SpecOptions(mean=(0.5,), std=(0.0,), size=(8, 8)).to_spec(1, 3, "m.onnx")
+    with pytest.raises(ConfigError, match="^std must be positive, got -0.5 for channel 2 of 3$"):
+        SpecOptions(mean=(0.5,), std=(0.2, -0.5, 0.2), size=(8, 8)).to_spec(3, 3, "m.onnx")
     assert parse_floats("0.485, 0.456,0.406", "--mean") == (0.485, 0.456, 0.406)
     assert parse_size("28") == (28, 28) and parse_size("32x24") == (32, 24)
     for bad in ("", "0", "28x", "ax2", "99999"):
