@@ -22,6 +22,7 @@ from cnnx.train.config import (  # stdlib only: no torch for --help
     MIN_SIZE,
     MIN_STEPS,
     OPTIMIZERS,
+    OUTLIER_LOSSES,
     PRESET_ARCH_DATASET,
     PRESETS,
     SCHEDULES,
@@ -96,8 +97,15 @@ _TRAIN_HELP_DEFAULTS = (
 @click.option(
     "--outliers",
     type=float,
-    help="Weight of the loss that teaches the model to answer generated non-digits (letters, scribbles, "
-    "shapes, clutter) with a flat output; 0 = off. [default: 0.5 for digits, 0 otherwise]",
+    help="Weight of the loss on generated non-digits (letters, scribbles, shapes, clutter) that teaches "
+    "the model to refuse them; 0 = off. [default: for digits 0.1 (energy) or 0.5 (uniform), 0 otherwise]",
+)
+@click.option(
+    "--outlier-loss",
+    type=click.Choice(OUTLIER_LOSSES),
+    help="How the non-digits train: energy (keep their refusal score below a margin and the digits' above "
+    "another) or uniform (cross-entropy to a flat output, the recipe before). "
+    f"[default: {TrainConfig.outlier_loss}]",
 )
 @click.option(
     "--refuse",

@@ -26,6 +26,7 @@ def default_data_dir() -> Path:
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+OUTLIER_LOSSES = ("energy", "uniform")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -86,7 +87,10 @@ class TrainConfig:
     tensorboard: bool = False  # write TensorBoard scalars and sample images to <run folder>/tensorboard
     plots: bool = True  # draw curves.png and confusion.png into the run folder at the end
     holdout: float = 0.08  # fraction of the training split held out to fit calibration and refusal (0 = neither)
-    outliers: float | None = None  # weight of the loss on generated non-digits; None = 0.5 for digits, 0 otherwise
+    outliers: float | None = None  # weight of the outlier loss; None = OUTLIER_WEIGHTS[outlier_loss] for digits, else 0
+    # how generated non-digits train: "energy" (squared hinges on the refusal score of digits and of
+    # non-digits) or "uniform" (cross-entropy to a flat output); cnnx.train.honesty
+    outlier_loss: str = "energy"
     refuse: float = 0.005  # fraction of held-out real images the refusal threshold may refuse (0 = never refuse)
     refusal_score: str = "energy"  # how the refusal scores an input: energy or msp (cnnx.core.calibration.scores)
     # bfloat16 autocast of the training forward pass; weights, optimiser and checkpoints stay float32.
@@ -142,6 +146,11 @@ class TrainConfig:
                 f"--outliers must be 0 (off) or a positive weight, got {self.outliers}",
                 None,
             ),
+            (
+                self.outlier_loss in OUTLIER_LOSSES,
+                f"--outlier-loss must be one of {', '.join(OUTLIER_LOSSES)}, got {self.outlier_loss!r}",
+                None,
+            ),
             (0 <= self.refuse < 0.5, f"--refuse must be in [0, 0.5), got {self.refuse}", "e.g. 0.005 for 0.5%"),
             (
                 self.refusal_score in OPENSET_METHODS,
@@ -172,6 +181,8 @@ class TrainConfig:
             data = {**data, "refusal_score": "msp"}
         if "amp" not in data:  # a run from before the option trained in float32
             data = {**data, "amp": False}
+        if "outlier_loss" not in data:  # a run from before the energy loss: its non-digits train as they began
+            data = {**data, "outlier_loss": "uniform"}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 

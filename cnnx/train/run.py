@@ -34,7 +34,14 @@ from cnnx.train import rng
 from cnnx.train.config import TrainConfig
 from cnnx.train.data import Dataset, default_data_dir, load_dataset, settled
 from cnnx.train.evaluation import evaluate_shared
-from cnnx.train.honesty import Photographed, fit_honesty, held_out_logits, hold_out, uniform_loss
+from cnnx.train.honesty import (
+    Photographed,
+    energy_loss,
+    fit_honesty,
+    held_out_logits,
+    hold_out,
+    uniform_loss,
+)
 from cnnx.train.models import build_model, check_input, count_parameters
 from cnnx.train.pictures import draw_pictures
 from cnnx.train.steps import Normalizer, lr_factor, make_optimizer, random_distort, random_flip, random_shift
@@ -261,9 +268,13 @@ class Run:
                 loss = loss * (world.size / labelled)
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            if len(others) and cfg.outliers:  # outlier exposure: a flat answer for what is no class
+            if len(others) and cfg.outliers:  # outlier exposure: what is no class scores low (or answers flat)
                 total = self.photos.counts(len(idx))[1] / world.size if world.enabled and self.photos else None
-                loss = loss + cfg.outliers * uniform_loss(others, total)
+                if cfg.outlier_loss == "energy":
+                    rows = labelled / world.size if world.enabled else None
+                    loss = loss + cfg.outliers * energy_loss(logits, others, rows, total)
+                else:
+                    loss = loss + cfg.outliers * uniform_loss(others, total)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

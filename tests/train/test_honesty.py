@@ -13,13 +13,22 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from cnnx.core.errors import ConfigError  # noqa: E402
 from cnnx.core.idx import read_idx  # noqa: E402
 from cnnx.core.spec import ModelSpec  # noqa: E402
 from cnnx.train.config import TrainConfig  # noqa: E402
 from cnnx.train.data import Split  # noqa: E402
 from cnnx.train.data import negatives as ng  # noqa: E402
 from cnnx.train.data.mnist import FACTS  # noqa: E402
-from cnnx.train.honesty import Photographed, held_out_indices, hold_out, uniform_loss  # noqa: E402
+from cnnx.train.honesty import (  # noqa: E402
+    ENERGY_IN,
+    ENERGY_OUT,
+    Photographed,
+    energy_loss,
+    held_out_indices,
+    hold_out,
+    uniform_loss,
+)
 from cnnx.train.loop import train  # noqa: E402
 from cnnx.train.steps import random_distort  # noqa: E402
 from tests.support import MINI_MNIST  # noqa: E402
@@ -34,7 +43,8 @@ def test_the_run_holds_images_out_and_writes_calibration_and_refusal_into_the_sp
     assert "80 mnist training images held out" in spec.calibration["fitted_on"]
     assert spec.openset is not None and spec.openset["method"] == "energy"  # in logit units, T * logsumexp
     assert np.isfinite(spec.openset["threshold"]) and state["config"]["refusal_score"] == "energy"
-    assert state["config"]["holdout"] == 0.08 and state["config"]["outliers"] == 0.5  # settled for digits
+    assert state["config"]["holdout"] == 0.08 and state["config"]["outlier_loss"] == "energy"
+    assert state["config"]["outliers"] == 0.1  # settled for digits: the energy hinges' weight
     assert json.loads((trained_run / "metrics.json").read_text())["held_out_images"] == 80
 
 
@@ -118,6 +128,49 @@ def test_a_run_from_before_holdout_resumes_as_it_began() -> None:
     del before_energy["refusal_score"]  # a run from before the energy score keeps refusing on msp
     assert TrainConfig.from_dict(before_energy).refusal_score == "msp"
     assert TrainConfig().refusal_score == "energy"
+
+
+def test_a_run_from_before_the_energy_loss_resumes_with_the_uniform_one() -> None:
+    before = TrainConfig().to_dict()
+    del before["outlier_loss"]
+    assert TrainConfig.from_dict(before).outlier_loss == "uniform"
+    assert TrainConfig().outlier_loss == "energy"
+    with pytest.raises(ConfigError, match="--outlier-loss must be one of energy, uniform"):
+        TrainConfig(outlier_loss="flat")
+
+
+def test_the_outlier_weight_settles_by_the_loss() -> None:
+    from cnnx.train.data import load_dataset, settled
+
+    data = load_dataset("mnist", MINI_MNIST, download=False)
+    assert settled(TrainConfig(), data).outliers == 0.1
+    assert settled(TrainConfig(outlier_loss="uniform"), data).outliers == 0.5
+    assert settled(TrainConfig(outliers=0.3), data).outliers == 0.3  # given: kept
+
+
+def test_the_energy_loss_pushes_digits_up_and_non_digits_down_only_past_their_margins() -> None:
+    def at(score: float, rows: int = 3) -> torch.Tensor:  # logits whose logsumexp is ``score``
+        return torch.full((rows, 10), score - float(np.log(10)))
+
+    assert energy_loss(at(ENERGY_IN + 1), at(ENERGY_OUT - 1)).item() == 0  # both inside: nothing to learn
+    low_digits = at(ENERGY_IN - 2).requires_grad_()
+    high_others = at(ENERGY_OUT + 3).requires_grad_()
+    loss = energy_loss(low_digits, high_others)
+    assert loss.item() == pytest.approx(2**2 + 3**2, rel=1e-5)  # squared hinges, each a mean over its rows
+    loss.backward()
+    assert low_digits.grad is not None and high_others.grad is not None
+    assert (low_digits.grad < 0).all() and (high_others.grad > 0).all()  # descent raises one, lowers the other
+
+
+def test_the_energy_loss_of_rank_shares_averages_to_the_global_loss() -> None:
+    """A distributed rank passes its rows' totals; DDP averages the ranks' gradients, so the mean of
+    the ranks' losses must be the loss of the whole batch (an empty share adds nothing, not NaN)."""
+    gen = torch.Generator().manual_seed(0)
+    digits, others = torch.randn(7, 10, generator=gen) * 4, torch.randn(5, 10, generator=gen) * 4 + 2
+    whole = energy_loss(digits, others)
+    shares = [(slice(0, 4), slice(0, 5)), (slice(4, 7), slice(5, 5))]
+    ranks = [energy_loss(digits[a], others[b], 7 / 2, 5 / 2) for a, b in shares]
+    assert torch.stack(ranks).mean().item() == pytest.approx(whole.item(), rel=1e-6)
 
 
 def test_the_uniform_loss_is_least_for_a_flat_output() -> None:

@@ -73,7 +73,9 @@ def default_arch(name: str, input_shape: tuple[int, int, int] | None = None) -> 
     return FOLDER_ARCH
 
 
-OUTLIER_WEIGHT = 0.5  # Hendrycks et al.'s weight of the outlier loss against the class loss
+# the outlier loss's weight against the class loss, by kind: Hendrycks et al.'s for the uniform
+# cross-entropy, Liu et al.'s for the energy hinges (cnnx.train.honesty)
+OUTLIER_WEIGHTS = {"uniform": 0.5, "energy": 0.1}
 
 
 def settled(cfg: TrainConfig, data: Dataset) -> TrainConfig:
@@ -88,7 +90,7 @@ def settled(cfg: TrainConfig, data: Dataset) -> TrainConfig:
         "flip": data.hflip,
         # outlier exposure needs non-images of the kind users mistake for the classes: cnnx draws
         # them for digits (cnnx.train.data.negatives), through the digit recipe
-        "outliers": OUTLIER_WEIGHT if data.preprocess == "mnist-digit" else 0.0,
+        "outliers": OUTLIER_WEIGHTS[cfg.outlier_loss] if data.preprocess == "mnist-digit" else 0.0,
         # the folder the files came from ($CNNX_DATA_DIR, the cache, a download): export's parity check and
         # a resume read the same images without the environment the run had
         "data_dir": data.source,
