@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 
 from cnnx.core.contract import BEST, LAST, METRICS, TENSORBOARD
 from cnnx.core.errors import ConfigError
-from cnnx.core.fileio import atomic_write
+from cnnx.core.fileio import atomic_write, folder_problem
 from cnnx.train import checkpoint as ckpt
 from cnnx.train import distributed as ddp
 from cnnx.train import rng
@@ -82,27 +81,13 @@ def new_run_dir(cfg: TrainConfig, world: ddp.World) -> Path:
             Path(cfg.out) if cfg.out else Path("artifacts", "runs", f"{Path(cfg.dataset).name}-{cfg.arch}-{stamp}")
         )
         taken = (run_dir / LAST).exists()
-        decided = (run_dir, taken, None if taken else _check_folder(run_dir))
+        decided = (run_dir, taken, None if taken else folder_problem(run_dir))
     run_dir, taken, unusable = ddp.share(world, decided)
     if taken:
         raise ConfigError(f"{run_dir} already holds a run", f"resume it with --resume {run_dir}, or pick another --out")
     if unusable:
         raise ConfigError(f"cannot write the run folder {run_dir}: {unusable}", "pick another --out")
     return run_dir
-
-
-def _check_folder(run_dir: Path) -> str | None:
-    """Why the run folder cannot be written, or None: checked by making it (a new one is removed again,
-    so a run that fails before its first checkpoint leaves nothing), before any epoch trains."""
-    existed = run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    writable = os.access(run_dir, os.W_OK)
-    if not existed:
-        run_dir.rmdir()
-    return None if writable else "permission denied"
 
 
 class Run:

@@ -151,7 +151,8 @@ def test_an_unwritable_run_folder_is_refused_before_any_epoch(tmp_path: Path) ->
     result = CliRunner().invoke(main, args)
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2, result.output
-    assert lines == [f"error: cannot write the run folder {out}: Not a directory (pick another --out)"]
+    why = f"{blocker} is a file, not a folder"
+    assert lines == [f"error: cannot write the run folder {out}: {why} (pick another --out)"]
 
 
 def test_the_run_records_the_folder_its_data_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
