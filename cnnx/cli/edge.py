@@ -64,7 +64,8 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
     "--model",
     "-m",
     type=click.Path(dir_okay=False),
-    help="An .onnx file from `cnnx export`. [default: the MNIST model shipped with cnnx]",
+    help="A model file from `cnnx export` (.onnx, .ort, OpenVINO .xml, .tflite). "
+    "[default: the MNIST model shipped with cnnx]",
 )
 @click.option(
     "--top-k",

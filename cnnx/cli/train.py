@@ -91,7 +91,7 @@ _TRAIN_HELP_DEFAULTS = (
     "--holdout",
     type=float,
     help="Fraction of the training images held out of training, to fit the calibration temperature "
-    "and the refusal threshold (never the test images); 0, or fewer than 50 images, = neither. "
+    "and the refusal threshold (never the test images), below 0.5; 0, or fewer than 50 images, = neither. "
     f"[default: {TrainConfig.holdout}]",
 )
 @click.option(
@@ -110,8 +110,8 @@ _TRAIN_HELP_DEFAULTS = (
 @click.option(
     "--refuse",
     type=float,
-    help="Fraction of the held-out real images the refusal threshold may refuse (e.g. 0.005 = 0.5%); "
-    f"0 = never refuse. [default: {TrainConfig.refuse}]",
+    help="Fraction of the held-out real images the refusal threshold may refuse (e.g. 0.005 = 0.5%), "
+    f"below 0.5; 0 = never refuse. [default: {TrainConfig.refuse}]",
 )
 @click.option(
     "--refusal-score",

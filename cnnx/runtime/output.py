@@ -54,6 +54,8 @@ class Formatter:
         line = f"{pred.path:<{self.width}}  {label!s:<8} {pred.probability:>6.3f}"
         if self.k > 1:
             line += "  " + "  ".join(f"{label} {p:.3f}" for label, p in pred.top_k)
+        elif pred.refused and pred.top_k:  # the probability is the best guess's: say which it is
+            line += f"  (best guess {pred.top_k[0][0]})"
         return line
 
     @staticmethod

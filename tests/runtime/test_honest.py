@@ -44,7 +44,8 @@ def test_an_image_below_the_threshold_is_refused_everywhere_it_is_reported(
     row = json.loads(proc.stdout)
     assert row["label"] is None and row["refused"].startswith("not a digit")
     table = run_cli("infer", str(scribble), "--model", str(model), check=True).stdout
-    assert "refused" in table.splitlines()[1]
+    refused_row = table.splitlines()[1]
+    assert "refused" in refused_row and refused_row.endswith(f"(best guess {pred.top_k[0][0]})"), table
     rows = run_cli("infer", str(scribble), "--model", str(model), "--csv", check=True).stdout.splitlines()
     assert rows[0].endswith("refused,error") and rows[1].split(",")[1] == "" and "not a digit" in rows[1]
 
