@@ -200,11 +200,13 @@ def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progre
 @click.argument("model", required=False, type=click.Path(exists=True), metavar="[MODEL_OR_RUN]")
 @click.option(
     "--data",
+    "--data-dir",
     "data_dir",
     required=True,
+    envvar="CNNX_DATA_DIR",
     type=click.Path(file_okay=False),
     help="A folder with MNIST IDX files (t10k-images-idx3-ubyte[.gz] and labels), or one "
-    "sub-folder of images per class, named after the model's classes.",
+    "sub-folder of images per class, named after the model's classes. [default: $CNNX_DATA_DIR]",
 )
 @click.option(
     "--split", type=click.Choice(["test", "train"]), default="test", show_default=True, help="Which IDX files to read."

@@ -192,6 +192,16 @@ def test_infer_on_png_digits_scores_what_eval_scores_on_the_idx_files(onnx_model
     assert infer_acc == pytest.approx(report["accuracy"], abs=0.0005)  # within 0.05 pp: every digit the same
 
 
+def test_eval_reads_its_folder_as_every_command_does(onnx_model, mini_mnist):
+    """--data-dir, as train and export call it, and $CNNX_DATA_DIR when neither is given."""
+    want = json.loads(run_cli("eval", str(onnx_model), "--data", str(mini_mnist), "--json", check=True).stdout)
+    named = run_cli("eval", str(onnx_model), "--data-dir", str(mini_mnist), "--json", check=True)
+    from_env = run_cli("eval", str(onnx_model), "--json", env={"CNNX_DATA_DIR": str(mini_mnist)}, check=True)
+    for proc in (named, from_env):
+        got = json.loads(proc.stdout)
+        assert (got["images"], got["accuracy"]) == (want["images"], want["accuracy"]) == (500, want["accuracy"])
+
+
 def test_photo_like_digits_score_close_to_the_clean_ones(onnx_model, test_digits, tmp_path, mini_mnist):
     # 500 real test digits as phone-like JPEGs (cnnx/testing/photolike.py), enlarged 2-3.5x here for
     # speed. Tolerance 2 pp (10 digits): the full-size target is 1.5 pp on 10,000 digits with a
