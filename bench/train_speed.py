@@ -21,6 +21,8 @@ the per-epoch test passes and held-out fits.
     python bench/train_speed.py --data-dir ../shared/data/mnist --name smoothing \
         --with "" --with "--label-smoothing 0.05"                   # two option sets, seeds interleaved
 
+Run folders (checkpoints, metrics) are removed after each run unless --keep-runs DIR keeps them, as
+DIR/<preset>-seedN, or DIR/armK-seedN when arms are compared (K counts from 0 in the table's order).
 Prints a table and writes bench/results/train_speed-<preset>[-ddpN][-<name>].json. With --nproc N the
 command runs under `torchrun --standalone --nproc-per-node N` (same global batch and learning
 rate), and the table compares its accuracy with the 1-process result file of the same preset.
@@ -48,9 +50,25 @@ THRESHOLDS = (0.990, 0.993, 0.994, 0.995)
 
 
 def run_one(
-    preset: str, seed: int, data_dir: str, extra: list[str], nproc: int = 1, python: str = sys.executable
+    preset: str,
+    seed: int,
+    data_dir: str,
+    extra: list[str],
+    nproc: int = 1,
+    python: str = sys.executable,
+    keep: Path | None = None,
 ) -> dict:
-    out = Path(tempfile.mkdtemp(prefix="cnnx-bench-")) / "run"
+    """One seed's whole command; its run folder is removed after, unless ``keep`` names where it goes."""
+    if keep is not None:
+        if keep.exists():
+            raise SystemExit(f"{keep} exists already: pick another --keep-runs folder")
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        return {**_run_in(preset, seed, data_dir, extra, nproc, python, keep), "run_dir": str(keep)}
+    with tempfile.TemporaryDirectory(prefix="cnnx-bench-") as tmp:  # checkpoints are MBs a run: never left behind
+        return _run_in(preset, seed, data_dir, extra, nproc, python, Path(tmp) / "run")
+
+
+def _run_in(preset: str, seed: int, data_dir: str, extra: list[str], nproc: int, python: str, out: Path) -> dict:
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else []
     cmd = [
         python,
@@ -100,6 +118,7 @@ def run_one(
         "config": result["config"],
         "versions": result["versions"],
         "python": python,
+        "run_dir": None,  # set by run_one when kept
     }
 
 
@@ -153,6 +172,11 @@ def main() -> None:
     )
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--name", default="", help="added to the JSON file's name, e.g. for a run with extra options")
+    ap.add_argument(
+        "--keep-runs",
+        type=Path,
+        help="keep each run folder under this one, as ARM-seedN (to export and measure them after) [default: removed]",
+    )
     ap.add_argument("extra", nargs="*", help="extra `cnnx train` options, after --")
     args = ap.parse_args()
     pythons = args.python or [sys.executable]
@@ -164,7 +188,9 @@ def main() -> None:
     for seed in args.seeds:
         for i, (py, arch, o) in enumerate(arms):  # each seed under every arm in turn
             extra = args.extra + shlex.split(o) + (["--arch", arch] if arch else [])
-            r = run_one(args.preset, seed, args.data_dir, extra, args.nproc, py)
+            arm = f"arm{i}" if len(arms) > 1 else args.preset
+            keep = args.keep_runs / f"{arm}-seed{seed}" if args.keep_runs else None
+            r = run_one(args.preset, seed, args.data_dir, extra, args.nproc, py, keep)
             runs[i].append(r)
             tt = "  ".join(f"{k}%: {'-' if v is None else f'{v:5.1f}s'}" for k, v in r["time_to"].items())
             who = f"torch {r['versions'].get('torch')} " if len(pythons) > 1 else ""

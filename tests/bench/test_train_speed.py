@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,10 @@ pytest.importorskip("torch")
 QUICK = ["--", "--epochs", "1", "--outliers", "0", "--holdout", "0", "--no-plots"]
 
 
-def _bench(out: Path, *args: str) -> dict:
+def _bench(out: Path, *args: str, tmp: Path | None = None) -> dict:
     cmd = [sys.executable, "bench/train_speed.py", "--data-dir", str(MINI_MNIST), "--out", str(out), *args, *QUICK]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "TMPDIR": str(tmp)} if tmp else None
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr
     (path,) = out.glob("train_speed-*.json")
     return json.loads(path.read_text()) | {"_stdout": done.stdout, "_name": path.name}
@@ -43,10 +45,21 @@ def test_two_interpreters_run_each_seed_in_turn_a_row_each(tmp_path):
     assert sum(line.startswith("default") for line in table) == 2
 
 
-def test_one_interpreter_keeps_the_single_summary(tmp_path):
-    result = _bench(tmp_path, "--seeds", "0")
+def test_one_interpreter_keeps_the_single_summary_and_leaves_no_run_behind(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    result = _bench(tmp_path / "out", "--seeds", "0", tmp=tmp_path / "tmp")
     assert result["_name"] == "train_speed-default.json"
     assert result["summary"]["seeds"] == [0] and len(result["runs"]) == 1 and "compared" not in result
+    assert result["runs"][0]["run_dir"] is None
+    assert list((tmp_path / "tmp").iterdir()) == []  # checkpoints are megabytes a run: removed
+
+
+def test_keep_runs_keeps_each_arm_and_seed_by_name(tmp_path):
+    runs = tmp_path / "runs"
+    result = _bench(tmp_path / "out", "--seeds", "0", "--with", "", "--with", "--lr 0.01", "--keep-runs", str(runs))
+    assert sorted(p.name for p in runs.iterdir()) == ["arm0-seed0", "arm1-seed0"]
+    assert [c["runs"][0]["run_dir"] for c in result["compared"]] == [str(runs / "arm0-seed0"), str(runs / "arm1-seed0")]
+    assert (runs / "arm1-seed0" / "best.pt").is_file()
 
 
 def test_two_architectures_run_each_seed_in_turn_a_row_each(tmp_path):
