@@ -57,9 +57,10 @@ class Extra:
     TRAINED_WITH = "trained_with"  # versions at training, when export ran under others ({"cnnx", "torch"})
     SPEC_FROM = "spec_from"  # "options": a spec made from --mean/--std/--size, not read from a file
     FOLDED = "batchnorm_folded"  # BatchNorm layers folded into their convolutions (cnnx.export.fold), int
+    PADDED = "channels_padded"  # convolutions padded with zero filters to whole channel blocks (cnnx.export.fold), int
 
     # how the file was made, in the order `cnnx inspect` lists it
-    MADE_BY = (PRECISION, EXPORTER, TORCHSCRIPT, DELEGATE, QUANTIZATION, FOLDED)
+    MADE_BY = (PRECISION, EXPORTER, TORCHSCRIPT, DELEGATE, QUANTIZATION, FOLDED, PADDED)
     # what describes one file's own check, dropped when a spec is copied into another file
     CHECK = (PARITY, REJECTED)
 

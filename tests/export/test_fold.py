@@ -1,4 +1,5 @@
-"""BatchNorm folded into the convolution before it (cnnx.export.fold): the same outputs, only where exact."""
+"""The module ONNX files are made from (cnnx.export.fold): BatchNorm folded into the convolution before it,
+channels padded to whole blocks; the same outputs, only where exact."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from cnnx.export.fold import fold_batchnorm  # noqa: E402
+from cnnx.export.fold import BLOCK, fold_batchnorm, pad_channels  # noqa: E402
 from cnnx.train.models import ARCHS  # noqa: E402
 
 # BatchNorm layers each network folds: every one (the seed networks without BatchNorm fold none)
 FOLDED = {"mnist-bn16": 3, "mnist-bn16s": 3, "mnist-bn": 3, "mnist-bn-wide": 3, "cifar-bn": 6, "seed004-demomodel": 1}
+# convolutions each network pads to whole channel blocks once folded: mnist-bn's 24-channel first layer
+PADDED = {"mnist-bn": 1}
 
 
 def _trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -96,3 +99,90 @@ def test_a_convolution_used_twice_or_batch_statistics_are_not_folded() -> None:
     assert count == 0
     stats = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False)).eval()
     assert fold_batchnorm(stats)[1] == 0  # normalises by each batch's own statistics: no fixed map to fold
+
+
+@pytest.mark.parametrize("name", sorted(ARCHS))
+def test_every_network_computes_the_same_with_its_channels_padded(name: str) -> None:
+    folded, _ = fold_batchnorm(_trained_like(ARCHS[name].build(10)))
+    x = _input(name)
+    with torch.no_grad():
+        expected = folded(x)
+        count = pad_channels(folded)
+        got = folded(x)
+    assert count == PADDED.get(name, 0)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_mnist_bn_first_layer_is_padded_to_a_whole_block_with_zero_filters() -> None:
+    model = _trained_like(ARCHS["mnist-bn"].build(10))
+    folded, _ = fold_batchnorm(model)
+    assert pad_channels(folded) == 1
+    first, second = folded.features[0], folded.features[4]
+    assert first.out_channels == second.in_channels == 32 and 32 % BLOCK == 0
+    assert not first.weight[24:].any() and not first.bias[24:].any() and not second.weight[:, 24:].any()
+    torch.testing.assert_close(first.weight[:24], folded.features[0].weight[:24])
+    assert model.features[0].out_channels == 24  # the checkpoint's own module untouched (fold copied it)
+    assert pad_channels(folded) == 0  # padded once: nothing more to do
+
+
+@pytest.mark.parametrize(
+    ("between", "pads"),
+    [
+        ([nn.MaxPool2d(2), nn.Identity(), nn.ReLU()], True),  # a folded block: zero channels stay zero
+        ([nn.ReLU(), nn.Dropout2d(0.1)], True),
+        ([nn.BatchNorm2d(24)], False),  # an unfolded BatchNorm's parameters are sized by the channels
+        ([nn.Flatten()], False),  # no convolution after: nothing would read the zeros
+    ],
+)
+def test_which_layers_between_two_convolutions_padding_may_cross(between: list[nn.Module], pads: bool) -> None:
+    model = _trained_like(nn.Sequential(nn.Conv2d(1, 24, 3), *between, nn.Conv2d(24, 16, 3)))
+    if isinstance(between[0], nn.Flatten):
+        model = nn.Sequential(nn.Conv2d(1, 24, 3), nn.Flatten()).eval()
+    x = torch.randn(3, 1, 12, 12, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = model(x)
+        count = pad_channels(model)
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert count == int(pads)
+
+
+def test_padding_that_would_add_more_than_half_the_channels_or_grouped_convolutions_are_left() -> None:
+    few = nn.Sequential(nn.Conv2d(1, 10, 3), nn.ReLU(), nn.Conv2d(10, 16, 3)).eval()  # 10 -> 16: +60%
+    grouped = nn.Sequential(nn.Conv2d(24, 24, 3, groups=24), nn.Conv2d(24, 16, 1)).eval()
+    assert pad_channels(few) == 0 and pad_channels(grouped) == 0
+    assert few[0].out_channels == 10 and grouped[0].out_channels == 24
+
+
+@pytest.mark.parametrize("fmt", ["ort", "openvino"])
+def test_an_exported_mnist_bn_file_is_padded_passes_its_gate_and_says_so(tmp_path, fmt: str) -> None:
+    """End to end: the real CLI exports a mnist-bn state_dict; the fp32 file's first convolution has
+    32 filters, its spec says so, and the parity gate (against the unpadded checkpoint) passes. The
+    .ort / OpenVINO file beside it, whose kernels keep plain NCHW, is made from the unpadded graph."""
+    import json
+
+    import onnx
+
+    from cnnx.core.spec import ModelSpec
+    from cnnx.export.formats import FORMATS
+    from tests.support import MINI_MNIST, run_cli
+
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
+    state = tmp_path / "net.pt"
+    torch.save(_trained_like(ARCHS["mnist-bn"].build(10)).state_dict(), state)
+    out = tmp_path / "out"
+    args = ("--arch", "mnist-bn", "--format", fmt, "--data-dir", str(MINI_MNIST), "--out", str(out))
+    proc = run_cli("export", str(state), *args, check=True)
+    report = json.loads((out / "parity.json").read_text())
+    assert report["formats"]["onnx"]["passed"] and report["formats"][fmt]["passed"]
+    assert "padded 1 convolution with zero filters" in proc.stdout + proc.stderr
+    proto = onnx.load(str(out / "net.onnx"))
+    first = next(n for n in proto.graph.node if n.op_type == "Conv").input[1]
+    assert [list(i.dims) for i in proto.graph.initializer if i.name == first] == [[32, 1, 5, 5]]
+    extra = ModelSpec.from_onnx_metadata({p.key: p.value for p in proto.metadata_props}).extra
+    assert extra["channels_padded"] == 1 and extra["batchnorm_folded"] == 3
+    made = FORMATS[fmt].load(out / f"net{FORMATS[fmt].SUFFIX}", 1).spec().extra
+    assert made["batchnorm_folded"] == 3 and "channels_padded" not in made
+    assert sorted(p.name for p in out.iterdir() if "unpadded" in p.name) == []  # its source is not left behind
+    if fmt == "openvino":
+        assert 'shape="24, 1, 5, 5"' in (out / "net.xml").read_text()

@@ -96,10 +96,12 @@ def name_batch_axis(proto: onnx.ModelProto) -> None:
 
 def made_from(spec: ModelSpec, fp32: onnx.ModelProto, made: dict[str, Any], **versions: str) -> ModelSpec:
     """The spec of a file made from the fp32 ONNX file ``fp32``: ``spec`` with that file's versions (and
-    ``versions``, the converter's) and how its graph was made (exporter, BatchNorms folded), plus ``made``
-    (format, precision...)."""
+    ``versions``, the converter's) and how its graph was made (exporter, BatchNorms folded, channels
+    padded), plus ``made`` (format, precision...)."""
     source = ModelSpec.from_onnx_metadata({p.key: p.value for p in fp32.metadata_props})
-    graph = {k: v for k, v in source.extra.items() if k in (Extra.EXPORTER, Extra.FOLDED)}  # how the graph was made
+    graph = {
+        k: v for k, v in source.extra.items() if k in (Extra.EXPORTER, Extra.FOLDED, Extra.PADDED)
+    }  # how the graph was made
     return spec.replace(versions={**source.versions, **versions}, extra={**spec.extra, **graph, **made})
 
 

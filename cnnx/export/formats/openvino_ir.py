@@ -34,6 +34,9 @@ SUFFIX = ".xml"
 COMPANIONS = (".bin",)  # the weights, beside the graph
 METHODS = ("from-onnx",)  # openvino.convert_model on the fp32 ONNX file
 REQUIRES = "onnx"
+# made from the fp32 graph before its channels were padded (cnnx.export.fold.pad_channels): its kernels
+# keep plain NCHW, where the zero filters are only extra work
+UNPADDED = True
 SELFCHECK = True  # the self-check travels in rt_info
 
 

@@ -42,6 +42,9 @@ COMPANIONS = (CONFIG_SUFFIX,)  # written beside the model, shipped with it
 METHODS = ("fixed",)  # onnxruntime's "fixed" optimisation style: optimised once, at conversion
 SELFCHECK = True  # the file carries a self-check (cnnx.core.selfcheck) for `cnnx verify`
 REQUIRES = "onnx"  # converts the fp32 file that format wrote
+# made from the fp32 graph before its channels were padded (cnnx.export.fold.pad_channels): its kernels
+# keep plain NCHW, where the zero filters are only extra work
+UNPADDED = True
 
 
 def missing() -> str | None:
