@@ -288,7 +288,7 @@ def export_checkpoint(
         check_images = selfcheck.bundle(TorchRunner(src.model).run, data, src.spec)
         # only the formats made from the folded module (FOLD) need it; the others never see the copy
         wanted = any(getattr(FORMATS[n], "FOLD", False) for n in opts.names)
-        folded, unpadded = _folded(src.model, say) if wanted else ((src.model, {}), None)
+        folded, unpadded = _folded(src.model, say, opts.pad_channels) if wanted else ((src.model, {}), None)
         job = _Job(
             src,
             folded,
@@ -332,12 +332,14 @@ def _source_onnx(job: _Job, name: str, built: dict[str, Path]) -> Iterator[None]
         plain.unlink(missing_ok=True)
 
 
-def _folded(model: nn.Module, say: Callable[[str], None]) -> tuple[tuple[nn.Module, dict[str, int]], nn.Module | None]:
+def _folded(
+    model: nn.Module, say: Callable[[str], None], pad: bool = True
+) -> tuple[tuple[nn.Module, dict[str, int]], nn.Module | None]:
     """((a copy of ``model`` as the ONNX family is made from it (cnnx.export.fold), the extras saying
     how), the same before its channels were padded, or None when none were)."""
     folded, n_folded = fold_batchnorm(model)
     unpadded = copy.deepcopy(folded)
-    n_padded = pad_channels(folded)
+    n_padded = pad_channels(folded) if pad else 0
     if n_folded:
         say(f"folded {n_folded} BatchNorm layer{'s' if n_folded > 1 else ''} into the convolution before each")
     if n_padded:

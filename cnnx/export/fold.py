@@ -82,10 +82,12 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     return folded, count
 
 
-# onnxruntime's x86 convolutions (and, since 2026, its ARM64 ones) keep activations in blocks of 8
-# (AVX2) or 16 (AVX-512) channels between layers ("NCHWc"). A convolution whose channel count is not
-# a multiple of the block has its output reordered back to plain NCHW, and the pools after it run
-# on the slow plain path: in mnist-bn (24 channels first) that was 30% of the batch-256 time.
+# onnxruntime's x86 convolutions keep activations in blocks of 8 (AVX2) or 16 (AVX-512) channels
+# between layers ("NCHWc"; onnxruntime's ARM64 builds have been gaining such kernels too, not measured
+# here). A convolution whose channel count is not a multiple of the block has its output reordered
+# back to plain NCHW, and the pools after it run on the slow plain path: in mnist-bn (24 channels
+# first) that was 30% of the batch-256 time. Where no blocked kernels run, the zeros are extra work
+# (+20% multiply-accumulates for mnist-bn): `cnnx export --no-pad-channels`.
 BLOCK = 16
 # only pad where the extra zeros cost less than the reorders save (measured: 24 -> 32 on mnist-bn)
 MAX_PAD = 0.5

@@ -42,6 +42,7 @@ class ExportOptions:
     classes: list[str] | None = None  # overrides the spec's class names
     data_dir: str | None = None  # dataset folder for the parity images; None = $CNNX_DATA_DIR, else the sample
     threads: int = 0  # torch and onnxruntime threads during parity; 0 = half the cores, 1 to 4
+    pad_channels: bool = True  # ONNX family: channels padded to whole blocks where cheap (cnnx.export.fold)
 
     def __post_init__(self) -> None:
         for asked in (self.format, *self.also):

@@ -186,3 +186,23 @@ def test_an_exported_mnist_bn_file_is_padded_passes_its_gate_and_says_so(tmp_pat
     assert sorted(p.name for p in out.iterdir() if "unpadded" in p.name) == []  # its source is not left behind
     if fmt == "openvino":
         assert 'shape="24, 1, 5, 5"' in (out / "net.xml").read_text()
+
+
+def test_no_pad_channels_exports_the_layers_as_trained(tmp_path) -> None:
+    """--no-pad-channels, for a device whose onnxruntime has no blocked kernels: 24 filters, no claim."""
+    import onnx
+
+    from cnnx.core.spec import ModelSpec
+    from tests.support import MINI_MNIST, run_cli
+
+    state = tmp_path / "net.pt"
+    torch.save(_trained_like(ARCHS["mnist-bn"].build(10)).state_dict(), state)
+    out = tmp_path / "out"
+    args = ("--arch", "mnist-bn", "--no-pad-channels", "--data-dir", str(MINI_MNIST), "--out", str(out))
+    proc = run_cli("export", str(state), *args, check=True)
+    assert "padded" not in proc.stdout + proc.stderr
+    proto = onnx.load(str(out / "net.onnx"))
+    first = next(n for n in proto.graph.node if n.op_type == "Conv").input[1]
+    assert [list(i.dims) for i in proto.graph.initializer if i.name == first] == [[24, 1, 5, 5]]
+    extra = ModelSpec.from_onnx_metadata({p.key: p.value for p in proto.metadata_props}).extra
+    assert "channels_padded" not in extra and extra["batchnorm_folded"] == 3
