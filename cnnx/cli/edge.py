@@ -63,8 +63,9 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
 @click.option(
     "--model",
     "-m",
-    type=click.Path(dir_okay=False),
-    help="A model file from `cnnx export` (.onnx, .ort, OpenVINO .xml, .tflite). "
+    type=click.Path(),
+    help="A model file from `cnnx export` (.onnx, .ort, OpenVINO .xml, .tflite), or a training run folder: "
+    "the ONNX file `cnnx export RUN` wrote into it (RUN/best.onnx; RUN/last.onnx when it has no best.pt). "
     "[default: the MNIST model shipped with cnnx]",
 )
 @click.option(
@@ -75,9 +76,10 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
     show_default=True,
     help="Best classes to list per image, with softmax probabilities.",
 )
-@click.option("--table", "fmt", flag_value="table", default=True, help="Aligned table on stdout. [default]")
-@click.option("--json", "fmt", flag_value="json", help="One JSON object per image, one per line.")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
+# one flag each, not one shared value: two of them given is a mistake to say, not a silent last-one-wins
+@click.option("--table", "as_table", is_flag=True, help="Aligned table on stdout. [default]")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image, one per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per model call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=_THREADS_HELP)
 @click.option(
@@ -115,7 +117,9 @@ _PREPROCESS_HELP = "auto = the recipe the model's spec names (e.g. mnist-digit);
 def infer(
     images: tuple[str, ...],
     top_k: int,
-    fmt: str,
+    as_table: bool,
+    as_json: bool,
+    as_csv: bool,
     save_preprocessed: str | None,
     progress: bool | None,
     **model_options: Any,
@@ -132,6 +136,7 @@ def infer(
 
     Example: cnnx infer digit.png photos/ --top-k 3
     """
+    fmt = _output_format(table=as_table, json=as_json, csv=as_csv)
     _edge_env()
     from cnnx.runtime.output import Formatter
     from cnnx.runtime.sources import expand
@@ -155,6 +160,18 @@ def infer(
         sys.exit(1)
 
 
+def _output_format(**given: bool) -> str:
+    """The one output format the switches name (``table`` when none does); two or more: a ConfigError."""
+    chosen = [name for name, on in given.items() if on]
+    if len(chosen) > 1:
+        from cnnx.core.errors import ConfigError
+
+        switches = [f"--{name}" for name in chosen]
+        named = f"{', '.join(switches[:-1])} and {switches[-1]}"
+        raise ConfigError(f"{named} cannot be combined", f"give one of {', '.join(f'--{n}' for n in given)}")
+    return chosen[0] if chosen else "table"
+
+
 def _save_folder(folder: str) -> None:
     """Make the --save-preprocessed folder before any image is read: a folder that cannot be made is
     one error for the command, not one per image with every prediction lost."""
@@ -173,9 +190,11 @@ def _classifier(
 ) -> Any:
     """The Classifier the command's model options describe (threads, batch_size, workers pass through)."""
     from cnnx.runtime.predict import Classifier
+    from cnnx.runtime.sources import model_file
 
     recipe = None if preprocess == "auto" else preprocess
-    return Classifier(model, preprocess=recipe, mean=mean, std=std, size=size, classes=classes, **options)
+    path = model_file(model) if model is not None else None  # a run folder: its exported ONNX file
+    return Classifier(path, preprocess=recipe, mean=mean, std=std, size=size, classes=classes, **options)
 
 
 def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progress: bool | None) -> int:
@@ -209,7 +228,11 @@ def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progre
     "sub-folder of images per class, named after the model's classes. [default: $CNNX_DATA_DIR]",
 )
 @click.option(
-    "--split", type=click.Choice(["test", "train"]), default="test", show_default=True, help="Which IDX files to read."
+    "--split",
+    type=click.Choice(["test", "train"]),
+    default="test",
+    show_default=True,
+    help="Which IDX files to read; for an image folder laid out as train/ and test/ (or val/), which of them.",
 )
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Images per model call."
@@ -274,6 +297,8 @@ def eval_cmd(
     Example: cnnx eval model.onnx --data ~/.cache/cnnx/data --confusion confusion.png --errors errors.png
     """
     _edge_env()
+    from pathlib import Path
+
     from cnnx.core.calibration import describe
     from cnnx.runtime.evaluate import confusion_table, evaluate, load_labelled
     from cnnx.runtime.predict import resolve_model
@@ -301,6 +326,8 @@ def eval_cmd(
         )
     else:
         kind = f"MNIST IDX, {split} split" if data.kind == "mnist-idx" else "image folders"
+        if data.kind != "mnist-idx" and data.source != str(Path(data_dir)):  # its train/ or test/ sub-folder
+            kind += f" in {Path(data.source).name}/"
         click.echo(
             f"{path} on {data_dir} ({kind}): accuracy {100 * result.accuracy:.2f}% "
             f"({result.correct}/{result.total}) in {result.seconds:.2f} s"

@@ -35,8 +35,9 @@ def _check_stack() -> None:
     "-m",
     type=click.Path(),
     help="A model file from `cnnx export` (.onnx, .ort, or OpenVINO .xml), or a folder of them (each served "
-    "under its file name without .onnx; .ort and .xml files keep their suffix: mnist.ort). "
-    "[default: the MNIST model shipped with cnnx]",
+    "under its file name without .onnx; .ort and .xml files keep their suffix: mnist.ort). A training run "
+    "folder (best.pt or last.pt inside) serves the ONNX file `cnnx export RUN` wrote into it (RUN/best.onnx; "
+    "RUN/last.onnx when it has no best.pt). [default: the MNIST model shipped with cnnx]",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port; 0 = any free port (printed).")
@@ -115,9 +116,12 @@ def serve(**options: object) -> None:
     Example: cnnx serve --model artifacts/runs/mnist/best.onnx --port 8000
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's BLAS: one thread, as for cnnx infer
+    from cnnx.runtime.sources import model_file
     from cnnx.serve.config import ServeConfig
 
     options["preprocess"] = None if options["preprocess"] == "auto" else options["preprocess"]
+    if options["model"] is not None:  # a run folder: its exported ONNX file, not every file in it
+        options["model"] = str(model_file(str(options["model"])))
     config = ServeConfig(**options)  # type: ignore[arg-type]
     _check_stack()
     if config.workers > 1:

@@ -58,7 +58,12 @@ def summary(
     help=f"Image folders: resize to this many pixels square. [default: as cnnx train: the images' own, "
     f"{MIN_SIZE} to {MAX_SIZE}]",
 )
-@click.option("--grayscale", is_flag=True, help="Image folders: show grey (L) images, as --grayscale trains.")
+@click.option(
+    "--grayscale/--rgb",
+    default=None,
+    help="Image folders: show grey (L) or colour images, as cnnx train trains them. [default: as cnnx train: "
+    "grey when the images hold no colour]",
+)
 @click.option("--val-split", type=float, default=0.2, show_default=True, help="Image folders: as for `cnnx train`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def samples(
@@ -72,11 +77,14 @@ def samples(
     data_dir: str | None,
     download: bool,
     image_size: int | None,
-    grayscale: bool,
+    grayscale: bool | None,
     val_split: float,
     as_json: bool,
 ) -> None:
     """Save a labelled grid of DATASET's images (mnist, cifar10 or a folder), exactly as training sees them.
+
+    An image of a folder that cannot be read is left out and named on stderr, as cnnx train does; a
+    folder with none readable is an error.
 
     Example: cnnx samples cifar10 --out cifar10.png
     """
@@ -96,6 +104,11 @@ def samples(
         grayscale,
         val_split,
     )
+    skipped = result.get("skipped_images") or []
+    if skipped:  # drawn without them, as training would train without them
+        click.echo(f"warning: {len(skipped)} unreadable image(s) left out of the dataset:", err=True)
+        for why in skipped:
+            click.echo(f"warning: {why}", err=True)
     if as_json:
         emit_json(result)
     else:

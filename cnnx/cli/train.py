@@ -187,7 +187,9 @@ _TRAIN_HELP_DEFAULTS = (
     "--out", type=click.Path(file_okay=False), help="Run folder. [default: artifacts/runs/<dataset>-<arch>-<time>]"
 )
 @click.option("--resume", type=click.Path(exists=True), help="Continue a run from its folder or a checkpoint.")
-@click.option("--list-archs", is_flag=True, help="List the registered architectures and exit.")
+@click.option(
+    "--list-archs", is_flag=True, help="List the registered architectures (with --json: as a JSON list) and exit."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def train(
     dataset: str | None, preset: str, resume: str | None, list_archs: bool, as_json: bool, **options: Any
@@ -201,10 +203,10 @@ def train(
         prefetch_mnist(options["data_dir"])  # while torch imports
     from cnnx.train import distributed as ddp
     from cnnx.train import loop
-    from cnnx.train.progress import TqdmReporter, archs_table
+    from cnnx.train.progress import TqdmReporter, archs_list, archs_table
 
     if list_archs:
-        click.echo(archs_table())
+        emit_json(archs_list()) if as_json else click.echo(archs_table())
         return
     if resume is None and dataset is None:
         raise click.UsageError("give a DATASET (mnist, cifar10 or a folder) or --resume RUN")
@@ -251,8 +253,12 @@ CHOSEN_BY = {"holdout_accuracy": "held-out accuracy", "test_accuracy": "test acc
 
 def _finished_line(s: dict[str, Any]) -> str:
     """The run's last line: what it reached and which checkpoints it left (metrics.json's summary)."""
-    if not s["epochs_trained"]:
-        return f"nothing to do: {s['run_dir']} finished its {_epochs(s['epochs'])}"
+    if s.get("nothing_to_do"):
+        return f"nothing to do: {s['reason']}"
+    if not s["epochs_trained"]:  # last.pt held every epoch, but the run stopped before writing the rest
+        wrote = "metrics.json and the plots" if s["plots"] else "metrics.json"
+        held = f"{'all ' if s['epochs'] > 1 else ''}{_epochs(s['epochs'])}"
+        return f"nothing left to train: {s['run_dir']} holds {held}; wrote {wrote}"
     by = s["chosen_by"]
     done = (
         f"done: {s['arch']} on {s['dataset']}, {_epochs(s['epochs'])}, test accuracy {100 * s['final_accuracy']:.2f}%"

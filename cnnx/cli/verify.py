@@ -21,13 +21,16 @@ PTE_WAY_OUT = (
 
 
 @main.command("verify")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model", type=click.Path(exists=True), metavar="MODEL_OR_RUN")
 @click.option(
     "--threads", type=click.IntRange(min=0), default=0, show_default=True, help="Runtime threads; 0 = physical cores."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (on failure too).")
 def verify_cmd(model: str, threads: int, as_json: bool) -> None:
-    """Check that this device's runtime computes what the checkpoint did, on the test images MODEL carries.
+    """Check that this device's runtime computes what the checkpoint did, on the test images MODEL_OR_RUN carries.
+
+    A training run folder means the ONNX file `cnnx export RUN` wrote into it (RUN/best.onnx; RUN/last.onnx
+    when it has no best.pt); a run folder not exported yet is an error saying so.
 
     Every file from `cnnx export` (.onnx, .fp16.onnx, .int8.onnx, .ort, .xml, .tflite, .pte) carries a
     few real test images and the checkpoint's logits for them. Prints pass or FAIL with the largest
@@ -40,10 +43,12 @@ def verify_cmd(model: str, threads: int, as_json: bool) -> None:
 
     Example: cnnx verify best.onnx
     """
+    from cnnx.runtime.sources import model_file
     from cnnx.runtime.verify import render, verify
 
+    path = model_file(model)  # a run folder: its exported ONNX file
     try:
-        result = verify(Path(model), threads or None, _opener(Path(model)))
+        result = verify(path, threads or None, _opener(path))
     except CnnxError as exc:
         if as_json and exc.report is not None:
             emit_json(exc.report)  # a failed check is a result too: its numbers on stdout, exit code 3

@@ -1,4 +1,5 @@
-"""Command-line image arguments -> image files: files, folders (recursive) and glob patterns."""
+"""Command-line arguments -> files: images (files, folders searched recursively, glob patterns), and
+the model file a training run folder given as ``--model`` means."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnx.core.contract import IMAGE_SUFFIXES, image_files
+from cnnx.core.contract import BEST, IMAGE_SUFFIXES, LAST, image_files, run_checkpoint
+from cnnx.core.errors import ModelFileError
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -50,3 +52,20 @@ def expand(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
         else:
             add(arg)
     return paths, problems
+
+
+def model_file(model: str | Path) -> Path:
+    """The file ``model`` means to the edge runtime: a training run folder (best.pt or last.pt inside, as
+    `cnnx train` writes it) means the ONNX file `cnnx export RUN` writes into it, named after the
+    checkpoint a run folder means (RUN/best.onnx, RUN/last.onnx when it has no best.pt); any other path
+    is itself. ModelFileError for a run folder not exported yet: the runtime never loads torch."""
+    path = Path(model)
+    if not (path.is_dir() and ((path / BEST).is_file() or (path / LAST).is_file())):
+        return path
+    onnx = run_checkpoint(path).with_suffix(".onnx")
+    if not onnx.is_file():
+        raise ModelFileError(
+            f"{path} is a training run folder with no exported model in it (no {onnx.name})",
+            f"export it first: cnnx export {path}, which writes {onnx}",
+        )
+    return onnx

@@ -22,7 +22,7 @@ def save_samples(
     data_dir: Path | None = None,
     download: bool = True,
     image_size: int | None = None,
-    grayscale: bool = False,
+    grayscale: bool | None = None,  # None: as cnnx train settles it, from the images' colours
     val_split: float = 0.2,
     workers: int = 0,
 ) -> dict[str, Any]:
@@ -64,6 +64,9 @@ def save_samples(
         "images": count,
         "labels": labels,
         "classes": data.classes,
+        "color": data.color,  # as training sees them: "L" or "RGB", at input_shape (C, H, W)
+        "input_shape": list(data.input_shape),
         "width": width,
         "height": height,
+        "skipped_images": data.skipped,  # image-folder files that could not be read, each "FILE: why"
     }

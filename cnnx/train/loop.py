@@ -8,19 +8,21 @@ rest to a ``cnnx.train.run.Run``: set-up, the epoch loop, the files it writes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cnnx.core.contract import BEST, METRICS
 from cnnx.core.errors import ConfigError
 from cnnx.train import checkpoint as ckpt
 from cnnx.train import distributed as ddp
 from cnnx.train.config import TrainConfig
 from cnnx.train.data import dataset_kind
 from cnnx.train.models import get_arch
-from cnnx.train.run import Reporter, Run, TrainResult, new_run_dir
+from cnnx.train.run import Reporter, Run, TrainResult, best_keys, new_run_dir
 
 __all__ = ["Reporter", "TrainResult", "resolve_device", "train"]
 
@@ -35,6 +37,9 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         resume = ckpt.resolve_checkpoint(resume, resume=True)  # a run folder: its last.pt
         state = ckpt.load_checkpoint(resume)
         cfg, run_dir = _as_trained(TrainConfig.from_dict(state["config"]), state["spec"]), resume.parent
+        nothing_left = finished_run(run_dir, state)
+        if nothing_left is not None:  # said at once: no dataset read, no device set up, no file written
+            return nothing_left
     if dataset_kind(cfg.dataset) == "folder":  # an absolute path, so --resume works from anywhere
         cfg = dataclasses.replace(cfg, dataset=str(Path(cfg.dataset).resolve()))
     if cfg.arch is not None:
@@ -58,6 +63,38 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: Path | Non
         return result
     finally:
         ddp.close(world, finished)
+
+
+def finished_run(run_dir: Path, state: dict[str, Any]) -> TrainResult | None:
+    """The result of resuming a run that has nothing left to do, from its files alone: ``state`` (the
+    checkpoint resumed from) holds every epoch and the run's metrics.json was written after the last one.
+
+    None when there is work: epochs to train, or a run stopped after its last checkpoint but before
+    metrics.json and the plots were written (a resume writes them, which takes the data). The summary is
+    metrics.json's, with ``epochs_trained`` 0, ``nothing_to_do`` true and ``reason`` saying why.
+    """
+    done, epochs = state["epoch"], state["config"]["epochs"]
+    if done < epochs:
+        return None
+    try:
+        summary = json.loads((run_dir / METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+    records = summary.get("epoch_metrics") if isinstance(summary, dict) else None
+    last = json.loads(json.dumps(state["metrics"][-1], default=str))  # as metrics.json holds it
+    if not isinstance(records, list) or len(records) != done or records[-1] != last:
+        return None  # not written after this checkpoint's last epoch: another run's, or an earlier stop's
+    best = next((m for m in records if m.get("epoch") == summary.get("best_epoch")), None)
+    summary.update(
+        # the folder as it is now (it may have moved since it was written)
+        run_dir=str(run_dir),
+        best_checkpoint=str(run_dir / BEST) if (run_dir / BEST).is_file() else None,
+        **best_keys(best),  # a metrics.json from before these keys has them too
+        epochs_trained=0,
+        nothing_to_do=True,
+        reason=f"{run_dir} finished its {done} epoch{'s' if done != 1 else ''}",
+    )
+    return TrainResult(run_dir, summary.get("best_accuracy"), summary["final_accuracy"], records, summary)
 
 
 def resolve_device(name: str) -> torch.device:

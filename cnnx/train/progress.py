@@ -74,10 +74,26 @@ class TqdmReporter(Reporter):
         )
 
 
+def archs_list() -> list[dict[str, Any]]:
+    """The registered architectures, one record each: what `cnnx train --list-archs` shows (parameters
+    counted for 10 classes), for its table and for --json."""
+    return [
+        {
+            "name": a.name,
+            "dataset": a.dataset,
+            "input_shape": list(a.input_shape),  # (C, H, W)
+            "parameters": count_parameters(a.build(10)),
+            "description": a.summary,
+        }
+        for a in ARCHS.values()
+    ]
+
+
 def archs_table() -> str:
-    rows = []
-    for a in ARCHS.values():
-        params = count_parameters(a.build(10))
-        rows.append(f"{a.name:<20} {a.dataset:<8} {'x'.join(map(str, a.input_shape)):<8} {params:>9,}  {a.summary}")
+    rows = [
+        f"{a['name']:<20} {a['dataset']:<8} {'x'.join(map(str, a['input_shape'])):<8} {a['parameters']:>9,}  "
+        f"{a['description']}"
+        for a in archs_list()
+    ]
     header = f"{'name':<20} {'dataset':<8} {'input':<8} {'params':>9}  description"
     return "\n".join([header, *rows])

@@ -71,6 +71,16 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def best_keys(best: dict[str, Any] | None) -> dict[str, float | None]:
+    """best.pt's accuracies under names that say which images they were measured on, from its epoch's
+    record (None: no best.pt): ``best_test_accuracy``, on the test split, the figure to report;
+    ``best_holdout_accuracy``, on the held-out images that chose it (None when none were held out);
+    and ``best_accuracy``, the test accuracy again under the name earlier versions gave it."""
+    test = None if best is None else best["test_accuracy"]
+    held = None if best is None else best.get("holdout_accuracy")
+    return {"best_accuracy": test, "best_test_accuracy": test, "best_holdout_accuracy": held}
+
+
 def new_run_dir(cfg: TrainConfig, world: ddp.World) -> Path:
     """``--out``, or artifacts/runs/<dataset>-<arch>-<time>; rank 0 names it (its clock picks the time)
     and every rank uses that name. Refused when it already holds a run."""
@@ -341,11 +351,11 @@ class Run:
             "epochs": cfg.epochs,
             "epochs_trained": max(cfg.epochs - self.epochs_done, 0),  # 0: resumed a finished run
             "final_accuracy": final,
-            # best.pt's epoch and its test accuracy, chosen by "holdout_accuracy" (or "test_accuracy" when
+            # best.pt's epoch and accuracies, chosen by "holdout_accuracy" (or "test_accuracy" when
             # nothing is held out); None when no epoch reached --save-min-acc: last.pt is the only checkpoint
             "chosen_by": self.chosen_by,
             "best_epoch": None if best is None else best["epoch"],
-            "best_accuracy": None if best is None else best["test_accuracy"],
+            **best_keys(best),
             "best_checkpoint": str(self.run_dir / BEST) if (self.run_dir / BEST).is_file() else None,
             "wall_seconds": time.perf_counter() - t_start,
             "config": cfg.to_dict(),

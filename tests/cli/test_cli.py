@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnx.cli import main
-from tests.support import MINI_MNIST, run_cli
+from tests.support import MINI_MNIST, REPO, run_cli
 
 
 def _example(command: click.Command) -> list[str]:
@@ -159,3 +159,29 @@ def test_list_archs() -> None:
     proc = run_cli("train", "--list-archs", check=True)
     for name in ("mnist-bn16", "mnist-bn", "seed000-net", "seed001-net", "seed002-net", "seed004-demomodel"):
         assert name in proc.stdout
+    # --json: the same facts, one object per architecture, in the table's order
+    listed = json.loads(run_cli("train", "--list-archs", "--json", check=True).stdout)
+    header, *rows = proc.stdout.strip().splitlines()
+    assert [a["name"] for a in listed] == [row.split()[0] for row in rows]
+    for arch, row in zip(listed, rows, strict=True):
+        assert set(arch) == {"name", "dataset", "input_shape", "parameters", "description"}
+        shape = "x".join(map(str, arch["input_shape"]))
+        assert row.split()[:4] == [arch["name"], arch["dataset"], shape, f"{arch['parameters']:,}"]
+        assert row.endswith(arch["description"])
+    assert next(a for a in listed if a["name"] == "seed000-net")["parameters"] == 21_840  # as the README's table
+
+
+@pytest.mark.parametrize(
+    "switches,named",
+    [
+        (["--json", "--csv"], "--json and --csv"),
+        (["--csv", "--table"], "--table and --csv"),
+        (["--table", "--json", "--csv"], "--table, --json and --csv"),
+    ],
+)
+def test_two_output_formats_are_one_line_usage_error(switches: list[str], named: str) -> None:
+    """`cnnx infer --json --csv` once printed CSV, the last switch winning in silence."""
+    digit = REPO / "cnnx" / "samples" / "digits" / "mnist-7.png"
+    proc = run_cli("infer", str(digit), *switches)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"error: {named} cannot be combined (give one of --table, --json, --csv)"]
