@@ -112,17 +112,15 @@ def _make(job: _Job, name: str, method: str) -> tuple[Loaded, parity.Candidate, 
     if getattr(fmt, "FOLD", False) and job.folded[1]:  # made from the folded module, and says so
         model, spec = job.folded[0], spec.replace(extra={**spec.extra, **job.folded[1]})
     t0 = time.perf_counter()
-    built = {k: v.path for k, v in job.done.items()}  # the files a format may be made from (int8: fp32)
-    with _source_onnx(job, name, built):
-        fmt.export(
-            model,
-            spec,
-            path,
-            method=method,
-            opset=job.opts.opset,
-            built=built,
-            calibration=job.data.calibration,
-        )
+    fmt.export(
+        model,
+        spec,
+        path,
+        method=method,
+        opset=job.opts.opset,
+        built=_built(job, name),
+        calibration=job.data.calibration,
+    )
     export_s = time.perf_counter() - t0
     loaded = fmt.load(path, job.threads)
     signature = loaded.signature()
@@ -312,24 +310,21 @@ def export_checkpoint(
     return report
 
 
-@contextmanager
-def _source_onnx(job: _Job, name: str, built: dict[str, Path]) -> Iterator[None]:
-    """While format ``name`` is made: when it is one that runs plain NCHW kernels (``UNPADDED``: .ort
-    keeps only layout-independent optimisations, OpenVINO lays channels out itself) and the fp32
-    file was padded, ``built["onnx"]`` is an unpadded fp32 file made for it, removed after. Padded,
-    those ran 1.2-1.4x slower (.ort) and 0.87x the throughput (OpenVINO) on an AVX-512 Xeon."""
-    if not (getattr(FORMATS[name], "UNPADDED", False) and job.unpadded is not None and "onnx" in job.done):
-        yield
-        return
-    plain = job.staging / f"{job.stem}.unpadded{onnx_fp32.SUFFIX}"
-    extra = {k: v for k, v in job.folded[1].items() if k != Extra.PADDED}
-    spec = job.src.spec.replace(extra={**job.src.spec.extra, **extra})
-    try:
-        onnx_fp32.export(job.unpadded, spec, plain, method=job.done["onnx"].method, opset=job.opts.opset)
+def _built(job: _Job, name: str) -> dict[str, Path]:
+    """The files format ``name`` may be made from (int8: the fp32 file). For a format that runs plain
+    NCHW kernels (``UNPADDED``: .ort keeps only layout-independent optimisations, OpenVINO lays
+    channels out itself), when the fp32 file was padded, "onnx" is an unpadded fp32 file instead,
+    made once in the staging folder (which goes with it). Padded, those ran 1.2-1.4x slower (.ort)
+    and at 0.87x the throughput (OpenVINO) on an AVX-512 Xeon."""
+    built = {k: v.path for k, v in job.done.items()}
+    if getattr(FORMATS[name], "UNPADDED", False) and job.unpadded is not None and "onnx" in job.done:
+        plain = job.staging / f"{job.stem}.unpadded{onnx_fp32.SUFFIX}"
+        if not plain.is_file():
+            extra = {k: v for k, v in job.folded[1].items() if k != Extra.PADDED}
+            spec = job.src.spec.replace(extra={**job.src.spec.extra, **extra})
+            onnx_fp32.export(job.unpadded, spec, plain, method=job.done["onnx"].method, opset=job.opts.opset)
         built["onnx"] = plain
-        yield
-    finally:
-        plain.unlink(missing_ok=True)
+    return built
 
 
 def _folded(
