@@ -150,7 +150,7 @@ def infer(
     if not paths:
         click.echo("error: no image to classify", err=True)
         sys.exit(1)
-    out = Formatter(fmt, min(top_k, clf.spec.num_classes), paths)  # a model has only so many classes
+    out = Formatter(fmt, min(top_k, clf.spec.num_classes), paths, clf.spec.classes)  # only so many classes
     failed = _classify(clf, paths, out, save_preprocessed, progress) + len(problems)
     if save_preprocessed:
         saved = len(paths) + len(problems) - failed

@@ -129,7 +129,19 @@ def serve(**options: object) -> None:
     else:
         from cnnx.serve.server import serve as run
 
+    served = _served(config.model)
+
     def started(url: str) -> None:
-        click.echo(f"cnnx serve: listening on {url} (the page: {url}/; stop: Ctrl-C or SIGTERM)", err=True)
+        click.echo(f"cnnx serve: listening on {url} ({served}; the page: {url}/; stop: Ctrl-C or SIGTERM)", err=True)
 
     run(config, started)
+
+
+def _served(model: str | None) -> str:
+    """The start line's word on what is served: a model's name is what /predict answers with and
+    /v2/models/NAME takes, and a run folder's file is named best, not after its dataset."""
+    from cnnx.runtime.predict import resolve_model
+    from cnnx.serve.models import name_of
+
+    source = resolve_model(model)
+    return f"every model file in {source}, by file name" if source.is_dir() else f"model {name_of(source)}"

@@ -80,8 +80,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T minimising the NLL of ``softmax(logits / T)``: a golden-section search on log T.
 
     The NLL of temperature scaling is unimodal in log T, so the search finds its minimum to ~1e-4.
+    When every image is classified right there is none: the NLL falls without end as T -> 0, and the
+    search would stop on LOWEST_T, making every answer certain, an unknown image's too (a small image
+    folder's few held-out images often are all right). Then T is 1: the logits as trained.
     """
     logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+    if len(labels) and bool((logits.argmax(axis=1) == labels).all()):
+        return 1.0
 
     def loss(log_t: float) -> float:
         return nll(softmax(logits, math.exp(log_t)), labels)

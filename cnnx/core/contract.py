@@ -71,6 +71,18 @@ def image_files(folder: str | Path) -> list[str]:
     return found
 
 
+# An image folder split by its owner: ROOT/train/CLASS/... beside ROOT/test/CLASS/... (or val/). Training
+# takes the two splits as they are, and eval of ROOT reads the test one, as training's test accuracy did.
+TRAIN_FOLDER, TEST_FOLDERS = "train", ("test", "val")
+
+
+def split_folders(root: str | Path) -> tuple[Path, Path] | None:
+    """(train folder, test folder) of ``root`` when it is laid out in those two splits, else None."""
+    root = Path(root)
+    test = next((root / n for n in TEST_FOLDERS if (root / n).is_dir()), None)
+    return (root / TRAIN_FOLDER, test) if test is not None and (root / TRAIN_FOLDER).is_dir() else None
+
+
 def images_in(folder: str | Path) -> list[Path]:
     """``image_files`` as Path objects."""
     return [Path(p) for p in image_files(folder)]

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cnnx.core import calibration as cal
-from cnnx.core.contract import images_in, normalise
+from cnnx.core.contract import images_in, normalise, split_folders
 from cnnx.core.errors import DataNotFoundError, ImageError
 from cnnx.core.idx import MNIST_FILES, locate_mnist, read_idx
 from cnnx.core.plots import confusion_matrix
@@ -52,7 +52,8 @@ class LabelledData:
 
 
 def load_labelled(folder: str | Path, spec: ModelSpec, split: str = "test") -> LabelledData:
-    """MNIST IDX files of ``split`` in ``folder``, else a tree with one sub-folder per class name."""
+    """MNIST IDX files of ``split`` in ``folder``, else a tree with one sub-folder per class name: the
+    ``split`` one of its train/ and test/ (or val/) sub-folders when it has them."""
     root = Path(folder)
     if not root.is_dir():
         raise DataNotFoundError(
@@ -72,6 +73,9 @@ def load_labelled(folder: str | Path, spec: ModelSpec, split: str = "test") -> L
         if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
             raise DataNotFoundError(f"{pair[1]} has labels outside 0..{spec.num_classes - 1}")
         return LabelledData(str(root), "mnist-idx", labels, pixels=images[:, None], idx_file=pair[0].name)
+    splits = split_folders(root)
+    if splits is not None and not {p.name for p in splits} & set(spec.classes):  # laid out as cnnx train takes it
+        return _image_folder(splits[0] if split == "train" else splits[1], spec)
     return _image_folder(root, spec)
 
 

@@ -116,3 +116,12 @@ def test_the_energy_score_is_t_logsumexp_and_keeps_the_logits_scale() -> None:
     np.testing.assert_allclose(cal.scores(z, temperature=2.0, method="msp"), cal.softmax(z, 2.0).max(axis=1))
     with pytest.raises(ModelFileError, match="unknown refusal method"):
         cal.scores(z, method="mahalanobis")
+
+
+def test_held_out_images_all_right_keep_the_logits_as_trained() -> None:
+    # no mistake to weigh: the NLL only falls as T -> 0, and a fit on its bound would make every answer certain
+    logits, labels = _sampled(1.0, n=60)
+    labels = logits.argmax(axis=1)
+    assert cal.fit_temperature(logits, labels) == 1.0
+    labels[0] = (labels[0] + 1) % 10  # one mistake: a minimum exists again, above the bound
+    assert cal.LOWEST_T * 1.5 < cal.fit_temperature(logits, labels) < 1.0

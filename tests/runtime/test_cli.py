@@ -335,3 +335,35 @@ def test_the_shipped_model_answers_out_of_the_box(mini_mnist):
 def test_help_names_both_commands():
     proc = run_cli("--help", cwd=REPO)
     assert "infer" in proc.stdout and "eval" in proc.stdout
+
+
+def test_eval_of_a_folder_split_in_train_and_test_reads_its_test_split(shipped_model, digit_pngs, tmp_path):
+    # the layout `cnnx train FOLDER` takes as two splits: eval of FOLDER is training's test accuracy
+    pngs = sorted(digit_pngs.glob("*.png"))
+    for part, chosen in (("train", pngs[:20]), ("val", pngs[20:32])):
+        for png in chosen:
+            dest = tmp_path / "my_digits" / part / png.stem.split("_")[1] / png.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(png.read_bytes())
+    root = tmp_path / "my_digits"
+    code, out, err = _cli("eval", str(shipped_model), "--data", str(root), "--json")
+    report = json.loads(out)
+    assert code == 0 and (report["data"], report["images"]) == (str(root / "val"), 12), err
+    direct = json.loads(_cli("eval", str(shipped_model), "--data", str(root / "val"), "--json")[1])
+    assert report == {**direct, "seconds": report["seconds"], "images_per_second": report["images_per_second"]}
+    code, out, err = _cli("eval", str(shipped_model), "--data", str(root), "--split", "train")
+    assert code == 0 and out.startswith(f"{shipped_model} on {root} (image folders in train/): "), err
+    assert "/20) in " in out.splitlines()[0]  # the 20 training images
+
+
+def test_the_table_keeps_its_columns_for_long_class_names():
+    from cnnx.runtime.output import Formatter
+    from cnnx.runtime.predict import Prediction
+
+    classes = ["golden retriever", "cat"]
+    out = Formatter("table", 1, ["a.jpg", "b.jpg"], classes)
+    lines = [out.header()] + [
+        out.row(Prediction(path, label=label, probability=0.5, index=0, top_k=[(label, 0.5)]))
+        for path, label in (("a.jpg", "golden retriever"), ("b.jpg", "cat"))
+    ]
+    assert len({len(line) for line in lines}) == 1, lines  # "prob" and each probability end in one column

@@ -23,6 +23,8 @@ def test_a_run_folder_serves_its_best_onnx(trained_run: Path, exported: Path, tm
     shutil.copy(exported / "mnist.fp16.onnx", run / "best.fp16.onnx")  # served as a folder, it would be a model too
     srv = Server("--model", str(run))
     try:
+        # the start line names it: /v2/models/best, not after the dataset the run trained on
+        assert f"listening on {srv.url} (model best; " in "".join(srv.lines)
         index = srv.request("POST", "/v2/repository/index").json
         assert [m["name"] for m in index] == ["best"]
         reply = srv.post_image((DIGITS / "mnist-7.png").read_bytes())

@@ -102,6 +102,21 @@ def test_folder_errors_name_the_problem(tmp_path: Path) -> None:
         load_dataset("mnist", image_size=32)
 
 
+def test_a_folder_of_one_class_is_refused_and_an_archive_folder_named(flat: Path, tmp_path: Path) -> None:
+    # an unpacked archive: the classes sit one level down, and one class would train to 100% on nothing
+    (tmp_path / "download").mkdir()
+    (tmp_path / "download" / "pets").symlink_to(flat)
+    proc = run_cli("train", str(tmp_path / "download"), "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and not (tmp_path / "run").exists()
+    assert proc.stderr.splitlines()[-1] == (
+        f"error: {tmp_path / 'download'} has one class sub-folder, pets: a classifier needs two classes or more "
+        f"(its classes look one level down: give {tmp_path / 'download' / 'pets'})"
+    )
+    shutil.copytree(flat / "cat", tmp_path / "one" / "cat")
+    with pytest.raises(DataNotFoundError, match="one class sub-folder, cat: .*add one sub-folder of images per class"):
+        load_folder(tmp_path / "one")
+
+
 def test_cli_trains_on_without_unreadable_images_and_names_them(flat: Path, tmp_path: Path) -> None:
     root = tmp_path / "photos"
     shutil.copytree(flat, root)

@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnx.core.contract import IMAGE_SUFFIXES, images_in
+from cnnx.core.contract import IMAGE_SUFFIXES, images_in, split_folders
 from cnnx.core.errors import ConfigError, DataNotFoundError
 from cnnx.core.spec import ModelSpec
 from cnnx.train.config import MAX_SIZE, MIN_SIZE
 from cnnx.train.data.base import Dataset, Split
 
-TEST_NAMES = ("test", "val")
 SURVEY = 256  # images looked at to settle size and colour; spread over the whole folder
 GREY_SPREAD = 8  # an RGB image whose channels differ by at most this (of 255) everywhere is grey (JPEG noise)
 
@@ -62,6 +61,16 @@ def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list
     if not dirs:
         raise DataNotFoundError(
             f"{root} has no class sub-folders", "lay it out as ROOT/CLASS_NAME/IMAGE.jpg, one sub-folder per class"
+        )
+    if len(dirs) == 1 and classes is names:
+        # one class would train to 100% and answer it for everything: most often an unpacked archive's
+        # folder (flowers/flower_photos/daisy/...), whose classes are one level down
+        inner = _class_dirs(dirs[0])
+        raise DataNotFoundError(
+            f"{root} has one class sub-folder, {dirs[0].name}: a classifier needs two classes or more",
+            f"its classes look one level down: give {dirs[0]}"
+            if len(inner) > 1
+            else "add one sub-folder of images per class",
         )
     if empty and classes is names:
         raise DataNotFoundError(
@@ -166,10 +175,10 @@ def load_folder(
     root = Path(path)
     if not root.is_dir():
         raise DataNotFoundError(f"no folder {root}", "give a folder holding one sub-folder of images per class")
-    test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None)
-    if (root / "train").is_dir() and test_dir is not None:
-        classes, train_paths, train_labels = _scan(root / "train")
-        _, test_paths, test_labels = _scan(test_dir, classes)
+    splits = split_folders(root)
+    if splits is not None:
+        classes, train_paths, train_labels = _scan(splits[0])
+        _, test_paths, test_labels = _scan(splits[1], classes)
     else:
         classes, paths, labels = _scan(root)
         tr, te = _split(labels, val_split, seed)
