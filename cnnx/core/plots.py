@@ -12,6 +12,8 @@ is written atomically (temp file, then rename).
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
 import math
 from collections.abc import Sequence
@@ -90,7 +92,7 @@ def save_grid(
     the picture's own pixels, where a matplotlib figure with a text artist per image
     took over a megabyte per image.
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     if images.ndim != 4 or images.shape[1] not in (1, 3) or len(images) == 0 or images.dtype != np.uint8:
         raise ConfigError(
@@ -110,13 +112,44 @@ def save_grid(
         canvas[y : y + h * up, x : x + w * up] = big[k]  # a 1-channel image broadcasts to grey RGB
     img = Image.fromarray(canvas)
     draw = ImageDraw.Draw(img)
-    small, large = ImageFont.load_default(size=10), ImageFont.load_default(size=13)
     for k, label in enumerate(labels[:n]):
         y, x = top + (k // cols) * cell_h + pad + h * up, (k % cols) * cell_w + pad + w * up / 2
-        _centred_text(draw, (x, y + caption / 2), str(label), small, colors[k] if colors else "black")
+        font = text_font(10, str(label))
+        _centred_text(draw, (x, y + caption / 2), str(label), font, colors[k] if colors else "black")
     if title:
-        _centred_text(draw, (canvas.shape[1] / 2, top / 2), title, large, "black")
+        _centred_text(draw, (canvas.shape[1] / 2, top / 2), title, text_font(13, title), "black")
     return write_png(img, path, "choose a writable --out path")
+
+
+_WIDE_FONT = "DejaVuSans.ttf"  # Latin, Greek and Cyrillic, and on most Linux systems and in matplotlib
+
+
+def text_font(size: float, text: str = "") -> Any:
+    """The font to draw ``text`` in at ``size`` pixels: Pillow's default, which has glyphs for ASCII
+    only ("étoile", a class name, came out with a box for its "é"), else DejaVu Sans where this
+    machine has it (the system's fonts, or the copy matplotlib ships), else the default all the same."""
+    return _font(float(size), not text.isascii())
+
+
+@functools.lru_cache(maxsize=32)
+def _font(size: float, beyond_ascii: bool) -> Any:
+    from PIL import ImageFont
+
+    if beyond_ascii:
+        try:
+            spec = importlib.util.find_spec("matplotlib")  # found, not imported
+        except (ImportError, ValueError):  # a matplotlib blocked or half-installed
+            spec = None
+        bundled = [
+            Path(d) / "mpl-data" / "fonts" / "ttf" / _WIDE_FONT
+            for d in (spec and spec.submodule_search_locations) or []
+        ]
+        for candidate in [_WIDE_FONT, *map(str, bundled)]:  # a bare name: Pillow searches the system's font folders
+            try:
+                return ImageFont.truetype(candidate, size)
+            except (OSError, ImportError):  # not there, or a Pillow built without FreeType
+                continue
+    return ImageFont.load_default(size=size)
 
 
 def _centred_text(draw: Any, xy: tuple[float, float], text: str, font: Any, fill: Any) -> None:
@@ -190,22 +223,17 @@ class _Canvas:
         self.scale = 2 if isinstance(ImageFont.load_default(size=10), ImageFont.FreeTypeFont) else 1
         self.img = Image.new("RGB", (size[0] * self.scale, size[1] * self.scale), "white")
         self.draw = ImageDraw.Draw(self.img)
-        self.fonts: dict[float, Any] = {}
 
-    def font(self, px: float) -> Any:
-        from PIL import ImageFont
-
-        if px not in self.fonts:
-            self.fonts[px] = ImageFont.load_default(size=px * self.scale)
-        return self.fonts[px]
+    def font(self, px: float, text: str = "") -> Any:
+        return text_font(px * self.scale, text)
 
     def text_size(self, text: str, px: float) -> tuple[float, float]:
-        w, h = _text_size(self.draw, text, self.font(px))
+        w, h = _text_size(self.draw, text, self.font(px, text))
         return w / self.scale, h / self.scale
 
     def text(self, xy: tuple[float, float], text: str, px: float, align: str = "left", fill: Any = "black") -> None:
         """``text`` with its vertical middle at xy[1], and its left end, centre or right end at xy[0]."""
-        s, font = self.scale, self.font(px)
+        s, font = self.scale, self.font(px, text)
         left, top, right, bottom = self.draw.textbbox((0, 0), text, font=font)  # drawn pixels
         x = xy[0] * s - {"left": 0, "center": (right - left) / 2, "right": right - left}[align]
         self.draw.text((x - left, xy[1] * s - (bottom - top) / 2 - top), text, fill=fill, font=font)
@@ -214,7 +242,7 @@ class _Canvas:
         """``text`` read bottom to top, centred on xy."""
         from PIL import Image, ImageDraw
 
-        s, font = self.scale, self.font(px)
+        s, font = self.scale, self.font(px, text)
         left, top, right, bottom = self.draw.textbbox((0, 0), text, font=font)
         strip = Image.new("L", (int(right - left) + 4, int(bottom - top) + 4 * s), 0)
         ImageDraw.Draw(strip).text((2 - left, 2 * s - top), text, fill=255, font=font)

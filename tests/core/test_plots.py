@@ -77,6 +77,25 @@ def test_curves_need_no_matplotlib(tmp_path: Path) -> None:
     assert out.stdout.strip() == "(1000, 400)"
 
 
+def test_text_beyond_ascii_is_drawn_letter_for_letter() -> None:
+    """Pillow's default font has glyphs for ASCII only: "é" of a class name ("étoile") came out as the
+    same box as a character no font here has. Text beyond ASCII is drawn in DejaVu Sans where it is
+    found (the system's fonts, or matplotlib's copy, which this environment has)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    def drawn(text: str, font: object) -> bytes:
+        im = Image.new("L", (40, 30), 0)
+        ImageDraw.Draw(im).text((4, 2), text, font=font, fill=255)
+        return im.tobytes()
+
+    missing = "\ue000"  # a private-use code point: no font draws it as a letter
+    default, wide = ImageFont.load_default(size=20), plots.text_font(20, "étoile")
+    assert drawn("é", default) == drawn(missing, default)  # why: the default font's box
+    assert Path(wide.path).name == "DejaVuSans.ttf"
+    assert drawn("é", wide) != drawn(missing, wide) and drawn("é", wide) != drawn("e", wide)
+    assert plots.text_font(20, "star") is plots.text_font(20, "circle")  # ASCII keeps the default, loaded once
+
+
 def test_axis_ticks_are_round_numbers() -> None:
     assert plots.nice_ticks(0.0, 1.0) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     assert plots.nice_ticks(94.6, 99.8) == pytest.approx([95, 96, 97, 98, 99])
