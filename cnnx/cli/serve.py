@@ -34,12 +34,17 @@ def _check_stack() -> None:
     "--model",
     "-m",
     type=click.Path(),
-    help="A model file from `cnnx export` (.onnx, .ort, or OpenVINO .xml), or a folder of them (each served "
-    "under its file name without .onnx; .ort and .xml files keep their suffix: mnist.ort). A training run "
+    help="A model file from `cnnx export` (.onnx, .ort, OpenVINO .xml or .tflite), or a folder of them (each served "
+    "under its file name without .onnx; other files keep their suffix: mnist.ort). A training run "
     "folder (best.pt or last.pt inside) serves the ONNX file `cnnx export RUN` wrote into it (RUN/best.onnx; "
     "RUN/last.onnx when it has no best.pt). [default: the MNIST model shipped with cnnx]",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface; any but loopback is warned about: no authentication).",
+)
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port; 0 = any free port (printed).")
 @click.option(
     "--threads",
@@ -133,8 +138,29 @@ def serve(**options: object) -> None:
 
     def started(url: str) -> None:
         click.echo(f"cnnx serve: listening on {url} ({served}; the page: {url}/; stop: Ctrl-C or SIGTERM)", err=True)
+        warning = _exposed(config.host, url)
+        if warning is not None:
+            click.echo(warning, err=True)
 
     run(config, started)
+
+
+def _exposed(host: str, url: str) -> str | None:
+    """The start's warning when ``host`` is not loopback (127.0.0.0/8, ::1, localhost): the server has no
+    authentication, and its routes include reloading models. None on loopback."""
+    import ipaddress
+
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: only localhost is known to stay on this machine
+        loopback = host.lower() == "localhost"
+    if loopback:
+        return None
+    return (
+        f"cnnx serve: warning: --host {host} is not loopback: anyone who reaches port {url.rsplit(':', 1)[1]} "
+        "can classify images and reload models (there is no authentication); keep it behind a firewall "
+        "or an authenticating proxy"
+    )
 
 
 def _served(model: str | None) -> str:

@@ -82,22 +82,23 @@ class Service:
             ) from None
 
     async def reload(self, name: str) -> Model:
+        """Reload ``name``, logged either way (whether by SIGHUP, the route or another worker, the operator
+        reads in the log which version serves)."""
         try:
             model = await run_in_threadpool(self.repo.reload, name)
-        except RequestError:
+        except RequestError as exc:
             self.metrics.reloads.labels(name if name in self.repo.models else "other", "failed").inc()
+            log.warning("cnnx serve: %s%s", "" if exc.status == 422 else "reload refused: ", exc)  # 422 names the model
             raise
         self.metrics.reloads.labels(name, "ok").inc()
         self.track(model)
+        log.warning("cnnx serve: reloaded %s (version %d)", name, model.version)
         return model
 
     async def reload_logged(self, name: str) -> None:
-        """Reload ``name``; a failure is logged and the old model keeps serving (SIGHUP, other workers)."""
-        try:
-            model = await self.reload(name)
-            log.warning("cnnx serve: reloaded %s (version %d)", name, model.version)
-        except RequestError as exc:
-            log.warning("cnnx serve: %s", exc)
+        """Reload ``name``; on failure the old model keeps serving (SIGHUP, other workers)."""
+        with suppress(RequestError):
+            await self.reload(name)
 
     async def reload_all(self) -> None:
         """SIGHUP: reload every model."""

@@ -82,7 +82,10 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     try:
         await within(timeout, collect())
     except asyncio.TimeoutError:
-        raise RequestError(408, f"the request body did not arrive within {timeout:g} s ({size:,} bytes came)") from None
+        # closed: the rest of the body may still come, and a client that trickles it would hold the connection
+        raise RequestError(
+            408, f"the request body did not arrive within {timeout:g} s ({size:,} bytes came)", headers=CLOSE
+        ) from None
     if size > limit:
         raise _too_large(f"over {limit:,}" if size > limit * DRAIN_FACTOR else f"{size:,}", limit)
     return b"".join(chunks)

@@ -27,7 +27,7 @@ class ServeConfig:
     max_pixels: int = 40_000_000  # largest image accepted (width x height), checked before decoding
     request_timeout: float = 30.0  # seconds to receive a request (head and body) and to answer it
     shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish after SIGTERM
-    top_k: int = 5  # classes listed per image when a request does not say (?top_k=N)
+    top_k: int = 1  # classes listed per image when a request does not say (?top_k=N)
     access_log: bool = False  # one line per request on stderr (costs throughput)
     workers: int = 1  # server processes sharing the socket (cnnx.serve.workers); 1 = this process alone
 

@@ -7,6 +7,8 @@ in one process never share or clash. Routes are labelled by their template
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
 from collections.abc import Callable
@@ -75,8 +77,18 @@ class Metrics:
         return generate_latest(every), CONTENT_TYPE_LATEST
 
 
+# the answer to a request still running when the server's shutdown deadline ends
+SHUT_DOWN = json.dumps({"error": "the server shut down before this request finished (--shutdown-timeout)"}).encode()
+SHUT_DOWN_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(SHUT_DOWN)).encode()),
+    (b"connection", b"close"),
+]
+
+
 class MetricsMiddleware:
-    """Counts every HTTP request by route template and status, and times it."""
+    """Counts every HTTP request by route template and status, and times it; answers one that the shutdown
+    deadline cancels."""
 
     def __init__(self, app: Callable, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
@@ -90,15 +102,24 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500  # what the client gets when the app raises before answering
+        started = False
 
         async def sending(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when --shutdown-timeout ends: unanswered, the client would get
+            # its plain-text 500 and the log a traceback. Answered here, the task ends as any other
+            if started:
+                raise
+            status = 503
+            await send({"type": "http.response.start", "status": status, "headers": SHUT_DOWN_HEADERS})
+            await send({"type": "http.response.body", "body": SHUT_DOWN})
         finally:
             label = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "")

@@ -7,8 +7,10 @@ half-way; ``HeadTimeout`` closes such a connection with a 408 after ``request_ti
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
+import logging
 import signal
 import socket
 from collections.abc import Callable
@@ -127,18 +129,27 @@ def run_app(app: Any, config: ServeConfig, sock: socket.socket, started: Callabl
             if self.started and started is not None:  # the models are loaded and the batchers run
                 started(url)
 
+    # --access-log's line a request goes to stderr with the rest of the log (uvicorn's config sends it to stdout)
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     server = Server(
         uvicorn.Config(
             app,
             http=_protocol(config.request_timeout),
             lifespan="on",
             log_level="warning",
+            log_config=log_config,
             access_log=config.access_log,
             server_header=False,
             timeout_keep_alive=5,
-            timeout_graceful_shutdown=int(config.shutdown_timeout) or None,
+            # seconds as given: 0 cancels what is still running at once (None, which an int() of 0 or
+            # 0.5 gave before, waits for it without end)
+            timeout_graceful_shutdown=config.shutdown_timeout,  # type: ignore[arg-type]
         )
     )
+    if config.access_log:
+        # uvicorn logs each request at INFO, and log_level="warning" set its access logger to WARNING too
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the handler
     # that was in place before it ran: a no-op one, so a clean shutdown ends with exit code 0
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}

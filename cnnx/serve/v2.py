@@ -67,8 +67,13 @@ def parse_infer(body: bytes, model: Model, max_images: int) -> tuple[np.ndarray,
         raise bad(f"the request must be a JSON object, got {type(request).__name__}")
     inputs = _field(request, "inputs", list, "request")
     clf = model.classifier
-    if len(inputs) != 1 or not isinstance(inputs[0], dict):
+    if len(inputs) != 1:
         raise bad(f"the request has {len(inputs)} inputs; model {model.name!r} takes one, {clf.model.input_name!r}")
+    if not isinstance(inputs[0], dict):
+        raise bad(
+            f"request.inputs[0] must be an object, got {type(inputs[0]).__name__}",
+            f'give {{"name": "{clf.model.input_name}", "datatype": "FP32", "shape": [...], "data": [...]}}',
+        )
     tensor = _tensor(inputs[0], clf.model.input_name, clf.spec.input_shape, max_images)
     wanted = request.get("outputs") or [{"name": n} for n in OUTPUTS]
     if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
@@ -100,9 +105,10 @@ def _tensor(spec: dict, name: str, shape: tuple[int, int, int], max_images: int)
         raise bad("input data must be numbers (a flat list, or nested lists of one shape)") from None
     if values.size != math.prod(dims):
         raise bad(f"input data holds {values.size} values; shape {dims} needs {math.prod(dims)}")
-    x = values.reshape(dims).astype(np.float32)
-    if not np.isfinite(x).all():
-        raise bad("input data holds NaN or infinite values (or values beyond float32's range)")
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, refused below (not a warning in the log)
+        x = values.reshape(dims).astype(np.float32)
+    if not np.isfinite(x).all():  # JSON null arrives as NaN
+        raise bad("input data holds null, NaN or infinite values (or values beyond float32's range)")
     return x
 
 

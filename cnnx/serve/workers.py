@@ -10,7 +10,8 @@ watches them:
   to one of them. The address is printed once every worker is ready; a model that does not
   load is reported as the one-line error a single server gives;
 - SIGTERM or SIGINT is passed on as SIGTERM: every worker finishes its requests in flight
-  (``--shutdown-timeout``) and the command exits 0 once all have;
+  (``--shutdown-timeout``) and the command exits 0 once all have; before every worker is ready,
+  it stops the start, the workers with it;
 - SIGHUP is passed on: every worker reloads its models;
 - a reload through the route (``POST /v2/repository/models/NAME/load``) reaches one
   worker; it tells the supervisor, which has every other worker reload NAME too;
@@ -161,6 +162,14 @@ class Supervisor:
             inbox.put(None)
 
 
+class _Stopped(Exception):
+    """SIGTERM or SIGINT before every worker was ready."""
+
+
+def _stop_starting(signum: int, frame: Any) -> None:
+    raise _Stopped  # out of the wait for the workers (a blocking wait returns to run a handler)
+
+
 def supervise(config: ServeConfig, started: Callable[[str], None] | None = None) -> None:
     """Serve with ``config.workers`` processes until SIGTERM or SIGINT (see the module's notes)."""
     from cnnx.serve.server import bind, url_of
@@ -172,17 +181,28 @@ def supervise(config: ServeConfig, started: Callable[[str], None] | None = None)
     sup = Supervisor(config, sock)
     handlers = {}
     try:
-        for i in range(config.workers):
-            sup.start(i)
+        # While the workers start, SIGTERM or SIGINT stops them and returns; SIGHUP waits (they are reading
+        # the files now). With the default actions a SIGTERM then killed this process alone, and its
+        # workers served on without a supervisor.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            handlers[sig] = signal.signal(sig, _stop_starting)
+        handlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
         try:
+            for i in range(config.workers):
+                sup.start(i)
             sup.wait_ready()
+        except _Stopped:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)  # a second one while they stop changes nothing
+            sup.stop()
+            return
         except BaseException:
             sup.stop()
             raise
         threading.Thread(target=sup.forward, name="cnnx-forward", daemon=True).start()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            handlers[sig] = signal.signal(sig, lambda *_: sup.stopping.set())
-        handlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: sup.signal_all(signal.SIGHUP))
+            signal.signal(sig, lambda *_: sup.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: sup.signal_all(signal.SIGHUP))
         if started is not None:
             started(url_of(sock))
         sup.watch()

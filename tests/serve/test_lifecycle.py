@@ -4,6 +4,7 @@ a request under load), the bounded queue, graceful shutdown on SIGTERM, the comm
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import threading
@@ -41,6 +42,16 @@ def _metric(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no {name}{{{want}}} in /metrics")
 
 
+def _logged(srv: Server, words: str, within: float = 10) -> bool:
+    """Whether the server's output holds ``words`` within ``within`` seconds (its lines are read by a thread)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if words in "".join(srv.lines):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_metrics_count_requests_batches_and_the_model(server):
     body, kind = multipart([(f"{i}.png", SEVEN) for i in range(5)])
     assert server.request("POST", "/predict", body, {"Content-Type": kind}).status == 200
@@ -64,10 +75,12 @@ def test_reload_swaps_the_model_and_a_bad_file_keeps_the_old_one(model_dir):
         reply = srv.request("POST", "/v2/repository/models/mnist/load")
         assert reply.status == 200 and reply.json["version"] == 2
         assert srv.post_image(SEVEN).json["version"] == 2
+        assert _logged(srv, "cnnx serve: reloaded mnist (version 2)")  # a reload through the route is logged too
 
         (model_dir / "mnist.onnx").write_bytes(good[: len(good) // 2])  # a copy cut short
         reply = srv.request("POST", "/v2/repository/models/mnist/load")
         assert reply.status == 422 and "still serving version 2" in reply.json["error"]
+        assert _logged(srv, "cnnx serve: model 'mnist' did not reload: ")
         after = srv.post_image(SEVEN)
         assert after.status == 200 and after.json["version"] == 2 and after.json["predictions"][0]["label"] == "7"
 
@@ -184,6 +197,42 @@ def test_sigterm_lets_the_request_in_flight_finish(shipped_model):
     assert srv.proc.wait(60) == 0
 
 
+def test_a_shutdown_timeout_of_0_ends_a_stalled_request_at_once_with_a_json_503(shipped_model):
+    """--shutdown-timeout 0 waited without end (uvicorn took int(0) or None as no limit); the request it
+    cancels got uvicorn's plain-text 500 and left a traceback in the log."""
+    srv = Server("--model", str(shipped_model), "--shutdown-timeout", "0", "--request-timeout", "120")
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000\r\n\r\n"
+    with srv.raw() as sock:
+        sock.sendall(head + SEVEN[:100])  # the body stops: only --request-timeout (120 s) would end it
+        time.sleep(0.2)
+        start = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        assert srv.proc.wait(60) == 0
+    assert time.monotonic() - start < 30, "the server waited for the stalled request"
+    head_, _, body = reply.partition(b"\r\n\r\n")
+    assert head_.startswith(b"HTTP/1.1 503") and b"connection: close" in head_.lower(), reply[:300]
+    assert "shut down before this request finished" in json.loads(body)["error"]
+    assert "Traceback" not in "".join(srv.lines)
+
+
+def test_the_access_log_has_one_line_per_request_and_is_off_by_default(shipped_model, server):
+    """--access-log wrote nothing: uvicorn logs a request at INFO, under the server's log level."""
+    srv = Server("--model", str(shipped_model), "--access-log")
+    try:
+        assert srv.post_image(SEVEN).status == 200
+        assert srv.get("/nowhere").status == 404
+        assert _logged(srv, '"GET /nowhere HTTP/1.1" 404')
+        assert sum('"POST /predict HTTP/1.1" 200' in line for line in srv.lines) == 1
+    finally:
+        assert srv.stop() == 0
+    assert server.post_image(SEVEN).status == 200  # the module's server runs without --access-log
+    time.sleep(0.2)
+    assert not any("/predict HTTP/1.1" in line for line in server.lines)
+
+
 def test_the_command_reports_bad_options_and_models_in_one_line(tmp_path):
     for args, words in [
         (["--max-batch", "0"], "--max-batch 0 is out of range"),
@@ -196,6 +245,28 @@ def test_the_command_reports_bad_options_and_models_in_one_line(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     proc = run_cli("serve", "--port", "0", "--model", str(tmp_path / "bad.onnx"))
     assert proc.returncode == 2 and "is not a usable ONNX model" in proc.stderr
+
+
+def test_the_settings_default_to_the_commands_defaults():
+    """ServeConfig is what the command maps its options onto: built without them, it serves the same way
+    (its top_k was 5 where the command and docs/serve.md say 1)."""
+    from cnnx.cli.serve import serve
+    from cnnx.serve.config import ServeConfig
+
+    given = serve.make_context("serve", []).params  # every option as the command gets it when none is given
+    assert given.pop("preprocess") == "auto" and ServeConfig().preprocess is None  # the command maps auto to None
+    assert ServeConfig(preprocess=None, **given) == ServeConfig()
+
+
+def test_a_host_other_than_loopback_is_warned_about():
+    """Every interface, with no authentication: the start says so; loopback addresses say nothing."""
+    from cnnx.cli.serve import _exposed
+
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert _exposed(host, "http://127.0.0.1:8000") is None, host
+    for host in ("0.0.0.0", "::", "192.168.1.20", "example.org"):
+        warning = _exposed(host, "http://0.0.0.0:8000")
+        assert warning is not None and f"--host {host} is not loopback" in warning and "port 8000" in warning
 
 
 def test_a_port_in_use_is_named(server):

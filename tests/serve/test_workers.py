@@ -118,3 +118,39 @@ def test_workers_report_a_model_that_does_not_load_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = run_cli("serve", "--port", "0", "--workers", "0")
     assert proc.returncode == 2 and "--workers 0 is out of range" in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+def test_sigterm_while_the_workers_start_stops_them_too(shipped_model):
+    """SIGTERM before every worker was ready killed the supervisor alone (the default action), and its
+    workers served on without it."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnx", "serve", "--port", "0", "--workers", "2", "--model", str(shipped_model)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline:  # spawned; loading their models takes longer
+            workers = _children(proc.pid)
+            time.sleep(0.01)
+        assert len(workers) == 2, "the workers did not start"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        deadline = time.monotonic() + 30
+        while any(_state(pid) != "Z" for pid in workers) and time.monotonic() < deadline:  # Z: ended or gone
+            time.sleep(0.05)
+        assert all(_state(pid) == "Z" for pid in workers), "a worker outlived its supervisor"
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        for pid in workers:  # what the old supervisor left serving
+            if _state(pid) != "Z":
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
