@@ -190,11 +190,10 @@ def _classifier(
 ) -> Any:
     """The Classifier the command's model options describe (threads, batch_size, workers pass through)."""
     from cnnx.runtime.predict import Classifier
-    from cnnx.runtime.sources import model_file
 
     recipe = None if preprocess == "auto" else preprocess
-    path = model_file(model) if model is not None else None  # a run folder: its exported ONNX file
-    return Classifier(path, preprocess=recipe, mean=mean, std=std, size=size, classes=classes, **options)
+    # a run folder means its exported ONNX file (cnnx.runtime.backends.open_model)
+    return Classifier(model, preprocess=recipe, mean=mean, std=std, size=size, classes=classes, **options)
 
 
 def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progress: bool | None) -> int:

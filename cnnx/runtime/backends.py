@@ -22,6 +22,7 @@ from cnnx.core.errors import ModelFileError
 from cnnx.core.spec import ModelSpec, SpecOptions
 from cnnx.runtime.openvino_model import OpenVinoModel
 from cnnx.runtime.session import OnnxModel
+from cnnx.runtime.sources import model_file
 from cnnx.runtime.tflite_model import TfliteModel
 
 
@@ -57,13 +58,14 @@ NOT_RUN: dict[str, tuple[str, str]] = {
 
 
 def open_model(path: str | Path, threads: int | None = None, options: SpecOptions | None = None) -> Model:
-    """The model file ``path`` opened by the runtime its suffix names (ONNX when none does).
+    """The model file ``path`` opened by the runtime its suffix names (ONNX when none does); a training
+    run folder means the ONNX file `cnnx export RUN` wrote into it (cnnx.runtime.sources.model_file).
 
     ``threads``: intra-op threads, None or 0 = the physical cores; ``options``: the spec for a
     file that carries none (``--mean/--std/--size``). Raises ModelFileError for a file that
     cannot be used, naming the way out.
     """
-    path = Path(path)
+    path = model_file(path)
     if path.suffix.lower() in NOT_RUN:
         what, way_out = NOT_RUN[path.suffix.lower()]
         raise ModelFileError(

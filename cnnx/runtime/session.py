@@ -16,7 +16,6 @@ from cnnx.core.errors import ModelFileError
 from cnnx.core.machine import physical_cores
 from cnnx.core.onnxio import open_session
 from cnnx.core.spec import ONNX_PREFIX, ModelSpec, SpecOptions
-from cnnx.runtime.sources import model_file
 
 
 def _torch_file_error(path: Path) -> ModelFileError:
@@ -48,7 +47,7 @@ class OnnxModel:
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, options: SpecOptions | None = None) -> None:
-        self.path = model_file(path)  # a training run folder: the ONNX file exported into it
+        self.path = Path(path)
         if threads is not None and threads < 0:
             raise ModelFileError(f"threads must be 0 (automatic) or more, got {threads}")
         if not self.path.is_file():
