@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnx.core.contract import BEST, IMAGE_SUFFIXES, LAST, image_files, run_checkpoint
+from cnnx.core.contract import IMAGE_SUFFIXES, image_files, run_checkpoint
 from cnnx.core.errors import ModelFileError
 
 _GLOB_CHARS = frozenset("*?[")
@@ -59,10 +59,10 @@ def model_file(model: str | Path) -> Path:
     `cnnx train` writes it) means the ONNX file `cnnx export RUN` writes into it, named after the
     checkpoint a run folder means (RUN/best.onnx, RUN/last.onnx when it has no best.pt); any other path
     is itself. ModelFileError for a run folder not exported yet: the runtime never loads torch."""
-    path = Path(model)
-    if not (path.is_dir() and ((path / BEST).is_file() or (path / LAST).is_file())):
+    path, checkpoint = Path(model), run_checkpoint(model)
+    if not (path.is_dir() and checkpoint.is_file()):  # a file, or a folder of model files
         return path
-    onnx = run_checkpoint(path).with_suffix(".onnx")
+    onnx = checkpoint.with_suffix(".onnx")
     if not onnx.is_file():
         raise ModelFileError(
             f"{path} is a training run folder with no exported model in it (no {onnx.name})",
