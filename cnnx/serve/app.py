@@ -87,7 +87,8 @@ class Service:
         try:
             model = await run_in_threadpool(self.repo.reload, name)
         except RequestError as exc:
-            self.metrics.reloads.labels(name if name in self.repo.models else "other", "failed").inc()
+            if exc.status == 422:  # a model file that did not load (400/403/404: a request for no model, not a reload)
+                self.metrics.reloads.labels(name if name in self.repo.models else "other", "failed").inc()
             log.warning("cnnx serve: %s%s", "" if exc.status == 422 else "reload refused: ", exc)  # 422 names the model
             raise
         self.metrics.reloads.labels(name, "ok").inc()

@@ -97,7 +97,7 @@ $("model").addEventListener("change", () => loadModel($("model").value));
 
 async function classify(blob) {
   const k = Math.max(1, Math.min(classes.length || 10, 10));
-  const url = "/predict?preprocessed=1&top_k=" + k + "&model=" + encodeURIComponent($("model").value);
+  const url = "predict?preprocessed=1&top_k=" + k + "&model=" + encodeURIComponent($("model").value);
   busy += 1; document.body.dataset.busy = busy;
   try {
     const headers = {"Content-Type": blob.type || "application/octet-stream"};
@@ -131,14 +131,14 @@ function show(p) {
   document.body.dataset.answered = p ? "yes" : "";
 }
 async function loadModel(name) {
-  const meta = await (await fetch("/v2/models/" + encodeURIComponent(name))).json();
+  const meta = await (await fetch("v2/models/" + encodeURIComponent(name))).json();
   classes = meta.parameters.classes;
   const shape = meta.inputs[0].shape.slice(1).join("x");
   $("about").textContent = name + " v" + meta.versions[0] + ": " + classes.length + " classes, input " + shape;
 }
 async function start() {
   blank();
-  const models = await (await fetch("/v2/repository/index", {method: "POST"})).json();
+  const models = await (await fetch("v2/repository/index", {method: "POST"})).json();
   for (const m of models) {
     const o = document.createElement("option"); o.value = o.textContent = m.name; $("model").appendChild(o);
   }

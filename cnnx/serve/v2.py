@@ -99,10 +99,13 @@ def _tensor(spec: dict, name: str, shape: tuple[int, int, int], max_images: int)
     if not 1 <= dims[0] <= max_images:
         raise RequestError(413 if dims[0] > max_images else 400, f"batch of {dims[0]}; give 1 to {max_images}")
     data = _field(spec, "data", list, "input")
+    numbers = "input data must be numbers (a flat list, or nested lists of one shape)"
+    if not _only_numbers(data):
+        raise bad(numbers, "true, false and strings are not numbers")
     try:
         values = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
-        raise bad("input data must be numbers (a flat list, or nested lists of one shape)") from None
+        raise bad(numbers) from None
     if values.size != math.prod(dims):
         raise bad(f"input data holds {values.size} values; shape {dims} needs {math.prod(dims)}")
     with np.errstate(over="ignore"):  # beyond float32's range: inf, refused below (not a warning in the log)
@@ -110,6 +113,24 @@ def _tensor(spec: dict, name: str, shape: tuple[int, int, int], max_images: int)
     if not np.isfinite(x).all():  # JSON null arrives as NaN
         raise bad("input data holds null, NaN or infinite values (or values beyond float32's range)")
     return x
+
+
+_NUMBERS = {int, float, type(None)}  # null: refused later, by name, with NaN
+
+
+def _only_numbers(data: list) -> bool:
+    """Whether the nested lists ``data`` hold only JSON numbers: numpy would read true as 1.0 and "2" as 2.0.
+    A type check per value (a few ms for the largest tensor a request may carry, far less than its JSON)."""
+    lists = [data]
+    while lists:
+        items = lists.pop()
+        kinds = set(map(type, items))
+        if list in kinds:
+            kinds.discard(list)
+            lists.extend(v for v in items if type(v) is list)
+        if not kinds <= _NUMBERS:
+            return False
+    return True
 
 
 def infer_response(model: Model, logits: np.ndarray, names: list[str], rid: str | None) -> dict[str, Any]:

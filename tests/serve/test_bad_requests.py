@@ -153,6 +153,20 @@ REQUESTS: list[tuple[str, Callable[[Server], Reply], int, str]] = [
         "numbers",
     ),
     (
+        "v2 tensor of true and false",
+        _infer({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [True] * 784}]}),
+        400,
+        "not numbers",
+    ),
+    (
+        "v2 tensor of numbers as strings, nested",
+        _infer(
+            {"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [[[["5"] * 28] * 28]]}]}
+        ),
+        400,
+        "numbers",
+    ),
+    (
         "v2 data shorter than its shape",
         _infer({"inputs": [{"name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}]}),
         400,

@@ -94,8 +94,10 @@ def test_reload_swaps_the_model_and_a_bad_file_keeps_the_old_one(model_dir):
         shutil.copy(model_dir / "mnist.onnx", model_dir / "late.onnx")  # a new file in the folder: loaded by name
         assert srv.request("POST", "/v2/repository/models/late/load").status == 200
         assert srv.post_image(SEVEN, "/predict?model=late").json["model"] == "late"
+        assert srv.request("POST", "/v2/repository/models/nosuch/load").status == 404  # no model: no reload failed
         text = srv.get("/metrics").body.decode()
         assert _metric(text, "cnnx_model_reloads_total", model="mnist", result="failed") == 1
+        assert "cnnx_model_reloads_total{model=\"other\"" not in text
         assert _metric(text, "cnnx_model_reloads_total", model="mnist", result="ok") == 2
     finally:
         assert srv.stop() == 0

@@ -130,6 +130,9 @@ def test_the_v2_protocol_health_metadata_and_tensors(server, shipped_model, samp
     np.testing.assert_allclose(np.array(out["probabilities"]["data"]).reshape(5, 10), probs, rtol=1e-6)
     only = server.post_json("/v2/models/mnist/infer", {**request, "outputs": [{"name": "probabilities"}]})
     assert [o["name"] for o in only.json["outputs"]] == ["probabilities"]
+    nested = {"inputs": [{**request["inputs"][0], "data": x.tolist()}]}  # the protocol allows nested lists too
+    again = {o["name"]: o for o in server.post_json("/v2/models/mnist/infer", nested).json["outputs"]}
+    assert again["logits"]["data"] == out["logits"]["data"]
 
 
 def test_a_folder_of_models_is_served_by_name(shipped_model, tmp_path, sample_files):
