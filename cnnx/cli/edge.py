@@ -234,6 +234,15 @@ def _classify(clf: Any, paths: list[str], out: Any, save_dir: str | None, progre
     help="Which IDX files to read; for an image folder laid out as train/ and test/ (or val/), which of them.",
 )
 @click.option(
+    "--val-split",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="An image folder without train/ and test/ sub-folders: score only the share `cnnx train "
+    "--val-split V --seed S` held out as its test split (with --split train: the rest). [default: the whole folder]",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="With --val-split: the seed the training run split with."
+)
+@click.option(
     "--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Images per model call."
 )
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=_THREADS_HELP)
@@ -280,6 +289,8 @@ def eval_cmd(
     model: str | None,
     data_dir: str,
     split: str,
+    val_split: float | None,
+    seed: int,
     batch_size: int,
     preprocess: str,
     as_json: bool,
@@ -306,7 +317,14 @@ def eval_cmd(
     pictures = {k: options.pop(k) for k in ("confusion", "errors", "errors_max", "reliability")}
     path = resolve_model(model)
     net = open_model(path, **options)  # threads, and --mean/--std/--size/--classes for a file without a spec
-    data = load_labelled(data_dir, net.spec, split)
+    data = load_labelled(data_dir, net.spec, split, val_split, seed)
+    whole = val_split is None and data.kind == "image-folder" and data.source == str(Path(data_dir))
+    if whole and net.spec.dataset and net.spec.dataset == Path(data_dir).resolve().name:
+        click.echo(
+            f"note: {path.name} was trained on a folder named {net.spec.dataset}: scored whole, its training "
+            "images count too; give --val-split and --seed as at training to score only its test share",
+            err=True,
+        )
     recipe = None if preprocess == "auto" else "plain"
     with Console(len(data), progress, "evaluating") as console:
         result = evaluate(net, data, batch_size, recipe, progress=console.advance, model_name=str(path))
@@ -321,12 +339,15 @@ def eval_cmd(
                 "confusion_png": pictures["confusion"],
                 "errors_png": errors_png,
                 "reliability_png": pictures["reliability"],
+                **({"val_split": val_split, "seed": seed} if val_split is not None else {}),
             }
         )
     else:
         kind = f"MNIST IDX, {split} split" if data.kind == "mnist-idx" else "image folders"
         if data.kind != "mnist-idx" and data.source != str(Path(data_dir)):  # its train/ or test/ sub-folder
             kind += f" in {Path(data.source).name}/"
+        elif val_split is not None:
+            kind += f", the {split} share of --val-split {val_split:g} --seed {seed}"
         click.echo(
             f"{path} on {data_dir} ({kind}): accuracy {100 * result.accuracy:.2f}% "
             f"({result.correct}/{result.total}) in {result.seconds:.2f} s"

@@ -48,7 +48,13 @@ def summary(
 @click.option(
     "--split", type=click.Choice(["train", "test"]), default="train", show_default=True, help="Which split to draw."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random pick.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the random pick; for a folder also of its train/test split, as `cnnx train --seed` draws it.",
+)
 @click.option("--first", is_flag=True, help="Take the first images instead of a random pick.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="As for `cnnx train`.")
 @click.option("--download/--no-download", default=True, help="Download the dataset when missing. [default: on]")

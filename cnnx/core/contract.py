@@ -145,3 +145,20 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message cut to its first line (third-party errors carry backtraces and advice)."""
     text = str(exc).strip()
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+def held_out_split(labels: list[int] | np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices (train, test) of an image folder without train/ and test/ sub-folders: ``val_split``
+    of each class held out for the test split, chosen by a seeded shuffle. ``cnnx train FOLDER
+    --val-split F --seed S`` splits so, and ``cnnx eval --val-split F --seed S`` scores the same share."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(labels)
+    train, test = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = int(round(len(idx) * val_split))
+        if val_split > 0 and len(idx) > 1:  # at least one image each side when the class has two
+            k = min(max(k, 1), len(idx) - 1)
+        test.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

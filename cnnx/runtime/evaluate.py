@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from cnnx.core import calibration as cal
-from cnnx.core.contract import images_in, normalise, split_folders
-from cnnx.core.errors import DataNotFoundError, ImageError
+from cnnx.core.contract import held_out_split, images_in, normalise, split_folders
+from cnnx.core.errors import ConfigError, DataNotFoundError, ImageError
 from cnnx.core.idx import MNIST_FILES, locate_mnist, read_idx
 from cnnx.core.plots import confusion_matrix
 from cnnx.core.spec import ModelSpec
@@ -51,15 +51,23 @@ class LabelledData:
         return len(self.labels)
 
 
-def load_labelled(folder: str | Path, spec: ModelSpec, split: str = "test") -> LabelledData:
+def load_labelled(
+    folder: str | Path, spec: ModelSpec, split: str = "test", val_split: float | None = None, seed: int = 0
+) -> LabelledData:
     """MNIST IDX files of ``split`` in ``folder``, else a tree with one sub-folder per class name: the
-    ``split`` one of its train/ and test/ (or val/) sub-folders when it has them."""
+    ``split`` one of its train/ and test/ (or val/) sub-folders when it has them; else, with
+    ``val_split``, the ``split`` share of it that ``cnnx train --val-split V --seed S`` draws
+    (``held_out_split``), else the whole tree."""
     root = Path(folder)
     if not root.is_dir():
         raise DataNotFoundError(
             f"no folder at {root}", "give --data a folder of MNIST IDX files or of class sub-folders"
         )
     files = locate_mnist(root, (split,))
+    splits = split_folders(root)
+    if val_split is not None and (files is not None or splits is not None):
+        held = "MNIST IDX files" if files is not None else "train/ and test/ sub-folders"
+        raise ConfigError(f"{root} holds {held}: it has its own test split, and --val-split draws none")
     if files is not None:
         pair = files[f"{split}-images"], files[f"{split}-labels"]
         images, labels = read_idx(pair[0]), read_idx(pair[1]).astype(np.int64)  # (N, H, W) uint8, (N,)
@@ -73,10 +81,16 @@ def load_labelled(folder: str | Path, spec: ModelSpec, split: str = "test") -> L
         if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
             raise DataNotFoundError(f"{pair[1]} has labels outside 0..{spec.num_classes - 1}")
         return LabelledData(str(root), "mnist-idx", labels, pixels=images[:, None], idx_file=pair[0].name)
-    splits = split_folders(root)
     if splits is not None and not {p.name for p in splits} & set(spec.classes):  # laid out as cnnx train takes it
         return _image_folder(splits[0] if split == "train" else splits[1], spec)
-    return _image_folder(root, spec)
+    data = _image_folder(root, spec)
+    if val_split is None:
+        return data
+    train, test = held_out_split(data.labels, val_split, seed)
+    pick = train if split == "train" else test
+    if not len(pick):
+        raise ConfigError(f"{root}: --val-split {val_split} leaves no {split} images")
+    return LabelledData(data.source, data.kind, data.labels[pick], paths=[data.paths[i] for i in pick])
 
 
 def _image_folder(root: Path, spec: ModelSpec) -> LabelledData:
@@ -234,12 +248,28 @@ def evaluate(
     )
 
 
+COLUMN_NAME = 8  # the longest class name confusion_table puts above a column
+
+
 def confusion_table(result: EvalResult) -> str:
-    """The confusion matrix as aligned text, rows = true class, columns = predicted."""
-    names = [c[:8] for c in result.classes]
-    width = max(max(len(n) for n in names), len(str(int(result.confusion.max(initial=0)))), 3)
-    head = " " * (width + 2) + " ".join(n.rjust(width) for n in names)
-    lines = ["confusion matrix (rows: true class, columns: predicted)", head]
-    for name, row in zip(names, result.confusion, strict=False):
-        lines.append(name.rjust(width) + "  " + " ".join(str(int(v)).rjust(width) for v in row))
+    """The confusion matrix as aligned text, rows = true class, columns = predicted.
+
+    Class names up to COLUMN_NAME characters head the columns; with a longer one the columns are
+    numbered and each row names its number and class in full (names are never cut: two classes
+    that begin alike would look the same)."""
+    names = result.classes
+    counts = len(str(int(result.confusion.max(initial=0))))
+    if max(map(len, names)) <= COLUMN_NAME:
+        width = max(max(len(n) for n in names), counts, 3)
+        heads, rows = [n.rjust(width) for n in names], [n.rjust(width) for n in names]
+        title = "confusion matrix (rows: true class, columns: predicted)"
+    else:
+        width = max(len(str(len(names) - 1)), counts, 3)
+        heads = [str(i).rjust(width) for i in range(len(names))]
+        label = max(len(f"{i} {n}") for i, n in enumerate(names))
+        rows = [f"{i} {n}".ljust(label) for i, n in enumerate(names)]
+        title = "confusion matrix (rows: true class, columns: predicted, numbered as the rows)"
+    lines = [title, " " * (len(rows[0]) + 2) + " ".join(heads)]
+    for name, row in zip(rows, result.confusion, strict=False):
+        lines.append(name + "  " + " ".join(str(int(v)).rjust(width) for v in row))
     return "\n".join(lines)

@@ -354,6 +354,8 @@ def test_eval_of_a_folder_split_in_train_and_test_reads_its_test_split(shipped_m
     code, out, err = _cli("eval", str(shipped_model), "--data", str(root), "--split", "train")
     assert code == 0 and out.startswith(f"{shipped_model} on {root} (image folders in train/): "), err
     assert "/20) in " in out.splitlines()[0]  # the 20 training images
+    code, _, err = _cli("eval", str(shipped_model), "--data", str(root), "--val-split", "0.2")
+    assert code == 2 and err.strip().endswith("it has its own test split, and --val-split draws none"), err
 
 
 def test_the_table_keeps_its_columns_for_long_class_names():

@@ -15,7 +15,7 @@ from cnnx.core.errors import ConfigError, DataNotFoundError, ImageError, ModelFi
 from cnnx.core.machine import physical_cores
 from cnnx.core.plots import draw_confusion
 from cnnx.runtime import Classifier
-from cnnx.runtime.evaluate import evaluate, load_labelled
+from cnnx.runtime.evaluate import EvalResult, confusion_table, evaluate, load_labelled
 from cnnx.runtime.session import OnnxModel
 from tests.support import write_pngs
 
@@ -213,6 +213,19 @@ def test_eval_on_an_image_folder_tree(onnx_model, test_digits, tmp_path, mini_mn
     assert result.correct == int((direct == labels[idx]).sum())
     path = draw_confusion(result.confusion, result.classes, tmp_path / "c.png", "test")
     assert Image.open(path).format == "PNG" and Image.open(path).size[0] > 10 * 40
+
+
+def test_the_text_confusion_matrix_never_cuts_a_class_name():
+    counts = np.array([[98, 1, 0], [2, 113, 3], [0, 0, 12]])
+    short = confusion_table(EvalResult("m", "d", "image-folder", ["cat", "dog", "bird"], counts, [], 0.0)).splitlines()
+    assert short[1].split() == ["cat", "dog", "bird"] and short[2].split() == ["cat", "98", "1", "0"]
+    # two names alike in their first 8 characters: columns numbered, each row names its class in full
+    names = ["airplane_left", "airplane_right", "cat"]
+    long = confusion_table(EvalResult("m", "d", "image-folder", names, counts, [], 0.0)).splitlines()
+    assert "numbered as the rows" in long[0] and long[1].split() == ["0", "1", "2"]
+    assert [line.split()[:2] for line in long[2:]] == [["0", "airplane_left"], ["1", "airplane_right"], ["2", "cat"]]
+    assert long[3].split()[2:] == ["2", "113", "3"]
+    assert len({len(line) for line in long[1:]}) == 1  # aligned
 
 
 def test_eval_data_errors(onnx_model, tmp_path):

@@ -50,6 +50,30 @@ def test_eval_of_a_grayscale_folder_checkpoint_matches_the_torch_model(folder_ru
     assert result["correct"] == int((predicted == truth).sum())
 
 
+def test_eval_scores_the_share_training_held_out_with_its_val_split_and_seed(folder_run: tuple[Path, Path]) -> None:
+    from cnnx.core.spec import ModelSpec
+    from cnnx.train.data.folder import load_folder
+
+    run, data = folder_run
+    whole = run_cli("eval", str(run / "best.pt"), "--data", str(data))
+    assert whole.returncode == 0 and "give --val-split and --seed as at training" in whole.stderr, whole.stderr
+    proc = run_cli("eval", str(run / "best.pt"), "--data", str(data), "--val-split", "0.2", "--seed", "0", "--json")
+    assert proc.returncode == 0 and "note:" not in proc.stderr, proc.stderr
+    result = json.loads(proc.stdout)
+    spec = ModelSpec.from_dict(torch.load(run / "best.pt", weights_only=True)["spec"])
+    held_out = load_folder(data, image_size=16, grayscale=True, val_split=0.2, seed=0).test
+    # the same images as training's test split: the accuracy training recorded, to the image
+    assert result["images"] == len(held_out) < 36 and (result["val_split"], result["seed"]) == (0.2, 0)
+    assert result["correct"] == round(spec.test_accuracy * len(held_out))
+    share = ("eval", str(run), "--data", str(data), "--val-split", "0.2")
+    rest = json.loads(run_cli(*share, "--split", "train", "--json").stdout)
+    assert rest["images"] == 36 - len(held_out)
+    other = json.loads(run_cli(*share, "--seed", "5", "--json").stdout)
+    assert other["images"] == len(held_out)  # as many, drawn otherwise
+    text = run_cli(*share).stdout
+    assert "(image folders, the test share of --val-split 0.2 --seed 0)" in text.splitlines()[0]
+
+
 def test_export_takes_the_moved_image_folder_from_data_dir(folder_run: tuple[Path, Path], tmp_path: Path) -> None:
     from cnnx.train.data.folder import load_folder
 

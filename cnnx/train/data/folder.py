@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnx.core.contract import IMAGE_SUFFIXES, images_in, split_folders
+from cnnx.core.contract import IMAGE_SUFFIXES, held_out_split, images_in, split_folders
 from cnnx.core.errors import ConfigError, DataNotFoundError
 from cnnx.core.spec import ModelSpec
 from cnnx.train.config import MAX_SIZE, MIN_SIZE
@@ -79,21 +79,6 @@ def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list
             "add images or remove those folders",
         )
     return classes, paths, labels
-
-
-def _split(labels: list[int], val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, test): ``val_split`` of each class held out, chosen by a seeded shuffle."""
-    rng = np.random.default_rng(seed)
-    y = np.asarray(labels)
-    train, test = [], []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        k = int(round(len(idx) * val_split))
-        if val_split > 0 and len(idx) > 1:  # at least one image each side when the class has two
-            k = min(max(k, 1), len(idx) - 1)
-        test.append(idx[:k])
-        train.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
 def _decode(
@@ -181,7 +166,7 @@ def load_folder(
         _, test_paths, test_labels = _scan(splits[1], classes)
     else:
         classes, paths, labels = _scan(root)
-        tr, te = _split(labels, val_split, seed)
+        tr, te = held_out_split(labels, val_split, seed)
         if len(te) == 0:
             raise ConfigError(
                 f"{root}: --val-split {val_split} leaves no test images",
