@@ -89,8 +89,18 @@ def _shared(what: str) -> Decorator:
     "--no-pad-channels for a device whose onnxruntime lacks those kernels, where the zeros are extra work.",
 )
 @_shared("parity images")
-@click.option("--mean", callback=floats_option, help="Per-channel mean, e.g. 0.1307. [default: the spec's]")
-@click.option("--std", callback=floats_option, help="Per-channel std, e.g. 0.3081. [default: the spec's]")
+@click.option(
+    "--mean",
+    callback=floats_option,
+    help="A bare state_dict's per-channel mean, e.g. 0.1307 (a cnnx checkpoint keeps its own). "
+    "[default: the arch's dataset's]",
+)
+@click.option(
+    "--std",
+    callback=floats_option,
+    help="A bare state_dict's per-channel std, e.g. 0.3081 (a cnnx checkpoint keeps its own). "
+    "[default: the arch's dataset's]",
+)
 @click.option("--classes", callback=names_option, help="Comma-separated class names. [default: the spec's]")
 @click.option(
     "--threads",

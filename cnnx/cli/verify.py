@@ -25,7 +25,13 @@ PTE_WAY_OUT = (
 @click.option(
     "--threads", type=click.IntRange(min=0), default=0, show_default=True, help="Runtime threads; 0 = physical cores."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (on failure too).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the result as JSON on stdout (on failure too: a file that cannot be checked gives "
+    '{"passed": false, "error": ...}).',
+)
 def verify_cmd(model: str, threads: int, as_json: bool) -> None:
     """Check that this device's runtime computes what the checkpoint did, on the test images MODEL_OR_RUN carries.
 
@@ -46,12 +52,12 @@ def verify_cmd(model: str, threads: int, as_json: bool) -> None:
     from cnnx.runtime.sources import model_file
     from cnnx.runtime.verify import render, verify
 
-    path = model_file(model)  # a run folder: its exported ONNX file
     try:
+        path = model_file(model)  # a run folder: its exported ONNX file
         result = verify(path, threads or None, _opener(path))
     except CnnxError as exc:
-        if as_json and exc.report is not None:
-            emit_json(exc.report)  # a failed check is a result too: its numbers on stdout, exit code 3
+        if as_json:  # a failed check is a result too (its numbers, exit 3); a file that cannot be checked says why (2)
+            emit_json(exc.report if exc.report is not None else {"model": model, "passed": False, "error": str(exc)})
         raise
     emit_json(result) if as_json else click.echo(render(result))
 

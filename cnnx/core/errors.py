@@ -63,6 +63,10 @@ class ModelFileError(CnnxError):
         self.attempts = list(attempts)
 
 
+class NoSpecError(ModelFileError):
+    """A model file (ONNX from another tool) without the cnnx spec that says how to prepare its images."""
+
+
 class TrainingError(CnnxError):
     """Training that cannot go on (e.g. the processes of a distributed run fell out of step)."""
 

@@ -86,7 +86,18 @@ def read_ir(path: str | Path) -> tuple[Any, Any]:
             core = ov.Core()
             return core, core.read_model(str(path))
     except Exception as exc:  # openvino raises RuntimeError subclasses of its own
-        raise ModelFileError(f"{path} is not a usable OpenVINO model: {first_line(exc)[:300]}") from None
+        raise _unusable(path, exc) from None
+
+
+def _unusable(path: Path, exc: Exception) -> ModelFileError:
+    """OpenVINO's error as one line: its cause, the message's last line (the first names only the
+    source file that raised it: "Exception from src/inference/src/cpp/core.cpp:84:")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    cause = lines[-1] if lines else first_line(exc)
+    return ModelFileError(
+        f"{path} is not a usable OpenVINO model: {cause[:300]}",
+        "export it again, the .xml with its .bin: cnnx export RUN --format openvino",
+    )
 
 
 def rt_text(model: Any, key: list[str]) -> str | None:
@@ -108,7 +119,7 @@ def open_openvino(path: str | Path, threads: int) -> tuple[Any, Callable[[np.nda
             config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": int(threads)}
             compiled = core.compile_model(model, "CPU", config)
     except Exception as exc:  # openvino raises RuntimeError subclasses of its own
-        raise ModelFileError(f"{path} is not a usable OpenVINO model: {first_line(exc)[:300]}") from None
+        raise _unusable(Path(path), exc) from None
 
     def run(x: np.ndarray) -> np.ndarray:
         with signals_held():

@@ -59,13 +59,23 @@ def skipped(record: dict[str, Any] | None, sha256: str) -> dict[str, str]:
 def merge(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     """``report`` (this export's record) with what the folder's earlier record still holds.
 
-    Adds ``written`` (formats this export made) and ``kept`` (formats kept from an earlier
-    export of the same checkpoint, their files unchanged); formats are in ``FORMATS`` order.
+    Adds ``written`` (formats this export made), ``kept`` (formats kept from an earlier
+    export of the same checkpoint, their files unchanged) and ``stale`` (file names: files of the
+    earlier record still in the folder that no longer hold, made from another checkpoint or changed
+    since; their own self-check still passes, since it compares a file with itself); formats are in
+    ``FORMATS`` order.
     """
     earlier = read(folder)
     sha = report["source"]["sha256"]
     tried = {*report["formats"], *report["skipped"]}
     kept = {k: v for k, v in standing(earlier, folder, sha).items() if k not in report["formats"]}
+    stale = [
+        file.name
+        for name, f in ((earlier or {}).get("formats") or {}).items()
+        if name in FORMATS and name not in report["formats"] and name not in kept
+        for file in [Path(folder) / Path(str(f.get("file", ""))).name]
+        if file.name and file.is_file()
+    ]
     formats = {**kept, **report["formats"]}
     # an earlier export's left-out formats stand until tried again; those cnnx does not make (NOT_MADE,
     # named by --format all) are said again by each --format all and not carried
@@ -77,6 +87,7 @@ def merge(report: dict[str, Any], folder: Path) -> dict[str, Any]:
         "skipped": {k: v for k, v in left_out.items() if k not in formats},
         "written": list(report["formats"]),
         "kept": list(kept),
+        "stale": stale,
     }
 
 

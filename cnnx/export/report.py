@@ -97,5 +97,12 @@ def render(report: dict[str, Any]) -> str:
     if kept:
         lines.append(f"kept {', '.join(kept)}: exported earlier from this checkpoint, unchanged (rows marked earlier)")
     lines += [f"left out {name}: {why}" for name, why in report.get("skipped", {}).items()]
+    stale = report.get("stale") or []
+    if stale:
+        lines.append(
+            f"warning: {', '.join(stale)} in the same folder no longer match{'es' * (len(stale) == 1)} "
+            "this checkpoint (exported from another one, or changed since; cnnx verify still passes them, as it "
+            "checks a file against itself): export them again, or delete them"
+        )
     lines.append(f"report {report['parity_json']} ({report['wall_seconds']:.1f} s)")
     return "\n".join(lines)

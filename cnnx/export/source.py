@@ -67,6 +67,20 @@ def _apply_overrides(
     return spec.replace(**changes) if changes else spec
 
 
+def _own_normalisation(
+    spec: ModelSpec, path: Path, mean: tuple[float, ...] | None, std: tuple[float, ...] | None
+) -> None:
+    """A cnnx checkpoint trained on the mean/std its spec carries: other values would feed it other
+    numbers than it learnt on (and the parity gates would pass, the reference being fed them too)."""
+    for name, given, own in (("mean", mean, spec.mean), ("std", std, spec.std)):
+        if given is not None and tuple(given) != tuple(own):
+            raise ConfigError(
+                f"{path} was trained with {name} {', '.join(f'{v:g}' for v in own)}; --{name} "
+                f"{', '.join(f'{v:g}' for v in given)} would feed it other numbers than it learnt on",
+                f"leave out --{name}: the checkpoint's own is used (--mean and --std are for a bare state_dict)",
+            )
+
+
 def default_spec(arch_name: str) -> ModelSpec:
     """The spec a bare state_dict of ``arch_name`` gets: the architecture's dataset defaults."""
     arch = get_arch(arch_name)
@@ -145,6 +159,8 @@ def load_source(
     """Read ``path`` (a checkpoint, a run folder or a state_dict) into an eval-mode CPU model and its spec."""
     path = ckpt.resolve_checkpoint(Path(path))
     spec, state, kind, info, config = _read(path, arch)
+    if kind == "cnnx-checkpoint":
+        _own_normalisation(spec, path, mean, std)
     spec = _apply_overrides(spec, mean, std, classes)
     model = _load_into(spec, state, path)
     sha = ckpt.file_sha256(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnx.core.contract import OUTPUT_NAME, first_line, is_torch_file, is_torchscript
-from cnnx.core.errors import ModelFileError
+from cnnx.core.errors import ModelFileError, NoSpecError
 from cnnx.core.machine import physical_cores
 from cnnx.core.onnxio import open_session
 from cnnx.core.spec import ONNX_PREFIX, ModelSpec, SpecOptions
@@ -79,7 +79,7 @@ class OnnxModel:
             except ModelFileError as exc:
                 raise ModelFileError(f"{self.path}: {exc.message}", exc.hint) from None
         if not given:
-            raise ModelFileError(
+            raise NoSpecError(
                 f"{self.path} carries no cnnx spec, so cnnx does not know how to prepare images for it",
                 "give --mean, --std and --size (and --classes), or export it with `cnnx export`",
             )

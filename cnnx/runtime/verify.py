@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cnnx.core.contract import normalise
-from cnnx.core.errors import ModelFileError, ParityError
+from cnnx.core.errors import ModelFileError, NoSpecError, ParityError
 from cnnx.core.selfcheck import KEY, SelfCheck
 from cnnx.runtime.backends import Loader, metadata, open_model
 
@@ -44,7 +44,14 @@ def verify(path: str | Path, threads: int | None = None, opener: Loader | None =
     ModelFileError (exit 2) for a file that cannot be opened or carries no self-check.
     """
     t0 = time.perf_counter()
-    model = (opener or open_model)(Path(path), threads, None)
+    try:
+        model = (opener or open_model)(Path(path), threads, None)
+    except NoSpecError:  # its advice (--mean, --std, --size) is for infer and eval, not for a check
+        raise ModelFileError(
+            f"{path} carries no cnnx spec and no self-check: it was not made by `cnnx export`, so there is "
+            "nothing to verify it against",
+            "cnnx verify checks files from cnnx export; `cnnx infer --mean ... --std ... --size ...` runs this one",
+        ) from None
     text = metadata(model).get(KEY)
     if text is None:
         raise ModelFileError(
@@ -86,8 +93,14 @@ def verify(path: str | Path, threads: int | None = None, opener: Loader | None =
 
 
 def _numbers(result: dict[str, Any]) -> str:
+    """The difference, what it was measured against, the tolerance, and the top-1 agreement with the checkpoint."""
     agree = f"top-1 {100 * result['top1_agreement']:.0f}% of {result['images']} images"
-    return f"max |logit diff| {result['max_abs_diff']:.3g} (tolerance {result['atol']:g}), {agree}"
+    diff = f"max |logit diff| {result['max_abs_diff']:.3g} (tolerance {result['atol']:g})"
+    if result.get("compared_with", "checkpoint") == "checkpoint":
+        return f"{diff}, {agree}"
+    # an fp16 or int8 file: checked against its own logits at export, its top-1 against the checkpoint's
+    vs = result["max_abs_diff_vs_checkpoint"]
+    return f"{diff} vs its own logits at export ({vs:.3g} vs the checkpoint's), {agree} as the checkpoint"
 
 
 def render(result: dict[str, Any]) -> str:

@@ -61,13 +61,25 @@ def test_a_file_without_self_check_or_no_model_is_a_one_line_error(exported: Pat
     del proto.metadata_props[:]
     proto.metadata_props.extend(keep)
     onnx.save(proto, str(tmp_path / "older.onnx"))
+    del proto.metadata_props[:]  # an ONNX file from another tool: no spec either
+    onnx.save(proto, str(tmp_path / "foreign.onnx"))
     junk = tmp_path / "notes.onnx"
     junk.write_text("not a model")
-    for path, message in ((tmp_path / "older.onnx", "carries no self-check"), (junk, "is not a usable ONNX model")):
+    cases = (
+        (tmp_path / "older.onnx", "carries no self-check"),
+        (tmp_path / "foreign.onnx", "not made by `cnnx export`, so there is nothing to verify it against"),
+        (junk, "is not a usable ONNX model"),
+    )
+    for path, message in cases:
         proc = run_cli("verify", str(path))
         assert proc.returncode == 2 and proc.stdout == ""
         (line,) = proc.stderr.splitlines()
         assert line.startswith("error: ") and message in line and "Traceback" not in proc.stderr
+        assert "--mean" not in line.split("(")[0]  # infer's options are not verify's
+        # --json: the same failure as JSON on stdout, for a caller that reads only that
+        proc = run_cli("verify", str(path), "--json")
+        answer = json.loads(proc.stdout)
+        assert proc.returncode == 2 and answer["passed"] is False and message in answer["error"]
 
 
 def test_an_executorch_program_without_executorch_names_the_extra_and_the_bundled_program(tmp_path: Path) -> None:

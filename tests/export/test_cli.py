@@ -277,6 +277,17 @@ def test_parity_json_keeps_a_format_until_its_file_is_replaced(run_copy: Path) -
     third = export("--format", "onnx")
     assert list(third["formats"]) == ["onnx"] and third["kept"] == []
     assert third["formats"]["onnx"]["sha256"] == _sha(run_copy / "best.onnx")
+    assert third["stale"] == ["best.torchscript"]  # still there, vouched for by nothing: said, not kept silently
+    # the checkpoint trained on (changed): the ONNX file of the one before is stale, and the text says so
+    import torch
+
+    checkpoint = torch.load(run_copy / "best.pt", weights_only=True)
+    first_weight = next(k for k, v in checkpoint["model"].items() if v.is_floating_point())
+    checkpoint["model"][first_weight] += 0.01
+    torch.save(checkpoint, run_copy / "best.pt")
+    proc = run_cli("export", str(run_copy), "--exporter", "legacy", "--format", "torchscript", check=True)
+    assert "warning: best.onnx in the same folder no longer matches this checkpoint" in proc.stdout, proc.stdout
+    assert json.loads((run_copy / "parity.json").read_text())["stale"] == ["best.onnx"]
 
 
 def test_an_exported_file_is_refused_as_the_source_with_the_way_out(

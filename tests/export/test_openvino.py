@@ -102,6 +102,17 @@ def test_infer_eval_and_verify_run_the_xml_file(exported: Path, digit_pngs: Path
     shutil.copy(exported / "mnist.xml", lone)
     proc = run_cli("infer", "--model", str(lone), str(files[0]))
     assert proc.returncode == 2 and "has no weights file lone.bin beside it" in proc.stderr
+    # a damaged graph and weights cut short: OpenVINO's cause, not only the source line that raised it
+    (tmp_path / "bad.xml").write_bytes((exported / "mnist.xml").read_bytes()[:400])
+    shutil.copy(exported / "mnist.bin", tmp_path / "bad.bin")
+    (tmp_path / "short.xml").write_bytes((exported / "mnist.xml").read_bytes())
+    (tmp_path / "short.bin").write_bytes((exported / "mnist.bin").read_bytes()[:1000])
+    for name, cause in (("bad.xml", "at offset 399"), ("short.xml", "Incorrect weights in bin file!")):
+        for command in (("verify", str(tmp_path / name)), ("infer", "--model", str(tmp_path / name), str(files[0]))):
+            proc = run_cli(*command)
+            line = proc.stderr.strip().splitlines()[-1]
+            assert proc.returncode == 2 and "is not a usable OpenVINO model: " in line and cause in line, proc.stderr
+            assert "export it again" in line
 
 
 def test_a_signal_after_an_openvino_export_reaches_python(trained_run: Path, tmp_path: Path) -> None:

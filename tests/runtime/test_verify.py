@@ -74,6 +74,8 @@ def test_every_onnx_family_file_passes_its_self_check_here(family: dict[str, Pat
     # fp16 is checked against its own logits at export (a quantisation step from the checkpoint's)
     assert fp16["atol"] == 0.02 and fp16["compared_with"] == "the file at export"
     assert 1e-6 < fp16["max_abs_diff_vs_checkpoint"] < 0.1
+    # and the line says so: a 0 there is against the file's own logits, not the checkpoint's
+    assert f"vs its own logits at export ({fp16['max_abs_diff_vs_checkpoint']:.3g} vs the checkpoint's)" in render(fp16)
     assert verify(family["onnx"])["atol"] == 1e-4 and verify(family["onnx"])["compared_with"] == "checkpoint"
 
 
