@@ -40,7 +40,8 @@ def _spec_options(command: Any) -> Any:
                 "--size",
                 callback=size_option,
                 help="For an ONNX file without a cnnx spec: input size, N "
-                "or HxW (e.g. 28 or 32x32). The colour mode follows the model's channels (1 = greyscale, 3 = RGB).",
+                "or HxW (e.g. 28 or 32x32). The colour mode follows the model's channels (1 = greyscale, 3 = RGB). "
+                "[default: the graph's, when it takes one size]",
             ),
             click.option(
                 "--classes",

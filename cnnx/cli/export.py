@@ -107,7 +107,7 @@ def _shared(what: str) -> Decorator:
     type=int,
     default=0,
     show_default=True,
-    help="torch and onnxruntime threads during parity; 0 = half the cores, 1 to 4.",
+    help="torch and onnxruntime threads during parity; 0 = automatic: half the cores, 1 at least, 4 at most.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
 def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
@@ -132,6 +132,25 @@ def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
             emit_json(exc.report)  # a failed gate is a result too: its numbers on stdout, exit code 3
         raise
     emit_json(report) if as_json else click.echo(render(report))
+    named = _format_named(options.get("out"))
+    if named is not None and named not in report["formats"]:
+        base = named.removesuffix("-int8")
+        how = ("--int8" if base == "onnx" else f"--format {base} --int8") if base != named else f"--format {named}"
+        click.echo(
+            f"note: --out {options['out']} has the suffix of {named} files, which this export did not write "
+            f"(--out names the files only); add {how} for one",
+            err=True,
+        )
+
+
+def _format_named(out: str | None) -> str | None:
+    """The format whose file suffix ``--out`` ends with (the longest that fits: m.int8.onnx is onnx-int8), or None."""
+    from cnnx.export.formats import FORMATS
+
+    if out is None or Path(out).is_dir():
+        return None
+    fits = [(len(f.SUFFIX), name) for name, f in FORMATS.items() if out.lower().endswith(f.SUFFIX)]
+    return max(fits)[1] if fits else None
 
 
 @main.command("inspect")

@@ -257,9 +257,13 @@ class SpecOptions:
     def given(self) -> bool:
         return any(v is not None for v in (self.mean, self.std, self.size, self.classes))
 
-    def to_spec(self, channels: int | None, outputs: int | None, source: str) -> ModelSpec:
-        """The spec these options describe for a model whose graph takes ``channels`` and gives
-        ``outputs`` classes (None where the graph leaves them open)."""
+    def to_spec(
+        self, channels: int | None, outputs: int | None, source: str, size: tuple[int, int] | None = None
+    ) -> ModelSpec:
+        """The spec these options describe for a model whose graph takes ``channels`` images of ``size``
+        (H, W) and gives ``outputs`` classes (None where the graph leaves them open; --size wins)."""
+        if self.size is None and size is not None:
+            return dataclasses.replace(self, size=size).to_spec(channels, outputs, source)
         missing = [name for name, v in (("--mean", self.mean), ("--std", self.std), ("--size", self.size)) if v is None]
         if missing:
             raise ConfigError(

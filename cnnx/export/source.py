@@ -159,9 +159,16 @@ def load_source(
     """Read ``path`` (a checkpoint, a run folder or a state_dict) into an eval-mode CPU model and its spec."""
     path = ckpt.resolve_checkpoint(Path(path))
     spec, state, kind, info, config = _read(path, arch)
+    given = _apply_overrides(spec, mean, std, classes)  # the values checked first (a zero std says so)
     if kind == "cnnx-checkpoint":
         _own_normalisation(spec, path, mean, std)
-    spec = _apply_overrides(spec, mean, std, classes)
+        if classes is not None and len(classes) != len(spec.classes):
+            raise ConfigError(
+                f"--classes names {len(classes)} classes; {path} was trained on {len(spec.classes)} "
+                f"({', '.join(spec.classes[:10])}{', ...' if len(spec.classes) > 10 else ''})",
+                f"give {len(spec.classes)} names, in the order of the model's outputs, or leave out --classes",
+            )
+    spec = given
     model = _load_into(spec, state, path)
     sha = ckpt.file_sha256(path)
     versions = {"cnnx": cnnx.__version__, "torch": str(torch.__version__)}

@@ -54,6 +54,11 @@ NOT_RUN: dict[str, tuple[str, str]] = {
         "an ExecuTorch program",  # its Python runtime takes torch tensors, and the edge runtime never loads torch
         "run it with ExecuTorch's runtime in your application, or give the .onnx file exported beside it",
     ),
+    ".bpte": (
+        "ExecuTorch's bundled program (the .pte with its test images, for executor_runner)",
+        "`cnnx verify NAME.pte` checks the program; or run this file in ExecuTorch's executor_runner built "
+        "with bundled-program support",
+    ),
 }
 
 

@@ -88,8 +88,9 @@ class OnnxModel:
         shape = inputs[0].shape if len(inputs) == 1 else []
         out = next((o for o in outputs if o.name == OUTPUT_NAME), outputs[0]) if outputs else None
         channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else None
+        fixed = (shape[2], shape[3]) if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]) else None
         width = out.shape[-1] if out is not None and len(out.shape) == 2 and isinstance(out.shape[-1], int) else None
-        return options.to_spec(channels, width, str(self.path))
+        return options.to_spec(channels, width, str(self.path), fixed)  # a graph of one image size needs no --size
 
     def _check_signature(self) -> None:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()

@@ -397,7 +397,7 @@ MODEL_CASES = [
     Case(
         "ONNX without cnnx metadata, `--mean` only",
         model=_edited("plain.onnx", _strip_spec, "--mean", "0.1307"),
-        reason="needs --std, --size",
+        reason="needs --std (",  # --size: the graph takes 28x28 only
     ),
     Case(
         "ONNX without cnnx metadata, `--mean 0.1307 --std 0.3081 --size 28`",

@@ -290,6 +290,13 @@ def test_parity_json_keeps_a_format_until_its_file_is_replaced(run_copy: Path) -
     assert json.loads((run_copy / "parity.json").read_text())["stale"] == ["best.onnx"]
 
 
+def test_out_named_like_a_format_not_written_gets_a_note(trained_run: Path, tmp_path: Path) -> None:
+    proc = run_cli("export", str(trained_run), "--format", "torchscript", "--out", str(tmp_path / "m.int8.onnx"))
+    assert proc.returncode == 0 and (tmp_path / "m.torchscript").is_file(), proc.stderr
+    assert f"note: --out {tmp_path / 'm.int8.onnx'} has the suffix of onnx-int8 files" in proc.stderr
+    assert proc.stderr.rstrip().endswith("add --int8 for one")
+
+
 def test_an_exported_file_is_refused_as_the_source_with_the_way_out(
     exported: tuple[Path, dict[str, Any], str], tmp_path: Path
 ) -> None:

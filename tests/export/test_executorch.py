@@ -78,6 +78,11 @@ def test_the_edge_runtime_names_what_runs_a_program(exported: Path, digit_pngs: 
 
     proc = run_cli("infer", "--model", str(exported / "mnist.pte"), str(sorted(digit_pngs.iterdir())[0]))
     assert proc.returncode == 2 and "is an ExecuTorch program" in proc.stderr and "Traceback" not in proc.stderr
+    # the bundled program beside it is not an ONNX file (it was opened as one): the program is what verify checks
+    for command in (("verify", str(exported / "mnist.bpte")), ("infer", "--model", str(exported / "mnist.bpte"), ".")):
+        proc = run_cli(*command)
+        line = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and "is ExecuTorch's bundled program" in line and "cnnx verify NAME.pte" in line
 
 
 def test_inspect_reads_a_program_and_its_spec_without_loading_it(exported: Path) -> None:

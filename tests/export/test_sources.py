@@ -185,13 +185,16 @@ def test_seed000_with_dropout_overrides_and_the_shipped_sample(
     assert spec.test_accuracy is None  # 500 sample images do not measure a test accuracy
 
 
-def test_a_cnnx_checkpoint_keeps_the_normalisation_it_trained_with(trained_run: Path, tmp_path: Path) -> None:
+def test_a_cnnx_checkpoint_keeps_its_normalisation_and_classes(trained_run: Path, tmp_path: Path) -> None:
     # --mean/--std 0.5 on a checkpoint trained with 0.1307/0.3081 exported at 85% with every gate passed
     # (the reference was fed the same wrong numbers): refused, before anything is written
     result = _invoke("export", str(trained_run), "--mean", "0.5", "--std", "0.5", "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "was trained with mean 0.1307; --mean 0.5 would feed it other numbers than it learnt on" in result.stderr
     assert not (tmp_path / "o").exists()
+    result = _invoke("export", str(trained_run), "--classes", "a,b,c", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2 and "--classes names 3 classes; " in result.stderr, result.stderr
+    assert "trained on 10 (0, 1, 2" in result.stderr and "--arch" not in result.stderr  # the user gave no --arch
 
 
 def _save_as_if_on_cuda(obj: Any, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

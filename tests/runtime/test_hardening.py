@@ -165,6 +165,9 @@ def test_eval_takes_the_same_options_for_a_file_without_a_spec(shipped_model, tm
         ).stdout
     )
     assert got["accuracy"] == want["accuracy"] and got["confusion"] == want["confusion"]
+    # the graph takes 28x28 images only: its size goes without saying
+    sized = run_cli("eval", str(plain), "--data", str(mini_mnist), "--json", "--mean", "0.1307", "--std", "0.3081")
+    assert sized.returncode == 0 and json.loads(sized.stdout)["confusion"] == want["confusion"], sized.stderr
     bare = run_cli("eval", str(plain), "--data", str(mini_mnist))
     assert bare.returncode == 2 and "Traceback" not in bare.stderr
     [line] = bare.stderr.strip().splitlines()
@@ -179,6 +182,10 @@ def test_spec_options_take_the_colour_from_the_channels_and_say_what_is_missing(
     assert SpecOptions(mean=(0.5,) * 3, std=(0.2,) * 3, size=(8, 9)).to_spec(None, 2, "m").input_shape == (3, 8, 9)
     with pytest.raises(ConfigError, match="needs --mean, --std, --size"):
         SpecOptions(classes=["a"]).to_spec(1, 1, "m.onnx")
+    with pytest.raises(ConfigError, match="needs --mean, --std \\("):  # a graph of one image size: not --size
+        SpecOptions(classes=["a"]).to_spec(1, 1, "m.onnx", (28, 28))
+    assert SpecOptions(mean=(0.5,), std=(0.5,)).to_spec(1, 3, "m", (28, 24)).input_shape == (1, 28, 24)
+    assert SpecOptions(mean=(0.5,), std=(0.5,), size=(8, 8)).to_spec(1, 3, "m", (28, 28)).input_shape == (1, 8, 8)
     with pytest.raises(ConfigError, match="--classes"):
         SpecOptions(mean=(0.5,), std=(0.5,), size=(8, 8)).to_spec(1, None, "m.onnx")
     with pytest.raises(ConfigError, match="2 channels"):
