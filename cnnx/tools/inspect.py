@@ -149,9 +149,12 @@ def _executorch(path: Path, data: bytes) -> dict[str, Any]:
         return ModelSpec.from_dict(json.loads(text)) if text is not None else None
 
     check = raw.get(SELFCHECK_KEY)
+    spec = _spec(read)
+    if text is None:  # the program alone: cnnx export writes its spec beside it, not into it
+        spec["note"] = f"no cnnx spec: {beside.name} is not beside it (cnnx export writes spec and self-check there)"
     return {
         "kind": "executorch",
-        **_spec(read),
+        **spec,
         **_selfcheck(check if isinstance(check, str) else None),
         **({"bundled_program": {"file": bundle.name, "size_bytes": bundle.stat().st_size}} if bundle.is_file() else {}),
         **({"companions": [beside]} if beside.is_file() else {}),

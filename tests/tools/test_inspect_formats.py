@@ -89,3 +89,9 @@ def test_an_unreadable_spec_beside_a_pte_is_a_one_line_error(tmp_path: Path) -> 
     proc = run_cli("inspect", str(tmp_path / "m.pte"))
     assert proc.returncode == 2 and "cannot read" in proc.stderr and "m.pte.json" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_pte_copied_without_its_spec_says_which_file_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "m.pte").write_bytes(b"\x00\x00\x00\x00ET12")
+    info = _inspect(tmp_path / "m.pte")
+    assert info["spec"] is None and info["note"].startswith("no cnnx spec: m.pte.json is not beside it")
