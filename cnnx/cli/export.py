@@ -206,7 +206,8 @@ def inspect_cmd(file: str, as_json: bool) -> None:
 @click.option("--no-plot", is_flag=True, help="Draw no chart.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON on stdout.")
 def bench_cmd(checkpoint: str, no_plot: bool, as_json: bool, **options: Any) -> None:
-    """Compare the formats CHECKPOINT_OR_RUN can ship as on this CPU: PyTorch eager, TorchScript, ONNX fp32 and int8.
+    """Compare the formats CHECKPOINT_OR_RUN can ship as on this CPU: PyTorch eager, TorchScript, ONNX Runtime
+    (fp32, int8, fp16 and .ort), and OpenVINO, ExecuTorch and LiteRT where their packages are installed.
 
     Size, test accuracy, batch-1 latency p50/p99, throughput at batch 64 and 1024,
     load time, peak memory and whole-process cold start, each format in fresh

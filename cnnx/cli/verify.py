@@ -58,6 +58,8 @@ def verify_cmd(model: str, threads: int, as_json: bool) -> None:
     except CnnxError as exc:
         if as_json:  # a failed check is a result too (its numbers, exit 3); a file that cannot be checked says why (2)
             emit_json(exc.report if exc.report is not None else {"model": model, "passed": False, "error": str(exc)})
+        elif exc.report is not None:
+            click.echo(render(exc.report))  # "FAIL: ..." on stdout, as "pass: ..."; the error and the way out on stderr
         raise
     emit_json(result) if as_json else click.echo(render(result))
 

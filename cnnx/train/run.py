@@ -375,6 +375,9 @@ class Run:
             "arch": self.arch,
             "device": str(self.device),
             "precision": "bfloat16 autocast" if self.cfg.amp else "float32",  # --amp, as resolved for this device
+            # torch's CPU threads: a sum split over another number of threads rounds otherwise, so a run
+            # repeats bit for bit with the same seed and the same threads (--threads 0: torch's default)
+            "cpu_threads": torch.get_num_threads(),
             "parameters": count_parameters(self.model),
             "train_images": len(self.train_y),
             "held_out_images": len(self.held) if self.held is not None else 0,

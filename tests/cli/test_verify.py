@@ -50,6 +50,10 @@ def test_verify_fails_with_exit_3_and_the_numbers(exported: Path, tmp_path: Path
     assert json.loads(proc.stdout)["passed"] is False  # --json: the numbers of the failed check too
     (line,) = proc.stderr.splitlines()
     assert line.startswith("error: ") and "fails its self-check on this device" in line and "tolerance 0.0001" in line
+    text = run_cli("verify", str(tmp_path / "drifted.onnx"))  # without --json: FAIL on stdout, as pass is
+    (out,) = text.stdout.splitlines()
+    assert text.returncode == 3 and out.startswith(f"FAIL: {tmp_path / 'drifted.onnx'} (onnx): max |logit diff| 0.01")
+    assert text.stderr.startswith("error: ") and "fails its self-check" in text.stderr
 
 
 def test_a_file_without_self_check_or_no_model_is_a_one_line_error(exported: Path, tmp_path: Path) -> None:

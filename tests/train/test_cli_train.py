@@ -21,10 +21,13 @@ QUICK += ["--batch-size", "64", "--no-plots"]
 
 def test_json_result_on_stdout_progress_on_stderr(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = run_cli("train", *QUICK, "--epochs", "2", "--out", str(run), "--json", "--no-amp", check=True)
+    args = ("--epochs", "2", "--out", str(run), "--json", "--no-amp", "--threads", "1")
+    proc = run_cli("train", *QUICK, *args, check=True)
     summary = json.loads(proc.stdout)  # stdout holds the result and nothing else
     assert summary["epochs"] == 2 and summary["run_dir"] == str(run)
     assert summary["precision"] == "float32"
+    assert summary["cpu_threads"] == 1  # what a bit-for-bit repeat needs besides the seed
+    assert json.loads((run / "metrics.json").read_text())["cpu_threads"] == 1
     lines = proc.stderr.splitlines()
     assert lines[0].startswith(
         "training seed000-net (21,840 parameters) on mnist (920 train / 80 held out / 500 test images), "
