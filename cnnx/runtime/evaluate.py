@@ -65,6 +65,8 @@ def load_labelled(
         )
     files = locate_mnist(root, (split,))
     splits = split_folders(root)
+    if splits is not None and {p.name for p in splits} & set(spec.classes):
+        splits = None  # classes named train and test: a tree of classes, not two splits
     if val_split is not None and (files is not None or splits is not None):
         held = "MNIST IDX files" if files is not None else "train/ and test/ sub-folders"
         raise ConfigError(f"{root} holds {held}: it has its own test split, and --val-split draws none")
@@ -81,7 +83,7 @@ def load_labelled(
         if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
             raise DataNotFoundError(f"{pair[1]} has labels outside 0..{spec.num_classes - 1}")
         return LabelledData(str(root), "mnist-idx", labels, pixels=images[:, None], idx_file=pair[0].name)
-    if splits is not None and not {p.name for p in splits} & set(spec.classes):  # laid out as cnnx train takes it
+    if splits is not None:  # laid out as cnnx train takes it
         return _image_folder(splits[0] if split == "train" else splits[1], spec)
     data = _image_folder(root, spec)
     if val_split is None:
