@@ -319,7 +319,8 @@ def eval_cmd(
     path = resolve_model(model)
     net = open_model(path, **options)  # threads, and --mean/--std/--size/--classes for a file without a spec
     data = load_labelled(data_dir, net.spec, split, val_split, seed)
-    whole = val_split is None and data.kind == "image-folder" and data.source == str(Path(data_dir))
+    sub_folder = data.kind == "image-folder" and data.source != str(Path(data_dir))  # its train/ or test/
+    whole = val_split is None and data.kind == "image-folder" and not sub_folder
     if whole and net.spec.dataset and net.spec.dataset == Path(data_dir).resolve().name:
         click.echo(
             f"note: {path.name} was trained on a folder named {net.spec.dataset}: scored whole, its training "
@@ -345,7 +346,7 @@ def eval_cmd(
         )
     else:
         kind = f"MNIST IDX, {split} split" if data.kind == "mnist-idx" else "image folders"
-        if data.kind != "mnist-idx" and data.source != str(Path(data_dir)):  # its train/ or test/ sub-folder
+        if sub_folder:
             kind += f" in {Path(data.source).name}/"
         elif val_split is not None:
             kind += f", the {split} share of --val-split {val_split:g} --seed {seed}"

@@ -144,13 +144,11 @@ def export_cmd(checkpoint: str, as_json: bool, **options: Any) -> None:
 
 
 def _format_named(out: str | None) -> str | None:
-    """The format whose file suffix ``--out`` ends with (the longest that fits: m.int8.onnx is onnx-int8), or None."""
-    from cnnx.export.formats import FORMATS
+    """The format whose file name ``--out`` gives (as export reads it, ``named_by``), or None."""
+    from cnnx.export.formats import named_by
 
-    if out is None or Path(out).is_dir():
-        return None
-    fits = [(len(f.SUFFIX), name) for name, f in FORMATS.items() if out.lower().endswith(f.SUFFIX)]
-    return max(fits)[1] if fits else None
+    named = None if out is None or Path(out).is_dir() else named_by(Path(out).name)
+    return named[0] if named is not None and named[1] else None
 
 
 @main.command("inspect")

@@ -34,7 +34,7 @@ from cnnx.core.fileio import folder_problem
 from cnnx.core.spec import Extra
 from cnnx.export import parity, parity_data, record, selfcheck
 from cnnx.export.fold import BLOCK, fold_batchnorm, pad_channels
-from cnnx.export.formats import FORMATS, NOT_MADE, Loaded, files_of, missing, onnx_fp32
+from cnnx.export.formats import FORMATS, NOT_MADE, Loaded, files_of, missing, named_by, onnx_fp32
 from cnnx.export.options import CHOICES, ON_REQUEST, ExportOptions
 from cnnx.export.source import Source, load_source
 from cnnx.train.checkpoint import file_sha256
@@ -48,10 +48,9 @@ def _destination(out: str | None, source: Path) -> tuple[Path, str]:
     if out is None:
         return source.parent, source.stem
     path = Path(out)
-    suffixes = {fmt.SUFFIX for fmt in FORMATS.values()}
-    name = next((path.name[: -len(s)] for s in sorted(suffixes, key=len, reverse=True) if path.name.endswith(s)), None)
-    if name and not path.is_dir():
-        return path.parent, name
+    named = named_by(path.name)
+    if named is not None and named[1] and not path.is_dir():
+        return path.parent, named[1]
     return path, source.stem
 
 

@@ -67,11 +67,16 @@ def _apply_overrides(
     return spec.replace(**changes) if changes else spec
 
 
-def _own_normalisation(
-    spec: ModelSpec, path: Path, mean: tuple[float, ...] | None, std: tuple[float, ...] | None
+def _keeps_its_spec(
+    spec: ModelSpec,
+    path: Path,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    classes: list[str] | None,
 ) -> None:
-    """A cnnx checkpoint trained on the mean/std its spec carries: other values would feed it other
-    numbers than it learnt on (and the parity gates would pass, the reference being fed them too)."""
+    """A cnnx checkpoint was trained on the mean/std its spec carries and gives one output per class:
+    other values would feed it other numbers than it learnt on (and the parity gates would pass, the
+    reference being fed them too); other class names are fine, another count of them is not."""
     for name, given, own in (("mean", mean, spec.mean), ("std", std, spec.std)):
         if given is not None and tuple(given) != tuple(own):
             raise ConfigError(
@@ -79,6 +84,12 @@ def _own_normalisation(
                 f"{', '.join(f'{v:g}' for v in given)} would feed it other numbers than it learnt on",
                 f"leave out --{name}: the checkpoint's own is used (--mean and --std are for a bare state_dict)",
             )
+    if classes is not None and len(classes) != len(spec.classes):
+        raise ConfigError(
+            f"--classes names {len(classes)} classes; {path} was trained on {len(spec.classes)} "
+            f"({', '.join(spec.classes[:10])}{', ...' if len(spec.classes) > 10 else ''})",
+            f"give {len(spec.classes)} names, in the order of the model's outputs, or leave out --classes",
+        )
 
 
 def default_spec(arch_name: str) -> ModelSpec:
@@ -161,13 +172,7 @@ def load_source(
     spec, state, kind, info, config = _read(path, arch)
     given = _apply_overrides(spec, mean, std, classes)  # the values checked first (a zero std says so)
     if kind == "cnnx-checkpoint":
-        _own_normalisation(spec, path, mean, std)
-        if classes is not None and len(classes) != len(spec.classes):
-            raise ConfigError(
-                f"--classes names {len(classes)} classes; {path} was trained on {len(spec.classes)} "
-                f"({', '.join(spec.classes[:10])}{', ...' if len(spec.classes) > 10 else ''})",
-                f"give {len(spec.classes)} names, in the order of the model's outputs, or leave out --classes",
-            )
+        _keeps_its_spec(spec, path, mean, std, classes)
     spec = given
     model = _load_into(spec, state, path)
     sha = ckpt.file_sha256(path)

@@ -55,6 +55,16 @@ def missing(name: str) -> str | None:
     return check() if check is not None else None
 
 
+def named_by(filename: str) -> tuple[str, str] | None:
+    """(format, stem) of a file name that ends with a format's suffix, the longest that fits
+    (``m.int8.onnx`` is onnx-int8's ``m``), or None."""
+    fits = [(len(f.SUFFIX), name) for name, f in FORMATS.items() if filename.endswith(f.SUFFIX)]
+    if not fits:
+        return None
+    name = max(fits)[1]
+    return name, filename.removesuffix(FORMATS[name].SUFFIX)
+
+
 def files_of(name: str, path: Path) -> list[Path]:
     """Every file format ``name`` writes for its main file ``path``: the file, then its companions."""
     stem = path.name.removesuffix(FORMATS[name].SUFFIX)
