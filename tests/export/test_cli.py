@@ -162,6 +162,23 @@ def test_human_report_is_a_table(exported: tuple[Path, dict[str, Any], str]) -> 
     assert left_out == [f"left out {n}: {why}" for n, why in exported[1]["skipped"].items()]
 
 
+def test_report_warns_when_its_test_images_are_too_few_for_a_gate_on_agreement(
+    exported: tuple[Path, dict[str, Any], str],
+) -> None:
+    """fp16 is gated on 99.9% top-1 agreement, which 500 images cannot show (none of 500 disagreeing
+    leaves up to 0.6%): the report says so, and how many images would; the fp32 formats are gated on
+    every logit too, and need no such line. With MNIST's 10,000 test images the line is gone."""
+    from cnnx.export.report import render, thin_gates
+
+    report = exported[1]
+    assert thin_gates(report) == (["onnx-fp16"], 3000)
+    (line,) = [line for line in render(report).splitlines() if line.startswith("warning:")]
+    assert line.startswith("warning: onnx-fp16's top-1 agreement >= 99.90% rests on 500 test images, too few to")
+    assert "up to 0.60% may" in line and "test set of 3,000 images" in line
+    full = {**report, "images": {**report["images"], "images": 10_000}}
+    assert thin_gates(full) == ([], 0) and "warning:" not in render(full)
+
+
 @pytest.mark.slow  # two exports (about 25 s)
 def test_format_all_without_openvino_names_what_it_left_out_and_why(trained_run: Path, tmp_path: Path) -> None:
     from tests.support import cnnx_without
