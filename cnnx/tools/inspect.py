@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cnnx.core import pteio
 from cnnx.core.contract import OUTPUT_NAME, TORCHSCRIPT_SPEC_FILE, first_line, is_torchscript, run_checkpoint
 from cnnx.core.errors import CnnxError, ModelFileError
 from cnnx.core.onnxio import fields as _fields
@@ -131,6 +132,9 @@ def _executorch(path: Path, data: bytes) -> dict[str, Any]:
     """An ExecuTorch program (.pte): a flatbuffer with no room for metadata; its spec and self-check are in the
     JSON beside it, and its bundled program (.bpte), when there, is named with its size (a check, not shipped,
     so not counted in the program's size). Read without ExecuTorch (or torch): the program is not loaded."""
+    cut = pteio.truncation(path)
+    if cut:  # the spec beside it would read as if the program were whole
+        raise ModelFileError(cut, "copy it again, or export it again with `cnnx export`")
     stem = path.name.removesuffix(path.suffix)
     beside, bundle = path.parent / (stem + PTE_SPEC), path.parent / (stem + PTE_BUNDLE)
     text = None

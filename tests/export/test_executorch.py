@@ -129,6 +129,21 @@ def test_verify_fails_with_exit_3_when_the_logits_beside_the_program_moved(expor
     assert "another version of ExecuTorch" in line
 
 
+def test_a_program_cut_short_is_named_so_by_inspect_and_verify(exported: Path, tmp_path: Path) -> None:
+    """Its spec lies beside it, whole: without the header's size, inspect showed the program as fine and
+    ExecuTorch's loader said only "error: 0x23"."""
+    from tests.support import run_cli
+
+    data = (exported / "mnist.pte").read_bytes()
+    (tmp_path / "mnist.pte").write_bytes(data[: len(data) // 3])
+    shutil.copy(exported / "mnist.pte.json", tmp_path / "mnist.pte.json")
+    for command in ("inspect", "verify"):
+        proc = run_cli(command, str(tmp_path / "mnist.pte"))
+        assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+        assert proc.stderr.startswith(f"error: {tmp_path / 'mnist.pte'} is cut short: {len(data) // 3:,} bytes of the ")
+        assert f"{len(data):,} its header gives (copy it again" in proc.stderr
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")  # executorch's own imports
 def test_the_bundled_program_loads_back_and_passes_in_executorch(exported: Path) -> None:
     """ExecuTorch's own bundled-program verification, as its C++ executor_runner runs it on a device: the

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnx.core import pteio
 from cnnx.core.contract import first_line, normalise
 from cnnx.core.errors import ModelFileError
 from cnnx.core.fileio import atomic_write
@@ -193,6 +194,9 @@ class LoadedPte:
             from executorch.runtime import Runtime
 
         self.path = Path(path)
+        cut = pteio.truncation(self.path)
+        if cut:  # ExecuTorch would say only "Failed to load program, error: 0x23"
+            raise ModelFileError(cut, "copy it again, or export it again with `cnnx export`")
         try:
             with native_stderr_held():
                 self.method = Runtime.get().load_program(str(self.path)).load_method("forward")
