@@ -190,13 +190,13 @@ class LoadedPte:
     """A ``.pte`` loaded back with ExecuTorch's Python runtime, as an application loads it."""
 
     def __init__(self, path: Path) -> None:
-        with _notices_held():
-            from executorch.runtime import Runtime
-
         self.path = Path(path)
         cut = pteio.truncation(self.path)
         if cut:  # ExecuTorch would say only "Failed to load program, error: 0x23"
             raise ModelFileError(cut, "copy it again, or export it again with `cnnx export`")
+        with _notices_held():
+            from executorch.runtime import Runtime
+
         try:
             with native_stderr_held():
                 self.method = Runtime.get().load_program(str(self.path)).load_method("forward")
