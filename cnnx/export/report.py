@@ -89,6 +89,24 @@ def thin_gates(report: dict[str, Any]) -> tuple[list[str], int]:
     return thin, max((need[name] for name in thin), default=0)
 
 
+SLOWER = 1.1  # a reduced-precision file this many times its fp32 file's batch-64 latency, or more, is said to be slower
+
+
+def slower_than_fp32(report: dict[str, Any]) -> list[tuple[str, str, float, float]]:
+    """(format, its fp32 format, its ms, the fp32 ms) at batch 64, for each fp16 or int8 file this export
+    timed at SLOWER times its fp32 file or more: on a CPU without fast fp16 or int8 kernels, or with a
+    model this small, the smaller file is the slower one, and the latency table alone does not say so."""
+    formats, out = report["formats"], []
+    for name, f in formats.items():
+        base = name.removesuffix("-int8").removesuffix("-fp16")
+        if base == name or base not in formats or "64" not in f["latency_ms"]:
+            continue
+        ms, base_ms = f["latency_ms"]["64"], formats[base]["latency_ms"].get("64")
+        if base_ms and ms >= SLOWER * base_ms:
+            out.append((name, base, ms, base_ms))
+    return out
+
+
 def _agrees(name: str, report: dict[str, Any]) -> str:
     """e.g. "onnx-int8's top-1 agreement >= 99.80%"."""
     return f"{name}'s top-1 agreement >= {_pct(report['formats'][name]['tolerance']['min_agreement'])}"
@@ -126,6 +144,13 @@ def render(report: dict[str, Any]) -> str:
             "this checkpoint (exported from another one, or changed since; cnnx verify still passes them, as it "
             "checks a file against itself): export them again, or delete them"
         )
+    made_now = set(report.get("written", formats))  # a kept row's timing is from its own export
+    for name, base, ms, base_ms in slower_than_fp32(report):
+        if name in made_now:
+            lines.append(
+                f"note: {name} took {ms / base_ms:.1f}x the time of {base} at batch 64 here ({ms:.2f} vs "
+                f"{base_ms:.2f} ms, {threads} thread{'s' * (threads != 1)}): it saves size, not time, on this CPU"
+            )
     thin, needed = thin_gates(report)
     if thin:
         lines.append(

@@ -179,6 +179,25 @@ def test_report_warns_when_its_test_images_are_too_few_for_a_gate_on_agreement(
     assert thin_gates(full) == ([], 0) and "warning:" not in render(full)
 
 
+def test_report_says_when_a_smaller_file_is_the_slower_one(exported: tuple[Path, dict[str, Any], str]) -> None:
+    """fp16 and int8 save size; on a CPU without fast kernels for them they also cost time, which only the
+    latency table showed. The timings here are set, not measured, so the test does not hang on this CPU's."""
+    from cnnx.export.report import render, slower_than_fp32
+
+    report = exported[1]
+
+    def timed(fp16_ms: float) -> dict[str, Any]:
+        formats = {name: {**f, "latency_ms": {"1": 0.05, "64": 2.0}} for name, f in report["formats"].items()}
+        formats["onnx-fp16"]["latency_ms"] = {"1": 0.05, "64": fp16_ms}
+        return {**report, "formats": formats}
+
+    assert slower_than_fp32(timed(3.0)) == [("onnx-fp16", "onnx", 3.0, 2.0)]
+    (note,) = [line for line in render(timed(3.0)).splitlines() if line.startswith("note: ")]
+    assert note.startswith("note: onnx-fp16 took 1.5x the time of onnx at batch 64 here (3.00 vs 2.00 ms, ")
+    assert note.endswith("it saves size, not time, on this CPU")
+    assert slower_than_fp32(timed(2.1)) == [] and "note: " not in render(timed(2.1))  # within the timing's noise
+
+
 @pytest.mark.slow  # two exports (about 25 s)
 def test_format_all_without_openvino_names_what_it_left_out_and_why(trained_run: Path, tmp_path: Path) -> None:
     from tests.support import cnnx_without
