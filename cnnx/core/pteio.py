@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnnx.core.errors import ModelFileError
+
 MAGIC = b"eh00"  # ExecuTorch's extended header (executorch/exir/_serialize/_program.py, _ExtendedHeader)
 HEADER_AT = 8  # after the flatbuffer's root offset and its file identifier
 MIN_LENGTH = 24  # magic, length, program size, segment base offset; +8 with the segment data size
@@ -37,3 +39,10 @@ def truncation(path: Path) -> str | None:
     if want is None or have >= want:
         return None
     return f"{path} is cut short: {have:,} bytes of the {want:,} its header gives"
+
+
+def check_whole(path: Path) -> None:
+    """Raise ModelFileError naming the way out when the program at ``path`` is cut short."""
+    cut = truncation(path)
+    if cut:
+        raise ModelFileError(cut, "copy it again, or export it again with `cnnx export`")

@@ -132,9 +132,7 @@ def _executorch(path: Path, data: bytes) -> dict[str, Any]:
     """An ExecuTorch program (.pte): a flatbuffer with no room for metadata; its spec and self-check are in the
     JSON beside it, and its bundled program (.bpte), when there, is named with its size (a check, not shipped,
     so not counted in the program's size). Read without ExecuTorch (or torch): the program is not loaded."""
-    cut = pteio.truncation(path)
-    if cut:  # the spec beside it would read as if the program were whole
-        raise ModelFileError(cut, "copy it again, or export it again with `cnnx export`")
+    pteio.check_whole(path)  # the spec beside it would read as if the program were whole
     stem = path.name.removesuffix(path.suffix)
     beside, bundle = path.parent / (stem + PTE_SPEC), path.parent / (stem + PTE_BUNDLE)
     text = None

@@ -191,9 +191,7 @@ class LoadedPte:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        cut = pteio.truncation(self.path)
-        if cut:  # ExecuTorch would say only "Failed to load program, error: 0x23"
-            raise ModelFileError(cut, "copy it again, or export it again with `cnnx export`")
+        pteio.check_whole(self.path)  # ExecuTorch would say only "Failed to load program, error: 0x23"
         with _notices_held():
             from executorch.runtime import Runtime
 
